@@ -1,0 +1,3 @@
+from dashrl.cli import main
+
+raise SystemExit(main())
