@@ -176,7 +176,30 @@ def _parse_report(report: str, nonce: str) -> tuple[int, int] | None:
     return None
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(child) for child in f.read().split()]
+    except OSError:
+        return []
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill everything the run started and wait until it is gone.
+
+    In "namespaces" mode the pid namespace's init (unshare's child) is killed first: the kernel
+    then kills every process in the namespace, even ones that left the process group, and
+    unshare exits only once they are all gone. Then the whole process group gets SIGKILL.
+    """
+    for child in _children(proc.pid):
+        try:
+            os.kill(child, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        pass
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
