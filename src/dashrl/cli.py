@@ -1,0 +1,57 @@
+"""`dashrl` command line: parses the config first, imports heavy modules lazily.
+
+    dashrl train [--config FILE.toml] [--section.field VALUE ...]
+    dashrl eval --model PATH_OR_ID --dataset math500 [...]
+
+`dashrl train` with no arguments runs the quickstart: DASH on SmolLM2-135M-Instruct
+on the arithmetic task (configs/quickstart.toml holds the same values).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# name -> (module, help): each module has add_arguments(parser) and run(args) -> int
+COMMANDS = {
+    "train": ("dashrl.cli_train", "train a policy with DASH, GRPO or PPO schedules"),
+    "eval": ("dashrl.eval.command", "evaluate a model on math and code datasets"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dashrl import __version__
+
+    parser = argparse.ArgumentParser(prog="dashrl", description="Fast RL for reasoning language models (DASH).")
+    parser.add_argument("--version", action="version", version=f"dashrl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        try:
+            importlib.import_module(module).add_arguments(p)
+        except ModuleNotFoundError:  # a command whose module is not installed
+            p.set_defaults(_missing=module)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    if getattr(args, "_missing", None):
+        print(f"dashrl: the {args.command} command is not available ({args._missing} is missing)", file=sys.stderr)
+        return 2
+    if rest and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.overrides = rest
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

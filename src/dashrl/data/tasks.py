@@ -1,0 +1,101 @@
+"""Training tasks: an ordered stream of problems plus the reward that grades answers.
+
+A task maps a global sample index to an `Example` deterministically from the seed
+(datasets are reshuffled each epoch with a seed-derived permutation), so the problems
+of step s are a pure function of (seed, s): resumes and workers never skip or repeat.
+Registry: `TASKS` (an unknown name falls back to `dashrl.data.datasets`, which also
+takes local JSONL paths).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from dashrl.data import Example
+from dashrl.data.arithmetic import arithmetic_example, integer_reward
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dashrl.config import TaskConfig
+
+
+def grade(example: Example, completion: str) -> float:
+    """Reward of one completion: math equivalence or code tests, by `example.kind`."""
+    if example.meta.get("dataset") == "arithmetic":
+        return integer_reward(completion, example.answer or "")
+    from dashrl import rewards
+
+    if example.kind == "code":
+        return rewards.code_reward(completion, example.tests or "")
+    return rewards.math_reward(completion, example.answer or "")
+
+
+@dataclass
+class Task:
+    """A stream of problems: `get(i)` is problem i; `size` is None for endless tasks."""
+
+    name: str
+    get: Callable[[int], Example]
+    size: int | None
+    reward: Callable[[Example, str], float] = grade
+
+    def batch(self, step: int, n: int) -> list[Example]:
+        """The `n` problems of optimizer step `step` (or of sampling cycle `step`)."""
+        return [self.get(step * n + j) for j in range(n)]
+
+
+def _from_examples(name: str, examples: list[Example], seed: int) -> Task:
+    if not examples:
+        raise ValueError(f"task {name!r} has no examples")
+    n = len(examples)
+    perms: dict[int, list[int]] = {}
+
+    def get(i: int) -> Example:
+        epoch, k = divmod(i, n)
+        if epoch not in perms:
+            order = list(range(n))
+            random.Random(f"order:{seed}:{epoch}").shuffle(order)
+            perms.clear()  # keep one epoch's permutation: O(n) memory
+            perms[epoch] = order
+        return examples[perms[epoch][k]]
+
+    return Task(name=name, get=get, size=n)
+
+
+def _arithmetic(cfg: "TaskConfig", seed: int) -> Task:
+    return Task(name="arithmetic", get=lambda i: arithmetic_example(seed, i, cfg.difficulty), size=None)
+
+
+def _dataset(name: str) -> Callable[["TaskConfig", int], Task]:
+    def make(cfg: "TaskConfig", seed: int) -> Task:
+        from dashrl.data.datasets import load_dataset
+
+        examples = load_dataset(
+            name,
+            split=cfg.split,
+            problem_field=cfg.problem_field or None,
+            answer_field=cfg.answer_field or None,
+            limit=cfg.limit or None,
+        )
+        return _from_examples(name, examples, seed)
+
+    return make
+
+
+TASKS: dict[str, Callable[["TaskConfig", int], Task]] = {
+    "arithmetic": _arithmetic,
+    "gsm8k": _dataset("gsm8k"),
+    "math": _dataset("math_train"),
+}
+
+
+def make_task(cfg: "TaskConfig", seed: int) -> Task:
+    """Build the training task named by `cfg.name` (a registry name, dataset name or path).
+
+    >>> from dashrl.config import TaskConfig
+    >>> make_task(TaskConfig(name="arithmetic", difficulty=1), seed=0).batch(0, 1)[0].problem
+    'What is 9 * 3?'
+    """
+    factory = TASKS.get(cfg.name) or _dataset(cfg.name)
+    return factory(cfg, seed)

@@ -1,0 +1,1 @@
+"""The training loop, logprob computation, micro-batching, checkpoints and metrics."""

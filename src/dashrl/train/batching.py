@@ -1,0 +1,114 @@
+"""Rollout records and how they are cut into micro-batches and collated into tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+
+@dataclass
+class Sample:
+    """One scored completion, kept in CPU memory until a micro-batch asks for it."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    logprobs: list[float]  # sampling policy, per completion token
+    reward: float
+    advantage: float
+    group: int  # index of the prompt's group within the step's batch
+    finish_reason: str
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt_ids) + len(self.completion_ids)
+
+
+def micro_batches(samples: Sequence[Sample], by: str, size: int, token_budget: int = 4096) -> list[list[int]]:
+    """Cut sample indices into micro-batches; every index appears exactly once.
+
+    - `samples`: at most `size` samples each, sorted by length so padding is small.
+    - `groups`: whole groups together (a group is split only when larger than `size`).
+    - `tokens`: sorted by length, as many as fit `token_budget` padded tokens (at least one).
+
+    >>> s = [Sample([1], [2] * n, [0.0] * n, 0.0, 1.0, n // 2, "stop") for n in (1, 5, 2, 4)]
+    >>> micro_batches(s, "samples", 2)
+    [[1, 3], [2, 0]]
+    """
+    if by == "groups":
+        out: list[list[int]] = []
+        order: dict[int, list[int]] = {}
+        for i, s in enumerate(samples):
+            order.setdefault(s.group, []).append(i)
+        current: list[int] = []
+        for members in order.values():
+            if current and len(current) + len(members) > size:
+                out.append(current)
+                current = []
+            while len(members) > size:
+                out.append(members[:size])
+                members = members[size:]
+            current = current + members
+        return out + ([current] if current else [])
+    ranked = sorted(range(len(samples)), key=lambda i: -samples[i].length)
+    if by == "samples":
+        return [ranked[i : i + size] for i in range(0, len(ranked), size)]
+    if by == "tokens":
+        out, current, width = [], [], 0
+        for i in ranked:
+            w = max(width, samples[i].length)
+            if current and w * (len(current) + 1) > token_budget:
+                out.append(current)
+                current, w = [], samples[i].length
+            current.append(i)
+            width = w
+        return out + ([current] if current else [])
+    raise ValueError(f"unknown micro-batch mode {by!r}; valid: ['groups', 'samples', 'tokens']")
+
+
+@dataclass
+class Collated:
+    """A micro-batch as tensors: prompts left-padded to P, completions right-padded to T."""
+
+    input_ids: torch.Tensor  # [N, P + T]
+    attention_mask: torch.Tensor  # [N, P + T]
+    position_ids: torch.Tensor  # [N, P + T]
+    completion_ids: torch.Tensor  # [N, T]
+    loss_mask: torch.Tensor  # [N, T] 1 on completion tokens
+    old_logprobs: torch.Tensor  # [N, T] sampling policy
+    advantages: torch.Tensor  # [N]
+    prompt_len: int  # P
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+def collate(samples: Sequence[Sample], pad_id: int, device: torch.device | str = "cpu") -> Collated:
+    """Pack samples into padded tensors (completion tokens start at column P for every row)."""
+    N = len(samples)
+    P = max(len(s.prompt_ids) for s in samples)
+    T = max(max(len(s.completion_ids) for s in samples), 1)
+    ids = torch.full((N, P + T), pad_id, dtype=torch.long)
+    attn = torch.zeros((N, P + T), dtype=torch.long)
+    old = torch.zeros((N, T))
+    for i, s in enumerate(samples):
+        p, c = len(s.prompt_ids), len(s.completion_ids)
+        ids[i, P - p : P] = torch.as_tensor(s.prompt_ids)
+        attn[i, P - p : P] = 1
+        if c:
+            ids[i, P : P + c] = torch.as_tensor(s.completion_ids)
+            attn[i, P : P + c] = 1
+            old[i, :c] = torch.as_tensor(s.logprobs)
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    return Collated(
+        input_ids=ids.to(device),
+        attention_mask=attn.to(device),
+        position_ids=pos.to(device),
+        completion_ids=ids[:, P:].to(device),
+        loss_mask=attn[:, P:].float().to(device),
+        old_logprobs=old.to(device),
+        advantages=torch.tensor([s.advantage for s in samples], dtype=torch.float32, device=device),
+        prompt_len=P,
+    )

@@ -1,0 +1,230 @@
+"""The pieces every update schedule is built from: rollout, backprop, optimizer step, sync.
+
+`Trainer` holds the model, sampler, optimizer and task; the schedules in
+`dashrl.train.schedules` call its four methods in different orders. All sampling
+results live in CPU memory as `Sample` records until a micro-batch asks for them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+from dashrl.algo import Norm, get_loss, gradient_filter, group_advantages
+from dashrl.config import Config
+from dashrl.data import Example
+from dashrl.data.prompts import build_prompt
+from dashrl.data.tasks import Task, make_task
+from dashrl.models import autocast_ctx
+from dashrl.rollout import SamplingParams, make_sampler
+from dashrl.train.batching import Sample, collate, micro_batches
+from dashrl.train.logprobs import completion_logprobs
+
+
+@dataclass
+class Rollouts:
+    """One sampling pass: M x G scored samples (group-major) and what it cost."""
+
+    samples: list[Sample]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def lr_lambda(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Learning-rate multiplier at optimizer step `step` (0-based): linear warmup, then decay.
+
+    >>> [round(lr_lambda(s, 2, 6, "linear"), 2) for s in range(6)]
+    [0.5, 1.0, 1.0, 0.75, 0.5, 0.25]
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(total - warmup, 1)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0 - progress  # linear
+
+
+class Trainer:
+    """Model, sampler, optimizer and task of one run, and the operations on them."""
+
+    def __init__(self, cfg: Config, model: Any, tokenizer: Any, optimizer_steps: int, task: Task | None = None):
+        self.cfg = cfg
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = next(model.parameters()).device
+        if cfg.model.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.ref_model = None
+        if cfg.algo.beta > 0:  # frozen copy of the initial policy, only when the KL term is on
+            self.ref_model = copy.deepcopy(model).requires_grad_(False).eval()
+            if cfg.model.dtype == "bf16":
+                self.ref_model.to(torch.bfloat16)
+        self.sampler = make_sampler(cfg.sampler.backend, model=model, tokenizer=tokenizer, dtype=cfg.model.dtype)
+        self.params = SamplingParams(
+            max_new_tokens=cfg.sampler.max_new_tokens,
+            temperature=cfg.sampler.temperature,
+            top_p=cfg.sampler.top_p,
+            top_k=cfg.sampler.top_k,
+            batch_size=cfg.sampler.batch_size,
+        )
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: lr_lambda(s, cfg.train.warmup_steps, optimizer_steps, cfg.train.lr_schedule),
+        )
+        self.task: Task = task if task is not None else make_task(cfg.task, cfg.train.seed)
+        self.loss_fn = get_loss(cfg.algo.loss)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._prompt_cache: dict[str, list[int]] = {}
+        self.generate_calls = 0  # sampler.generate calls so far
+        self.forward_samples = 0  # samples that went through a training forward pass
+
+    # -- sampling -----------------------------------------------------------------
+    def prompt_ids(self, ex: Example) -> list[int]:
+        if ex.id not in self._prompt_cache:
+            self._prompt_cache[ex.id] = build_prompt(self.tokenizer, ex)
+        return self._prompt_cache[ex.id]
+
+    def rollout(self, examples: Sequence[Example], seed: int, first_group: int = 0) -> Rollouts:
+        """Sample G completions for each example in ONE generate call, score, compute advantages."""
+        G = self.cfg.algo.group_size
+        prompts = [self.prompt_ids(ex) for ex in examples for _ in range(G)]
+        t0 = time.perf_counter()
+        completions = self.sampler.generate(prompts, self.params, seed=seed)
+        self.generate_calls += 1
+        t1 = time.perf_counter()
+        rewards = torch.tensor(
+            [self.task.reward(examples[i // G], c.text) for i, c in enumerate(completions)], dtype=torch.float32
+        ).view(len(examples), G)  # [B, G]
+        t2 = time.perf_counter()
+        adv = group_advantages(rewards, scale=self.cfg.algo.scale_advantages)  # [B, G]
+        samples = [
+            Sample(
+                prompt_ids=prompts[i],
+                completion_ids=c.token_ids,
+                logprobs=c.logprobs,
+                reward=float(rewards.view(-1)[i]),
+                advantage=float(adv.view(-1)[i]),
+                group=first_group + i // G,
+                finish_reason=c.finish_reason,
+            )
+            for i, c in enumerate(completions)
+        ]
+        n_tok = sum(len(c.token_ids) for c in completions)
+        metrics = {
+            "reward/mean": float(rewards.mean()),
+            "reward/std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
+            "accuracy": float((rewards >= 1.0).float().mean()),
+            "adv/abs_mean": float(adv.abs().mean()),
+            "gen/mean_tokens": n_tok / len(completions),
+            "gen/truncated_frac": sum(c.finish_reason == "length" for c in completions) / len(completions),
+            "gen/empty_frac": sum(not c.token_ids for c in completions) / len(completions),
+            "gen/sampled_tokens": n_tok,
+            "time/sampling_s": t1 - t0,
+            "time/scoring_s": t2 - t1,
+        }
+        return Rollouts(samples, metrics)
+
+    # -- backprop -------------------------------------------------------------------
+    def backprop(self, samples: Sequence[Sample], norm: Norm) -> dict[str, float]:
+        """Forward/backward over micro-batches, accumulating gradients (no optimizer step).
+
+        `norm` holds the denominators of the whole optimizer batch, so the micro-batch
+        losses add up to the loss of that batch whatever the split.
+        """
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        totals: dict[str, float] = {}
+        trained_tokens, nonfinite = 0, False
+        self.model.train()
+        for idx in micro_batches(samples, cfg.train.micro_batch_by, cfg.train.micro_batch_size, cfg.train.token_budget):
+            mb = collate([samples[i] for i in idx], self.pad_id, self.device)
+            ref_logprobs = None
+            with autocast_ctx(self.model, cfg.model.dtype):
+                if self.ref_model is not None:
+                    with torch.no_grad():
+                        ref_logprobs = completion_logprobs(self.ref_model, mb, self._temperature)
+                logprobs = completion_logprobs(self.model, mb, self._temperature)  # [N, T]
+                loss, metrics = self.loss_fn(
+                    logprobs,
+                    mb.old_logprobs,
+                    mb.advantages,
+                    mb.loss_mask,
+                    aggregation=cfg.algo.aggregation,
+                    norm=norm,
+                    ref_logprobs=ref_logprobs,
+                    beta=cfg.algo.beta,
+                    kl_estimator=cfg.algo.kl_estimator,
+                    clip_eps=cfg.algo.clip_eps,
+                )
+            self.forward_samples += len(idx)
+            trained_tokens += mb.num_tokens
+            if not torch.isfinite(loss):
+                nonfinite = True
+                continue
+            loss.backward()
+            totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
+            for k, v in metrics.items():  # sum-normalised: micro-batch parts add up
+                weight = 1.0 if k in ("loss/policy", "kl") else len(idx) / len(samples)
+                totals[k] = totals.get(k, 0.0) + float(v) * weight
+        totals["time/backprop_s"] = time.perf_counter() - t0
+        totals["train/tokens"] = trained_tokens
+        totals["train/samples"] = len(samples)
+        totals["nonfinite"] = float(nonfinite)
+        return totals
+
+    @property
+    def _temperature(self) -> float:
+        return self.cfg.sampler.temperature or 1.0
+
+    def full_norm(self, samples: Sequence[Sample]) -> Norm:
+        """Denominators over `samples`, filtered ones included: dropping a near-zero-advantage
+        sample then removes only its (near-zero) term instead of re-weighting the rest."""
+        return Norm(
+            num_seqs=len(samples),
+            num_tokens=float(sum(len(s.completion_ids) for s in samples)),
+            max_len=self.cfg.sampler.max_new_tokens,
+        )
+
+    def keep(self, samples: Sequence[Sample]) -> list[Sample]:
+        """Gradient filtering: the samples with |advantage| above the threshold."""
+        if not samples:
+            return []
+        adv = torch.tensor([s.advantage for s in samples])
+        mask = gradient_filter(adv, self.cfg.algo.filter_threshold)
+        return [s for s, k in zip(samples, mask.tolist()) if k]
+
+    # -- optimizer and sync --------------------------------------------------------------
+    def optimizer_step(self, nonfinite: bool) -> dict[str, Any]:
+        """Clip, step, schedule; skipped (gradients dropped) when the loss or norm is not finite."""
+        t0 = time.perf_counter()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        max_norm = self.cfg.train.max_grad_norm if self.cfg.train.max_grad_norm > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else 0.0
+        out: dict[str, Any] = {"grad_norm": grad_norm, "lr": self.scheduler.get_last_lr()[0]}
+        if nonfinite or not math.isfinite(grad_norm):
+            out["skipped"] = "nonfinite_loss" if nonfinite else "nonfinite_grad"
+        elif not params:
+            out["skipped"] = "no_gradient"
+        else:
+            self.optimizer.step()
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        out["time/optimizer_s"] = time.perf_counter() - t0
+        return out
+
+    def sync(self) -> float:
+        """Send the new weights to the sampler (one transfer); returns seconds."""
+        t0 = time.perf_counter()
+        self.sampler.load_weights(self.model.state_dict())
+        return time.perf_counter() - t0
+
+    def sample_seed(self, step: int, call: int) -> int:
+        """Seed of generate call `call` in step `step`: a pure function of (seed, step, call)."""
+        return (self.cfg.train.seed * 1_000_003 + step) * 1_009 + call

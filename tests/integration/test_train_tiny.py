@@ -1,0 +1,182 @@
+"""End to end on a tiny random model: metrics, filtering, generate calls, learning."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dashrl.config import build_config
+from dashrl.data import Example
+from dashrl.data.tasks import Task
+from dashrl.train.loop import train
+from dashrl.train.metrics import read_metrics
+
+REQUIRED_KEYS = {
+    "step", "reward/mean", "accuracy", "adv/abs_mean", "filter/kept_frac", "gen/mean_tokens",
+    "gen/truncated_frac", "loss", "grad_norm", "lr", "time/sampling_s", "time/scoring_s",
+    "time/backprop_s", "time/step_s", "tokens/sampled_per_s", "tokens/trained_per_s",
+}
+
+
+def letter_task(target: str = "a") -> Task:
+    """Reward = share of completion characters equal to `target`: trivially learnable."""
+
+    def get(i: int) -> Example:
+        return Example(id=str(i % 4), problem=f"Say {target} {i % 4}", answer=target)
+
+    def reward(ex: Example, text: str) -> float:
+        return text.count(ex.answer) / max(len(text), 1)
+
+    return Task(name="letters", get=get, size=None, reward=reward)
+
+
+def config(tmp_path, **sections):
+    base = {
+        "model": {"dtype": "fp32"},
+        "sampler": {"max_new_tokens": 6, "batch_size": 16},
+        "algo": {"prompts_per_step": 4, "group_size": 4},
+        "train": {"steps": 2, "micro_batch_size": 4, "lr": 1e-3, "warmup_steps": 0},
+        "run": {"out_dir": str(tmp_path), "name": "run", "quiet": True},
+    }
+    for sec, vals in sections.items():
+        base.setdefault(sec, {}).update(vals)
+    return build_config(base)
+
+
+def test_run_leaves_metrics_config_and_checkpoint(tmp_path, tiny_lm):
+    model, tok = tiny_lm
+    res = train(config(tmp_path, algo={"beta": 0.05}), model, tok, task=letter_task())
+    rows = read_metrics(res.run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert REQUIRED_KEYS | {"kl"} <= set(r), REQUIRED_KEYS - set(r)
+    from dashrl.config import load_config
+
+    assert load_config(res.run_dir / "config.toml").algo.beta == 0.05
+    from transformers import AutoModelForCausalLM
+
+    latest = (res.run_dir / "checkpoints" / "latest").read_text().strip()
+    reloaded = AutoModelForCausalLM.from_pretrained(res.run_dir / "checkpoints" / latest)
+    for (n, p), q in zip(model.state_dict().items(), reloaded.state_dict().values()):
+        assert torch.equal(p, q), n
+
+
+def test_sampler_logprobs_match_trainer_forward(tmp_path, tiny_lm):
+    """Positions and padding agree: on-policy ratios are 1 (fp32)."""
+    from dashrl.train.batching import collate
+    from dashrl.train.logprobs import completion_logprobs
+
+    model, tok = tiny_lm
+    res = train(config(tmp_path, train={"steps": 1, "lr": 1e-12}), model, tok, task=letter_task())
+    tr = res.trainer
+    ro = tr.rollout(tr.task.batch(5, 4), seed=3)
+    mb = collate(ro.samples, tr.pad_id)
+    with torch.no_grad():
+        lp = completion_logprobs(model, mb)
+    assert torch.allclose(lp * mb.loss_mask, mb.old_logprobs, atol=1e-4)
+
+
+def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm):
+    model, tok = tiny_lm
+
+    def get(i):
+        return Example(id=str(i), problem=f"p{i}", answer=str(i % 2))
+
+    def reward(ex, text):  # even prompts: constant reward -> zero advantage -> filtered
+        return 1.0 if ex.answer == "0" else float(len(text) % 2)
+
+    seen = []
+    original = model.forward
+
+    def spy(*args, **kwargs):
+        if torch.is_grad_enabled():  # training forward passes (sampling runs under no_grad)
+            seen.append(kwargs["input_ids"].shape[0])
+        return original(*args, **kwargs)
+
+    model.forward = spy
+    res = train(config(tmp_path, train={"steps": 1}), model, tok, task=Task("t", get, None, reward))
+    kept = [s for s in res.trainer.rollout(res.trainer.task.batch(0, 4), res.trainer.sample_seed(0, 0)).samples]
+    row = res.rows[0]
+    expected = sum(1 for s in kept if abs(s.advantage) > 0.01)
+    assert sum(seen) == expected == round(row["filter/kept_frac"] * 16)
+    assert expected <= 8  # the even half was never computed
+
+
+def test_all_filtered_step_is_skipped_without_forward(tmp_path, tiny_lm):
+    model, tok = tiny_lm
+    task = Task("flat", lambda i: Example(id=str(i), problem="x", answer="1"), None, lambda ex, t: 1.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res = train(config(tmp_path), model, tok, task=task)
+    assert [r.get("skipped") for r in res.rows] == ["all_filtered", "all_filtered"]
+    assert res.trainer.forward_samples == 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_nonfinite_loss_skips_the_step(tmp_path, tiny_lm, monkeypatch):
+    model, tok = tiny_lm
+    from dashrl.train import trainer as trainer_mod
+
+    real = trainer_mod.get_loss("pg")
+
+    def nan_loss(*a, **k):
+        loss, m = real(*a, **k)
+        return loss * float("nan"), m
+
+    monkeypatch.setitem(trainer_mod.__dict__, "get_loss", lambda name: nan_loss)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res = train(config(tmp_path, train={"steps": 1}), model, tok, task=letter_task())
+    assert res.rows[0]["skipped"] == "nonfinite_loss"
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "schedule, calls_per_step, opt_steps_per_cycle",
+    [("dash", 1, 1), ("grpo", 4, 1), ("ppo_multi", 1, 2), ("ppo_mini", 1, 2)],
+)
+def test_generate_calls_and_optimizer_steps(tmp_path, tiny_lm, schedule, calls_per_step, opt_steps_per_cycle):
+    model, tok = tiny_lm
+    cfg = config(tmp_path, algo={"schedule": schedule, "ppo_k": 2}, train={"micro_batch_size": 4})
+    res = train(cfg, model, tok, task=letter_task())
+    # grpo: M=4 prompts, micro-batch of 4 samples = 1 prompt x G=4 -> 4 generate calls per step
+    assert res.trainer.generate_calls == 2 * calls_per_step
+    assert len(res.rows) == 2 * opt_steps_per_cycle
+
+
+def test_micro_batch_split_does_not_change_the_gradient(tmp_path, monkeypatch):
+    """Gradient accumulation over 1 or 4 micro-batches gives the same gradient."""
+    from conftest import make_tiny_model, make_tokenizer
+
+    from dashrl.train.trainer import Trainer
+
+    grads = []
+    real_step = Trainer.optimizer_step
+
+    def spy(self, nonfinite):
+        grads.append({n: p.grad.clone() for n, p in self.model.named_parameters() if p.grad is not None})
+        return real_step(self, nonfinite)
+
+    monkeypatch.setattr(Trainer, "optimizer_step", spy)
+    for mbs in (16, 4):
+        tok = make_tokenizer()
+        model = make_tiny_model(len(tok))
+        cfg = config(tmp_path / str(mbs), train={"steps": 1, "micro_batch_size": mbs}, algo={"filter_threshold": -1.0})
+        train(cfg, model, tok, task=letter_task())
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for k in grads[0]:
+        assert torch.allclose(grads[0][k], grads[1][k], atol=1e-7, rtol=1e-4), k
+
+
+def test_reward_rises_on_a_learnable_task(tmp_path, tiny_lm):
+    model, tok = tiny_lm
+    cfg = config(
+        tmp_path,
+        algo={"prompts_per_step": 8, "group_size": 8},
+        train={"steps": 25, "micro_batch_size": 64, "lr": 1e-2},
+        sampler={"max_new_tokens": 4, "batch_size": 64},
+    )
+    res = train(cfg, model, tok, task=letter_task())
+    rewards = [r["reward/mean"] for r in res.rows]
+    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+    assert last > first + 0.3, rewards
