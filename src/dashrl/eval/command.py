@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from dashrl.rollout import SamplingParams, make_sampler
 
     model, tokenizer = load_model(args.model, dtype=args.dtype)
-    sampler = make_sampler("hf", model=model, tokenizer=tokenizer)
+    sampler = make_sampler("hf", model=model, tokenizer=tokenizer, dtype=args.dtype)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=temperature,
                             top_p=args.top_p, batch_size=args.batch_size)  # fmt: skip
     results: dict[str, Any] = {}
