@@ -8,12 +8,10 @@ the operation is + or - (and * for d <= 2, where a small model has a chance).
 from __future__ import annotations
 
 import random
-import re
 
 from dashrl.data import Example
+from dashrl.rewards.math_grading import extract_answer
 
-_BOXED = re.compile(r"\\boxed\s*\{\s*([^{}]*?)\s*\}")
-_NUMBER = re.compile(r"-?\d[\d,]*")
 
 
 def arithmetic_example(seed: int, index: int, difficulty: int = 2) -> Example:
@@ -39,18 +37,17 @@ def arithmetic_example(seed: int, index: int, difficulty: int = 2) -> Example:
 def integer_reward(completion: str, answer: str) -> float:
     """1.0 when the completion's final answer is the integer `answer`, else 0.0.
 
-    The final answer is the last `\\boxed{}` if there is one, else the last number in
-    the text (the GSM8K-style fallback), so a small model that has not yet learnt the
-    box format still gets a signal for a right result.
+    The final answer is found by `dashrl.rewards.extract_answer`: the last `\\boxed{}`,
+    else "#### n" or "the answer is n", else the last number in the text, so a small
+    model that has not yet learnt the box format still gets a signal for a right result.
+    Integers compare exactly, without the cost of a symbolic check.
 
     >>> integer_reward("so the sum is \\boxed{1,024}", "1024"), integer_reward("9 * 3 = 27.", "27")
     (1.0, 1.0)
     >>> integer_reward("27 is wrong, it is \\boxed{28}", "27"), integer_reward("no idea", "27")
     (0.0, 0.0)
     """
-    found = _BOXED.findall(completion)
-    text = found[-1] if found else (_NUMBER.findall(completion) or [""])[-1]
-    text = text.replace(",", "").replace(" ", "").rstrip(".")
+    text = (extract_answer(completion) or "").replace(",", "").replace(" ", "").rstrip(".")
     try:
         return 1.0 if int(text) == int(answer) else 0.0
     except ValueError:

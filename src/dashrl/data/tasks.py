@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from dashrl.data import Example
 from dashrl.data.arithmetic import arithmetic_example, integer_reward
@@ -20,29 +20,34 @@ if TYPE_CHECKING:  # pragma: no cover
     from dashrl.config import TaskConfig
 
 
-def grade(example: Example, completion: str) -> float:
-    """Reward of one completion: math equivalence or code tests, by `example.kind`."""
-    if example.meta.get("dataset") == "arithmetic":
-        return integer_reward(completion, example.answer or "")
-    from dashrl import rewards
-
-    if example.kind == "code":
-        return rewards.code_reward(completion, example.tests or "")
-    return rewards.math_reward(completion, example.answer or "")
-
-
 @dataclass
 class Task:
-    """A stream of problems: `get(i)` is problem i; `size` is None for endless tasks."""
+    """A stream of problems: `get(i)` is problem i; `size` is None for endless tasks.
+
+    `reward(example, completion)` grades one answer; None means the standard rewards of
+    `dashrl.rewards` by example kind (math equivalence, or code run in the sandbox pool).
+    """
 
     name: str
     get: Callable[[int], Example]
     size: int | None
-    reward: Callable[[Example, str], float] = grade
+    reward: Callable[[Example, str], float] | None = None
 
     def batch(self, step: int, n: int) -> list[Example]:
         """The `n` problems of optimizer step `step` (or of sampling cycle `step`)."""
         return [self.get(step * n + j) for j in range(n)]
+
+    def score(self, examples: Sequence[Example], completions: Sequence[str]) -> list[float]:
+        """Rewards of a batch of completions (code runs in parallel in the sandbox)."""
+        if self.reward is not None:
+            return [self.reward(ex, c) for ex, c in zip(examples, completions)]
+        from dashrl.rewards import rewards
+
+        return rewards(examples, completions)
+
+
+def _arithmetic_reward(example: Example, completion: str) -> float:
+    return integer_reward(completion, example.answer or "")
 
 
 def _from_examples(name: str, examples: list[Example], seed: int) -> Task:
@@ -64,7 +69,7 @@ def _from_examples(name: str, examples: list[Example], seed: int) -> Task:
 
 
 def _arithmetic(cfg: "TaskConfig", seed: int) -> Task:
-    return Task(name="arithmetic", get=lambda i: arithmetic_example(seed, i, cfg.difficulty), size=None)
+    return Task("arithmetic", lambda i: arithmetic_example(seed, i, cfg.difficulty), None, _arithmetic_reward)
 
 
 def _dataset(name: str) -> Callable[["TaskConfig", int], Task]:

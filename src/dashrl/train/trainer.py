@@ -99,9 +99,8 @@ class Trainer:
         completions = self.sampler.generate(prompts, self.params, seed=seed)
         self.generate_calls += 1
         t1 = time.perf_counter()
-        rewards = torch.tensor(
-            [self.task.reward(examples[i // G], c.text) for i, c in enumerate(completions)], dtype=torch.float32
-        ).view(len(examples), G)  # [B, G]
+        scores = self.task.score([examples[i // G] for i in range(len(completions))], [c.text for c in completions])
+        rewards = torch.tensor(scores, dtype=torch.float32).view(len(examples), G)  # [B, G]
         t2 = time.perf_counter()
         adv = group_advantages(rewards, scale=self.cfg.algo.scale_advantages)  # [B, G]
         samples = [
