@@ -18,7 +18,9 @@ from typing import Sequence
 COMMANDS = {
     "train": ("dashrl.cli_train", "train a policy with DASH, GRPO or PPO schedules"),
     "eval": ("dashrl.eval.command", "evaluate a model on math and code datasets"),
+    "bench": ("dashrl.bench", "time grpo, DASH without and with filtering side by side"),
 }
+TAKES_OVERRIDES = ("train", "bench")  # commands that accept --section.field VALUE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_missing", None):
         print(f"dashrl: the {args.command} command is not available ({args._missing} is missing)", file=sys.stderr)
         return 2
-    if rest and args.command != "train":
+    if rest and args.command not in TAKES_OVERRIDES:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.overrides = rest
     return int(importlib.import_module(args._module).run(args) or 0)
