@@ -45,6 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per variant (default 3, quick 2)")
     p.add_argument("--variants", default="grpo,dash_nogf,dash", help=f"comma-separated, from {sorted(VARIANTS)}")
     p.add_argument("--config", default=None, help="TOML run file for the shared settings")
+    p.add_argument("--tuned", default=None, help="config written by `dashrl tune`: its batch sizes apply to the dash variants")
     p.add_argument("--out", default="bench", help="folder for bench.md, bench.json and bench.png")
     p.epilog = "Extra --section.field VALUE overrides apply to every variant."
 
@@ -145,7 +146,11 @@ def run(args: argparse.Namespace) -> int:
     steps = args.steps or (2 if args.quick else 3)
     shared = (QUICK if args.quick else FULL) + ["--train.steps", str(steps), "--run.quiet", "true"] + list(args.overrides)
     try:
-        cfgs = {v: load_config(args.config, shared + VARIANTS[v]) for v in names}
+        tuned: list[str] = []
+        if args.tuned:  # measured batch sizes for dashrl; grpo keeps its training-sized generation
+            t = load_config(args.tuned)
+            tuned = ["--sampler.batch_size", str(t.sampler.batch_size), "--train.micro_batch_size", str(t.train.micro_batch_size)]
+        cfgs = {v: load_config(args.config, shared + VARIANTS[v] + (tuned if v.startswith("dash") else [])) for v in names}
     except ConfigError as e:
         print(f"dashrl bench: {e}", file=sys.stderr)
         return 2

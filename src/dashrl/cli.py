@@ -19,8 +19,9 @@ COMMANDS = {
     "train": ("dashrl.cli_train", "train a policy with DASH, GRPO or PPO schedules"),
     "eval": ("dashrl.eval.command", "evaluate a model on math and code datasets"),
     "bench": ("dashrl.bench", "time grpo, DASH without and with filtering side by side"),
+    "tune": ("dashrl.tune", "measure and pick the inference batch size and micro-batch size"),
 }
-TAKES_OVERRIDES = ("train", "bench")  # commands that accept --section.field VALUE
+TAKES_OVERRIDES = ("train", "bench", "tune")  # commands that accept --section.field VALUE
 
 
 def build_parser() -> argparse.ArgumentParser:
