@@ -52,15 +52,16 @@ def _log(msg: str) -> None:
 
 
 def connect(cfg: Config) -> bool:
-    """Join `dist.address`, or start a local cluster sized for the actors; True if started here."""
+    """Join `dist.address`, or start a local cluster sized for the actors; True if this call
+    connected (then `ray.shutdown()` at the end stops a local cluster, or only disconnects)."""
     import ray
 
     d = cfg.dist
-    if ray.is_initialized():
+    if ray.is_initialized():  # the caller's cluster (tests): theirs to shut down
         return False
     if d.address:
         ray.init(address=d.address, log_to_driver=False)
-        return False
+        return True
     cpus = math.ceil(d.samplers * d.cpus_per_sampler + d.trainers * d.cpus_per_trainer)
     paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}} if paths else None
