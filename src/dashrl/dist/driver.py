@@ -22,7 +22,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 from dashrl.config import Config, to_toml
@@ -119,9 +118,9 @@ def sample_step(cl: Cluster, step: int) -> tuple[list[UnitResult], dict[int, Any
     import ray
 
     cfg = cl.cfg
-    from dashrl.train.trainer import Trainer
+    from dashrl.train.trainer import sample_seed
 
-    seed = Trainer.sample_seed(SimpleNamespace(cfg=cfg), step, 0)  # dash_step's seed (a pure function of cfg, step)
+    seed = sample_seed(cfg.train.seed, step, 0)  # dash_step's seed (a pure function of cfg, step)
     M, G = cfg.algo.prompts_per_step, cfg.algo.group_size
     examples = cl.task.batch(step, M)
     H = len(cl.samplers)

@@ -49,20 +49,9 @@ def generate_at(sampler: Sampler, prompts: Sequence[Sequence[int]], params: Samp
     """Sample `prompts`, which sit at index `start` of a step's full prompt list, exactly as
     one `sampler.generate(full_list, params, seed)` call would sample them.
 
-    `start` must be a multiple of `params.batch_size`. The `hf` backend seeds chunk
-    `[s, s + batch_size)` with `seed * 1_000_003 + s`; other backends get a seed derived
-    from (seed, start): still independent of the number of samplers, but not the
-    single-process samples.
+    `start` must be a multiple of `params.batch_size` (see `Sampler.generate`).
     """
-    chunk = getattr(sampler, "_generate_chunk", None)
-    if chunk is None:
-        return sampler.generate(prompts, params, seed=seed * 1_000_003 + start)
-    device = next(sampler.model.parameters()).device  # type: ignore[attr-defined]
-    out: list[Completion] = []
-    for s in range(0, len(prompts), params.batch_size):
-        gen = torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + start + s)
-        out.extend(chunk(prompts[s : s + params.batch_size], params, gen))
-    return out
+    return sampler.generate(prompts, params, seed=seed, start=start)
 
 
 @dataclass

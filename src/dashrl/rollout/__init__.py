@@ -44,11 +44,14 @@ class Sampler(Protocol):
     """What every sampler backend provides."""
 
     def generate(
-        self, prompts: Sequence[Sequence[int]], params: SamplingParams, seed: int
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams, seed: int, start: int = 0
     ) -> list[Completion]:
         """Sample one completion per prompt (repeat a prompt G times for a group).
 
         Results are in prompt order and depend only on (weights, prompts, params, seed).
+        `start` is the index of `prompts[0]` in a larger list sampled in parts (a
+        multiple of `params.batch_size`): the parts then sample exactly what one call
+        over the whole list would, whichever worker samples which part.
         """
         ...
 

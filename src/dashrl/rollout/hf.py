@@ -85,14 +85,16 @@ class HFSampler:
             return  # decoding with the trainer's own weights: already current
         self.model.load_state_dict(state, strict=True)
 
-    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams, seed: int) -> list[Completion]:
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams, seed: int, start: int = 0
+    ) -> list[Completion]:
         out: list[Completion] = []
         was_training = self.model.training
         self.model.eval()
         try:
-            for start in range(0, len(prompts), params.batch_size):
-                gen = torch.Generator(device=self._device).manual_seed(int(seed) * 1_000_003 + start)
-                out.extend(self._generate_chunk(prompts[start : start + params.batch_size], params, gen))
+            for s in range(0, len(prompts), params.batch_size):
+                gen = torch.Generator(device=self._device).manual_seed(int(seed) * 1_000_003 + start + s)
+                out.extend(self._generate_chunk(prompts[s : s + params.batch_size], params, gen))
         finally:
             self.model.train(was_training)
         return out

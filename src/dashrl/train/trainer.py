@@ -226,5 +226,9 @@ class Trainer:
         return time.perf_counter() - t0
 
     def sample_seed(self, step: int, call: int) -> int:
-        """Seed of generate call `call` in step `step`: a pure function of (seed, step, call)."""
-        return (self.cfg.train.seed * 1_000_003 + step) * 1_009 + call
+        return sample_seed(self.cfg.train.seed, step, call)
+
+
+def sample_seed(seed: int, step: int, call: int) -> int:
+    """Seed of generate call `call` in step `step`: a pure function of (run seed, step, call)."""
+    return (seed * 1_000_003 + step) * 1_009 + call
