@@ -1,0 +1,43 @@
+"""Evaluation inside training: every `eval.every` optimizer steps, on the chosen datasets.
+
+Greedy decoding with the trainer's own sampler (so it sees the current weights); the
+results join that step's metrics row as `eval/<dataset>/accuracy` and
+`eval/<dataset>/mean_tokens`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dashrl.data import Example
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dashrl.config import EvalConfig
+
+
+class PeriodicEval:
+    """Loads its datasets once; `maybe_run(step)` evaluates when the step is due."""
+
+    def __init__(self, cfg: "EvalConfig", sampler: Any, tokenizer: Any):
+        self.cfg, self.sampler, self.tokenizer = cfg, sampler, tokenizer
+        self.sets: dict[str, list[Example]] = {}
+        if cfg.every > 0:
+            from dashrl.data.datasets import load_dataset
+
+            for name in cfg.dataset_names:
+                self.sets[name] = load_dataset(name, limit=cfg.limit or None)
+
+    def due(self, step: int, last: bool) -> bool:
+        return self.cfg.every > 0 and (step % self.cfg.every == 0 or last)
+
+    def run(self) -> dict[str, float]:
+        from dashrl.eval import evaluate
+        from dashrl.rollout import SamplingParams
+
+        params = SamplingParams(max_new_tokens=self.cfg.max_new_tokens, temperature=0.0, batch_size=self.cfg.batch_size)
+        out: dict[str, float] = {}
+        for name, examples in self.sets.items():
+            report = evaluate(self.sampler, self.tokenizer, examples, params=params, n=1, ks=(1,), seed=0)
+            out[f"eval/{name}/accuracy"] = report["accuracy"]
+            out[f"eval/{name}/mean_tokens"] = report["mean_length"]
+        return out
