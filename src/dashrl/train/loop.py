@@ -226,6 +226,8 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
         raise RunError(f"cannot write the run folder {run_dir}: {e.strerror or e}") from None
     trainer = Trainer(cfg, model, tokenizer, total_opt, task=task)
     if ckpt is not None:
+        best = best_checkpoint(run_dir)
+        prune_checkpoints(run_dir, cfg.run.keep_last, keep=[best] if best else [])  # leftovers of a crash
         state = load_state(ckpt)
         load_weights(model, ckpt)
         trainer.load_state_dict(state["trainer"])
