@@ -27,16 +27,19 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: flo
 def completion_logprobs(model: Any, batch: Collated, temperature: float = 1.0) -> torch.Tensor:
     """Logprobs `[N, T]` of each completion token given its prompt and earlier tokens.
 
-    Only the T + 1 last positions go through the LM head (`logits_to_keep`), not the
+    Only the T positions that predict completion tokens go through the LM head, not the
     prompt positions: the head over a 49k vocabulary costs as much as several layers.
     """
-    T = batch.completion_ids.shape[1]
+    T, P = batch.completion_ids.shape[1], batch.prompt_len
+    # Index tensor, not an int: transformers then gathers the hidden states contiguously
+    # (a strided slice makes the LM-head matmul copy its weight per row).
+    keep = torch.arange(P - 1, P - 1 + T, device=batch.input_ids.device)
     out = model(
         input_ids=batch.input_ids,
         attention_mask=batch.attention_mask,
         position_ids=batch.position_ids,
         use_cache=False,
-        logits_to_keep=T + 1,
+        logits_to_keep=keep,
     )
-    logits = out.logits[:, :T]  # [N, T, V]: position P-1+t predicts completion token t
+    logits = out.logits  # [N, T, V]: position P-1+t predicts completion token t
     return token_logprobs(logits, batch.completion_ids, temperature)
