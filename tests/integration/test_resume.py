@@ -27,8 +27,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -46,8 +44,6 @@ def letter_task():
 
 def _install_kill(at: str, task, tokenizer) -> None:
     """Make this process kill itself (or send itself SIGTERM) at `at` = "phase:cycle"."""
-    import torch
-
     import dashrl.rollout.hf as hf
     import dashrl.train.checkpoint as ckpt
     import dashrl.train.trainer as trainer_mod
@@ -128,7 +124,6 @@ def _install_kill(at: str, task, tokenizer) -> None:
         return real_write(self, row)
 
     MetricsWriter.write = write
-    assert torch  # imported for the hook's tensor type
 
 
 def _stage(spec: dict, run_dir: Path, kill: str | None) -> None:

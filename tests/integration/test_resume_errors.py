@@ -146,3 +146,21 @@ def test_cli_resume_trains_on_to_more_steps(tmp_path, tiny_lm, capsys):
     assert main(["train", "--resume", str(tmp_path / "r"), "--train.steps", "3"]) == 0
     assert [r["step"] for r in read_metrics(tmp_path / "r" / "metrics.jsonl")] == [1, 2, 3]
     assert latest_checkpoint(tmp_path / "r").name == "step-000003"
+
+
+def test_a_second_signal_abandons_the_step_and_keeps_the_last_checkpoint(tmp_path, tiny_lm):
+    model, tok = tiny_lm
+    task = letter_task()
+    real_batch = task.batch
+
+    def batch(step, n):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # finish the step ...
+            os.kill(os.getpid(), signal.SIGTERM)  # ... no: stop now
+        return real_batch(step, n)
+
+    task.batch = batch
+    with pytest.raises(Interrupted, match=r"abandoned step 2; the last checkpoint holds step 1; resume with: dashrl train --resume"):
+        train(config(tmp_path), model, tok, task=task)
+    assert latest_checkpoint(tmp_path / "run").name == "step-000001"
+    assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1]

@@ -275,7 +275,7 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
                 last = f"step {saved_step}" if saved_step >= 0 else "nothing (no checkpoint yet)"
                 raise Interrupted(
                     f"abandoned step {opt_step + 1}; the last checkpoint holds {last}; resume with: {resume_command(run_dir)}",
-                    signal.SIGINT,
+                    stop.signum or signal.SIGINT,
                 ) from None
             progress.close()
             path = save(interrupted=stop.signum is not None) if saved_step != opt_step else step_dir(run_dir, opt_step)
