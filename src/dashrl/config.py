@@ -176,8 +176,11 @@ class TrainConfig:
     """Gradient-norm clip (0 = off)."""
     micro_batch_size: int = 8
     """Samples per forward/backward (gradient accumulation over micro-batches)."""
-    micro_batch_by: str = "samples"
-    """How micro-batches are cut: `samples` (length-sorted), `groups` (whole groups), `tokens` (token budget)."""
+    micro_batch_by: str = "groups"
+    """How micro-batches are cut: `groups` (whole groups), `samples` (length-sorted), `tokens` (token budget)."""
+    share_prompts: bool = True
+    """Run each distinct prompt of a micro-batch through the model once and reuse its keys/values
+    for the group's completions (same result, fewer tokens); best with micro_batch_by = groups."""
     token_budget: int = 4096
     """Padded tokens per micro-batch when micro_batch_by = tokens."""
     seed: int = 0

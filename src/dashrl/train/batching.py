@@ -79,6 +79,7 @@ class Collated:
     old_logprobs: torch.Tensor  # [N, T] sampling policy
     advantages: torch.Tensor  # [N]
     prompt_len: int  # P
+    prompt_rows: torch.Tensor  # [N] first row holding the same prompt (rows of one group share it)
 
     @property
     def num_tokens(self) -> int:
@@ -102,6 +103,8 @@ def collate(samples: Sequence[Sample], pad_id: int, device: torch.device | str =
             attn[i, P : P + c] = 1
             old[i, :c] = torch.as_tensor(s.logprobs)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    first: dict[tuple[int, tuple[int, ...]], int] = {}
+    prompt_rows = [first.setdefault((s.group, tuple(s.prompt_ids)), i) for i, s in enumerate(samples)]
     return Collated(
         input_ids=ids.to(device),
         attention_mask=attn.to(device),
@@ -111,4 +114,5 @@ def collate(samples: Sequence[Sample], pad_id: int, device: torch.device | str =
         old_logprobs=old.to(device),
         advantages=torch.tensor([s.advantage for s in samples], dtype=torch.float32, device=device),
         prompt_len=P,
+        prompt_rows=torch.tensor(prompt_rows, dtype=torch.long, device=device),
     )

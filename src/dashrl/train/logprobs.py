@@ -43,3 +43,37 @@ def completion_logprobs(model: Any, batch: Collated, temperature: float = 1.0) -
     )
     logits = out.logits  # [N, T, V]: position P-1+t predicts completion token t
     return token_logprobs(logits, batch.completion_ids, temperature)
+
+
+def shared_prompt_logprobs(model: Any, batch: Collated, temperature: float = 1.0) -> torch.Tensor:
+    """Same result as `completion_logprobs`, with each distinct prompt run through the model once.
+
+    The G samples of a group share their prompt, so the prompt's keys and values are
+    computed once per group and indexed out to its rows (gradients flow back through
+    that indexing into the single prompt pass). With G = 8 and prompts as long as the
+    completions this removes ~44% of the tokens of a training forward and backward.
+    """
+    T, P = batch.completion_ids.shape[1], batch.prompt_len
+    uniq, owner = torch.unique(batch.prompt_rows, return_inverse=True)  # [U], [N]
+    dev = batch.input_ids.device
+    out = model(
+        input_ids=batch.input_ids[uniq, :P],
+        attention_mask=batch.attention_mask[uniq, :P],
+        position_ids=batch.position_ids[uniq, :P],
+        use_cache=True,
+        logits_to_keep=torch.tensor([P - 1], device=dev),
+    )
+    logits = out.logits[owner]  # [N, 1, V]: predicts completion token 0
+    if T > 1:
+        cache = out.past_key_values
+        cache.batch_select_indices(owner)  # [U, ...] -> [N, ...], differentiable indexing
+        rest = model(
+            input_ids=batch.completion_ids[:, : T - 1],
+            attention_mask=batch.attention_mask[:, : P + T - 1],
+            position_ids=batch.position_ids[:, P : P + T - 1],
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=torch.arange(T - 1, device=dev),
+        )
+        logits = torch.cat([logits, rest.logits], dim=1)  # [N, T, V]
+    return token_logprobs(logits, batch.completion_ids, temperature)

@@ -23,7 +23,7 @@ from dashrl.data.tasks import Task, make_task
 from dashrl.models import autocast_ctx
 from dashrl.rollout import SamplingParams, make_sampler
 from dashrl.train.batching import Sample, collate, micro_batches
-from dashrl.train.logprobs import completion_logprobs
+from dashrl.train.logprobs import completion_logprobs, shared_prompt_logprobs
 
 
 @dataclass
@@ -80,6 +80,7 @@ class Trainer:
         )
         self.task: Task = task if task is not None else make_task(cfg.task, cfg.train.seed)
         self.loss_fn = get_loss(cfg.algo.loss)
+        self._logprobs = shared_prompt_logprobs if cfg.train.share_prompts else completion_logprobs
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._prompt_cache: dict[str, list[int]] = {}
         self.generate_calls = 0  # sampler.generate calls so far
@@ -148,8 +149,8 @@ class Trainer:
             with autocast_ctx(self.model, cfg.model.dtype):
                 if self.ref_model is not None:
                     with torch.no_grad():
-                        ref_logprobs = completion_logprobs(self.ref_model, mb, self._temperature)
-                logprobs = completion_logprobs(self.model, mb, self._temperature)  # [N, T]
+                        ref_logprobs = self._logprobs(self.ref_model, mb, self._temperature)
+                logprobs = self._logprobs(self.model, mb, self._temperature)  # [N, T]
                 loss, metrics = self.loss_fn(
                     logprobs,
                     mb.old_logprobs,
