@@ -21,7 +21,10 @@ COMMANDS = {
     "train": ("dashrl.cli_train", "train a policy with DASH, GRPO or PPO schedules"),
     "eval": ("dashrl.eval.command", "evaluate a model on math and code datasets"),
     "report": ("dashrl.report", "plot one or more runs and write a markdown summary"),
+    "bench": ("dashrl.bench", "time grpo, DASH without and with filtering side by side"),
+    "tune": ("dashrl.tune", "measure and pick the inference batch size and micro-batch size"),
 }
+TAKES_OVERRIDES = ("train", "bench", "tune")  # commands that accept --section.field VALUE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_missing", None):
         print(f"dashrl: the {args.command} command is not available ({args._missing} is missing)", file=sys.stderr)
         return 2
-    if rest and args.command != "train":
+    if rest and args.command not in TAKES_OVERRIDES:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.overrides = rest
     return int(importlib.import_module(args._module).run(args) or 0)

@@ -238,6 +238,35 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class DistConfig:
+    samplers: int = 0
+    """H: sampler actors on Ray (0 = single process, the default). Needs the `dist` extra (Ray)."""
+    trainers: int = 1
+    """H': data-parallel trainer actors (gradients all-reduced with torch.distributed)."""
+    address: str = ""
+    """Ray cluster to join (`auto` or `HOST:PORT`); empty = start a local cluster and shut it down."""
+    cpus_per_sampler: float = 1.0
+    """Ray CPUs reserved by each sampler actor (also its torch thread count)."""
+    cpus_per_trainer: float = 1.0
+    """Ray CPUs reserved by each trainer actor (also its torch thread count)."""
+    gpus_per_sampler: float = 0.0
+    """GPUs per sampler actor; fractions (0.5) let samplers and trainers share one device."""
+    gpus_per_trainer: float = 0.0
+    """GPUs per trainer actor; fractions let actors share one device."""
+    backend: str = "auto"
+    """torch.distributed backend between trainers: `gloo`, `nccl`, or `auto` (nccl on GPU, else gloo)."""
+
+    def __post_init__(self) -> None:
+        _check(self.samplers >= 0, "dist.samplers", f"expected >= 0, got {self.samplers}")
+        _check(self.trainers >= 1, "dist.trainers", f"expected >= 1, got {self.trainers}")
+        for key in ("cpus_per_sampler", "cpus_per_trainer"):
+            _check(getattr(self, key) > 0, f"dist.{key}", f"expected > 0, got {getattr(self, key)}")
+        for key in ("gpus_per_sampler", "gpus_per_trainer"):
+            _check(getattr(self, key) >= 0, f"dist.{key}", f"expected >= 0, got {getattr(self, key)}")
+        _check(self.backend in ("auto", "gloo", "nccl"), "dist.backend", f"expected auto, gloo or nccl, got {self.backend!r}")
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -245,6 +274,7 @@ class Config:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
 
     def __post_init__(self) -> None:
         n = self.algo.samples_per_step
@@ -253,6 +283,8 @@ class Config:
             "train.micro_batch_size",
             f"{self.train.micro_batch_size} is larger than the batch (prompts_per_step x group_size = {n})",
         )
+        if self.dist.samplers > 0:
+            _check(self.algo.schedule == "dash", "dist.samplers", f"the Ray path runs the dash schedule only, got algo.schedule {self.algo.schedule!r}")
         if self.algo.schedule == "grpo":
             _check(
                 self.train.micro_batch_size % self.algo.group_size == 0,

@@ -6,7 +6,8 @@ stage is a real process that dies by SIGKILL with whatever it held in memory, wh
 import cost is paid once. A stage names where its child kills itself:
 
 - `sample:C`   inside the sampler's generate call of sampling cycle C (after its first chunk)
-- `backprop:C` inside `loss.backward()` of the first micro-batch of cycle C
+- `backprop:C` inside `loss.backward()` of the first micro-batch of cycle C (when the
+               gradient reaches the logprobs)
 - `save:C`     inside the checkpoint save after cycle C (weights written, folder not renamed)
 - `latest:C`   after that save's rename, before `checkpoints/latest` is updated
 - `step:C`     right after the first optimizer step of cycle C (mid-cycle for ppo_mini/ppo_multi)
@@ -76,15 +77,19 @@ def _install_kill(at: str, task, tokenizer) -> None:
 
     hf.HFSampler._generate_chunk = chunk
 
-    real_logprobs = trainer_mod.completion_logprobs
+    real_get_loss = trainer_mod.get_loss
 
-    def logprobs(model, *a, **k):
-        out = real_logprobs(model, *a, **k)
-        if out.requires_grad and phase == "backprop" and current["cycle"] == cycle:
-            out.register_hook(lambda g: fire("backprop"))
-        return out
+    def get_loss(name):
+        loss_fn = real_get_loss(name)
 
-    trainer_mod.completion_logprobs = logprobs
+        def hooked(logprobs, *a, **k):  # the hook runs when backward reaches the logprobs
+            if logprobs.requires_grad and phase == "backprop" and current["cycle"] == cycle:
+                logprobs.register_hook(lambda g: fire("backprop"))
+            return loss_fn(logprobs, *a, **k)
+
+        return hooked
+
+    trainer_mod.get_loss = get_loss
 
     real_step = trainer_mod.Trainer.optimizer_step
 

@@ -12,6 +12,7 @@ from dashrl.data import Example
 from dashrl.data.tasks import Task
 from dashrl.train.loop import train
 from dashrl.train.metrics import read_metrics
+from dashrl.train.trainer import Trainer
 
 REQUIRED_KEYS = {
     "step", "reward/mean", "accuracy", "adv/abs_mean", "filter/kept_frac", "gen/mean_tokens",
@@ -78,7 +79,8 @@ def test_sampler_logprobs_match_trainer_forward(tmp_path, tiny_lm):
     assert torch.allclose(lp * mb.loss_mask, mb.old_logprobs, atol=1e-4)
 
 
-def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm):
+@pytest.mark.parametrize("share_prompts", [True, False])
+def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm, share_prompts, monkeypatch):
     model, tok = tiny_lm
 
     def get(i):
@@ -87,21 +89,33 @@ def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm):
     def reward(ex, text):  # even prompts: constant reward -> zero advantage -> filtered
         return 1.0 if ex.answer == "0" else float(len(text) % 2)
 
-    seen = []
+    prompt_rows, sample_rows = [], []
     original = model.forward
 
     def spy(*args, **kwargs):
         if torch.is_grad_enabled():  # training forward passes (sampling runs under no_grad)
-            seen.append(kwargs["input_ids"].shape[0])
+            n = kwargs["input_ids"].shape[0]
+            # shared-prompt mode: a prompt pass (no cache yet), then the completions' pass
+            (sample_rows if not share_prompts or kwargs.get("past_key_values") is not None else prompt_rows).append(n)
         return original(*args, **kwargs)
 
     model.forward = spy
-    res = train(config(tmp_path, train={"steps": 1}), model, tok, task=Task("t", get, None, reward))
-    kept = [s for s in res.trainer.rollout(res.trainer.task.batch(0, 4), res.trainer.sample_seed(0, 0)).samples]
-    row = res.rows[0]
-    expected = sum(1 for s in kept if abs(s.advantage) > 0.01)
-    assert sum(seen) == expected == round(row["filter/kept_frac"] * 16)
-    assert expected <= 8  # the even half was never computed
+    drawn = []
+    real_rollout = Trainer.rollout
+
+    def record(self, *a, **k):
+        ro = real_rollout(self, *a, **k)
+        drawn.extend(ro.samples)
+        return ro
+
+    monkeypatch.setattr(Trainer, "rollout", record)
+    cfg = config(tmp_path, train={"steps": 1, "share_prompts": share_prompts}, sampler={"max_new_tokens": 6})
+    res = train(cfg, model, tok, task=Task("t", get, None, reward))
+    kept = [s for s in drawn if abs(s.advantage) > 0.01]
+    assert kept and all(int(s.group) % 2 == 1 for s in kept)  # only odd prompts can vary
+    assert sum(sample_rows) == len(kept) == round(res.rows[0]["filter/kept_frac"] * 16)
+    if share_prompts:
+        assert sum(prompt_rows) == len({s.group for s in kept})  # one prompt pass per kept group
 
 
 def test_all_filtered_step_is_skipped_without_forward(tmp_path, tiny_lm):

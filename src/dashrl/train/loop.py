@@ -194,6 +194,10 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     >>> from dashrl.config import load_config
     >>> train(load_config(overrides=["--train.steps", "2"]))  # doctest: +SKIP
     """
+    if cfg.dist.samplers > 0:  # the Ray path: sampler and trainer actors
+        from dashrl.dist import train_dist
+
+        return train_dist(cfg, model, tokenizer, task)
     from dashrl.train.schedules import SCHEDULE_FNS, optimizer_steps
     from dashrl.train.trainer import Trainer
 

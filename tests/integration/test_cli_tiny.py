@@ -1,0 +1,56 @@
+"""The command line end to end on a tiny model saved to a folder: train, tune, bench."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dashrl.cli import main
+from dashrl.config import load_config
+
+
+@pytest.fixture
+def model_dir(tmp_path, tiny_lm):
+    model, tok = tiny_lm
+    path = tmp_path / "tiny"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+SMALL = ["--sampler.max_new_tokens", "4", "--algo.prompts_per_step", "2", "--algo.group_size", "2",
+         "--train.micro_batch_size", "2", "--model.dtype", "fp32"]  # fmt: skip
+
+
+def test_train_command_on_a_local_model_folder(tmp_path, model_dir):
+    rc = main(["train", "--model.name", model_dir, "--train.steps", "2", "--run.out_dir", str(tmp_path / "runs"),
+               "--run.name", "r", "--run.quiet", "true", *SMALL])  # fmt: skip
+    assert rc == 0
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+
+
+def test_train_command_rejects_a_typo_before_loading(capsys):
+    assert main(["train", "--train.stesp", "2"]) == 2
+    assert "did you mean 'steps'" in capsys.readouterr().err
+
+
+def test_tune_writes_a_config_with_measured_sizes(tmp_path, model_dir):
+    out = tmp_path / "tuned.toml"
+    rc = main(["tune", "--model.name", model_dir, "--batch-sizes", "2,4", "--micro-batches", "2,4", "--out", str(out), *SMALL])
+    assert rc == 0
+    cfg = load_config(out)
+    assert cfg.sampler.batch_size in (2, 4) and cfg.train.micro_batch_size in (2, 4)
+    assert cfg.model.name == model_dir
+
+
+def test_bench_quick_writes_table_and_json(tmp_path, model_dir):
+    rc = main(["bench", "--quick", "--steps", "1", "--out", str(tmp_path / "b"), "--model.name", model_dir, *SMALL])
+    assert rc == 0
+    md = (tmp_path / "b" / "bench.md").read_text()
+    for v in ("grpo", "dash_nogf", "dash"):
+        assert f"| {v} |" in md
+    data = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert set(data["results"]) == {"grpo", "dash_nogf", "dash"}
+    assert data["results"]["grpo"]["steps"] == 1

@@ -1,0 +1,23 @@
+"""Benchmark arithmetic: totals, rates and ratios from metrics rows (no timing asserted)."""
+
+from dashrl.bench import summarize_variant, table
+
+
+def _rows(step_s, sampling_s, backprop_s, tokens, trained):
+    return [
+        {"time/step_s": step_s, "time/sampling_s": sampling_s, "time/backprop_s": backprop_s, "time/scoring_s": 0.0,
+         "time/optimizer_s": 0.0, "time/sync_s": 0.0, "gen/sampled_tokens": tokens, "train/tokens": trained,
+         "filter/kept_frac": 0.5, "reward/mean": r}
+        for r in (0.2, 0.4)
+    ]  # fmt: skip
+
+
+def test_summary_and_ratios():
+    grpo = summarize_variant(_rows(10.0, 8.0, 2.0, 400, 1000), n_params=1000, samples_per_step=8)
+    dash = summarize_variant(_rows(2.5, 1.0, 1.5, 400, 600), n_params=1000, samples_per_step=8)
+    assert grpo["s_per_step"] == 10.0 and grpo["s_per_sample"] == 10.0 / 8
+    assert grpo["sampled_tok_per_s"] == 800 / 16 and dash["trained_tok_per_s"] == 1200 / 3
+    assert dash["sampling_gflops"] == 2 * 1000 * 800 / 2.0 / 1e9
+    assert (grpo["reward_first"], grpo["reward_last"]) == (0.2, 0.4)
+    md = table({"grpo": grpo, "dash": dash}, peak=1.0)
+    assert "| dash | 2.5 | 0.312 | 4.00x |" in md and "| grpo | 10.0 | 1.250 | 1.00x |" in md

@@ -1,0 +1,69 @@
+"""The pieces of the distributed path that need no Ray: units, seeding, packing, checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dashrl.dist.store import Delivery, RolloutStore
+from dashrl.dist.units import check_deliveries, generate_at, pack_groups, plan_units
+from dashrl.rollout import SamplingParams
+
+
+def test_units_are_whole_groups_and_whole_chunks():
+    for M, G, bs in [(16, 8, 64), (5, 4, 8), (7, 3, 4), (4, 4, 4)]:
+        units = plan_units(M, G, bs)
+        covered = [g for u in units for g in range(u.first_group, u.first_group + u.num_groups)]
+        assert covered == list(range(M))  # every group once, in order
+        for u in units[:-1]:
+            assert (u.num_groups * G) % bs == 0  # ends on a chunk boundary
+        assert [u.index for u in units] == list(range(len(units)))
+
+
+def test_generate_at_samples_what_one_generate_call_samples(tiny_lm):
+    """Split at chunk boundaries, the pieces reproduce the single call: H-independent sampling."""
+    from dashrl.rollout.hf import HFSampler
+
+    model, tok = tiny_lm
+    s = HFSampler(model, tok)
+    prompts = [tok.encode(f"q{i}") for i in range(12)]
+    params = SamplingParams(max_new_tokens=5, temperature=1.0, batch_size=4)
+    whole = s.generate(prompts, params, seed=7)
+    parts = generate_at(s, prompts[:8], params, 7, 0) + generate_at(s, prompts[8:], params, 7, 8)
+    assert [c.token_ids for c in parts] == [c.token_ids for c in whole]
+    assert [c.logprobs for c in parts] == [c.logprobs for c in whole]
+
+
+def test_pack_groups_keeps_groups_whole_and_skips_empty():
+    kept = [(0, 4), (1, 0), (2, 1), (3, 2), (4, 6), (5, 1)]
+    packs = pack_groups(kept, 4)
+    assert packs == [[0], [2, 3], [4], [5]]
+    assert sorted(g for p in packs for g in p) == [0, 2, 3, 4, 5]
+
+
+def test_store_hands_each_delivery_out_once():
+    store = RolloutStore()
+    store.fill(3, [([0, 1], 8, ["r0", "r1"]), ([2], 4, ["r2"])])
+    a, b, c = store.next(0), store.next(1), store.next(0)
+    assert a == (Delivery(3, 0, [0, 1], 8), ["r0", "r1"])
+    assert b == (Delivery(3, 1, [2], 4), ["r2"])
+    assert c is None
+
+
+def test_check_deliveries_catches_duplicates_and_losses():
+    kept = {0: 4, 1: 0, 2: 3}
+    check_deliveries(0, [Delivery(0, 0, [0], 4), Delivery(0, 1, [2], 3)], kept)
+    with pytest.raises(RuntimeError, match="twice"):
+        check_deliveries(0, [Delivery(0, 0, [0, 2], 7), Delivery(0, 1, [2], 3)], kept)
+    with pytest.raises(RuntimeError, match="lost"):
+        check_deliveries(0, [Delivery(0, 0, [0], 4)], kept)
+
+
+def test_allreduce_on_one_trainer_is_the_identity():
+    from dashrl.dist.actors import allreduce_grads
+
+    lin = torch.nn.Linear(2, 2)
+    lin(torch.ones(1, 2)).sum().backward()
+    before = lin.weight.grad.clone()
+    assert allreduce_grads(lin, False, 1) is False
+    assert torch.equal(lin.weight.grad, before)
