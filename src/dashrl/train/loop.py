@@ -127,6 +127,17 @@ def run_dir_of(cfg: Config) -> Path:
     return run_dir
 
 
+def make_run_dir(cfg: Config) -> Path:
+    """Create the run folder `cfg` names (the Ray path's entry; it does not resume yet)."""
+    run_dir = run_dir_of(cfg)
+    _check_writable(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"cannot write the run folder {run_dir}: {e.strerror or e}") from None
+    return run_dir
+
+
 def find_resume_point(cfg: Config, run_dir: Path, resume: bool | None) -> Path | None:
     """The checkpoint to continue from, or None for a fresh run; raises RunError on a clash.
 
@@ -195,6 +206,8 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     >>> train(load_config(overrides=["--train.steps", "2"]))  # doctest: +SKIP
     """
     if cfg.dist.samplers > 0:  # the Ray path: sampler and trainer actors
+        if resume:
+            raise RunError("the Ray path (dist.samplers > 0) cannot resume yet; its checkpoints hold weights only")
         from dashrl.dist import train_dist
 
         return train_dist(cfg, model, tokenizer, task)
