@@ -349,7 +349,7 @@ def _unknown_key(sec: str, key: str, types: dict[str, type]) -> ConfigError:
     local = list(get_type_hints(types[sec]))
     close = difflib.get_close_matches(key, local, n=1, cutoff=0.5)
     if close:
-        return ConfigError(f"config: unknown key '{sec}.{key}'; did you mean '{sec}.{close[0]}'?")
+        return ConfigError(f"config: unknown key '{sec}.{key}'; did you mean '{close[0]}'?")
     return ConfigError(f"config: unknown key '{sec}.{key}'{_suggest(f'{sec}.{key}', sorted(every))}")
 
 
@@ -366,9 +366,11 @@ def _unknown_section(sec: str, values: Any, types: dict[str, type]) -> ConfigErr
 def check_keys(data: dict[str, Any]) -> None:
     """Fail on unknown sections or keys and on values of the wrong type, without building.
 
-    >>> check_keys({"train": {"stesp": 3}})
-    Traceback (most recent call last):
-    dashrl.config.ConfigError: config: unknown key 'train.stesp'; did you mean 'train.steps'?
+    >>> try:
+    ...     check_keys({"train": {"stesp": 3}})
+    ... except ConfigError as e:
+    ...     print(e)
+    config: unknown key 'train.stesp'; did you mean 'steps'?
     """
     types = _section_types()
     for sec, values in data.items():

@@ -17,7 +17,7 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        (["--algo.gruop_size", "4"], "unknown key 'algo.gruop_size'; did you mean 'algo.group_size'?"),
+        (["--algo.gruop_size", "4"], "unknown key 'algo.gruop_size'; did you mean 'group_size'?"),
         (["--algo.lr", "1e-3"], "did you mean 'train.lr'?"),
         (["--trian.steps", "3"], "unknown section 'trian'; did you mean 'train'?"),
         (["--steps", "3"], "did you mean --train.steps?"),
@@ -43,7 +43,7 @@ def test_negative_filter_threshold_is_allowed_it_disables_filtering():
 def test_errors_in_a_toml_file_name_the_file(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text("[train]\nstesp = 3\n")
-    with pytest.raises(ConfigError, match=rf"{path}: config: unknown key 'train.stesp'; did you mean 'train.steps'\?"):
+    with pytest.raises(ConfigError, match=rf"{path}: config: unknown key 'train.stesp'; did you mean 'steps'\?"):
         load_config(path)
     path.write_text("steps = 3\n")  # a field outside any [section]
     with pytest.raises(ConfigError, match=r"in TOML put it under \[train\]"):
@@ -62,7 +62,7 @@ def test_a_typo_on_the_command_line_fails_before_torch_is_imported():
     env = {**os.environ, "PYTHONPATH": SRC}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert proc.stdout.strip() == "2 []", proc.stderr
-    assert proc.stderr.strip() == "dashrl: config: unknown key 'algo.gruop_size'; did you mean 'algo.group_size'?"
+    assert proc.stderr.strip() == "dashrl: config: unknown key 'algo.gruop_size'; did you mean 'group_size'?"
 
 
 def test_build_config_checks_every_section():
