@@ -1,7 +1,9 @@
 """`dashrl` command line: parses the config first, imports heavy modules lazily.
 
     dashrl train [--config FILE.toml] [--section.field VALUE ...]
+    dashrl train --resume RUN_DIR [--train.steps N]
     dashrl eval --model PATH_OR_ID --dataset math500 [...]
+    dashrl report RUN_DIR [RUN_DIR ...] [--out DIR]
 
 `dashrl train` with no arguments runs the quickstart: DASH on SmolLM2-135M-Instruct
 on the arithmetic task (configs/quickstart.toml holds the same values).
@@ -18,6 +20,7 @@ from typing import Sequence
 COMMANDS = {
     "train": ("dashrl.cli_train", "train a policy with DASH, GRPO or PPO schedules"),
     "eval": ("dashrl.eval.command", "evaluate a model on math and code datasets"),
+    "report": ("dashrl.report", "plot one or more runs and write a markdown summary"),
     "bench": ("dashrl.bench", "time grpo, DASH without and with filtering side by side"),
     "tune": ("dashrl.tune", "measure and pick the inference batch size and micro-batch size"),
 }

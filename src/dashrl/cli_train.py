@@ -1,36 +1,94 @@
-"""`dashrl train`: argument parsing and error reporting around `dashrl.train.loop.train`."""
+"""`dashrl train`: argument parsing and error reporting around `dashrl.train.loop.train`.
+
+    dashrl train --config configs/quickstart.toml --run.name qs   # a new run (or continue qs)
+    dashrl train --resume runs/qs                                  # continue from its checkpoint
+    dashrl train --resume runs/qs --train.steps 60                 # ... and train longer
+
+Bad input (config, model, dataset, run folder, a full disk) ends with one line on stderr
+and a non-zero exit status, never a traceback: 2 for a bad config, 1 for the rest,
+128 + the signal number after Ctrl-C (130) or SIGTERM (143).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
-from dashrl.config import ConfigError, load_config
+from dashrl.config import ConfigError, build_config, check_keys, parse_overrides
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML run file (see configs/); fields not given keep their defaults")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its newest checkpoint (its config.toml; only "
+        "--train.steps and --run.* may change)",
+    )
     p.epilog = (
         "Any config field can be set as --section.field VALUE, e.g. --algo.schedule grpo "
         "--train.steps 10 --model.name HuggingFaceTB/SmolLM2-360M-Instruct. "
-        "Sections: model, task, sampler, algo, train, run (fields documented in dashrl/config.py)."
+        "Sections: model, task, sampler, algo, train, run (fields documented in dashrl/config.py). "
+        "A run whose --run.name folder holds a checkpoint continues from it."
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def _fail(msg: str, status: int) -> int:
+    print(f"dashrl: {msg}", file=sys.stderr)
+    return status
+
+
+def resume_config(run_dir: Path, overrides: list[str]) -> Any:
+    """The config of the run in `run_dir`, with `overrides`, pointing at that folder."""
+    path = run_dir / "config.toml"
+    if not run_dir.is_dir():
+        raise ConfigError(f"run folder {run_dir} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a run folder (it has no config.toml)")
     try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as e:
-        print(f"dashrl: {e}", file=sys.stderr)
-        return 2
-    from dashrl.models import ModelError
-    from dashrl.train.loop import train
+        data: dict[str, Any] = tomllib.loads(path.read_text())
+        check_keys(data)
+    except (tomllib.TOMLDecodeError, ConfigError, OSError) as e:
+        raise ConfigError(f"{path}: {e}") from None
+    for sec, vals in parse_overrides(overrides).items():
+        if sec == "run" and ({"out_dir", "name"} & set(vals)):
+            raise ConfigError("--resume continues the run in its own folder: --run.out_dir and --run.name cannot change")
+        data.setdefault(sec, {}).update(vals)
+    resolved = run_dir.resolve()
+    data.setdefault("run", {}).update(out_dir=str(resolved.parent), name=resolved.name)
+    return build_config(data)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dashrl.config import load_config
 
     try:
-        train(cfg)
-    except ModelError as e:
-        print(f"dashrl: {e}", file=sys.stderr)
-        return 1
+        if args.resume:
+            if args.config:
+                raise ConfigError("--resume takes the config from the run folder; drop --config")
+            cfg = resume_config(Path(args.resume), args.overrides)
+        else:
+            cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        return _fail(str(e), 2)
+    from dashrl.data.datasets import DatasetError
+    from dashrl.models import ModelError
+    from dashrl.train.loop import Interrupted, RunError, train
+
+    try:
+        train(cfg, resume=True if args.resume else None)
+    except (ModelError, DatasetError, RunError) as e:
+        return _fail(str(e), 1)
+    except Interrupted as e:
+        print(f"[dashrl] {e}", file=sys.stderr)
+        return 128 + int(e.signum)
     except KeyboardInterrupt:
-        return 130
+        return _fail("interrupted", 130)
     return 0

@@ -35,6 +35,14 @@ def _check(cond: bool, key: str, msg: str) -> None:
         raise ConfigError(f"config {key}: {msg}")
 
 
+def _choice(key: str, value: str, options: Sequence[str]) -> None:
+    """Fail unless `value` is one of `options`, naming them all and the closest one."""
+    if value not in options:
+        close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"config {key}: expected one of {', '.join(options)}, got {value!r}{hint}")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "smollm2-135m"
@@ -47,8 +55,8 @@ class ModelConfig:
     """Recompute activations in backward to save memory (slower)."""
 
     def __post_init__(self) -> None:
-        _check(self.dtype in ("bf16", "fp32"), "model.dtype", f"expected 'bf16' or 'fp32', got {self.dtype!r}")
-        _check(self.attn in ("sdpa", "eager"), "model.attn", f"expected 'sdpa' or 'eager', got {self.attn!r}")
+        _choice("model.dtype", self.dtype, ("bf16", "fp32"))
+        _choice("model.attn", self.attn, ("sdpa", "eager"))
 
 
 @dataclass(frozen=True)
@@ -126,17 +134,14 @@ class AlgoConfig:
     """K for ppo_multi (passes) and ppo_mini (mini-batches)."""
 
     def __post_init__(self) -> None:
-        _check(self.schedule in SCHEDULES, "algo.schedule", f"expected one of {list(SCHEDULES)}, got {self.schedule!r}")
+        _choice("algo.schedule", self.schedule, SCHEDULES)
         _check(self.prompts_per_step >= 1, "algo.prompts_per_step", f"expected >= 1, got {self.prompts_per_step}")
         _check(self.group_size >= 2, "algo.group_size", f"expected >= 2 (advantages compare samples in a group), got {self.group_size}")
-        _check(self.loss in ("", "pg", "ppo_clip"), "algo.loss", f"expected 'pg' or 'ppo_clip', got {self.loss!r}")
+        if self.loss:  # empty = the schedule's default, resolved below
+            _choice("algo.loss", self.loss, ("pg", "ppo_clip"))
         _check(self.clip_eps > 0, "algo.clip_eps", f"expected > 0, got {self.clip_eps}")
-        _check(self.kl_estimator in ("k1", "k3"), "algo.kl_estimator", f"expected 'k1' or 'k3', got {self.kl_estimator!r}")
-        _check(
-            self.aggregation in ("token-mean", "seq-mean", "constant"),
-            "algo.aggregation",
-            f"expected token-mean, seq-mean or constant, got {self.aggregation!r}",
-        )
+        _choice("algo.kl_estimator", self.kl_estimator, ("k1", "k3"))
+        _choice("algo.aggregation", self.aggregation, ("token-mean", "seq-mean", "constant"))
         _check(self.ppo_k >= 1, "algo.ppo_k", f"expected >= 1, got {self.ppo_k}")
         if self.schedule == "ppo_mini":
             _check(
@@ -184,12 +189,16 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "train.steps", f"expected >= 1, got {self.steps}")
         _check(self.lr > 0, "train.lr", f"expected > 0, got {self.lr}")
+        _check(self.weight_decay >= 0, "train.weight_decay", f"expected >= 0, got {self.weight_decay}")
         _check(self.warmup_steps >= 0, "train.warmup_steps", f"expected >= 0, got {self.warmup_steps}")
-        _check(self.lr_schedule in ("constant", "cosine", "linear"), "train.lr_schedule", f"expected constant, cosine or linear, got {self.lr_schedule!r}")
+        _choice("train.lr_schedule", self.lr_schedule, ("constant", "cosine", "linear"))
         _check(self.max_grad_norm >= 0, "train.max_grad_norm", f"expected >= 0, got {self.max_grad_norm}")
         _check(self.micro_batch_size >= 1, "train.micro_batch_size", f"expected >= 1, got {self.micro_batch_size}")
-        _check(self.micro_batch_by in ("samples", "groups", "tokens"), "train.micro_batch_by", f"expected samples, groups or tokens, got {self.micro_batch_by!r}")
+        _choice("train.micro_batch_by", self.micro_batch_by, ("samples", "groups", "tokens"))
         _check(self.token_budget >= 1, "train.token_budget", f"expected >= 1, got {self.token_budget}")
+
+
+LOGGERS = ("tensorboard", "wandb", "mlflow")
 
 
 @dataclass(frozen=True)
@@ -197,14 +206,35 @@ class RunConfig:
     out_dir: str = "runs"
     """Parent folder of run folders."""
     name: str = ""
-    """Run folder name (empty = schedule + timestamp)."""
+    """Run folder name (empty = schedule + timestamp). If the folder already holds a checkpoint
+    of the same config, `dashrl train` continues that run from its latest checkpoint."""
     save_every: int = 0
-    """Save a checkpoint every N steps (0 = only at the end)."""
+    """Save a checkpoint every N optimizer steps (0 = only at the end and on Ctrl-C). The PPO
+    schedules save only between sampling cycles, at the first cycle end at or after each multiple."""
+    keep_last: int = 2
+    """Checkpoints to keep: the newest N (0 = all), plus the best one when `run.best` is set."""
+    best: str = ""
+    """Metrics key that picks the best checkpoint to keep, e.g. `eval/accuracy` (empty = none).
+    The value at a save is the key's latest value in metrics.jsonl at or before that step."""
+    best_mode: str = "max"
+    """Whether the best `run.best` value is the `max` or the `min`."""
+    loggers: str = "tensorboard"
+    """Comma-separated loggers besides metrics.jsonl: tensorboard, wandb, mlflow (empty = none).
+    A logger whose package is not installed is skipped with one warning."""
     quiet: bool = False
     """No progress bar; one plain line per step (for CI and logs)."""
 
     def __post_init__(self) -> None:
         _check(self.save_every >= 0, "run.save_every", f"expected >= 0, got {self.save_every}")
+        _check(self.keep_last >= 0, "run.keep_last", f"expected >= 0 (0 keeps all), got {self.keep_last}")
+        _choice("run.best_mode", self.best_mode, ("max", "min"))
+        _check(
+            self.name == "" or ("/" not in self.name and "\\" not in self.name and self.name not in (".", "..")),
+            "run.name",
+            f"expected a folder name without path separators (put the parent in run.out_dir), got {self.name!r}",
+        )
+        for name in (n.strip() for n in self.loggers.split(",") if n.strip()):
+            _check(name in LOGGERS, "run.loggers", f"unknown logger {name!r}{_suggest(name, LOGGERS)}")
 
 
 @dataclass(frozen=True)
@@ -305,27 +335,69 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     raise ConfigError(f"config {key}: expected {typ.__name__}, got {value!r}")
 
 
+def _home_sections(key: str, types: dict[str, type]) -> list[str]:
+    """Sections that have a field named `key` (for 'it lives in another section' hints)."""
+    return [sec for sec, cls in types.items() if key in get_type_hints(cls)]
+
+
+def _unknown_key(sec: str, key: str, types: dict[str, type]) -> ConfigError:
+    homes = _home_sections(key, types)
+    if homes:
+        where = " or ".join(f"'{h}.{key}'" for h in homes)
+        return ConfigError(f"config: unknown key '{sec}.{key}'; did you mean {where}? ({key} belongs to [{homes[0]}])")
+    every = {f"{s}.{k}" for s, cls in types.items() for k in get_type_hints(cls)}
+    local = list(get_type_hints(types[sec]))
+    close = difflib.get_close_matches(key, local, n=1, cutoff=0.5)
+    if close:
+        return ConfigError(f"config: unknown key '{sec}.{key}'; did you mean '{close[0]}'?")
+    return ConfigError(f"config: unknown key '{sec}.{key}'{_suggest(f'{sec}.{key}', sorted(every))}")
+
+
+def _unknown_section(sec: str, values: Any, types: dict[str, type]) -> ConfigError:
+    homes = _home_sections(sec, types)
+    if homes:  # a field written at the top level of a TOML file, or --steps style
+        return ConfigError(
+            f"config: {sec!r} is not a section; did you mean '{homes[0]}.{sec}'? "
+            f"(in TOML put it under [{homes[0]}]; on the command line write --{homes[0]}.{sec})"
+        )
+    return ConfigError(f"config: unknown section {sec!r}{_suggest(sec, list(types))} (sections: {', '.join(types)})")
+
+
+def check_keys(data: dict[str, Any]) -> None:
+    """Fail on unknown sections or keys and on values of the wrong type, without building.
+
+    >>> try:
+    ...     check_keys({"train": {"stesp": 3}})
+    ... except ConfigError as e:
+    ...     print(e)
+    config: unknown key 'train.stesp'; did you mean 'steps'?
+    """
+    types = _section_types()
+    for sec, values in data.items():
+        if sec not in types:
+            raise _unknown_section(sec, values, types)
+        if not isinstance(values, dict):
+            raise ConfigError(f"config {sec}: expected a table of fields, got {values!r}")
+        hints = get_type_hints(types[sec])
+        for key, val in values.items():
+            if key not in hints:
+                raise _unknown_key(sec, key, types)
+            _coerce(f"{sec}.{key}", val, hints[key])
+
+
 def build_config(data: dict[str, Any]) -> Config:
     """Build a validated Config from nested `{section: {field: value}}` data.
 
     >>> build_config({"algo": {"group_size": 4}}).algo.group_size
     4
     """
+    check_keys(data)
     types = _section_types()
     sections: dict[str, Any] = {}
     for sec, values in data.items():
-        if sec not in types:
-            raise ConfigError(f"config: unknown section {sec!r}{_suggest(sec, list(types))}")
-        if not isinstance(values, dict):
-            raise ConfigError(f"config {sec}: expected a table of fields, got {values!r}")
         cls = types[sec]
         hints = get_type_hints(cls)
-        kwargs = {}
-        for key, val in values.items():
-            if key not in hints:
-                raise ConfigError(f"config: unknown key '{sec}.{key}'{_suggest(key, list(hints))}")
-            kwargs[key] = _coerce(f"{sec}.{key}", val, hints[key])
-        sections[sec] = cls(**kwargs)
+        sections[sec] = cls(**{key: _coerce(f"{sec}.{key}", val, hints[key]) for key, val in values.items()})
     return Config(**sections)
 
 
@@ -336,7 +408,9 @@ def parse_overrides(args: Sequence[str]) -> dict[str, dict[str, str]]:
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--") or "." not in arg:
-            raise ConfigError(f"expected --section.field VALUE, got {arg!r}")
+            homes = _home_sections(arg.lstrip("-").partition("=")[0], _section_types())
+            hint = f"; did you mean --{homes[0]}.{arg.lstrip('-')}?" if homes else ""
+            raise ConfigError(f"expected --section.field VALUE, got {arg!r}{hint}")
         key, eq, val = arg[2:].partition("=")
         if not eq:
             if i + 1 >= len(args):
@@ -364,6 +438,12 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
             data = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {p}: invalid TOML: {e}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {p}: cannot read it ({e})") from None
+        try:
+            check_keys(data)
+        except ConfigError as e:  # name the file: the bad key is in it, not on the command line
+            raise ConfigError(f"{p}: {e}") from None
     for sec, vals in parse_overrides(overrides).items():
         data.setdefault(sec, {}).update(vals)
     # Values the file resolved (beta, loss) are re-resolved from the schedule when absent.

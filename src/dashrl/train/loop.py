@@ -1,7 +1,19 @@
 """`dashrl train`: run an RL schedule on a task and leave a run folder behind.
 
 The run folder holds the resolved `config.toml`, `metrics.jsonl` (one line per
-optimizer step) and checkpoints saved with `save_pretrained`.
+optimizer step), TensorBoard events, and checkpoints (`dashrl.train.checkpoint`).
+
+Resume: a run continues from its newest checkpoint with `dashrl train --resume RUN`,
+or when `--run.name` names a folder that holds one. Weights, optimizer, LR schedule,
+RNG states and the step counters are restored, and the problems and sampling seeds of a
+step are pure functions of (seed, step), so on one CPU process the resumed run ends with
+the same weights, bit for bit, as a run that was never stopped. Metrics rows after the
+checkpoint are dropped and logged again. The PPO schedules (K optimizer steps per
+sampling cycle) checkpoint only between cycles.
+
+Stopping: the first Ctrl-C or SIGTERM finishes the current step, saves a checkpoint and
+raises `Interrupted` (whose message gives the resume command); a second one abandons
+the step at once and keeps the last checkpoint.
 
 Departures from the paper: the default quickstart is SmolLM2-135M-Instruct on a
 procedural arithmetic task (the paper: Qwen2.5-0.5B on MATH), so that a laptop CPU
@@ -11,16 +23,48 @@ weights instead of separate vLLM servers (the Ray path is `dashrl.dist`).
 
 from __future__ import annotations
 
+import os
 import random
+import shlex
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dashrl.config import Config, to_toml
-from dashrl.train.checkpoint import atomic_write_text, save_checkpoint
-from dashrl.train.metrics import MetricsWriter, Progress, summarize
+from dashrl.config import Config, ConfigError, load_config, to_dict, to_toml
+from dashrl.train.checkpoint import (
+    atomic_write_text,
+    best_checkpoint,
+    latest_checkpoint,
+    load_state,
+    load_weights,
+    prune_checkpoints,
+    read_info,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    step_dir,
+    update_best,
+)
+from dashrl.train.metrics import Loggers, MetricsWriter, Progress, summarize, truncate_metrics
+
+# Fields a resume may change; any other change would make it a different run.
+RESUMABLE_CHANGES = ("train.steps",)
+
+
+class RunError(RuntimeError):
+    """The run cannot start or go on; the one-line message says why and what to do."""
+
+
+class Interrupted(RuntimeError):
+    """Stopped by SIGINT/SIGTERM; the message says what was saved and how to resume."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
 
 
 @dataclass
@@ -30,17 +74,8 @@ class RunResult:
     trainer: Any
 
 
-def make_run_dir(cfg: Config) -> Path:
-    name = cfg.run.name or f"{cfg.algo.schedule}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(cfg.run.out_dir) / name
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise SystemExit(f"dashrl: cannot write the run folder {run_dir}: {e.strerror}") from None
-    return run_dir
+def resume_command(run_dir: Path) -> str:
+    return f"dashrl train --resume {shlex.quote(str(run_dir))}"
 
 
 def seed_everything(seed: int) -> None:
@@ -52,22 +87,146 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = None) -> RunResult:
+# -- run folder -------------------------------------------------------------------------
+def _check_writable(folder: Path) -> None:
+    """Fail early, before any model loads, if `folder` cannot be created or written."""
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise RunError(f"cannot write the run folder {folder}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise RunError(f"cannot write the run folder {folder}: {probe} is not writable (set --run.out_dir)")
+
+
+def _config_changes(saved: Config, cfg: Config) -> list[str]:
+    """Fields that differ between a run's saved config and `cfg`, besides those a resume may change."""
+    a, b = to_dict(saved), to_dict(cfg)
+    changes = []
+    for sec in a:
+        if sec == "run":
+            continue
+        for key, old in a[sec].items():
+            new = b[sec][key]
+            if old != new and f"{sec}.{key}" not in RESUMABLE_CHANGES:
+                changes.append(f"{sec}.{key} = {old!r} in the run, {new!r} now")
+    return changes
+
+
+def run_dir_of(cfg: Config) -> Path:
+    """The run folder `cfg` names; without `run.name`, a new `SCHEDULE-TIMESTAMP` folder."""
+    if cfg.run.name:
+        return Path(cfg.run.out_dir) / cfg.run.name
+    base = Path(cfg.run.out_dir) / f"{cfg.algo.schedule}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir, n = base, 1
+    while run_dir.exists():  # two runs started in the same second
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    return run_dir
+
+
+def make_run_dir(cfg: Config) -> Path:
+    """Create the run folder `cfg` names (the Ray path's entry; it does not resume yet)."""
+    run_dir = run_dir_of(cfg)
+    _check_writable(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"cannot write the run folder {run_dir}: {e.strerror or e}") from None
+    return run_dir
+
+
+def find_resume_point(cfg: Config, run_dir: Path, resume: bool | None) -> Path | None:
+    """The checkpoint to continue from, or None for a fresh run; raises RunError on a clash.
+
+    `resume` None: continue if `run_dir` holds a checkpoint of the same config; True: it
+    must; False: the folder must not hold one.
+    """
+    if resume and not run_dir.is_dir():
+        raise RunError(f"run folder {run_dir} does not exist")
+    ckpt = latest_checkpoint(run_dir) if run_dir.is_dir() else None
+    if ckpt is None:
+        if resume:
+            raise RunError(f"run folder {run_dir} has no checkpoint to resume from (none was saved yet)")
+        return None
+    if resume is False:
+        raise RunError(f"run folder {run_dir} already holds a run; choose another --run.name or resume it with: {resume_command(run_dir)}")
+    try:
+        saved = load_config(run_dir / "config.toml")
+    except ConfigError as e:
+        raise RunError(f"cannot resume {run_dir}: {e}") from None
+    changes = _config_changes(saved, cfg)
+    if changes:
+        raise RunError(
+            f"run folder {run_dir} holds a run with another config ({'; '.join(changes)}); "
+            f"choose another --run.name, or edit {run_dir / 'config.toml'} if you mean to change it"
+        )
+    return ckpt
+
+
+# -- signals ------------------------------------------------------------------------------
+class StopRequest:
+    """SIGINT/SIGTERM handler: the first signal asks the loop to stop after the current
+    step; a second raises KeyboardInterrupt at once. Installed only in the main thread."""
+
+    def __init__(self, quiet: bool):
+        self.signum: int | None = None
+        self.quiet = quiet
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        name = signal.Signals(signum).name
+        print(f"\n[dashrl] {name}: finishing the current step, then saving (send it again to abandon the step)", file=sys.stderr, flush=True)
+
+
+# -- the loop -----------------------------------------------------------------------------
+def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = None, resume: bool | None = None) -> RunResult:
     """Train per `cfg`; `model`/`tokenizer`/`task` may be given (tests), else built from cfg.
+
+    `resume`: None continues the run in the folder `cfg` names if it holds a checkpoint,
+    True requires one, False refuses one. On resume the given (or loaded) model must be
+    the run's initial model: the reference model for the KL term is copied from it.
 
     >>> from dashrl.config import load_config
     >>> train(load_config(overrides=["--train.steps", "2"]))  # doctest: +SKIP
     """
     if cfg.dist.samplers > 0:  # the Ray path: sampler and trainer actors
+        if resume:
+            raise RunError("the Ray path (dist.samplers > 0) cannot resume yet; its checkpoints hold weights only")
         from dashrl.dist import train_dist
 
         return train_dist(cfg, model, tokenizer, task)
     from dashrl.train.schedules import SCHEDULE_FNS, optimizer_steps
     from dashrl.train.trainer import Trainer
 
-    run_dir = make_run_dir(cfg)
-    atomic_write_text(run_dir / "config.toml", to_toml(cfg))
+    run_dir = run_dir_of(cfg)
+    _check_writable(run_dir)
+    ckpt = find_resume_point(cfg, run_dir, resume)
+    total_opt = optimizer_steps(cfg.algo.schedule, cfg.train.steps, cfg.algo.ppo_k)
+    info = read_info(ckpt) if ckpt else {"step": 0, "cycle": 0, "elapsed_s": 0.0}
+    if info["step"] > total_opt:
+        raise RunError(f"{ckpt} is at step {info['step']}, past train.steps ({cfg.train.steps}); resume with a larger --train.steps")
+
     seed_everything(cfg.train.seed)
+    if task is None:
+        from dashrl.data.tasks import make_task
+
+        task = make_task(cfg.task, cfg.train.seed)  # before the model: a bad dataset fails fast
     if model is None:
         from dashrl.models import load_model
 
@@ -77,37 +236,111 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
 
         prepare_tokenizer(tokenizer)
 
-    total_opt = optimizer_steps(cfg.algo.schedule, cfg.train.steps, cfg.algo.ppo_k)
-    trainer = Trainer(cfg, model, tokenizer, total_opt, task=task)
-    step_fn = SCHEDULE_FNS[cfg.algo.schedule]
-    writer = MetricsWriter(run_dir / "metrics.jsonl")
-    progress = Progress(total_opt, quiet=cfg.run.quiet)
-    rows: list[dict[str, Any]] = []
-    opt_step = 0
-    if not cfg.run.quiet:
-        print(f"[dashrl] run folder {run_dir}", file=sys.stderr)
     try:
-        for step in range(cfg.train.steps):
-            for row in step_fn(trainer, step):
-                opt_step += 1
-                row = {"step": opt_step, **row}
-                writer.write(row)
-                rows.append(row)
-                progress.update(row)
-                if cfg.run.save_every and opt_step % cfg.run.save_every == 0 and opt_step < total_opt:
-                    save_checkpoint(run_dir, opt_step, model, tokenizer)
-    except KeyboardInterrupt:
-        progress.close()
-        path = save_checkpoint(run_dir, opt_step, model, tokenizer, {"interrupted": True})
-        print(f"[dashrl] interrupted after step {opt_step}; weights saved to {path}", file=sys.stderr)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.toml", to_toml(cfg))
+    except OSError as e:
+        raise RunError(f"cannot write the run folder {run_dir}: {e.strerror or e}") from None
+    trainer = Trainer(cfg, model, tokenizer, total_opt, task=task)
+    if ckpt is not None:
+        best = best_checkpoint(run_dir)
+        prune_checkpoints(run_dir, cfg.run.keep_last, keep=[best] if best else [])  # leftovers of a crash
+        state = load_state(ckpt)
+        load_weights(model, ckpt)
+        trainer.load_state_dict(state["trainer"])
+        trainer.sync()  # the sampler's own bf16 copy, if any
+        set_rng_state(state["rng"])
+    try:
+        rows = truncate_metrics(run_dir / "metrics.jsonl", info["step"])
+    except OSError as e:
+        raise RunError(f"cannot write {run_dir / 'metrics.jsonl'}: {e.strerror or e}") from None
+
+    step_fn = SCHEDULE_FNS[cfg.algo.schedule]
+    opt_step, cycle, saved_step = info["step"], info["cycle"], info["step"] if ckpt else -1
+    writer = MetricsWriter(run_dir / "metrics.jsonl")
+    loggers = Loggers(cfg.run.loggers, run_dir, to_dict(cfg), first_step=opt_step + 1)
+    progress = Progress(total_opt, quiet=cfg.run.quiet, first_step=opt_step + 1)
+    t_start, elapsed0 = time.perf_counter(), float(info.get("elapsed_s", 0.0))
+
+    def save(interrupted: bool = False) -> Path:
+        nonlocal saved_step
+        path = _save(cfg, run_dir, trainer, rows, opt_step, cycle, elapsed0 + time.perf_counter() - t_start, interrupted)
+        saved_step = opt_step
+        return path
+
+    if not cfg.run.quiet:
+        verb = f"resuming {ckpt.name} of" if ckpt else "run folder"
+        print(f"[dashrl] {verb} {run_dir}", file=sys.stderr)
+    try:
+        with StopRequest(cfg.run.quiet) as stop:
+            try:
+                while cycle < cfg.train.steps and stop.signum is None:
+                    new_rows = step_fn(trainer, cycle)
+                    cycle += 1
+                    for row in new_rows:
+                        opt_step += 1
+                        row = {"step": opt_step, **row, "time/elapsed_s": elapsed0 + time.perf_counter() - t_start}
+                        _write_row(writer, row)
+                        rows.append(row)
+                        loggers.log(row)
+                        progress.update(row)
+                    every = cfg.run.save_every
+                    if every and opt_step // every > max(saved_step, 0) // every and cycle < cfg.train.steps:
+                        save()
+            except KeyboardInterrupt:  # a second signal: abandon the step, keep the last checkpoint
+                progress.close()
+                last = f"step {saved_step}" if saved_step >= 0 else "nothing (no checkpoint yet)"
+                raise Interrupted(
+                    f"abandoned step {opt_step + 1}; the last checkpoint holds {last}; resume with: {resume_command(run_dir)}",
+                    stop.signum or signal.SIGINT,
+                ) from None
+            progress.close()
+            path = save(interrupted=stop.signum is not None) if saved_step != opt_step else step_dir(run_dir, opt_step)
+            if stop.signum is not None:
+                raise Interrupted(
+                    f"stopped after step {opt_step} of {total_opt}; saved {path}; resume with: {resume_command(run_dir)}", stop.signum
+                )
+    finally:
         writer.close()
-        raise
-    progress.close()
-    writer.close()
-    path = save_checkpoint(run_dir, opt_step, model, tokenizer)
+        loggers.close()
     summary = summarize(rows)
-    atomic_write_text(run_dir / "summary.md", summary + "\n")
+    try:
+        atomic_write_text(run_dir / "summary.md", summary + "\n")
+    except OSError as e:
+        raise RunError(f"cannot write {run_dir / 'summary.md'}: {e.strerror or e} (the run itself finished and is saved)") from None
     if not cfg.run.quiet:
         print(summary)
         print(f"[dashrl] checkpoint: {path}\n[dashrl] metrics: {run_dir / 'metrics.jsonl'}", file=sys.stderr)
     return RunResult(run_dir, rows, trainer)
+
+
+def _write_row(writer: MetricsWriter, row: dict[str, Any]) -> None:
+    try:
+        writer.write(row)
+    except OSError as e:
+        raise RunError(
+            f"cannot write {writer.path}: {e.strerror or e}; the last checkpoint is intact; "
+            f"free the space and resume with: {resume_command(writer.path.parent)}"
+        ) from None
+
+
+def _save(cfg: Config, run_dir: Path, trainer: Any, rows: list[dict[str, Any]], step: int, cycle: int, elapsed: float, interrupted: bool) -> Path:
+    """Save a resumable checkpoint, record it as best if it is, prune old ones."""
+    state = {"trainer": trainer.state_dict(), "rng": rng_state()}
+    extra = {"cycle": cycle, "elapsed_s": elapsed, "interrupted": interrupted}
+    try:
+        path = save_checkpoint(run_dir, step, trainer.model, trainer.tokenizer, extra, state)
+        if cfg.run.best:
+            value = next((r[cfg.run.best] for r in reversed(rows) if isinstance(r.get(cfg.run.best), (int, float))), None)
+            if value is not None:
+                update_best(run_dir, path, cfg.run.best, float(value), cfg.run.best_mode)
+        best = best_checkpoint(run_dir)
+        prune_checkpoints(run_dir, cfg.run.keep_last, keep=[best] if best else [])
+    except OSError as e:
+        prev = latest_checkpoint(run_dir)
+        kept = f"the last checkpoint ({prev.name}) is intact" if prev else "no checkpoint was saved yet"
+        raise RunError(
+            f"cannot save the checkpoint of step {step} in {run_dir / 'checkpoints'}: {e.strerror or e}; {kept}; "
+            f"free the space and resume with: {resume_command(run_dir)}"
+        ) from None
+    return path

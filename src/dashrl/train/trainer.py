@@ -225,6 +225,23 @@ class Trainer:
         self.sampler.load_weights(self.model.state_dict())
         return time.perf_counter() - t0
 
+    # -- checkpoint state (weights are saved and loaded separately) ----------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What a resume needs besides the weights: optimizer, LR schedule and counters."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "generate_calls": self.generate_calls,
+            "forward_samples": self.forward_samples,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()`; load the weights first, then call `sync()`."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generate_calls = int(state["generate_calls"])
+        self.forward_samples = int(state["forward_samples"])
+
     def sample_seed(self, step: int, call: int) -> int:
         return sample_seed(self.cfg.train.seed, step, call)
 

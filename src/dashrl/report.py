@@ -1,0 +1,257 @@
+"""`dashrl report`: PNG plots and a markdown summary of one or more run folders.
+
+    dashrl report runs/dash-1                       # writes runs/dash-1/report/
+    dashrl report runs/dash-1 runs/grpo-1 --out cmp # overlays both runs in cmp/
+
+Plots (several runs share the axes, one colour per run):
+
+- `reward_accuracy_step.png`, `reward_accuracy_time.png`: reward and accuracy against
+  optimizer step and against wall-clock minutes;
+- `gen_length.png`: mean completion length in tokens;
+- `advantage_filter.png`: mean |advantage| and the fraction of samples kept by the filter;
+- `time_split.png`: seconds per step split into sampling, scoring, backprop, optimizer,
+  sync and the rest, stacked, one bar per run.
+
+`report.md` holds a table comparing the runs and links the plots. Only the standard
+library, and matplotlib when plotting, are imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PHASES = ("sampling", "scoring", "backprop", "optimizer", "sync")
+PLOTS = ("reward_accuracy_step.png", "reward_accuracy_time.png", "gen_length.png", "advantage_filter.png", "time_split.png")
+
+
+class ReportError(RuntimeError):
+    """A run folder cannot be read; the message names it."""
+
+
+@dataclass
+class Run:
+    label: str
+    path: Path
+    rows: list[dict[str, Any]]
+    config: dict[str, Any]
+
+    def series(self, key: str) -> tuple[list[float], list[float]]:
+        """(steps, values) of the rows that have a finite number for `key`."""
+        pairs = [(r["step"], float(r[key])) for r in self.rows if _finite(r.get(key))]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    def minutes(self) -> list[float]:
+        """Wall-clock minutes at each row: `time/elapsed_s`, else the running sum of step times."""
+        out, total = [], 0.0
+        for r in self.rows:
+            total += float(r.get("time/step_s") or 0.0)
+            out.append((float(r["time/elapsed_s"]) if _finite(r.get("time/elapsed_s")) else total) / 60)
+        return out
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def load_run(path: Path) -> Run:
+    """Read a run folder's metrics.jsonl (skipping a torn line) and config.toml."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ReportError(f"run folder {path} does not exist")
+    metrics = path / "metrics.jsonl"
+    if not metrics.is_file():
+        raise ReportError(f"{path} is not a run folder (no metrics.jsonl)")
+    rows = []
+    for line in metrics.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    if not rows:
+        raise ReportError(f"{metrics} has no steps yet")
+    config: dict[str, Any] = {}
+    if (path / "config.toml").is_file():
+        try:
+            config = tomllib.loads((path / "config.toml").read_text())
+        except tomllib.TOMLDecodeError:
+            config = {}
+    return Run(path.name, path, rows, config)
+
+
+def _labels(paths: Sequence[Path]) -> list[str]:
+    names = [p.resolve().name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{p.resolve().parent.name}/{p.resolve().name}" for p in paths]
+
+
+def _ema(values: list[float], n: int) -> list[float]:
+    """Exponential moving average with span ~ n/10 (a no-op for short runs)."""
+    if n < 20:
+        return values
+    alpha, out, acc = 2 / (max(n // 10, 2) + 1), [], values[0]
+    for v in values:
+        acc = alpha * v + (1 - alpha) * acc
+        out.append(acc)
+    return out
+
+
+def _line_panels(runs: list[Run], keys: Sequence[tuple[str, str]], path: Path, by_time: bool = False) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
+    for ax, (key, title) in zip(axes[0], keys):
+        for i, run in enumerate(runs):
+            color = f"C{i % 10}"
+            steps, values = run.series(key)
+            if not values:
+                continue
+            if by_time:
+                minute_at = dict(zip([r["step"] for r in run.rows], run.minutes()))
+                xs = [minute_at[s] for s in steps]
+            else:
+                xs = steps
+            smooth = _ema(values, len(values))
+            if smooth is not values:
+                ax.plot(xs, values, color=color, alpha=0.25, linewidth=1)
+            ax.plot(xs, smooth, color=color, linewidth=2, label=run.label, marker="o" if len(xs) < 20 else None, markersize=3)
+        ax.set_title(title)
+        ax.set_xlabel("wall-clock minutes" if by_time else "optimizer step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _time_split(runs: list[Run], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(5, 1.5 * len(runs) + 3), 4))
+    bottoms = [0.0] * len(runs)
+    x = list(range(len(runs)))
+    for j, phase in enumerate(list(PHASES) + ["other"]):
+        heights = []
+        for run in runs:
+            n = len(run.rows)
+            if phase == "other":
+                step = sum(float(r.get("time/step_s") or 0) for r in run.rows)
+                parts = sum(float(r.get(f"time/{p}_s") or 0) for r in run.rows for p in PHASES)
+                heights.append(max(step - parts, 0.0) / n)
+            else:
+                heights.append(sum(float(r.get(f"time/{phase}_s") or 0) for r in run.rows) / n)
+        ax.bar(x, heights, bottom=bottoms, label=phase, color=f"C{j}")
+        bottoms = [b + h for b, h in zip(bottoms, heights)]
+    ax.set_xticks(x, [r.label for r in runs], rotation=15)
+    ax.set_ylabel("seconds per optimizer step")
+    ax.set_title("time split")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot(runs: list[Run], out: Path) -> list[Path]:
+    """Write the PNG plots of `runs` into `out`; returns their paths."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ReportError("plots need matplotlib: pip install matplotlib") from None
+    matplotlib.use("Agg")
+    reward = [("reward/mean", "reward"), ("accuracy", "accuracy")]
+    _line_panels(runs, reward, out / PLOTS[0])
+    _line_panels(runs, reward, out / PLOTS[1], by_time=True)
+    _line_panels(runs, [("gen/mean_tokens", "completion length (tokens)")], out / PLOTS[2])
+    _line_panels(runs, [("adv/abs_mean", "mean |advantage|"), ("filter/kept_frac", "kept by the filter")], out / PLOTS[3])
+    _time_split(runs, out / PLOTS[4])
+    return [out / name for name in PLOTS]
+
+
+def _mean(run: Run, key: str, part: slice) -> float:
+    vals = [float(r[key]) for r in run.rows[part] if _finite(r.get(key))]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def markdown(runs: list[Run], plots: Sequence[Path], out: Path) -> str:
+    """A table comparing the runs (first/last tenth of the steps) and links to the plots."""
+    header = ["run", "schedule", "steps", "reward first -> last", "accuracy first -> last", "kept", "s/step", "wall min"]
+    header += [f"{p} %" for p in PHASES]
+    lines = ["# dashrl report", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for run in runs:
+        n = len(run.rows)
+        w = max(1, n // 10)
+        step_s = sum(float(r.get("time/step_s") or 0) for r in run.rows)
+        shares = [sum(float(r.get(f"time/{p}_s") or 0) for r in run.rows) / (step_s or 1) for p in PHASES]
+        cells = [
+            run.label,
+            str(run.config.get("algo", {}).get("schedule", "?")),
+            str(run.rows[-1]["step"]),
+            f"{_mean(run, 'reward/mean', slice(0, w)):.3f} -> {_mean(run, 'reward/mean', slice(n - w, n)):.3f}",
+            f"{_mean(run, 'accuracy', slice(0, w)):.3f} -> {_mean(run, 'accuracy', slice(n - w, n)):.3f}",
+            f"{_mean(run, 'filter/kept_frac', slice(0, n)):.1%}",
+            f"{step_s / n:.2f}",
+            f"{run.minutes()[-1]:.1f}",
+        ] + [f"{s:.0%}" for s in shares]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"First and last {'tenth' if len(runs[0].rows) >= 10 else 'step'} of each run; runs: "]
+    lines += [f"- `{run.label}`: {run.path}" for run in runs]
+    lines.append("")
+    for p in plots:
+        lines += [f"![{p.stem}]({p.relative_to(out)})", ""]
+    return "\n".join(lines)
+
+
+def report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Path:
+    """Write plots and `report.md` for `run_dirs` into `out` (default RUN/report for one run,
+    `./report` for several); returns the markdown path.
+
+    >>> report(["runs/dash-1", "runs/grpo-1"], out="cmp")  # doctest: +SKIP
+    PosixPath('cmp/report.md')
+    """
+    paths = [Path(p) for p in run_dirs]
+    runs = [load_run(p) for p in paths]
+    for run, label in zip(runs, _labels(paths)):
+        run.label = label
+    target = Path(out) if out is not None else (paths[0] / "report" if len(paths) == 1 else Path("report"))
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportError(f"cannot create the report folder {target}: {e.strerror or e}") from None
+    from dashrl.train.checkpoint import atomic_write_text
+
+    try:
+        plots = plot(runs, target)
+        md = target / "report.md"
+        atomic_write_text(md, markdown(runs, plots, target) + "\n")
+    except OSError as e:
+        raise ReportError(f"cannot write the report in {target}: {e.strerror or e}") from None
+    return md
+
+
+# -- command line -------------------------------------------------------------------------
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (with metrics.jsonl); several overlay")
+    p.add_argument("--out", help="folder for the plots and report.md (default RUN_DIR/report, or ./report for several runs)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        md = report(args.runs, args.out)
+    except ReportError as e:
+        print(f"dashrl: {e}", file=sys.stderr)
+        return 1
+    print(md)
+    return 0

@@ -1,0 +1,273 @@
+"""Exact resume: SIGKILL a training process at many points, resume, get the same weights.
+
+Each scenario runs this file as a script (`python test_resume.py PLAN.json`): it imports
+torch and transformers once, then forks one child process per stage of the plan, so each
+stage is a real process that dies by SIGKILL with whatever it held in memory, while the
+import cost is paid once. A stage names where its child kills itself:
+
+- `sample:C`   inside the sampler's generate call of sampling cycle C (after its first chunk)
+- `backprop:C` inside `loss.backward()` of the first micro-batch of cycle C (when the
+               gradient reaches the logprobs)
+- `save:C`     inside the checkpoint save after cycle C (weights written, folder not renamed)
+- `latest:C`   after that save's rename, before `checkpoints/latest` is updated
+- `step:C`     right after the first optimizer step of cycle C (mid-cycle for ppo_mini/ppo_multi)
+- `metrics:C`  halfway through writing cycle C's metrics line (a torn line)
+- `sigterm:C`  (not a kill) SIGTERM during cycle C's sampling: the run must finish C, save, exit 143
+
+The kills are done here, by wrapping library functions in the child, so the library has
+no test-only hooks. Cycles are 0-based sampling cycles (= optimizer steps for dash).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# -- the script side (runs in the helper process and its forked children) ------------------
+def letter_task():
+    from dashrl.data import Example
+    from dashrl.data.tasks import Task
+
+    def get(i):
+        return Example(id=str(i % 4), problem=f"Say abc {i % 4}", answer="")
+
+    # Share of lowercase letters: a random tiny model gets rewards that vary within a group.
+    return Task(name="letters", get=get, size=None, reward=lambda ex, text: sum(c.islower() for c in text) / max(len(text), 1))
+
+
+def _install_kill(at: str, task, tokenizer) -> None:
+    """Make this process kill itself (or send itself SIGTERM) at `at` = "phase:cycle"."""
+    import dashrl.rollout.hf as hf
+    import dashrl.train.checkpoint as ckpt
+    import dashrl.train.trainer as trainer_mod
+    from dashrl.train.metrics import MetricsWriter
+
+    phase, cycle = at.split(":")
+    cycle = int(cycle)
+    current = {"cycle": -1, "fired": False}
+
+    def fire(where: str) -> None:
+        if where == phase and current["cycle"] == cycle and not current["fired"]:
+            current["fired"] = True
+            os.kill(os.getpid(), signal.SIGTERM if phase == "sigterm" else signal.SIGKILL)
+
+    real_batch = task.batch
+
+    def batch(step, n):
+        current["cycle"] = step
+        return real_batch(step, n)
+
+    task.batch = batch
+
+    real_chunk = hf.HFSampler._generate_chunk
+
+    def chunk(self, *a, **k):
+        out = real_chunk(self, *a, **k)
+        fire("sample")
+        fire("sigterm")
+        return out
+
+    hf.HFSampler._generate_chunk = chunk
+
+    real_get_loss = trainer_mod.get_loss
+
+    def get_loss(name):
+        loss_fn = real_get_loss(name)
+
+        def hooked(logprobs, *a, **k):  # the hook runs when backward reaches the logprobs
+            if logprobs.requires_grad and phase == "backprop" and current["cycle"] == cycle:
+                logprobs.register_hook(lambda g: fire("backprop"))
+            return loss_fn(logprobs, *a, **k)
+
+        return hooked
+
+    trainer_mod.get_loss = get_loss
+
+    real_step = trainer_mod.Trainer.optimizer_step
+
+    def optimizer_step(self, *a, **k):
+        out = real_step(self, *a, **k)
+        fire("step")
+        return out
+
+    trainer_mod.Trainer.optimizer_step = optimizer_step
+
+    real_tok_save = tokenizer.save_pretrained
+
+    def tok_save(*a, **k):
+        fire("save")
+        return real_tok_save(*a, **k)
+
+    tokenizer.save_pretrained = tok_save
+
+    real_atomic = ckpt.atomic_write_text
+
+    def atomic(path, text):
+        if Path(path).name == "latest":
+            fire("latest")
+        return real_atomic(path, text)
+
+    ckpt.atomic_write_text = atomic
+
+    real_write = MetricsWriter.write
+
+    def write(self, row):
+        if phase == "metrics" and current["cycle"] == cycle:
+            line = json.dumps(row)
+            self._f.write(line[: len(line) // 2])
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            fire("metrics")
+        return real_write(self, row)
+
+    MetricsWriter.write = write
+
+
+def _stage(spec: dict, run_dir: Path, kill: str | None) -> None:
+    """One child: build the tiny model fresh, train (resuming if there is a checkpoint)."""
+    from conftest import make_tiny_model, make_tokenizer
+
+    from dashrl.config import build_config
+    from dashrl.train.loop import Interrupted, train
+
+    tok = make_tokenizer()
+    model = make_tiny_model(len(tok))
+    task = letter_task()
+    cfg = build_config(
+        {
+            "model": {"dtype": spec.get("dtype", "fp32")},
+            "sampler": {"max_new_tokens": 6, "batch_size": 8},
+            "algo": {"schedule": spec.get("schedule", "dash"), "prompts_per_step": 4, "group_size": 4, "ppo_k": 2},
+            "train": {"steps": spec.get("steps", 6), "micro_batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "lr_schedule": "cosine"},
+            "run": {"out_dir": str(run_dir.parent), "name": run_dir.name, "quiet": True, "save_every": spec.get("save_every", 2), "keep_last": 2, "loggers": ""},
+        }
+    )
+    if kill:
+        _install_kill(kill, task, tok)
+    try:
+        train(cfg, model, tok, task=task)
+    except Interrupted as e:
+        print(f"[dashrl] {e}", file=sys.stderr)
+        os._exit(128 + e.signum)
+
+
+def main(plan_path: str) -> None:
+    """Run the plan's stages one after another, each in a forked child; write their exit codes."""
+    import torch
+
+    torch.set_num_threads(1)  # before any op: forked children never inherit a live thread pool
+    import transformers  # noqa: F401  (imported once, here, for every child)
+
+    import safetensors.torch  # noqa: F401
+    from conftest import make_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: F401
+
+    import dashrl.rollout.hf  # noqa: F401
+    import dashrl.train.loop  # noqa: F401
+    import dashrl.train.schedules  # noqa: F401
+
+    make_tokenizer()  # pure Python/Rust, no torch ops: finishes the lazy imports
+
+    plan = json.loads(Path(plan_path).read_text())
+    results = []
+    for i, (run_dir, kill) in enumerate(plan["stages"]):
+        log = Path(plan["logs"]) / f"stage{i}.log"
+        pid = os.fork()
+        if pid == 0:  # child
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            try:
+                _stage(plan["spec"], Path(run_dir), kill)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+                os._exit(99)
+            os._exit(0)
+        t0 = time.perf_counter()
+        _, status = os.waitpid(pid, 0)
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        results.append({"kill": kill, "code": code, "log": log.read_text(), "seconds": time.perf_counter() - t0})
+    Path(plan["out"]).write_text(json.dumps(results))
+
+
+# -- the test side ------------------------------------------------------------------------
+def run_plan(tmp_path: Path, spec: dict, stages: list[tuple[str, str | None]]) -> list[dict]:
+    plan = {"spec": spec, "stages": stages, "logs": str(tmp_path), "out": str(tmp_path / "results.json")}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])}
+    proc = subprocess.run([sys.executable, __file__, str(tmp_path / "plan.json")], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((tmp_path / "results.json").read_text())
+
+
+def final_weights(run_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    from dashrl.train.checkpoint import latest_checkpoint
+
+    ckpt = latest_checkpoint(run_dir)
+    return load_file(ckpt / "model.safetensors")
+
+
+def assert_same_run(ref: Path, resumed: Path, steps: int) -> None:
+    import torch
+
+    from dashrl.train.metrics import read_metrics
+
+    a, b = final_weights(ref), final_weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"weights differ: {k}"
+    ref_rows, rows = read_metrics(ref / "metrics.jsonl"), read_metrics(resumed / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(1, steps + 1))  # each step exactly once
+    for r, s in zip(ref_rows, rows):  # the same samples, rewards and losses at every step
+        for key in ("reward/mean", "adv/abs_mean", "loss", "grad_norm", "lr", "filter/kept_frac"):
+            assert r.get(key) == s.get(key), (r["step"], key)
+    assert sum(not r.get("skipped") for r in rows) >= steps // 2  # the weights really moved
+
+
+def test_sigkill_anywhere_then_resume_is_bit_exact(tmp_path):
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    stages = [
+        (str(ref), None),
+        (str(run), "sample:1"),  # no checkpoint yet: the next stage starts over
+        (str(run), "sigterm:2"),  # finishes cycle 2, saves step 3, exits 143
+        (str(run), "backprop:3"),  # resumes from step 3
+        (str(run), "save:3"),  # saves step 4 half-way: step 3 stays the newest whole one
+        (str(run), "metrics:4"),  # torn metrics line of step 5
+        (str(run), "latest:5"),  # final step-6 folder in place, `latest` not yet updated
+        (str(run), None),  # finds step 6 done; nothing to run
+    ]
+    results = run_plan(tmp_path, {"schedule": "dash", "steps": 6, "save_every": 2}, stages)
+    codes = [r["code"] for r in results]
+    assert codes == [0, -9, 143, -9, -9, -9, -9, 0], [r["log"][-2000:] for r in results]
+    assert "resume with: dashrl train --resume" in results[2]["log"]
+    assert not list((run / "checkpoints").glob(".tmp-*"))  # the torn save was cleaned up
+    assert len(list((run / "checkpoints").glob("step-*"))) == 2  # keep_last
+    assert_same_run(ref, run, 6)
+
+
+def test_ppo_mini_bf16_resume_between_cycles_is_bit_exact(tmp_path):
+    """K=2 optimizer steps per cycle, checkpoints only between cycles; the sampler's own
+    bf16 weight copy is refreshed from the loaded checkpoint."""
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    stages = [(str(ref), None), (str(run), "step:2"), (str(run), None)]
+    spec = {"schedule": "ppo_mini", "dtype": "bf16", "steps": 3, "save_every": 1}
+    results = run_plan(tmp_path, spec, stages)
+    assert [r["code"] for r in results] == [0, -9, 0], [r["log"][-2000:] for r in results]
+    assert_same_run(ref, run, 6)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "tests"))
+    main(sys.argv[1])
