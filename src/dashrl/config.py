@@ -267,6 +267,32 @@ class DistConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    every: int = 0
+    """Evaluate every N optimizer steps and after the last one (0 = never)."""
+    datasets: str = ""
+    """Comma-separated dataset names (e.g. `math500,gsm8k`); `arithmetic` = held-out arithmetic
+    problems at task.difficulty."""
+    limit: int = 100
+    """First N problems of each dataset (0 = all)."""
+    max_new_tokens: int = 512
+    """Longest completion during evaluation (greedy decoding)."""
+    batch_size: int = 64
+    """Inference batch size during evaluation."""
+
+    def __post_init__(self) -> None:
+        _check(self.every >= 0, "eval.every", f"expected >= 0, got {self.every}")
+        _check(self.limit >= 0, "eval.limit", f"expected >= 0, got {self.limit}")
+        _check(self.max_new_tokens >= 1, "eval.max_new_tokens", f"expected >= 1, got {self.max_new_tokens}")
+        _check(self.batch_size >= 1, "eval.batch_size", f"expected >= 1, got {self.batch_size}")
+        _check(not self.every or bool(self.dataset_names), "eval.datasets", "eval.every > 0 needs at least one dataset")
+
+    @property
+    def dataset_names(self) -> list[str]:
+        return [d.strip() for d in self.datasets.split(",") if d.strip()]
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -275,6 +301,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
     dist: DistConfig = field(default_factory=DistConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
         n = self.algo.samples_per_step

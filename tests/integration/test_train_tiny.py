@@ -194,3 +194,17 @@ def test_reward_rises_on_a_learnable_task(tmp_path, tiny_lm):
     rewards = [r["reward/mean"] for r in res.rows]
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     assert last > first + 0.3, rewards
+
+
+def test_evaluation_inside_training_joins_the_metrics(tmp_path, tiny_lm):
+    model, tok = tiny_lm
+    cfg = config(
+        tmp_path,
+        train={"steps": 3},
+        eval={"every": 2, "datasets": "arithmetic,gsm8k", "limit": 3, "max_new_tokens": 4},
+    )
+    res = train(cfg, model, tok, task=letter_task())
+    has_eval = [("eval/arithmetic/accuracy" in r, "eval/gsm8k/accuracy" in r) for r in res.rows]
+    assert has_eval == [(False, False), (True, True), (True, True)]  # every 2 steps and after the last
+    for r in res.rows[1:]:
+        assert 0.0 <= r["eval/gsm8k/accuracy"] <= 1.0 and 1 <= r["eval/gsm8k/mean_tokens"] <= 4

@@ -15,29 +15,40 @@ if TYPE_CHECKING:  # pragma: no cover
     from dashrl.config import EvalConfig
 
 
+EVAL_SEED = -1  # held-out arithmetic: training streams use seeds >= 0
+
+
 class PeriodicEval:
     """Loads its datasets once; `maybe_run(step)` evaluates when the step is due."""
 
-    def __init__(self, cfg: "EvalConfig", sampler: Any, tokenizer: Any):
+    def __init__(self, cfg: "EvalConfig", sampler: Any, tokenizer: Any, difficulty: int = 1):
         self.cfg, self.sampler, self.tokenizer = cfg, sampler, tokenizer
         self.sets: dict[str, list[Example]] = {}
         if cfg.every > 0:
+            from dashrl.data.arithmetic import arithmetic_example
             from dashrl.data.datasets import load_dataset
 
             for name in cfg.dataset_names:
-                self.sets[name] = load_dataset(name, limit=cfg.limit or None)
+                if name == "arithmetic":  # a stream no training seed draws from
+                    self.sets[name] = [arithmetic_example(EVAL_SEED, i, difficulty) for i in range(cfg.limit or 100)]
+                else:
+                    self.sets[name] = load_dataset(name, limit=cfg.limit or None)
 
     def due(self, step: int, last: bool) -> bool:
         return self.cfg.every > 0 and (step % self.cfg.every == 0 or last)
 
     def run(self) -> dict[str, float]:
+        import time
+
         from dashrl.eval import evaluate
         from dashrl.rollout import SamplingParams
 
         params = SamplingParams(max_new_tokens=self.cfg.max_new_tokens, temperature=0.0, batch_size=self.cfg.batch_size)
         out: dict[str, float] = {}
+        t0 = time.perf_counter()
         for name, examples in self.sets.items():
             report = evaluate(self.sampler, self.tokenizer, examples, params=params, n=1, ks=(1,), seed=0)
             out[f"eval/{name}/accuracy"] = report["accuracy"]
             out[f"eval/{name}/mean_tokens"] = report["mean_length"]
+        out["time/eval_s"] = time.perf_counter() - t0
         return out

@@ -49,6 +49,7 @@ from dashrl.train.checkpoint import (
     step_dir,
     update_best,
 )
+from dashrl.train.evaluation import PeriodicEval
 from dashrl.train.metrics import Loggers, MetricsWriter, Progress, summarize, truncate_metrics
 
 # Fields a resume may change; any other change would make it a different run.
@@ -256,6 +257,7 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
         raise RunError(f"cannot write {run_dir / 'metrics.jsonl'}: {e.strerror or e}") from None
 
     step_fn = SCHEDULE_FNS[cfg.algo.schedule]
+    evaluator = PeriodicEval(cfg.eval, trainer.sampler, tokenizer, cfg.task.difficulty)
     opt_step, cycle, saved_step = info["step"], info["cycle"], info["step"] if ckpt else -1
     writer = MetricsWriter(run_dir / "metrics.jsonl")
     loggers = Loggers(cfg.run.loggers, run_dir, to_dict(cfg), first_step=opt_step + 1)
@@ -277,8 +279,10 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
                 while cycle < cfg.train.steps and stop.signum is None:
                     new_rows = step_fn(trainer, cycle)
                     cycle += 1
-                    for row in new_rows:
+                    for i, row in enumerate(new_rows):
                         opt_step += 1
+                        if evaluator.due(opt_step, last=cycle == cfg.train.steps and i == len(new_rows) - 1):
+                            row = {**row, **evaluator.run()}
                         row = {"step": opt_step, **row, "time/elapsed_s": elapsed0 + time.perf_counter() - t_start}
                         _write_row(writer, row)
                         rows.append(row)
