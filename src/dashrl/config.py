@@ -65,7 +65,7 @@ class TaskConfig:
     """Training task: `arithmetic` (procedural), `gsm8k`, `math`, or a dataset name/path."""
     split: str = "train"
     """Dataset split to train on."""
-    difficulty: int = 2
+    difficulty: int = 1
     """Arithmetic only: number of digits per operand (1-6)."""
     limit: int = 0
     """Use only the first N problems (0 = all)."""
@@ -85,9 +85,9 @@ class SamplerConfig:
     """Sampler backend (see dashrl.rollout.SAMPLERS)."""
     batch_size: int = 64
     """Inference batch size: sequences decoded together. Independent of train.micro_batch_size."""
-    max_new_tokens: int = 64
+    max_new_tokens: int = 48
     """Longest completion; longer ones are cut and counted as truncated."""
-    temperature: float = 1.0
+    temperature: float = 0.7
     """Sampling temperature (0 = greedy)."""
     top_p: float = 1.0
     """Nucleus sampling mass (1 = off)."""
@@ -110,7 +110,7 @@ class AlgoConfig:
     schedule: str = "dash"
     """Update schedule: `dash` (sample M x G at once, filter, ONE step), `grpo` (generate per
     micro-batch, PPO ratio, KL), `ppo_multi` (K steps over all samples), `ppo_mini` (K mini-batches)."""
-    prompts_per_step: int = 16
+    prompts_per_step: int = 8
     """M: prompts sampled per optimizer step (per cycle for ppo_multi / ppo_mini)."""
     group_size: int = 8
     """G: completions per prompt."""
