@@ -307,7 +307,7 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     finally:
         writer.close()
         loggers.close()
-    summary = summarize(rows)
+    summary = summarize(rows, window=5)
     try:
         atomic_write_text(run_dir / "summary.md", summary + "\n")
     except OSError as e:
