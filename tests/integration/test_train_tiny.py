@@ -75,7 +75,8 @@ def test_sampler_logprobs_match_trainer_forward(tmp_path, tiny_lm):
     ro = tr.rollout(tr.task.batch(5, 4), seed=3)
     mb = collate(ro.samples, tr.pad_id)
     with torch.no_grad():
-        lp = completion_logprobs(model, mb)
+        lp = completion_logprobs(model, mb, temperature=tr.cfg.sampler.temperature)
+    assert tr.cfg.sampler.temperature != 1.0  # the temperature convention is part of what is checked
     assert torch.allclose(lp * mb.loss_mask, mb.old_logprobs, atol=1e-4)
 
 
