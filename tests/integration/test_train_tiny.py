@@ -209,3 +209,9 @@ def test_evaluation_inside_training_joins_the_metrics(tmp_path, tiny_lm):
     assert has_eval == [(False, False), (True, True), (True, True)]  # every 2 steps and after the last
     for r in res.rows[1:]:
         assert 0.0 <= r["eval/gsm8k/accuracy"] <= 1.0 and 1 <= r["eval/gsm8k/mean_tokens"] <= 4
+
+
+def test_gradient_checkpointing_trains(tmp_path, tiny_lm):
+    model, tok = tiny_lm
+    res = train(config(tmp_path, model={"gradient_checkpointing": True}, train={"steps": 1}), model, tok, task=letter_task())
+    assert res.rows[0].get("skipped") is None and res.rows[0]["grad_norm"] > 0

@@ -80,7 +80,9 @@ class Trainer:
         )
         self.task: Task = task if task is not None else make_task(cfg.task, cfg.train.seed)
         self.loss_fn = get_loss(cfg.algo.loss)
-        self._logprobs = shared_prompt_logprobs if cfg.train.share_prompts else completion_logprobs
+        # Activation checkpointing drops the KV cache the shared prompt pass hands on: use the plain pass.
+        shared = cfg.train.share_prompts and not cfg.model.gradient_checkpointing
+        self._logprobs = shared_prompt_logprobs if shared else completion_logprobs
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._prompt_cache: dict[str, list[int]] = {}
         self.generate_calls = 0  # sampler.generate calls so far
