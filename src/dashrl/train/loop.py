@@ -228,6 +228,10 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
         from dashrl.data.tasks import make_task
 
         task = make_task(cfg.task, cfg.train.seed)  # before the model: a bad dataset fails fast
+    if cfg.run.quiet:  # no transformers progress bars (loading, saving shards) in quiet runs
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     if model is None:
         from dashrl.models import load_model
 
