@@ -158,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from dashrl.models import load_model
+    from dashrl.train.checkpoint import atomic_write_text
     from dashrl.train.loop import seed_everything
     from dashrl.train.schedules import SCHEDULE_FNS
     from dashrl.train.trainer import Trainer
@@ -193,8 +194,8 @@ def run(args: argparse.Namespace) -> int:
         f"max_new_tokens={first.sampler.max_new_tokens}, {steps} steps, compute {compute}; "
         f"matmul peak fp32 {peak['fp32']:.0f} / bf16 {peak['bf16']:.0f} GFLOP/s; torch threads {torch.get_num_threads()}."
     )
-    (out / "bench.md").write_text(header + "\n\n" + md + "\n")
-    (out / "bench.json").write_text(json.dumps({"workload": header, "peak_gflops": peak, "results": results, "rows": rows}, indent=1))
+    atomic_write_text(out / "bench.md", header + "\n\n" + md + "\n")
+    atomic_write_text(out / "bench.json", json.dumps({"workload": header, "peak_gflops": peak, "results": results, "rows": rows}, indent=1))
     has_png = plot(results, curves, out / "bench.png")
     print(header + "\n\n" + md)
     print(f"[bench] wrote {out / 'bench.md'}, {out / 'bench.json'}" + (f", {out / 'bench.png'}" if has_png else " (no PNG: matplotlib missing)"), file=sys.stderr)

@@ -312,6 +312,7 @@ class Config:
         )
         if self.dist.samplers > 0:
             _check(self.algo.schedule == "dash", "dist.samplers", f"the Ray path runs the dash schedule only, got algo.schedule {self.algo.schedule!r}")
+            _check(self.eval.every == 0, "eval.every", "evaluation inside training runs on the single-process path only (dist.samplers = 0)")
         if self.algo.schedule == "grpo":
             _check(
                 self.train.micro_batch_size % self.algo.group_size == 0,
@@ -320,12 +321,9 @@ class Config:
             )
 
 
-_SECTIONS: dict[str, type] = {f.name: f.type for f in fields(Config)}  # type: ignore[misc]
-
-
 def _section_types() -> dict[str, type]:
     hints = get_type_hints(Config)
-    return {name: hints[name] for name in _SECTIONS}
+    return {f.name: hints[f.name] for f in fields(Config)}
 
 
 def _suggest(word: str, options: Sequence[str]) -> str:

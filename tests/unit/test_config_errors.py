@@ -68,3 +68,13 @@ def test_a_typo_on_the_command_line_fails_before_torch_is_imported():
 def test_build_config_checks_every_section():
     with pytest.raises(ConfigError, match="expected a table of fields"):
         build_config({"train": 3})
+
+
+def test_eval_inside_training_is_refused_on_the_ray_path():
+    import pytest
+
+    from dashrl.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="eval.every"):
+        load_config(overrides=["--dist.samplers", "1", "--eval.every", "2", "--eval.datasets", "gsm8k"])
+    assert load_config(overrides=["--dist.samplers", "1"]).eval.every == 0

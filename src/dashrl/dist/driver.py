@@ -273,22 +273,13 @@ def train_dist(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any 
     """
     import ray
 
-    from dashrl.data.tasks import make_task
-    from dashrl.train.loop import RunResult, make_run_dir, seed_everything
+    from dashrl.train.loop import RunResult, make_run_dir, prepare_run, seed_everything
     from dashrl.train.trainer import lr_lambda
 
     run_dir = make_run_dir(cfg)
     atomic_write_text(run_dir / "config.toml", to_toml(cfg))
     seed_everything(cfg.train.seed)
-    if model is None:
-        from dashrl.models import load_model
-
-        model, tokenizer = load_model(cfg.model.name, attn=cfg.model.attn)
-    else:
-        from dashrl.models import prepare_tokenizer
-
-        prepare_tokenizer(tokenizer)
-    task = task if task is not None else make_task(cfg.task, cfg.train.seed)
+    model, tokenizer, task = prepare_run(cfg, model, tokenizer, task)
     total = cfg.train.steps
     started = connect(cfg)
     writer = MetricsWriter(run_dir / "metrics.jsonl")

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -60,23 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def write_json_atomic(path: str, data: Any) -> None:
-    """Write `data` as JSON to `path` through a temp file + rename, so readers never see half a file.
+    """Write `data` as JSON to `path` atomically (`dashrl.train.checkpoint.atomic_write_text`).
 
-    >>> write_json_atomic(os.path.join(tempfile.mkdtemp(), "r.json"), {"a": 1})
+    >>> import os, tempfile; write_json_atomic(os.path.join(tempfile.mkdtemp(), "r.json"), {"a": 1})
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(data, out, indent=2)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from dashrl.train.checkpoint import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 def run(args: argparse.Namespace) -> int:

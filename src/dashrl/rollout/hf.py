@@ -11,7 +11,6 @@ forward pass does, so its recomputed logprobs match the sampler's.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from typing import Any, Mapping, Sequence
 
@@ -44,8 +43,8 @@ def sample_tokens(
         masked = masked.masked_fill(masked < kth, float("-inf"))
     if top_p < 1.0:
         sorted_logits, order = masked.sort(dim=-1, descending=True)  # [B, V]
-        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        drop_sorted = (cum - sorted_logits.softmax(dim=-1)) > top_p  # keep the token that crosses top_p
+        sorted_probs = sorted_logits.softmax(dim=-1)
+        drop_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) > top_p  # keep the token that crosses top_p
         drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
         masked = masked.masked_fill(drop, float("-inf"))
     # Inverse-CDF draw: one uniform per row (torch.multinomial draws an exponential per
@@ -76,7 +75,6 @@ class HFSampler:
         if dtype == "bf16" and next(model.parameters()).dtype != torch.bfloat16:
             self.model = copy.deepcopy(model).to(torch.bfloat16).requires_grad_(False).eval()
         self.tokenizer = tokenizer
-        self.dtype = dtype
         self.stop_ids = list(stop_ids) if stop_ids is not None else stop_token_ids(tokenizer, model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
 

@@ -88,6 +88,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def prepare_run(cfg: Config, model: Any, tokenizer: Any, task: Any) -> tuple[Any, Any, Any]:
+    """The run's task, model and tokenizer: given ones are kept, missing ones built from `cfg`.
+
+    The task comes first, so a bad dataset fails before a model loads.
+    """
+    if task is None:
+        from dashrl.data.tasks import make_task
+
+        task = make_task(cfg.task, cfg.train.seed)
+    if cfg.run.quiet:  # no transformers progress bars (loading, saving shards) in quiet runs
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    if model is None:
+        from dashrl.models import load_model
+
+        model, tokenizer = load_model(cfg.model.name, attn=cfg.model.attn)
+    else:
+        from dashrl.models import prepare_tokenizer
+
+        prepare_tokenizer(tokenizer)
+    return model, tokenizer, task
+
+
 # -- run folder -------------------------------------------------------------------------
 def _check_writable(folder: Path) -> None:
     """Fail early, before any model loads, if `folder` cannot be created or written."""
@@ -224,22 +248,7 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
         raise RunError(f"{ckpt} is at step {info['step']}, past train.steps ({cfg.train.steps}); resume with a larger --train.steps")
 
     seed_everything(cfg.train.seed)
-    if task is None:
-        from dashrl.data.tasks import make_task
-
-        task = make_task(cfg.task, cfg.train.seed)  # before the model: a bad dataset fails fast
-    if cfg.run.quiet:  # no transformers progress bars (loading, saving shards) in quiet runs
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    if model is None:
-        from dashrl.models import load_model
-
-        model, tokenizer = load_model(cfg.model.name, attn=cfg.model.attn)
-    else:
-        from dashrl.models import prepare_tokenizer
-
-        prepare_tokenizer(tokenizer)
+    model, tokenizer, task = prepare_run(cfg, model, tokenizer, task)
 
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -311,7 +320,7 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     finally:
         writer.close()
         loggers.close()
-    summary = summarize(rows, window=5)
+    summary = summarize(rows)
     try:
         atomic_write_text(run_dir / "summary.md", summary + "\n")
     except OSError as e:

@@ -226,7 +226,7 @@ class Progress:
             print(file=self.stream, flush=True)
 
 
-def summarize(rows: Sequence[dict[str, Any]], window: int = 3) -> str:
+def summarize(rows: Sequence[dict[str, Any]], window: int = 5) -> str:
     """Closing table: reward early vs late, seconds per step, and the time split."""
     if not rows:
         return "no steps recorded"

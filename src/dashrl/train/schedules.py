@@ -68,14 +68,18 @@ def _row(tr: Trainer, ro: Rollouts | None, bp: dict[str, float], opt: dict[str, 
     return row
 
 
-def _update(tr: Trainer, ro: Rollouts | None, kept: list, norm: Norm, total: int, t0: float) -> Row:
-    """Backprop `kept` with `norm`, step the optimizer, sync the sampler; one metrics row."""
-    if not kept:  # everything filtered: no forward pass, no optimizer step
-        return _row(tr, ro, {}, {"skipped": "all_filtered"}, 0, total, t0, 0.0)
-    bp = tr.backprop(kept, norm)
+def _step(tr: Trainer, ro: Rollouts | None, bp: dict[str, float], kept: int, total: int, t0: float) -> Row:
+    """Optimizer step on the accumulated gradients, sampler sync; one metrics row."""
     opt = tr.optimizer_step(nonfinite=bool(bp["nonfinite"]))
     sync_s = tr.sync() if "skipped" not in opt else 0.0
-    return _row(tr, ro, bp, opt, len(kept), total, t0, sync_s)
+    return _row(tr, ro, bp, opt, kept, total, t0, sync_s)
+
+
+def _update(tr: Trainer, ro: Rollouts | None, kept: list, norm: Norm, total: int, t0: float) -> Row:
+    """Backprop `kept` with `norm`, then `_step`; everything filtered: no forward pass, no step."""
+    if not kept:
+        return _row(tr, ro, {}, {"skipped": "all_filtered"}, 0, total, t0, 0.0)
+    return _step(tr, ro, tr.backprop(kept, norm), len(kept), total, t0)
 
 
 def dash_step(tr: Trainer, step: int) -> list[Row]:
@@ -103,9 +107,7 @@ def grpo_step(tr: Trainer, step: int) -> list[Row]:
                 totals[k] = totals.get(k, 0.0) + v / len(chunks)
         parts.append(ro)
     ro = merge_rollouts(parts)
-    opt = tr.optimizer_step(nonfinite=bool(totals["nonfinite"]))
-    sync_s = tr.sync() if "skipped" not in opt else 0.0
-    return [_row(tr, ro, totals, opt, len(ro.samples), len(ro.samples), t0, sync_s)]
+    return [_step(tr, ro, totals, len(ro.samples), len(ro.samples), t0)]
 
 
 def ppo_multi_cycle(tr: Trainer, cycle: int) -> list[Row]:

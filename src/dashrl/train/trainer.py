@@ -106,13 +106,14 @@ class Trainer:
         rewards = torch.tensor(scores, dtype=torch.float32).view(len(examples), G)  # [B, G]
         t2 = time.perf_counter()
         adv = group_advantages(rewards, scale=self.cfg.algo.scale_advantages)  # [B, G]
+        advantages = adv.view(-1).tolist()
         samples = [
             Sample(
                 prompt_ids=prompts[i],
                 completion_ids=c.token_ids,
                 logprobs=c.logprobs,
-                reward=float(rewards.view(-1)[i]),
-                advantage=float(adv.view(-1)[i]),
+                reward=float(scores[i]),
+                advantage=advantages[i],
                 group=first_group + i // G,
                 finish_reason=c.finish_reason,
             )
