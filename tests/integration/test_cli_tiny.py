@@ -49,8 +49,10 @@ def test_bench_quick_writes_table_and_json(tmp_path, model_dir):
     rc = main(["bench", "--quick", "--steps", "1", "--out", str(tmp_path / "b"), "--model.name", model_dir, *SMALL])
     assert rc == 0
     md = (tmp_path / "b" / "bench.md").read_text()
-    for v in ("grpo", "dash_nogf", "dash"):
+    for v in ("grpo", "dash_nogf", "dash", "trl"):  # trl: the test extra installs TRL
         assert f"| {v} |" in md
+    assert "speed-up vs grpo | speed-up vs trl |" in md
     data = json.loads((tmp_path / "b" / "bench.json").read_text())
-    assert set(data["results"]) == {"grpo", "dash_nogf", "dash"}
-    assert data["results"]["grpo"]["steps"] == 1
+    assert set(data["results"]) == {"grpo", "dash_nogf", "dash", "trl"}
+    assert all(r["steps"] == 1 for r in data["results"].values())
+    assert data["trl"]["generation_batch_size"] in (2, 4) and set(data["trl"]["probe"]) == {"2", "4"}

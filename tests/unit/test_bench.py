@@ -21,3 +21,12 @@ def test_summary_and_ratios():
     assert (grpo["reward_first"], grpo["reward_last"]) == (0.2, 0.4)
     md = table({"grpo": grpo, "dash": dash}, peak=1.0)
     assert "| dash | 2.5 | 0.312 | 4.00x |" in md and "| grpo | 10.0 | 1.250 | 1.00x |" in md
+
+
+def test_ratios_against_trl_when_present():
+    grpo = summarize_variant(_rows(10.0, 8.0, 2.0, 400, 1000), n_params=1000, samples_per_step=8)
+    trl = summarize_variant(_rows(5.0, 3.0, 2.0, 400, 1000), n_params=1000, samples_per_step=8)
+    dash = summarize_variant(_rows(2.5, 1.0, 1.5, 400, 600), n_params=1000, samples_per_step=8)
+    md = table({"grpo": grpo, "trl": trl, "dash": dash}, peak=1.0)
+    assert "| speed-up vs grpo | speed-up vs trl |" in md
+    assert "| dash | 2.5 | 0.312 | 4.00x | 2.00x |" in md and "| trl | 5.0 | 0.625 | 2.00x | 1.00x |" in md

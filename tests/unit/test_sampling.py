@@ -76,3 +76,57 @@ def test_bf16_sampler_keeps_its_own_copy_and_syncs(tiny_lm):
     s.load_weights(model.state_dict())
     for (n, p), q in zip(model.named_parameters(), s.model.parameters()):
         assert torch.equal(p.to(torch.bfloat16), q), n
+
+
+def test_inverse_cdf_matches_a_full_cumsum_and_skips_zero_mass():
+    from dashrl.rollout.hf import inverse_cdf
+
+    g = torch.Generator().manual_seed(3)
+    probs = torch.rand((400, 1000), generator=g, dtype=torch.float64)
+    probs[probs < 0.7] = 0.0  # most entries carry no mass, whole blocks included
+    probs[:, 700:] = 0.0
+    u = torch.rand((400, 1), generator=g, dtype=torch.float64)
+    oracle = torch.searchsorted(probs.cumsum(-1), u * probs.sum(-1, keepdim=True)).squeeze(1)
+    assert torch.equal(inverse_cdf(probs, u, block=64), oracle)
+    # u = 1 (the top of the range): the last token with mass, never the zero tail or padding
+    last = torch.tensor([int(torch.nonzero(r).max()) for r in probs])
+    assert torch.equal(inverse_cdf(probs, torch.ones((400, 1), dtype=torch.float64), block=64), last)
+
+
+def test_shared_prefill_and_preallocated_cache_change_nothing(tiny_lm, monkeypatch):
+    import dashrl.rollout.hf as hf
+
+    model, tok = tiny_lm
+    s = HFSampler(model, tok)
+    p1, p2 = tok("12+3=")["input_ids"], tok("7*8=")["input_ids"]
+    prompts = [p1, p1, p2, p1, p2, p2]
+    params = SamplingParams(max_new_tokens=10, temperature=0.0, batch_size=6)
+    rows_seen = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: rows_seen.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    fast = s.generate(prompts, params, seed=0)
+    hook.remove()
+    assert rows_seen[0] == 2  # the prefill ran once per distinct prompt, then all 6 rows decode
+    assert all(n <= 6 for n in rows_seen[1:]) and 6 in rows_seen[1:]
+    monkeypatch.setattr(hf, "_preallocated", lambda cache, rows, cap: (hf._select_rows(cache, rows), cache)[1])
+    plain = s.generate(prompts, params, seed=0)
+    alone = [s.generate([p], params, seed=0)[0] for p in prompts]
+    for a, b, c in zip(fast, plain, alone):
+        assert a.token_ids == b.token_ids == c.token_ids
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(c.logprobs), atol=1e-5)
+
+
+def test_preallocated_cache_survives_rows_finishing_early(tiny_lm, monkeypatch):
+    import dashrl.rollout.hf as hf
+
+    model, tok = tiny_lm
+    s = HFSampler(model, tok)
+    s.stop_ids = list(range(0, len(tok), 9))  # one token in nine stops a row: rows finish at different steps
+    prompts = [tok("ab")["input_ids"]] * 3 + [tok("xyz12")["input_ids"]] * 3
+    params = SamplingParams(max_new_tokens=16, temperature=1.0, batch_size=6)
+    fast = s.generate(prompts, params, seed=1)
+    assert len({len(c.token_ids) for c in fast}) > 2  # the batch really shrank along the way
+    monkeypatch.setattr(hf, "_preallocated", lambda cache, rows, cap: (hf._select_rows(cache, rows), cache)[1])
+    plain = s.generate(prompts, params, seed=1)
+    assert [c.token_ids for c in fast] == [c.token_ids for c in plain]
+    assert torch.allclose(torch.tensor(sum((c.logprobs for c in fast), [])), torch.tensor(sum((c.logprobs for c in plain), [])), atol=1e-5)

@@ -17,16 +17,21 @@ def prompt_text(example: Example) -> str:
     return f"{example.problem.strip()}\n{suffix}"
 
 
+def prompt_string(tokenizer: Any, example: Example) -> str:
+    """The full prompt as text: the chat template for instruct models, the plain template otherwise."""
+    text = prompt_text(example)
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+    return PLAIN_TEMPLATE.format(question=text)
+
+
 def build_prompt(tokenizer: Any, example: Example) -> list[int]:
-    """Prompt token ids: chat template for instruct models, plain template otherwise.
+    """Prompt token ids of `prompt_string` (no extra special tokens after a chat template).
 
     >>> build_prompt(tok, Example(id="0", problem="What is 2 + 3?", answer="5"))  # doctest: +SKIP
     [1, 9690, ...]
     """
-    text = prompt_text(example)
+    rendered = prompt_string(tokenizer, example)
     if getattr(tokenizer, "chat_template", None):
-        rendered = tokenizer.apply_chat_template(
-            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
-        )
         return list(tokenizer(rendered, add_special_tokens=False)["input_ids"])
-    return list(tokenizer(PLAIN_TEMPLATE.format(question=text))["input_ids"])
+    return list(tokenizer(rendered)["input_ids"])

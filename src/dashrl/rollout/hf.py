@@ -18,6 +18,11 @@ import torch
 
 from dashrl.rollout import Completion, SamplingParams
 
+try:
+    from transformers.cache_utils import DynamicLayer
+except ImportError:  # pragma: no cover - transformers before the per-layer cache classes
+    DynamicLayer = None
+
 
 def sample_tokens(
     logits: torch.Tensor, temperature: float, top_p: float, top_k: int, generator: torch.Generator | None
@@ -35,24 +40,54 @@ def sample_tokens(
     if temperature == 0:
         tokens = logits.argmax(dim=-1)  # [B]
         return tokens, torch.log_softmax(logits, dim=-1).gather(1, tokens[:, None]).squeeze(1)
-    scaled = logits / temperature  # [B, V]
+    scaled = logits / temperature if temperature != 1.0 else logits  # [B, V]
     logp = torch.log_softmax(scaled, dim=-1)  # [B, V]
-    masked = scaled
-    if top_k > 0 and top_k < scaled.shape[-1]:
-        kth = scaled.topk(top_k, dim=-1).values[:, -1:]  # [B, 1]
-        masked = masked.masked_fill(masked < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = masked.sort(dim=-1, descending=True)  # [B, V]
-        sorted_probs = sorted_logits.softmax(dim=-1)
-        drop_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) > top_p  # keep the token that crosses top_p
-        drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
-        masked = masked.masked_fill(drop, float("-inf"))
-    # Inverse-CDF draw: one uniform per row (torch.multinomial draws an exponential per
-    # vocabulary entry, ~20x slower here for a 49k vocabulary).
-    cdf = torch.softmax(masked, dim=-1).cumsum(dim=-1)  # [B, V]
-    u = torch.rand((cdf.shape[0], 1), generator=generator, device=cdf.device) * cdf[:, -1:]
-    tokens = torch.searchsorted(cdf, u).squeeze(1).clamp(max=cdf.shape[-1] - 1)  # [B]
+    if (top_k <= 0 or top_k >= scaled.shape[-1]) and top_p >= 1.0:
+        probs = logp.exp()  # [B, V] the untruncated distribution: no second softmax
+    else:
+        masked = scaled
+        if 0 < top_k < scaled.shape[-1]:
+            kth = scaled.topk(top_k, dim=-1).values[:, -1:]  # [B, 1]
+            masked = masked.masked_fill(masked < kth, float("-inf"))
+        if top_p < 1.0:
+            sorted_logits, order = masked.sort(dim=-1, descending=True)  # [B, V]
+            sorted_probs = sorted_logits.softmax(dim=-1)
+            drop_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) > top_p  # keep the token that crosses top_p
+            drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
+            masked = masked.masked_fill(drop, float("-inf"))
+        probs = torch.softmax(masked, dim=-1)  # [B, V]
+    u = torch.rand((probs.shape[0], 1), generator=generator, device=probs.device)  # [B, 1]
+    tokens = inverse_cdf(probs, u)
     return tokens, logp.gather(1, tokens[:, None]).squeeze(1)
+
+
+def inverse_cdf(probs: torch.Tensor, u: torch.Tensor, block: int = 256) -> torch.Tensor:
+    """Token whose cumulative probability first exceeds `u * total` in each row of `probs [B, V]`.
+
+    One uniform per row (torch.multinomial draws an exponential per vocabulary entry, ~20x
+    slower here for a 49k vocabulary). Two levels: a cumsum over block sums picks the block,
+    a cumsum inside that block picks the token, so no [B, V] cumsum is ever formed.
+
+    >>> inverse_cdf(torch.tensor([[0.2, 0.0, 0.5, 0.3]]), torch.tensor([[0.65]]), block=2).tolist()
+    [2]
+    """
+    B, V = probs.shape  # noqa: N806
+    nb = -(-V // block)
+    blocks = torch.nn.functional.pad(probs, (0, nb * block - V)).view(B, nb, block)  # [B, nb, block]
+    block_sums = blocks.sum(-1)  # [B, nb]
+    block_cdf = block_sums.cumsum(-1)  # [B, nb]
+    target = u * block_cdf[:, -1:]  # [B, 1]
+    b = torch.minimum(torch.searchsorted(block_cdf, target), _last_positive(block_sums))  # [B, 1] (rounding guard)
+    before = block_cdf.gather(1, b) - block_sums.gather(1, b)  # [B, 1] mass of the earlier blocks
+    row = blocks[torch.arange(B, device=probs.device), b.squeeze(1)]  # [B, block]
+    j = torch.minimum(torch.searchsorted(row.cumsum(-1), target - before), _last_positive(row))  # [B, 1]
+    return (b * block + j).squeeze(1)  # [B]
+
+
+def _last_positive(x: torch.Tensor) -> torch.Tensor:
+    """Index of the last positive entry of each row of `x [B, N]`, as [B, 1]."""
+    idx = torch.arange(x.shape[-1], device=x.device)
+    return torch.where(x > 0, idx, 0).amax(-1, keepdim=True)
 
 
 class HFSampler:
@@ -119,11 +154,19 @@ class HFSampler:
         stopped = torch.zeros(B, dtype=torch.bool)
         alive = torch.arange(B, device=dev)  # original row of each row still decoding
 
+        # Prefill each distinct prompt once (a group's G rows share one), then copy its KV rows.
+        first: dict[tuple[int, ...], int] = {}
+        rows_of = torch.tensor([first.setdefault(tuple(p), i) for i, p in enumerate(prompts)], device=dev)  # [B]
+        uniq = rows_of.unique()  # sorted first occurrences
         # An index tensor (not the int 1) makes transformers gather a contiguous last hidden
         # state: with a strided slice the LM-head matmul copies its weight once per row.
         last = torch.tensor([L - 1], device=dev)
-        out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=last)
-        cache, logits = out.past_key_values, out.logits[:, -1]
+        out = self.model(
+            input_ids=input_ids[uniq], attention_mask=attn[uniq], position_ids=pos[uniq], use_cache=True, logits_to_keep=last
+        )
+        expand = torch.searchsorted(uniq, rows_of)  # [B]: row of the prefill batch each row copies
+        cache = _preallocated(out.past_key_values, expand, L + params.max_new_tokens)
+        logits = out.logits[:, -1][expand]  # [B, V]
         last_pos = pos[:, -1:]
         for t in range(params.max_new_tokens):
             tok, lp = sample_tokens(logits, params.temperature, params.top_p, params.top_k, gen)
@@ -159,6 +202,60 @@ class HFSampler:
                 )
             )
         return results
+
+
+def _preallocated(cache: Any, rows: torch.Tensor, capacity: int) -> Any:
+    """Copy rows `rows` of a fresh prefill cache into buffers sized for the whole decode.
+
+    Appending then writes in place instead of re-concatenating every layer's keys and
+    values at every step (a cost that grows with the sequence). Caches of other layouts
+    (older transformers, sliding windows) are only row-selected and keep growing by cat.
+    """
+    layers = getattr(cache, "layers", None)
+    if _PreallocatedLayer is None or not layers or any(type(layer) is not DynamicLayer for layer in layers):
+        _select_rows(cache, rows)
+        return cache
+    cache.layers = [_PreallocatedLayer(layer.keys[rows], layer.values[rows], capacity) for layer in layers]
+    return cache
+
+
+_PreallocatedLayer: Any = None
+if DynamicLayer is not None:
+
+    class _PreallocatedLayer(DynamicLayer):  # type: ignore[no-redef]
+        """A KV-cache layer whose keys/values are views into buffers of fixed capacity."""
+
+        def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int):
+            super().__init__()
+            B, H, n, D = keys.shape  # noqa: N806
+            self._k = keys.new_empty((B, H, capacity, D))
+            self._v = values.new_empty((B, H, capacity, D))
+            self._k[:, :, :n] = keys
+            self._v[:, :, :n] = values
+            self.n = n
+            self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+            self._views()
+
+        def _views(self) -> None:
+            self.keys, self.values = self._k[:, :, : self.n], self._v[:, :, : self.n]
+
+        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            m = key_states.shape[-2]
+            if self.n + m > self._k.shape[2]:
+                raise RuntimeError(f"KV buffer full: {self.n} + {m} > {self._k.shape[2]}")
+            self._k[:, :, self.n : self.n + m] = key_states
+            self._v[:, :, self.n : self.n + m] = value_states
+            self.n += m
+            self._views()
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            k = self._k.new_empty((len(indices), *self._k.shape[1:]))
+            v = self._v.new_empty((len(indices), *self._v.shape[1:]))
+            k[:, :, : self.n] = self._k[indices, :, : self.n]  # copy the filled part only
+            v[:, :, : self.n] = self._v[indices, :, : self.n]
+            self._k, self._v = k, v
+            self._views()
 
 
 def _select_rows(cache: Any, keep: torch.Tensor) -> None:

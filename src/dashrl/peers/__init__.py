@@ -1,0 +1,1 @@
+"""Other RL trainers run on dashrl's workload, for `dashrl bench` (optional extras)."""
