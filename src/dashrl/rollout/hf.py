@@ -6,7 +6,9 @@ tensors, an explicit seeded generator (same seed, same samples), rows dropped fr
 the batch as soon as they finish, and no logits computed for prompt positions.
 
 Prompts are left-padded; position ids skip the padding, exactly as the trainer's
-forward pass does, so its recomputed logprobs match the sampler's.
+forward pass does, so its recomputed logprobs match the sampler's. Each distinct prompt
+is pre-filled once (a group's G rows share it) and the KV cache lives in buffers sized
+for the whole decode, written in place, rather than re-concatenated at every step.
 """
 
 from __future__ import annotations
