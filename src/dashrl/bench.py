@@ -200,7 +200,11 @@ def run(args: argparse.Namespace) -> int:
     for v in names:
         seed_everything(cfgs[v].train.seed)
         if v == "trl":
-            steppers[v], trl_info = _trl_stepper(cfgs[v], base_model, tok, steps, args.trl_gbs, out)
+            try:
+                steppers[v], trl_info = _trl_stepper(cfgs[v], base_model, tok, steps, args.trl_gbs, out)
+            except ValueError as e:  # TRL's own config checks (batch divisibility, group size)
+                print(f"dashrl bench: TRL refused the workload: {e}", file=sys.stderr)
+                return 2
         else:
             trainer = Trainer(cfgs[v], copy.deepcopy(base_model), tok, optimizer_steps=steps)
             steppers[v] = functools.partial(SCHEDULE_FNS[cfgs[v].algo.schedule], trainer)

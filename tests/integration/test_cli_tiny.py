@@ -56,3 +56,11 @@ def test_bench_quick_writes_table_and_json(tmp_path, model_dir):
     assert set(data["results"]) == {"grpo", "dash_nogf", "dash", "trl"}
     assert all(r["steps"] == 1 for r in data["results"].values())
     assert data["trl"]["generation_batch_size"] in (2, 4) and set(data["trl"]["probe"]) == {"2", "4"}
+
+
+def test_bench_trl_bad_generation_batch_is_one_line(tmp_path, model_dir, capsys):
+    rc = main(["bench", "--quick", "--steps", "1", "--variants", "trl", "--trl-gbs", "3", "--out", str(tmp_path / "b"),
+               "--model.name", model_dir, *SMALL])  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "TRL refused the workload" in err and "generation_batch_size (3)" in err and "Traceback" not in err
