@@ -58,6 +58,8 @@ def test_peer_uses_our_prompts_and_reward_one_step_at_a_time(cfg, tiny_lm, tmp_p
     rows.append(peer.step())
     peer.close()
     assert not peer._thread.is_alive() and peer.trainer.state.global_step == 2
+    with pytest.raises(RuntimeError, match="already finished"):
+        peer.step()
 
     # generation_batch_size = G: one generate call per group, M per optimizer step
     assert len(calls) == 2 * M and all(len(c[0]) == G for c in calls)
@@ -78,3 +80,19 @@ def test_probe_picks_a_candidate_and_reports_each(cfg, tiny_lm, tmp_path):
     model, tok = tiny_lm
     best, per_sample = probe_generation_batch_size(cfg, model, tok, str(tmp_path), log=lambda msg: None)
     assert sorted(per_sample) == [4, 8] and best == min(per_sample, key=per_sample.get)
+
+
+def test_an_error_in_trl_reaches_the_caller_and_leaves_no_thread(cfg, tiny_lm, tmp_path, monkeypatch):
+    model, tok = tiny_lm
+
+    def broken(ex, completion):
+        raise ValueError("grader exploded")
+
+    monkeypatch.setitem(TASKS, "probe", lambda c, s: Task("probe", lambda i: Example(id=str(i), problem="x", answer="1"), None, broken))
+    peer = TRLPeer(cfg, model, tok, steps=2, generation_batch_size=G, out_dir=str(tmp_path))
+    with pytest.raises(RuntimeError, match="grader exploded"):
+        peer.step()
+    peer._thread.join(timeout=5)
+    assert not peer._thread.is_alive()
+    with pytest.raises(RuntimeError, match="grader exploded"):  # a later call fails at once instead of hanging
+        peer.step()

@@ -136,17 +136,23 @@ class TRLPeer:
             self._thread = threading.Thread(target=self._train, name="trl-grpo", daemon=True)
             self._thread.start()
             self._done.wait()
+        self._raise_if_failed()
+        if not self._thread.is_alive():
+            raise RuntimeError(f"TRL GRPOTrainer has already finished its {self.steps} optimizer steps")
         self._reset()
         self._row = None
         self._done.clear()
         self._t_go = time.perf_counter()
         self._go.set()
         self._done.wait()
-        if self._error is not None:
-            raise RuntimeError(f"TRL GRPOTrainer failed: {self._error!r}") from self._error
+        self._raise_if_failed()
         if self._row is None:
             raise RuntimeError(f"TRL GRPOTrainer stopped before optimizer step {self.steps}")
         return self._row
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"TRL GRPOTrainer failed: {self._error!r}") from self._error
 
     def close(self) -> None:
         """Let TRL leave its loop (no further optimizer step) and join its thread."""
