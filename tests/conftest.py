@@ -53,3 +53,20 @@ def tiny_lm():
     """(model, tokenizer): a 2-layer random Llama over a 99-token character vocabulary."""
     tok = make_tokenizer()
     return make_tiny_model(len(tok)), tok
+
+
+def tiny_config(tmp_path, base=None, **sections):
+    """A small run config for the tiny model: these defaults, then `base`, then `sections`, per section."""
+    from dashrl.config import build_config
+
+    merged = {
+        "model": {"dtype": "fp32"},
+        "sampler": {"max_new_tokens": 6, "batch_size": 16},
+        "algo": {"prompts_per_step": 4, "group_size": 4},
+        "train": {"steps": 2, "micro_batch_size": 4, "lr": 1e-3, "warmup_steps": 0},
+        "run": {"out_dir": str(tmp_path), "name": "run", "quiet": True},
+    }
+    for layer in (base or {}, sections):
+        for sec, vals in layer.items():
+            merged.setdefault(sec, {}).update(vals)
+    return build_config(merged)

@@ -104,7 +104,7 @@ def table(results: dict[str, dict[str, float]], peak: float, bases: tuple[str, .
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in results.items():
         speedups = "".join(f"{results[b]['s_per_sample'] / r['s_per_sample']:.2f}x | " for b in refs)
-        other = r["scoring_s"] + r["optimizer_s"] + r["sync_s"] + r.get("other_s", 0.0)
+        other = r["scoring_s"] + r["optimizer_s"] + r["sync_s"] + r["other_s"]
         lines.append(
             f"| {name} | {r['s_per_step']:.1f} | {r['s_per_sample']:.3f} | {speedups}{r['sampling_s']:.1f} | "
             f"{r['backprop_s']:.1f} | {other:.1f} | {r['kept_frac']:.0%} | {r['sampled_tok_per_s']:.0f} | "
@@ -127,7 +127,7 @@ def plot(results: dict[str, dict[str, float]], curves: dict[str, list[tuple[floa
     names = list(results)
     bottom = [0.0] * len(names)
     for part in ("sampling", "scoring", "backprop", "optimizer", "sync", "other"):
-        vals = [results[n].get(f"{part}_s", 0.0) / max(results[n]["steps"], 1) for n in names]
+        vals = [results[n][f"{part}_s"] / max(results[n]["steps"], 1) for n in names]
         ax1.bar(names, vals, bottom=bottom, label=part)
         bottom = [b + v for b, v in zip(bottom, vals)]
     ax1.set_ylabel("seconds per optimizer step")
@@ -197,11 +197,13 @@ def run(args: argparse.Namespace) -> int:
     n_params = sum(p.numel() for p in base_model.parameters())
     steppers: dict[str, Callable[[int], list[dict[str, Any]]]] = {}
     trl_info: dict[str, Any] = {}
+    peer = None  # TRL's stepper, closed at the end
     for v in names:
         seed_everything(cfgs[v].train.seed)
         if v == "trl":
             try:
-                steppers[v], trl_info = _trl_stepper(cfgs[v], base_model, tok, steps, args.trl_gbs, out)
+                peer, trl_info = _trl_peer(cfgs[v], base_model, tok, steps, args.trl_gbs, out)
+                steppers[v] = lambda step, p=peer: [p.step()]
             except ValueError as e:  # TRL's own config checks (batch divisibility, group size)
                 print(f"dashrl bench: TRL refused the workload: {e}", file=sys.stderr)
                 return 2
@@ -222,8 +224,8 @@ def run(args: argparse.Namespace) -> int:
                     curves[v].append((clock[v], row.get("reward/mean") or 0.0))
                     log(f"step {step + 1}/{steps} {v}: {row['time/step_s']:.1f}s reward {row.get('reward/mean') or 0:.3f}")
     finally:
-        if "trl" in trl_info:
-            trl_info.pop("trl").close()
+        if peer is not None:
+            peer.close()
     compute = first.model.dtype
     results = {v: summarize_variant(rows[v], n_params, cfgs[v].algo.samples_per_step) for v in names}
     md = table(results, peak[compute])
@@ -245,8 +247,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trl_stepper(cfg: Any, base_model: Any, tok: Any, steps: int, gbs: int | None, out: Path) -> tuple[Callable[[int], list[dict[str, Any]]], dict[str, Any]]:
-    """TRL's GRPOTrainer as a bench stepper (one optimizer step per call) and what was chosen for it."""
+def _trl_peer(cfg: Any, base_model: Any, tok: Any, steps: int, gbs: int | None, out: Path) -> tuple[Any, dict[str, Any]]:
+    """TRL's GRPOTrainer on its own copy of the weights, and what was chosen for it."""
     import trl
 
     from dashrl.peers.trl_grpo import TRLPeer, probe_generation_batch_size
@@ -255,8 +257,7 @@ def _trl_stepper(cfg: Any, base_model: Any, tok: Any, steps: int, gbs: int | Non
     if gbs is None:
         gbs, probe = probe_generation_batch_size(cfg, copy.deepcopy(base_model), tok, str(out / "trl"), log=log)
     peer = TRLPeer(cfg, copy.deepcopy(base_model), tok, steps, gbs, str(out / "trl"))
-    info = {"version": trl.__version__, "generation_batch_size": gbs, "probe": probe, "trl": peer}
-    return (lambda step: [peer.step()]), info
+    return peer, {"version": trl.__version__, "generation_batch_size": gbs, "probe": probe}
 
 
 def log(msg: str) -> None:

@@ -35,6 +35,10 @@ def _check(cond: bool, key: str, msg: str) -> None:
         raise ConfigError(f"config {key}: {msg}")
 
 
+def _at_least(key: str, value: float, low: float) -> None:
+    _check(value >= low, key, f"expected >= {low}, got {value}")
+
+
 def _choice(key: str, value: str, options: Sequence[str]) -> None:
     """Fail unless `value` is one of `options`, naming them all and the closest one."""
     if value not in options:
@@ -76,7 +80,7 @@ class TaskConfig:
 
     def __post_init__(self) -> None:
         _check(1 <= self.difficulty <= 6, "task.difficulty", f"expected 1..6, got {self.difficulty}")
-        _check(self.limit >= 0, "task.limit", f"expected >= 0, got {self.limit}")
+        _at_least("task.limit", self.limit, 0)
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,11 @@ class SamplerConfig:
     """Top-k sampling (0 = off)."""
 
     def __post_init__(self) -> None:
-        _check(self.batch_size >= 1, "sampler.batch_size", f"expected >= 1, got {self.batch_size}")
-        _check(self.max_new_tokens >= 1, "sampler.max_new_tokens", f"expected >= 1, got {self.max_new_tokens}")
-        _check(self.temperature >= 0, "sampler.temperature", f"expected >= 0, got {self.temperature}")
+        _at_least("sampler.batch_size", self.batch_size, 1)
+        _at_least("sampler.max_new_tokens", self.max_new_tokens, 1)
+        _at_least("sampler.temperature", self.temperature, 0)
         _check(0 < self.top_p <= 1, "sampler.top_p", f"expected in (0, 1], got {self.top_p}")
-        _check(self.top_k >= 0, "sampler.top_k", f"expected >= 0, got {self.top_k}")
+        _at_least("sampler.top_k", self.top_k, 0)
 
 
 SCHEDULES = ("dash", "grpo", "ppo_multi", "ppo_mini")
@@ -135,14 +139,14 @@ class AlgoConfig:
 
     def __post_init__(self) -> None:
         _choice("algo.schedule", self.schedule, SCHEDULES)
-        _check(self.prompts_per_step >= 1, "algo.prompts_per_step", f"expected >= 1, got {self.prompts_per_step}")
+        _at_least("algo.prompts_per_step", self.prompts_per_step, 1)
         _check(self.group_size >= 2, "algo.group_size", f"expected >= 2 (advantages compare samples in a group), got {self.group_size}")
         if self.loss:  # empty = the schedule's default, resolved below
             _choice("algo.loss", self.loss, ("pg", "ppo_clip"))
         _check(self.clip_eps > 0, "algo.clip_eps", f"expected > 0, got {self.clip_eps}")
         _choice("algo.kl_estimator", self.kl_estimator, ("k1", "k3"))
         _choice("algo.aggregation", self.aggregation, ("token-mean", "seq-mean", "constant"))
-        _check(self.ppo_k >= 1, "algo.ppo_k", f"expected >= 1, got {self.ppo_k}")
+        _at_least("algo.ppo_k", self.ppo_k, 1)
         if self.schedule == "ppo_mini":
             _check(
                 self.prompts_per_step % self.ppo_k == 0,
@@ -187,15 +191,15 @@ class TrainConfig:
     """Seed for prompt order, sampling and everything random."""
 
     def __post_init__(self) -> None:
-        _check(self.steps >= 1, "train.steps", f"expected >= 1, got {self.steps}")
+        _at_least("train.steps", self.steps, 1)
         _check(self.lr > 0, "train.lr", f"expected > 0, got {self.lr}")
-        _check(self.weight_decay >= 0, "train.weight_decay", f"expected >= 0, got {self.weight_decay}")
-        _check(self.warmup_steps >= 0, "train.warmup_steps", f"expected >= 0, got {self.warmup_steps}")
+        _at_least("train.weight_decay", self.weight_decay, 0)
+        _at_least("train.warmup_steps", self.warmup_steps, 0)
         _choice("train.lr_schedule", self.lr_schedule, ("constant", "cosine", "linear"))
-        _check(self.max_grad_norm >= 0, "train.max_grad_norm", f"expected >= 0, got {self.max_grad_norm}")
-        _check(self.micro_batch_size >= 1, "train.micro_batch_size", f"expected >= 1, got {self.micro_batch_size}")
+        _at_least("train.max_grad_norm", self.max_grad_norm, 0)
+        _at_least("train.micro_batch_size", self.micro_batch_size, 1)
         _choice("train.micro_batch_by", self.micro_batch_by, ("samples", "groups", "tokens"))
-        _check(self.token_budget >= 1, "train.token_budget", f"expected >= 1, got {self.token_budget}")
+        _at_least("train.token_budget", self.token_budget, 1)
 
 
 LOGGERS = ("tensorboard", "wandb", "mlflow")
@@ -225,7 +229,7 @@ class RunConfig:
     """No progress bar; one plain line per step (for CI and logs)."""
 
     def __post_init__(self) -> None:
-        _check(self.save_every >= 0, "run.save_every", f"expected >= 0, got {self.save_every}")
+        _at_least("run.save_every", self.save_every, 0)
         _check(self.keep_last >= 0, "run.keep_last", f"expected >= 0 (0 keeps all), got {self.keep_last}")
         _choice("run.best_mode", self.best_mode, ("max", "min"))
         _check(
@@ -257,12 +261,12 @@ class DistConfig:
     """torch.distributed backend between trainers: `gloo`, `nccl`, or `auto` (nccl on GPU, else gloo)."""
 
     def __post_init__(self) -> None:
-        _check(self.samplers >= 0, "dist.samplers", f"expected >= 0, got {self.samplers}")
-        _check(self.trainers >= 1, "dist.trainers", f"expected >= 1, got {self.trainers}")
+        _at_least("dist.samplers", self.samplers, 0)
+        _at_least("dist.trainers", self.trainers, 1)
         for key in ("cpus_per_sampler", "cpus_per_trainer"):
             _check(getattr(self, key) > 0, f"dist.{key}", f"expected > 0, got {getattr(self, key)}")
         for key in ("gpus_per_sampler", "gpus_per_trainer"):
-            _check(getattr(self, key) >= 0, f"dist.{key}", f"expected >= 0, got {getattr(self, key)}")
+            _at_least(f"dist.{key}", getattr(self, key), 0)
         _check(self.backend in ("auto", "gloo", "nccl"), "dist.backend", f"expected auto, gloo or nccl, got {self.backend!r}")
 
 
@@ -281,10 +285,10 @@ class EvalConfig:
     """Inference batch size during evaluation."""
 
     def __post_init__(self) -> None:
-        _check(self.every >= 0, "eval.every", f"expected >= 0, got {self.every}")
-        _check(self.limit >= 0, "eval.limit", f"expected >= 0, got {self.limit}")
-        _check(self.max_new_tokens >= 1, "eval.max_new_tokens", f"expected >= 1, got {self.max_new_tokens}")
-        _check(self.batch_size >= 1, "eval.batch_size", f"expected >= 1, got {self.batch_size}")
+        _at_least("eval.every", self.every, 0)
+        _at_least("eval.limit", self.limit, 0)
+        _at_least("eval.max_new_tokens", self.max_new_tokens, 1)
+        _at_least("eval.batch_size", self.batch_size, 1)
         _check(not self.every or bool(self.dataset_names), "eval.datasets", "eval.every > 0 needs at least one dataset")
 
     @property

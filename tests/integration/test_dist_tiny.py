@@ -14,9 +14,8 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from conftest import make_tiny_model, make_tokenizer  # noqa: E402
+from conftest import make_tiny_model, make_tokenizer, tiny_config  # noqa: E402
 
-from dashrl.config import build_config  # noqa: E402
 from dashrl.data import Example  # noqa: E402
 from dashrl.data.tasks import Task  # noqa: E402
 from dashrl.train.loop import train  # noqa: E402
@@ -67,16 +66,8 @@ def dying_task(marker: Path) -> Task:
 
 
 def config(tmp_path, name, **sections):
-    base = {
-        "model": {"dtype": "fp32"},
-        "sampler": {"max_new_tokens": 6, "batch_size": 4},
-        "algo": {"prompts_per_step": 4, "group_size": 4},
-        "train": {"steps": 2, "micro_batch_size": 4, "lr": 1e-2, "warmup_steps": 0},
-        "run": {"out_dir": str(tmp_path), "name": name, "quiet": True},
-    }
-    for sec, vals in sections.items():
-        base.setdefault(sec, {}).update(vals)
-    return build_config(base)
+    base = {"sampler": {"batch_size": 4}, "train": {"lr": 1e-2}, "run": {"name": name}}
+    return tiny_config(tmp_path, base, **sections)
 
 
 def run(cfg, task=None):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dashrl.cli import main
-from dashrl.config import build_config
+from conftest import tiny_config
 from dashrl.train.checkpoint import latest_checkpoint, load_weights
 from dashrl.train.loop import Interrupted, RunError, train
 from dashrl.train.metrics import read_metrics
@@ -19,16 +19,7 @@ from test_resume import letter_task
 
 
 def config(tmp_path, **sections):
-    base = {
-        "model": {"dtype": "fp32"},
-        "sampler": {"max_new_tokens": 6, "batch_size": 16},
-        "algo": {"prompts_per_step": 4, "group_size": 4},
-        "train": {"steps": 3, "micro_batch_size": 4, "lr": 1e-3, "warmup_steps": 0},
-        "run": {"out_dir": str(tmp_path), "name": "run", "quiet": True, "save_every": 1, "loggers": ""},
-    }
-    for sec, vals in sections.items():
-        base.setdefault(sec, {}).update(vals)
-    return build_config(base)
+    return tiny_config(tmp_path, {"train": {"steps": 3}, "run": {"save_every": 1, "loggers": ""}}, **sections)
 
 
 def one_line_error(capsys) -> str:
@@ -101,17 +92,24 @@ def test_full_disk_while_logging_metrics_is_one_error_and_no_torn_line(tmp_path,
     assert text.count("\n") == 1 and text.endswith("}\n")
 
 
-def test_sigint_finishes_the_step_saves_and_says_how_to_resume(tmp_path, tiny_lm):
-    model, tok = tiny_lm
+def signalling_task(*signums):
+    """`letter_task` that sends this process `signums` while step 2 (index 1) is starting."""
     task = letter_task()
     real_batch = task.batch
 
     def batch(step, n):
         if step == 1:
-            os.kill(os.getpid(), signal.SIGINT)  # arrives while step 2 (index 1) is starting
+            for signum in signums:
+                os.kill(os.getpid(), signum)
         return real_batch(step, n)
 
     task.batch = batch
+    return task
+
+
+def test_sigint_finishes_the_step_saves_and_says_how_to_resume(tmp_path, tiny_lm):
+    model, tok = tiny_lm
+    task = signalling_task(signal.SIGINT)
     with pytest.raises(Interrupted) as err:
         train(config(tmp_path, run={"save_every": 0}), model, tok, task=task)
     assert err.value.signum == signal.SIGINT
@@ -150,16 +148,7 @@ def test_cli_resume_trains_on_to_more_steps(tmp_path, tiny_lm, capsys):
 
 def test_a_second_signal_abandons_the_step_and_keeps_the_last_checkpoint(tmp_path, tiny_lm):
     model, tok = tiny_lm
-    task = letter_task()
-    real_batch = task.batch
-
-    def batch(step, n):
-        if step == 1:
-            os.kill(os.getpid(), signal.SIGTERM)  # finish the step ...
-            os.kill(os.getpid(), signal.SIGTERM)  # ... no: stop now
-        return real_batch(step, n)
-
-    task.batch = batch
+    task = signalling_task(signal.SIGTERM, signal.SIGTERM)  # finish the step ... no: stop now
     with pytest.raises(Interrupted, match=r"abandoned step 2; the last checkpoint holds step 1; resume with: dashrl train --resume"):
         train(config(tmp_path), model, tok, task=task)
     assert latest_checkpoint(tmp_path / "run").name == "step-000001"

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from dashrl.config import build_config
+from conftest import tiny_config as config
+
 from dashrl.data import Example
 from dashrl.data.tasks import Task
 from dashrl.train.loop import train
@@ -31,19 +32,6 @@ def letter_task(target: str = "a") -> Task:
         return text.count(ex.answer) / max(len(text), 1)
 
     return Task(name="letters", get=get, size=None, reward=reward)
-
-
-def config(tmp_path, **sections):
-    base = {
-        "model": {"dtype": "fp32"},
-        "sampler": {"max_new_tokens": 6, "batch_size": 16},
-        "algo": {"prompts_per_step": 4, "group_size": 4},
-        "train": {"steps": 2, "micro_batch_size": 4, "lr": 1e-3, "warmup_steps": 0},
-        "run": {"out_dir": str(tmp_path), "name": "run", "quiet": True},
-    }
-    for sec, vals in sections.items():
-        base.setdefault(sec, {}).update(vals)
-    return build_config(base)
 
 
 def test_run_leaves_metrics_config_and_checkpoint(tmp_path, tiny_lm):

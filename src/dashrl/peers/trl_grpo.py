@@ -76,7 +76,6 @@ class TRLPeer:
 
     def __init__(self, cfg: Any, model: Any, tokenizer: Any, steps: int, generation_batch_size: int, out_dir: str):
         self.steps = steps
-        self.generation_batch_size = generation_batch_size
         self.trainer, self._rewards = build_trainer(cfg, model, tokenizer, steps, generation_batch_size, out_dir)
         self._totals: dict[str, float] = {}
         self._reset()
