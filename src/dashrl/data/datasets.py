@@ -26,6 +26,8 @@ Departures and choices, written down:
     task ids as listed in the file, first 264 train, last 114 test. The resulting ids are stored in
     `files/code/mbppplus_split.json` (so they never depend on Python's RNG); "all" gives all 378.
     `tests` is the OriginFmt `test` script (plus inputs included).
+  - `meta["solution"]` keeps the human-written solution where the file has one (math / math_train
+    `solution`, gsm8k's worked answer, mbppplus `code`): the SFT-H data of `dashrl.data.sft`.
   - humaneval: `tests` = the test (defines `check`) + `check(<entry_point>)`.
   - humanevalplus: the base test as above, then every base + plus input is run through the
     canonical solution (defined in the test script under its own namespace) and the program, and
@@ -133,7 +135,8 @@ def _math(record: dict, where: str) -> Example:
         id=_get(record, "unique_id", where),
         problem=_get(record, "problem", where),
         answer=answer,
-        meta={"subject": record.get("subject"), "level": level if isinstance(level, int) else None},
+        meta={"subject": record.get("subject"), "level": level if isinstance(level, int) else None,
+              "solution": record.get("solution")},
     )
 
 
@@ -145,6 +148,7 @@ def _gsm8k(record: dict, where: str) -> Example:
         id=where.rsplit("/", 1)[-1],
         problem=_get(record, "question", where),
         answer=full.rsplit("####", 1)[1].strip().replace(",", ""),
+        meta={"solution": full},
     )
 
 
@@ -220,7 +224,7 @@ def _mbppplus(record: dict, where: str, prompts: dict[int, tuple[str, str]]) -> 
         problem=text,
         kind="code",
         tests=_get(record, "test", where),
-        meta={"entry_point": entry_point},
+        meta={"entry_point": entry_point, "solution": record.get("code")},
     )
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from dashrl.data import Example
 from dashrl.data.arithmetic import arithmetic_example, integer_reward
+from dashrl.data.wordproblems import wordproblem_example
 
 if TYPE_CHECKING:  # pragma: no cover
     from dashrl.config import TaskConfig
@@ -72,6 +73,10 @@ def _arithmetic(cfg: "TaskConfig", seed: int) -> Task:
     return Task("arithmetic", lambda i: arithmetic_example(seed, i, cfg.difficulty), None, _arithmetic_reward)
 
 
+def _wordproblems(cfg: "TaskConfig", seed: int) -> Task:
+    return Task("wordproblems", lambda i: wordproblem_example(seed, i, cfg.difficulty), None, _arithmetic_reward)
+
+
 def _dataset(name: str) -> Callable[["TaskConfig", int], Task]:
     def make(cfg: "TaskConfig", seed: int) -> Task:
         from dashrl.data.datasets import load_dataset
@@ -90,6 +95,7 @@ def _dataset(name: str) -> Callable[["TaskConfig", int], Task]:
 
 TASKS: dict[str, Callable[["TaskConfig", int], Task]] = {
     "arithmetic": _arithmetic,
+    "wordproblems": _wordproblems,
     "gsm8k": _dataset("gsm8k"),
     "math": _dataset("math_train"),
 }
