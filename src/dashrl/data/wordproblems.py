@@ -35,16 +35,18 @@ OBJECTS = (
     "cards", "balloons", "books", "eggs",
 )  # fmt: skip
 CONNECTORS = ("Then", "After that", "Later", "Next")
-VARIANTS = {"base": 1, "big": 10}  # number scale
+ADD_SUB = ("add", "sub")
+MIXED = ("add", "add", "sub", "sub", "pack", "times")
+VARIANTS = {"base": (1, ADD_SUB), "mul": (1, MIXED), "big": (10, ADD_SUB)}  # (number scale, event kinds)
 MAX_STEPS = 6
 HELD_OUT_SEED = -1  # training streams use seeds >= 0
 
 
-def _event(rng: random.Random, count: int, obj: str, scale: int) -> tuple[str, str, int]:
+def _event(rng: random.Random, count: int, obj: str, scale: int, kinds: tuple[str, ...]) -> tuple[str, str, int]:
     """One event: (story sentence, solution line, new count); `{name}` marks the person."""
-    kind = rng.choice(["add", "add", "sub", "sub", "pack", "times"] if count > 0 else ["add", "pack"])
+    kind = rng.choice([k for k in kinds if k != "sub"] if count == 0 else kinds)
     if kind == "add":
-        b = rng.randint(1, 12 * scale)
+        b = rng.randint(1, 10 * scale)
         verb = rng.choice(["finds", "buys", "gets", "is given"])
         return f"Then {{name}} {verb} {b} more {obj}.", f"Then {{name}} has {count} + {b} = {count + b} {obj}.", count + b
     if kind == "sub":
@@ -79,14 +81,14 @@ def wordproblem_example(seed: int, index: int, steps: int = 2, variant: str = "b
         raise ValueError(f"steps must be in 1..{MAX_STEPS}, got {steps}")
     if variant not in VARIANTS:
         raise ValueError(f"unknown word-problem variant {variant!r}; valid: {sorted(VARIANTS)}")
-    scale = VARIANTS[variant]
+    scale, kinds = VARIANTS[variant]
     rng = random.Random(f"words:{seed}:{index}:{steps}:{variant}")
     name, obj = rng.choice(NAMES), rng.choice(OBJECTS)
     count = rng.randint(2, 20 * scale)
     story = [f"{{name}} has {count} {obj}."]
     lines = [f"{{name}} starts with {count} {obj}."]
     for step in range(steps):
-        sentence, line, count = _event(rng, count, obj, scale)
+        sentence, line, count = _event(rng, count, obj, scale, kinds)
         story.append(sentence.replace("Then", rng.choice(CONNECTORS) if step else "Then", 1))
         lines.append(line)
     story.append(f"How many {obj} does {{name}} have now?")
