@@ -66,11 +66,11 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TaskConfig:
     name: str = "arithmetic"
-    """Training task: `arithmetic` (procedural), `gsm8k`, `math`, or a dataset name/path."""
+    """Training task: `arithmetic` or `wordproblems` (procedural), `gsm8k`, `math`, or a dataset name/path."""
     split: str = "train"
     """Dataset split to train on."""
     difficulty: int = 1
-    """Arithmetic only: number of digits per operand (1-6)."""
+    """Procedural tasks: digits per operand for `arithmetic`, steps per problem for `wordproblems` (1-6)."""
     limit: int = 0
     """Use only the first N problems (0 = all)."""
     problem_field: str = ""
@@ -276,7 +276,8 @@ class EvalConfig:
     """Evaluate every N optimizer steps and after the last one (0 = never)."""
     datasets: str = ""
     """Comma-separated dataset names (e.g. `math500,gsm8k`); `arithmetic` = held-out arithmetic
-    problems at task.difficulty."""
+    problems at task.difficulty; `wordproblems`, `wordproblems_long`, `wordproblems_big`,
+    `wordproblems_mul` = held-out word problems (dashrl.data.wordproblems.EVAL_SETS)."""
     limit: int = 100
     """First N problems of each dataset (0 = all)."""
     max_new_tokens: int = 512

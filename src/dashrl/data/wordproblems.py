@@ -1,21 +1,27 @@
 """Procedural multi-step arithmetic word problems, each with a worked solution.
 
-A story about one person and one kind of object: a starting count, then `steps` events
-that add (finds, buys), subtract (gives away, eats) or multiply (buys packs of n, the
-pile doubles), then "How many ... now?". Difficulty = number of steps (1-6). Problem
-`index` of seed `seed` is a pure function of (seed, index, steps, variant), so runs,
-resumes and workers see the same problems. Every intermediate count stays >= 0.
+A story about one person and one kind of object: a starting count, then `steps` events,
+then "How many ... now?". Difficulty = number of steps (1-6). Problem `index` of seed
+`seed` is a pure function of (seed, index, steps, variant), so runs, resumes and workers
+see the same problems. Every intermediate count stays >= 0.
 
 The worked solution (`solution(example)`, kept in `meta["solution"]`) writes one line per
 event with its arithmetic, then "The answer is \\boxed{N}.": the human-style solution
-SFT-H trains on, rendered like a careful person would write it.
+SFT-H trains on.
 
-Variants (for out-of-distribution evaluation):
-  - `base`: starting count 2-20, amounts 1-12, pack sizes 2-6, multipliers 2-3;
-  - `big`: the same stories with numbers about ten times larger.
-`eval_set(name, difficulty, n)` gives the held-out sets: `wordproblems` (seed -1, the
-training difficulty), `wordproblems_long` (two more steps) and `wordproblems_big`
-(larger numbers); no training seed (>= 0) draws from seed -1.
+Variants:
+  - `base` (training): events add (finds, buys: 1-10) or subtract (gives away, loses);
+    starting count 2-20;
+  - `mul`: also multiplication, packs (buys 2-5 bags of 2-6) and doubling/tripling;
+  - `big`: `base` with numbers about ten times larger.
+`eval_set(name, difficulty, n)` gives the held-out sets (seed -1; training seeds are
+>= 0): `wordproblems` (the training distribution), and out of distribution
+`wordproblems_long` (two more steps), `wordproblems_big` (larger numbers) and
+`wordproblems_mul` (multiplication events).
+
+Why `base` has no multiplication: SmolLM2-135M-Instruct, greedy, solved 26% of one-step
+and 2% of two-step problems when a third of the events multiply (100 held-out problems
+each); see the README for the measured accuracies that set the default difficulty.
 """
 
 from __future__ import annotations
@@ -111,6 +117,7 @@ EVAL_SETS: dict[str, Callable[[int], tuple[int, str]]] = {
     "wordproblems": lambda d: (d, "base"),  # held out, same difficulty as training
     "wordproblems_long": lambda d: (min(d + 2, MAX_STEPS), "base"),  # OOD: two more steps
     "wordproblems_big": lambda d: (d, "big"),  # OOD: numbers ~10x larger
+    "wordproblems_mul": lambda d: (d, "mul"),  # OOD: packs and doubling too
 }
 
 

@@ -27,10 +27,13 @@ class PeriodicEval:
         if cfg.every > 0:
             from dashrl.data.arithmetic import arithmetic_example
             from dashrl.data.datasets import load_dataset
+            from dashrl.data.wordproblems import EVAL_SETS, eval_set
 
             for name in cfg.dataset_names:
                 if name == "arithmetic":  # a stream no training seed draws from
                     self.sets[name] = [arithmetic_example(EVAL_SEED, i, difficulty) for i in range(cfg.limit or 100)]
+                elif name in EVAL_SETS:  # held-out word problems (and their OOD variants)
+                    self.sets[name] = eval_set(name, difficulty, cfg.limit or 100)
                 else:
                     self.sets[name] = load_dataset(name, limit=cfg.limit or None)
 
