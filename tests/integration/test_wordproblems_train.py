@@ -1,0 +1,31 @@
+"""`--task.name wordproblems` trains, and its held-out and OOD sets evaluate inside training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import tiny_config as config
+
+from dashrl.config import load_config
+from dashrl.train.loop import train
+from dashrl.train.metrics import read_metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_wordproblems_trains_and_evaluates_its_sets(tmp_path, tiny_lm):
+    model, tok = tiny_lm
+    sets = "wordproblems,wordproblems_long,wordproblems_big,wordproblems_mul"
+    cfg = config(tmp_path, task={"name": "wordproblems", "difficulty": 2},
+                 eval={"every": 2, "datasets": sets, "limit": 3, "max_new_tokens": 4})  # fmt: skip
+    res = train(cfg, model, tok)
+    rows = read_metrics(res.run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    for name in sets.split(","):
+        assert 0.0 <= rows[-1][f"eval/{name}/accuracy"] <= 1.0
+    assert rows[0]["gen/mean_tokens"] > 0
+
+
+def test_shipped_wordproblems_config_loads():
+    cfg = load_config(ROOT / "configs" / "wordproblems.toml")
+    assert (cfg.task.name, cfg.task.difficulty, cfg.eval.every) == ("wordproblems", 1, 10)
