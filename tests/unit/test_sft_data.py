@@ -92,3 +92,16 @@ def test_records_render_the_prompt_as_rl_does_and_end_with_eos(tiny_lm):
         assert record.completion_ids[-1] == tok.eos_token_id
         assert tok.decode(record.completion_ids[:-1]) == text
     assert "python code block" in tok.decode(records[1].prompt_ids)  # the code instruction, as RL asks
+
+
+@pytest.mark.slow
+def test_records_on_the_default_model_stop_where_its_sampler_stops():
+    from dashrl.models import cache_dir, load_model, stop_token_ids
+
+    if not (cache_dir() / "models" / "smollm2-135m-instruct" / "config.json").is_file():
+        pytest.skip("needs the cached smollm2-135m checkpoint")
+    model, tok = load_model("smollm2-135m")
+    (record,) = build_records(tok, human_pairs("gsm8k", limit=1))
+    assert record.completion_ids[-1] in stop_token_ids(tok, model)
+    assert tok.decode(record.completion_ids, skip_special_tokens=True) == NATALIA
+    assert tok.decode(record.prompt_ids).endswith("Put your final answer within \\boxed{}.<|im_end|>\n<|im_start|>assistant\n")

@@ -134,11 +134,21 @@ def load_pairs(
     return pairs
 
 
-def sft_pairs(data: str, task: "TaskConfig", seed: int = 0) -> list[tuple[Example, str]]:
-    """The pairs named by `--sft.data`: `human` (the task's own solutions) or a JSONL path."""
+def sft_pairs(
+    data: str, task: "TaskConfig", seed: int = 0, *, problem_field: str = "problem", completion_field: str = "completion"
+) -> list[tuple[Example, str]]:
+    """The pairs named by `--sft.data`: `human` (the task's own solutions) or a JSONL path.
+
+    `task` gives the task name, split, limit and (word problems) difficulty; the field names
+    apply to a JSONL file only.
+
+    >>> from dashrl.config import TaskConfig
+    >>> len(sft_pairs("human", TaskConfig(name="gsm8k", limit=3)))
+    3
+    """
     if data == "human":
         return human_pairs(task.name, task.split, task.limit or None, task.difficulty, seed)
-    return load_pairs(data, problem_field=task.problem_field or "problem", limit=task.limit or None)
+    return load_pairs(data, problem_field=problem_field, completion_field=completion_field, limit=task.limit or None)
 
 
 def build_records(tokenizer: Any, pairs: Sequence[tuple[Example, str]]) -> list[SFTRecord]:
