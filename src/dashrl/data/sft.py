@@ -84,8 +84,8 @@ HUMAN_DATASETS = {"gsm8k": "gsm8k", "math": "math_train", "math_train": "math_tr
 def human_pairs(task: str, split: str = "train", limit: int | None = None, difficulty: int = 2, seed: int = 0) -> list[tuple[Example, str]]:
     """(example, human solution) pairs of a task: gsm8k, math, mbppplus or wordproblems.
 
-    >>> human_pairs("gsm8k", limit=1)[0][1][-19:]
-    'The answer is \\\\boxed{72}.'
+    >>> human_pairs("gsm8k", limit=1)[0][1].endswith("The answer is \\\\boxed{72}.")
+    True
     """
     if task == "wordproblems":
         from dashrl.data.wordproblems import solution, wordproblem_example
