@@ -136,7 +136,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--problems", type=int, default=0,
                    help="first N problems of the task (default: all; required for procedural tasks)")  # fmt: skip
     p.add_argument("--config", help="TOML run file whose task/sampler/model sections apply")
-    p.epilog = "Also takes --section.field VALUE like dashrl train: --task.name, --task.difficulty, --sampler.temperature, ..."
+    p.epilog = (
+        "Also takes --section.field VALUE like dashrl train: --task.name, --task.difficulty, "
+        "--sampler.temperature, --sampler.max_new_tokens (default 48, the quickstart's: raise it for "
+        "worked solutions, e.g. 256 for word problems, 1024 for MATH), --model.dtype, --train.seed."
+    )
 
 
 def _check_out(out: Path) -> None:
