@@ -119,13 +119,13 @@ def load_pairs(
         kind = _get(record, "kind", where, optional=True) or "math"
         if kind not in ("math", "code"):
             raise DatasetError(f"{where}: field 'kind' should be 'math' or 'code', got {kind!r}")
-        answer = record.get("answer")
+        answer = _get(record, "answer", where, (str, int, float), optional=True)
         example = Example(
             id=str(record.get("id", where.rsplit(":", 1)[-1])),
             problem=problem,
             answer=None if answer is None else str(answer),
             kind=kind,
-            tests=record.get("tests"),
+            tests=_get(record, "tests", where, optional=True),
             meta={"dataset": str(path)},
         )
         pairs.append((example, completion))
