@@ -66,3 +66,23 @@ def test_sft_micro_batches_give_the_full_batch_gradient(tiny_lm):
         batch = collate([samples[i] for i in part], tok.pad_token_id)
         (sft_loss(completion_logprobs(model, batch), batch.loss_mask)[0] / 3).backward()
     assert not all(torch.allclose(p.grad, g, atol=1e-6, rtol=1e-4) for p, g in zip(model.parameters(), want))
+
+
+def test_sft_on_records_teaches_the_tiny_model_its_completions(tiny_lm):
+    from dashrl.data import Example
+    from dashrl.data.sft import build_records
+
+    model, tok = tiny_lm
+    pairs = [(Example(id=str(i), problem=f"{i}+{i}?", answer=str(2 * i)), f"\\boxed{{{2 * i}}}") for i in range(4)]
+    records = build_records(tok, pairs)
+    samples = [Sample(r.prompt_ids, r.completion_ids, [0.0] * len(r.completion_ids), 0.0, 0.0, i, "stop") for i, r in enumerate(records)]
+    batch = collate(samples, tok.pad_token_id)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(25):
+        loss, _ = sft_loss(completion_logprobs(model, batch), batch.loss_mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]  # from ~log(99) = 4.6 per token to well under 1
