@@ -1,6 +1,6 @@
 """`dashrl train`: argument parsing and error reporting around `dashrl.train.loop.train`.
 
-    dashrl train --config configs/quickstart.toml --run.name qs   # a new run (or continue qs)
+    dashrl train --config quickstart --run.name qs                 # a new run (or continue qs)
     dashrl train --resume runs/qs                                  # continue from its checkpoint
     dashrl train --resume runs/qs --train.steps 60                 # ... and train longer
 
@@ -25,7 +25,15 @@ else:  # pragma: no cover
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML run file (see configs/); fields not given keep their defaults")
+    from dashrl.config import sections_summary, shipped_configs
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument(
+        "--config",
+        metavar="FILE_OR_NAME",
+        help=f"TOML run file, or the name of a shipped one ({', '.join(shipped_configs())}); "
+        "fields not given keep their defaults",
+    )
     p.add_argument(
         "--resume",
         metavar="RUN_DIR",
@@ -33,9 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--train.steps and --run.* may change)",
     )
     p.epilog = (
-        "Any config field can be set as --section.field VALUE, e.g. --algo.schedule grpo "
-        "--train.steps 10 --model.name HuggingFaceTB/SmolLM2-360M-Instruct. "
-        "Sections: model, task, sampler, algo, train, run (fields documented in dashrl/config.py). "
+        "Any config field can be set as --section.field VALUE, e.g. --algo.schedule grpo\n"
+        "--train.steps 10 --model.name HuggingFaceTB/SmolLM2-360M-Instruct. Sections and fields:\n\n"
+        f"{sections_summary()}\n\n"
+        "Types, defaults and docs: `dashrl config --show SECTION` (or `dashrl config` for all).\n"
         "A run whose --run.name folder holds a checkpoint continues from it."
     )
 

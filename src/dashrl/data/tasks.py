@@ -81,6 +81,7 @@ def _dataset(name: str) -> Callable[["TaskConfig", int], Task]:
             split=cfg.split,
             problem_field=cfg.problem_field or None,
             answer_field=cfg.answer_field or None,
+            tests_field=cfg.tests_field or None,
             limit=cfg.limit or None,
         )
         return _from_examples(name, examples, seed)
