@@ -49,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _fail(msg: str, status: int) -> int:
+def fail(msg: str, status: int) -> int:
+    """Print `dashrl: msg` on stderr (the one-line error of every command); return `status`."""
     print(f"dashrl: {msg}", file=sys.stderr)
     return status
 
@@ -66,9 +67,20 @@ def resume_config(run_dir: Path, overrides: list[str]) -> Any:
         check_keys(data)
     except (tomllib.TOMLDecodeError, ConfigError, OSError) as e:
         raise ConfigError(f"{path}: {e}") from None
-    for sec, vals in parse_overrides(overrides).items():
+    from dashrl.train.loop import RESUMABLE_CHANGES  # light: the loop imports torch only when it runs
+
+    parsed = parse_overrides(overrides)
+    for sec, vals in parsed.items():
         if sec == "run" and ({"out_dir", "name"} & set(vals)):
             raise ConfigError("--resume continues the run in its own folder: --run.out_dir and --run.name cannot change")
+        fixed = [f"--{sec}.{key}" for key in vals if sec != "run" and f"{sec}.{key}" not in RESUMABLE_CHANGES]
+        if fixed:
+            given = " ".join(f"{flag} {parsed[flag[2:].split('.')[0]][flag.split('.')[1]]}" for flag in fixed)
+            raise ConfigError(
+                f"--resume continues {run_dir} as it was configured: only --train.steps and --run.* may change, "
+                f"not {', '.join(fixed)}; to train with that change, start a new run from its config: "
+                f"dashrl train --config {path} {given} --run.name NEW_NAME"
+            )
         data.setdefault(sec, {}).update(vals)
     resolved = run_dir.resolve()
     data.setdefault("run", {}).update(out_dir=str(resolved.parent), name=resolved.name)
@@ -86,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             cfg = load_config(args.config, args.overrides)
     except ConfigError as e:
-        return _fail(str(e), 2)
+        return fail(str(e), 2)
     from dashrl.data.datasets import DatasetError
     from dashrl.models import ModelError
     from dashrl.train.loop import Interrupted, RunError, train
@@ -94,10 +106,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         train(cfg, resume=True if args.resume else None)
     except (ModelError, DatasetError, RunError) as e:
-        return _fail(str(e), 1)
+        return fail(str(e), 1)
     except Interrupted as e:
         print(f"[dashrl] {e}", file=sys.stderr)
         return 128 + int(e.signum)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return fail("interrupted", 130)
     return 0

@@ -536,27 +536,32 @@ def sections_summary() -> str:
     )
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Defaults <- TOML file <- `--section.field VALUE` overrides, validated.
+def load_config(
+    path: str | os.PathLike | None = None, overrides: Sequence[str] = (), base: dict[str, dict[str, Any]] | None = None
+) -> Config:
+    """Defaults <- `base` (a command's own defaults) <- TOML file <- `--section.field VALUE`
+    overrides, validated.
 
     `path` is a TOML file or the name of a shipped run file (`find_config`).
 
     >>> load_config(overrides=["--train.steps", "3"]).train.steps
     3
     """
-    data: dict[str, dict[str, Any]] = {}
+    data: dict[str, dict[str, Any]] = {sec: dict(vals) for sec, vals in (base or {}).items()}
     if path is not None:
         p = find_config(path)
         try:
-            data = tomllib.loads(p.read_text())
+            from_file = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {p}: invalid TOML: {e}") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {p}: cannot read it ({e})") from None
         try:
-            check_keys(data)
+            check_keys(from_file)
         except ConfigError as e:  # name the file: the bad key is in it, not on the command line
             raise ConfigError(f"{p}: {e}") from None
+        for sec, vals in from_file.items():
+            data.setdefault(sec, {}).update(vals)
     for sec, vals in parse_overrides(overrides).items():
         data.setdefault(sec, {}).update(vals)
     # Values the file resolved (beta, loss) are re-resolved from the schedule when absent.

@@ -29,7 +29,7 @@ def test_evaluate_tiny_model(tiny_lm):
 
 
 def test_eval_command_tiny_model(tiny_lm, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("dashrl.models.load_model", lambda spec, dtype="fp32": tiny_lm)
+    monkeypatch.setattr("dashrl.models.load_model", lambda spec, **kw: tiny_lm)
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     out = tmp_path / "report.json"

@@ -103,5 +103,8 @@ def make_task(cfg: "TaskConfig", seed: int) -> Task:
     >>> make_task(TaskConfig(name="arithmetic", difficulty=1), seed=0).batch(0, 1)[0].problem
     'What is 9 * 3?'
     """
+    from dashrl.data.datasets import check_dataset_name
+
+    check_dataset_name(cfg.name, also=tuple(TASKS))
     factory = TASKS.get(cfg.name) or _dataset(cfg.name)
     return factory(cfg, seed)
