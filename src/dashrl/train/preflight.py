@@ -42,7 +42,8 @@ def writable_problem(folder: str | os.PathLike) -> str | None:
 def validate_run(cfg: "Config", resume: bool | None = None) -> None:
     """Fail with `RunError` (or `DatasetError`) before any model loads if the run cannot go:
     an unwritable run folder, an evaluation set that does not load, a resume that clashes
-    with the run in the folder, or a resume of a run that is already complete.
+    with the run in the folder, or a resume of a run that is already complete (its last
+    checkpoint at train.steps and its summary.md written).
 
     >>> validate_run(load_config(overrides=["--run.out_dir", "/proc/nope"]))  # doctest: +SKIP
     Traceback (most recent call last):
@@ -67,7 +68,8 @@ def validate_run(cfg: "Config", resume: bool | None = None) -> None:
     from dashrl.train.schedules import optimizer_steps
 
     step, total = read_info(ckpt)["step"], optimizer_steps(cfg.algo.schedule, cfg.train.steps, cfg.algo.ppo_k)
-    if step >= total:
+    # summary.md is written last: without it a run stopped at its final step still has to finish
+    if step >= total and (run_dir / "summary.md").is_file():
         raise RunError(
             f"run {run_dir} is complete: its checkpoint {ckpt.name} is at step {step} of train.steps {cfg.train.steps}; "
             f"to train it longer: {resume_command(run_dir)} --train.steps {cfg.train.steps + max(cfg.train.steps, 1)} "
