@@ -90,3 +90,11 @@ def test_one_early_late_definition():
     assert "first and the last 5 steps" in table
     one = summarize(rows[:1])
     assert "first step |" in one and "1 steps" not in one
+
+
+def test_a_run_console_turns_off_transformers_own_bars():
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    Progress(3, quiet=True, stream=io.StringIO()).close()
+    assert not hf_logging.is_progress_bar_enabled()  # no "Writing model shards" bars in the log

@@ -173,7 +173,9 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(err), 1)
 
     from dashrl.models import ModelError, load_model
+    from dashrl.train.metrics import silence_transformers_bars
 
+    silence_transformers_bars()  # no loading bars in the table's way (or in a log file)
     try:
         model, tokenizer = load_model(cfg.model.name, attn=cfg.model.attn)
     except ModelError as err:

@@ -231,10 +231,9 @@ def step_text(row: dict[str, Any], total: int, width: int = 80, eta: float | Non
 def silence_transformers_bars() -> None:
     """Turn off transformers' and huggingface_hub's own tqdm bars ("Writing model shards",
     "Loading weights"), which would break the run's progress line and fill log files."""
-    if "transformers" in sys.modules:
-        from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()
 
 
 class Progress:
@@ -252,7 +251,8 @@ class Progress:
         self.first_step = first_step  # a resumed run's ETA counts only the steps run here
         self.width = shutil.get_terminal_size((80, 24)).columns
         self.bar: Any = None
-        silence_transformers_bars()
+        if "transformers" in sys.modules:  # a run has it loaded; a bare Progress needs no import
+            silence_transformers_bars()
         if not quiet and _isatty(stream):
             from tqdm import tqdm
 
