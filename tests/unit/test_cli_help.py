@@ -65,3 +65,15 @@ def test_describe_fields_is_derived_from_the_dataclasses():
     text = describe_fields("task")
     assert "--task.tests_field STR = \"\"" in text
     assert "test program" in text
+
+
+def test_help_and_config_listing_stay_light():
+    code = (
+        "import contextlib, io, sys\nfrom dashrl.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['config'])\n    main(['config', '--files'])\n"
+        "    for cmd in ('train', 'eval'):\n"
+        "        try:\n            main([cmd, '--help'])\n        except SystemExit:\n            pass\n"
+        "bad = [m for m in ('torch', 'transformers', 'tqdm', 'numpy') if m in sys.modules]\nassert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
