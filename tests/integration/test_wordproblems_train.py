@@ -27,5 +27,18 @@ def test_wordproblems_trains_and_evaluates_its_sets(tmp_path, tiny_lm):
 
 
 def test_shipped_wordproblems_config_loads():
-    cfg = load_config(ROOT / "configs" / "wordproblems.toml")
+    cfg = load_config("wordproblems")  # a shipped run file, found by name
     assert (cfg.task.name, cfg.task.difficulty, cfg.eval.every) == ("wordproblems", 1, 10)
+
+
+def test_word_problem_sets_are_eval_sets_for_dashrl_eval_too():
+    import pytest
+
+    from dashrl.data.datasets import DatasetError
+    from dashrl.train.evaluation import load_eval_sets
+
+    sets = load_eval_sets(["wordproblems", "wordproblems_long"], 3, difficulty=2)
+    assert [ex.meta["level"] for ex in sets["wordproblems_long"]] == [4, 4, 4]
+    assert sets["wordproblems"][0].id == "words-base-2--1-0"  # the held-out seed -1
+    with pytest.raises(DatasetError, match="did you mean 'wordproblems'"):
+        load_eval_sets(["wordproblem"], 3)
