@@ -220,3 +220,21 @@ def test_dash_run_samples_step_two_with_step_one_weights(tmp_path, lm, engine, m
     off = gaps(model, prompts2, comps, cfg.sampler.temperature)
     assert float(on.mean()) < MEAN_TOL, float(on.mean())
     assert float(on.mean()) < float(off.mean()), (float(on.mean()), float(off.mean()))
+
+
+def test_a_model_vllm_cannot_run_fails_at_start_up_in_one_line(tmp_path, tiny_lm):
+    """The tiny test Llama has head size 8, which vLLM's CPU attention lacks: `dashrl train`
+    says so in one line at start-up (own process: a failed engine is not shared)."""
+    import subprocess
+    import sys
+
+    model, tok = tiny_lm
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    cmd = [sys.executable, "-m", "dashrl.cli", "train", "--model.name", str(tmp_path / "tiny"), "--sampler.backend", "vllm",
+           "--model.dtype", "fp32", "--train.steps", "1", "--run.out_dir", str(tmp_path / "runs"), "--run.quiet", "true"]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 1, res.stderr[-2000:]
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("dashrl: vLLM could not start for LlamaForCausalLM") and "head_dim=8" in last, last
+    assert "Traceback" not in res.stderr.split("Unsupported CPU attention")[-1]

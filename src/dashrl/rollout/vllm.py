@@ -90,20 +90,32 @@ def import_vllm() -> Any:
     return vllm
 
 
+_EXPECTED_WARNINGS = {
+    # no tokenizer in the engine: dashrl passes token ids and stop ids, and decodes itself
+    "vllm.renderers.base": ("Chat template warmup failed", "Using None for EOS token id"),
+    # a weight reload leaves the rotary embedding's cache (not a weight) as it is
+    "vllm.model_executor.model_loader.reload.layerwise": ("RotaryEmbedding: Failed to load weights",),
+    # torch.set_num_threads is restored after start-up (see _process_state_kept)
+    "vllm.v1.worker.cpu_worker": ("CPU backend doesn't allow to use `torch.set_num_threads`",),
+}
+
+
 class _DropExpected(logging.Filter):
-    """Drop two vLLM warnings that this backend causes on purpose: no tokenizer in the
-    engine (ours decodes), and the rotary embedding's cache that a weight reload leaves as is."""
+    """Drop the vLLM warnings that this backend causes on purpose (listed above)."""
+
+    def __init__(self, prefixes: tuple[str, ...]):
+        super().__init__()
+        self.prefixes = prefixes
 
     def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        return not (msg.startswith("Chat template warmup failed") or msg == "RotaryEmbedding: Failed to load weights")
+        return not record.getMessage().startswith(self.prefixes)
 
 
 def _quiet_expected_warnings() -> None:
-    for name in ("vllm.renderers.base", "vllm.model_executor.model_loader.reload.layerwise"):
+    for name, prefixes in _EXPECTED_WARNINGS.items():
         log = logging.getLogger(name)
         if not any(isinstance(f, _DropExpected) for f in log.filters):
-            log.addFilter(_DropExpected())
+            log.addFilter(_DropExpected(prefixes))
 
 
 def _first_line(e: BaseException) -> str:
@@ -163,8 +175,7 @@ class VLLMSampler:
         positions = int(getattr(model.config, "max_position_embeddings", 0) or 4096)
         self.max_model_len = int(max_model_len or min(positions, 4096))
         self._config_dir = tempfile.TemporaryDirectory(prefix="dashrl-vllm-")
-        model.config.save_pretrained(self._config_dir.name)
-        arch = ",".join(getattr(model.config, "architectures", None) or [type(model).__name__])
+        arch = _write_config(model, self._config_dir.name)
         t0 = time.perf_counter()
         with _process_state_kept():
             try:
@@ -244,6 +255,21 @@ class VLLMSampler:
                     )
                 )
         return results
+
+
+def _write_config(model: Any, folder: str) -> str:
+    """Write the model's config.json (architecture included, which vLLM resolves the model
+    class from) to `folder`; return the architecture."""
+    import json
+    from pathlib import Path
+
+    model.config.save_pretrained(folder)
+    path = Path(folder) / "config.json"
+    config = json.loads(path.read_text())
+    if not config.get("architectures"):  # a model built from a config, not loaded from a checkpoint
+        config["architectures"] = [type(model).__name__]
+        path.write_text(json.dumps(config, indent=1))
+    return ",".join(config["architectures"])
 
 
 class _process_state_kept:
