@@ -6,9 +6,10 @@ expensive part); tests that change its weights put the original ones back.
 
 Tolerances, measured on this machine: vLLM decodes in pure bf16 with its own kernels, the
 trainer recomputes under bf16 autocast with fp32 master weights, so their logprobs of the
-same tokens differ by ~0.02-0.05 nats on average and up to ~0.3 at single tokens. The
-checks below allow mean 0.08 / max 0.8, and require every effect they detect (a weight
-change, top-k truncation) to be several times larger than that.
+same tokens differ by ~0.02-0.05 nats on average and up to ~0.6 at single tokens (the hf
+backend's own bf16 copy shows the same: mean 0.047, max 0.79 on 64 samples, `dashrl bench
+--sampling`). The checks below allow mean 0.08 / max 1.0, and require every effect they
+detect (a weight change, top-k truncation) to be several times larger than the mean.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 pytestmark = pytest.mark.vllm
 
 QUESTIONS = ["What is 12 + 30?", "Name a prime number larger than 10.", "What is the capital of France?"]
-MEAN_TOL, MAX_TOL = 0.08, 0.8
+MEAN_TOL, MAX_TOL = 0.08, 1.0
 
 
 @pytest.fixture(scope="module")
