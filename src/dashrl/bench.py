@@ -9,7 +9,12 @@ every step), so machine noise hits all of them alike:
 - `dash_nogf`: DASH without gradient filtering;
 - `dash`: DASH with gradient filtering;
 - `trl`: TRL's GRPOTrainer on the same workload (`dashrl.peers.trl_grpo`, optional extra
-  `dashrl[bench]`), with the generation batch size that a measured probe finds fastest.
+  `dashrl[bench]`), with the generation batch size that a measured probe finds fastest;
+- `dash_vllm`: DASH with the `vllm` sampler backend (when vLLM is installed).
+
+`dashrl bench --sampling` compares the sampler backends alone (`hf` and `vllm`) on the same
+prompts: sampled tokens/s at each `--batches` size, interleaved, start-up and weight-sync
+seconds, and how far each backend's logprobs are from the trainer's recomputation.
 
 Reported per variant: seconds per optimizer step and per sample, the time split, sampled
 and trained tokens/s, the reward over the run, model-FLOP utilisation of sampling and
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import importlib.util
 import json
 import sys
 import time
@@ -32,6 +38,7 @@ VARIANTS: dict[str, list[str]] = {
     "dash_nogf": ["--algo.schedule", "dash", "--algo.filter_threshold", "-1"],
     "dash": ["--algo.schedule", "dash"],
     "trl": [],  # shared settings only: TRL runs its own algorithm (see dashrl.peers.trl_grpo)
+    "dash_vllm": ["--algo.schedule", "dash", "--sampler.backend", "vllm"],
 }
 
 # The paper's regime (sampling dominates a GRPO step) scaled to a CPU, and a smoke variant.
@@ -51,6 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="TOML run file for the shared settings")
     p.add_argument("--tuned", default=None, help="config written by `dashrl tune`: its batch sizes apply to the dash variants")
     p.add_argument("--out", default="bench", help="folder for bench.md, bench.json and bench.png")
+    p.add_argument("--sampling", action="store_true", help="compare the sampler backends (hf, vllm) alone: tokens/s, start-up, sync, logprob gap")
+    p.add_argument("--batches", default="8,64", help="--sampling: sequences per generate call, G per prompt (default 8,64)")
+    p.add_argument("--repeats", type=int, default=2, help="--sampling: generate calls per backend and batch size")
     p.epilog = "Extra --section.field VALUE overrides apply to every variant."
 
 
@@ -147,9 +157,12 @@ def _variant_names(spec: str | None) -> list[str]:
     from dashrl.peers.trl_grpo import trl_available
 
     if spec is None:
-        names = [v for v in VARIANTS if v != "trl" or trl_available()]
+        vllm = importlib.util.find_spec("vllm") is not None
+        names = [v for v in VARIANTS if (v != "trl" or trl_available()) and (v != "dash_vllm" or vllm)]
         if "trl" not in names:
             log("TRL is not installed: skipping the trl variant (pip install 'dashrl[bench]')")
+        if not vllm:
+            log("vLLM is not installed: skipping the dash_vllm variant (see the README's inference backends)")
         return names
     names = [v.strip() for v in spec.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
@@ -168,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"dashrl bench: {e}", file=sys.stderr)
         return 2
+    if args.sampling:
+        return sampling_run(args)
     steps = args.steps or (2 if args.quick else 3)
     shared = (QUICK if args.quick else FULL) + ["--train.steps", str(steps), "--run.quiet", "true"] + list(args.overrides)
     try:
@@ -258,6 +273,121 @@ def _trl_peer(cfg: Any, base_model: Any, tok: Any, steps: int, gbs: int | None, 
         gbs, probe = probe_generation_batch_size(cfg, copy.deepcopy(base_model), tok, str(out / "trl"), log=log)
     peer = TRLPeer(cfg, copy.deepcopy(base_model), tok, steps, gbs, str(out / "trl"))
     return peer, {"version": trl.__version__, "generation_batch_size": gbs, "probe": probe}
+
+
+def logprob_gap(sampler_lps: list[list[float]], trainer_lps: list[list[float]]) -> dict[str, float]:
+    """Mean and max |sampler - trainer| logprob over all tokens, and the implied ratio's
+    largest distance from 1 (the PPO ratio of an on-policy sample).
+
+    >>> logprob_gap([[-1.0, -2.0]], [[-1.0, -2.5]])["max"]
+    0.5
+    """
+    import math
+
+    diffs = [t - s for ss, ts in zip(sampler_lps, trainer_lps) for s, t in zip(ss, ts)]
+    if not diffs:
+        return {"mean": float("nan"), "max": float("nan"), "ratio_max_dev": float("nan")}
+    return {
+        "mean": sum(abs(d) for d in diffs) / len(diffs),
+        "max": max(abs(d) for d in diffs),
+        "ratio_max_dev": max(abs(math.exp(d) - 1) for d in diffs),
+    }
+
+
+def sampling_table(results: dict[str, dict[str, Any]], batches: list[int]) -> str:
+    """Markdown table of the sampler backends, tokens/s ratios against `hf`."""
+    head = ("| backend | start-up s | sync s | " + "".join(f"tok/s @{b} | vs hf @{b} | " for b in batches)
+            + "mean abs dlogp | max abs dlogp | max abs(ratio-1) |")  # fmt: skip
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, r in results.items():
+        rates = "".join(
+            f"{r['tok_per_s'][b]:.0f} | {r['tok_per_s'][b] / results['hf']['tok_per_s'][b]:.2f}x | " if "hf" in results else f"{r['tok_per_s'][b]:.0f} | - | "
+            for b in batches
+        )
+        g = r["gap"]
+        lines.append(f"| {name} | {r['startup_s']:.1f} | {r['sync_s']:.2f} | {rates}{g['mean']:.4f} | {g['max']:.3f} | {g['ratio_max_dev']:.3f} |")
+    return "\n".join(lines)
+
+
+def sampling_run(args: argparse.Namespace) -> int:
+    """`dashrl bench --sampling`: hf against vllm, generate calls interleaved on the same prompts."""
+    from dashrl.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, (QUICK if args.quick else FULL) + list(args.overrides))
+        batches = [int(b) for b in args.batches.split(",")]
+        if any(b % cfg.algo.group_size for b in batches):
+            raise ValueError(f"--batches must be multiples of G = {cfg.algo.group_size}")
+    except (ConfigError, ValueError) as e:
+        print(f"dashrl bench: {e}", file=sys.stderr)
+        return 2
+    names = ["hf"] + (["vllm"] if importlib.util.find_spec("vllm") is not None else [])
+    if len(names) == 1:
+        log("vLLM is not installed: measuring hf alone")
+
+    import torch
+
+    from dashrl.data.prompts import build_prompt
+    from dashrl.data.tasks import make_task
+    from dashrl.models import autocast_ctx, load_model
+    from dashrl.rollout import SamplingParams, make_sampler
+    from dashrl.train.batching import Sample, collate
+    from dashrl.train.checkpoint import atomic_write_text
+    from dashrl.train.logprobs import completion_logprobs
+
+    model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
+    G, sc = cfg.algo.group_size, cfg.sampler
+    examples = make_task(cfg.task, cfg.train.seed).batch(0, max(batches) // G)
+    rows = {b: [build_prompt(tok, ex) for ex in examples[: b // G] for _ in range(G)] for b in batches}
+    results: dict[str, dict[str, Any]] = {}
+    samplers = {}
+    for n in names:
+        t0 = time.perf_counter()
+        samplers[n] = make_sampler(n, model=model, tokenizer=tok, dtype=cfg.model.dtype)
+        startup = time.perf_counter() - t0
+        syncs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            samplers[n].load_weights(model.state_dict())
+            syncs.append(time.perf_counter() - t0)
+        results[n] = {"startup_s": startup, "sync_s": sorted(syncs)[1], "tokens": {b: 0 for b in batches}, "seconds": {b: 0.0 for b in batches}}
+        log(f"{n}: start-up {startup:.1f}s, sync {results[n]['sync_s']:.2f}s")
+    last: dict[str, Any] = {}
+    for rep in range(args.repeats):
+        for b in batches:
+            params = SamplingParams(sc.max_new_tokens, sc.temperature, sc.top_p, sc.top_k, batch_size=b)
+            for n in names[rep % len(names) :] + names[: rep % len(names)]:  # the order rotates
+                t0 = time.perf_counter()
+                out = samplers[n].generate(rows[b], params, seed=rep)
+                dt = time.perf_counter() - t0
+                ntok = sum(len(c.token_ids) for c in out)
+                results[n]["tokens"][b] += ntok
+                results[n]["seconds"][b] += dt
+                last[n] = out
+                log(f"repeat {rep + 1}/{args.repeats} batch {b} {n}: {ntok} tokens in {dt:.1f}s")
+    for n in names:  # the trainer's recomputation of the largest batch's last samples
+        out = last[n]
+        samples = [Sample(list(p), c.token_ids, c.logprobs, 0.0, 1.0, i // G, c.finish_reason) for i, (p, c) in enumerate(zip(rows[max(batches)], out))]
+        trainer_lps = []
+        for i in range(0, len(samples), cfg.train.micro_batch_size):
+            mb = collate(samples[i : i + cfg.train.micro_batch_size], tok.pad_token_id or 0)
+            with torch.no_grad(), autocast_ctx(model, cfg.model.dtype):
+                lp = completion_logprobs(model, mb, sc.temperature or 1.0)
+            trainer_lps += [lp[j, : len(s.completion_ids)].tolist() for j, s in enumerate(samples[i : i + cfg.train.micro_batch_size])]
+        results[n]["gap"] = logprob_gap([c.logprobs for c in out], trainer_lps)
+        results[n]["tok_per_s"] = {b: results[n]["tokens"][b] / max(results[n]["seconds"][b], 1e-9) for b in batches}
+    header = (
+        f"Sampler backends on {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}, G={G}, "
+        f"max_new_tokens={sc.max_new_tokens}, T={sc.temperature}, {args.repeats} interleaved calls per backend and batch; "
+        f"torch threads {torch.get_num_threads()}."
+    )
+    md = sampling_table(results, batches)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "sampling.md", header + "\n\n" + md + "\n")
+    atomic_write_text(out_dir / "sampling.json", json.dumps({"workload": header, "results": results}, indent=1, default=str))
+    print(header + "\n\n" + md)
+    return 0
 
 
 def log(msg: str) -> None:

