@@ -314,9 +314,6 @@ class Config:
             "train.micro_batch_size",
             f"{self.train.micro_batch_size} is larger than the batch (prompts_per_step x group_size = {n})",
         )
-        if self.dist.samplers > 0:
-            _check(self.algo.schedule == "dash", "dist.samplers", f"the Ray path runs the dash schedule only, got algo.schedule {self.algo.schedule!r}")
-            _check(self.eval.every == 0, "eval.every", "evaluation inside training runs on the single-process path only (dist.samplers = 0)")
         if self.algo.schedule == "grpo":
             _check(
                 self.train.micro_batch_size % self.algo.group_size == 0,

@@ -224,25 +224,25 @@ class RayLearner:
         self._pending: list[tuple[list[Any], Norm]] = []  # backprop calls since the last step
         self._mark = 0  # len(deliveries) at the last step: replays log their deliveries again
         self._calls = 0
+        self._restarts_at_step = 0
 
     # -- the Learner interface --------------------------------------------------------------
     def backprop(self, samples: Sequence[SampleRef], norm: Norm) -> dict[str, float]:
         self._pending.append((list(samples), norm))
-        restarts_before = self.trainer_restarts
         reps = self._with_restarts(lambda: self._backprop(list(samples), norm), replay_pending=False)
-        return self._combine(reps, restarts=self.trainer_restarts - restarts_before)
+        return self._combine(reps)
 
     def optimizer_step(self, nonfinite: bool) -> dict[str, Any]:
         import ray
 
-        restarts_before = self.trainer_restarts
         outs = self._with_restarts(lambda: self._wait([t.optimizer_step.remote(nonfinite) for t in self.cl.trainers]), replay_pending=True)
         self._pending, self._mark = [], len(self.deliveries)
         opt = dict(outs[0])
         for r, o in enumerate(outs):
             opt[f"dist/trainer{r}/allreduce_s"] = o["allreduce_s"]
         opt.pop("allreduce_s")
-        opt["dist/trainer_restarts"] = self.trainer_restarts - restarts_before
+        opt["dist/trainer_restarts"] = self.trainer_restarts - self._restarts_at_step  # this step's, backprop included
+        self._restarts_at_step = self.trainer_restarts
         if "skipped" not in opt:
             self.cl.version += 1
         self.cl.publish()  # the state a replaced trainer restarts from (also after a skipped step)
@@ -347,7 +347,7 @@ class RayLearner:
                     continue
         raise AssertionError("unreachable")
 
-    def _combine(self, reps: list[TrainReport], restarts: int) -> dict[str, float]:
+    def _combine(self, reps: list[TrainReport]) -> dict[str, float]:
         """Ranks' backprop metrics as one process would report them (time: the slowest rank)."""
         from dashrl.train.totals import Totals
 
@@ -357,7 +357,6 @@ class RayLearner:
         out = totals.result()
         out["time/backprop_s"] = max((r.backprop_s for r in reps), default=0.0)
         out["nonfinite"] = float(out.get("nonfinite", 0.0) > 0)
-        out["dist/trainer_restarts"] = restarts
         for rep in reps:
             out[f"dist/trainer{rep.rank}/queue_wait_s"] = rep.queue_wait_s
             out[f"dist/trainer{rep.rank}/backprop_s"] = rep.backprop_s

@@ -1,7 +1,7 @@
 """The one metrics accumulator: which numbers add up over parts of a step, which average.
 
 Loss terms are already divided by the whole batch's denominators (`dashrl.algo.Norm`),
-so the parts of a batch add up to the batch's loss; counts and times add too. Every
+so the parts of a batch add up to the batch's loss; counts, times and restarts add too. Every
 other metric is a per-sample rate, averaged with each part weighted by its samples.
 """
 
@@ -18,7 +18,7 @@ def is_summed(key: str) -> bool:
     >>> is_summed("loss"), is_summed("time/backprop_s"), is_summed("clip_frac")
     (True, True, False)
     """
-    return key in SUMMED or key.startswith("time/")
+    return key in SUMMED or key.startswith("time/") or key.endswith("_restarts")
 
 
 class Totals:
