@@ -24,7 +24,14 @@ class Delivery:
 
 
 class RolloutStore:
-    """Deliveries of one backprop call, one queue per trainer (Ray runs actor calls one at a time)."""
+    """Deliveries of one backprop call, one queue per trainer (Ray runs actor calls one at a time).
+
+    >>> store = RolloutStore()
+    >>> store.fill(0, [([0], 4, ["ref0"]), ([1, 2], 3, ["ref1", "ref2"])], world=2)
+    2
+    >>> store.next(1), store.next(1)
+    ((Delivery(step=0, rank=1, groups=[1, 2], samples=3), ['ref1', 'ref2']), None)
+    """
 
     def __init__(self) -> None:
         self.queues: dict[int, deque] = {}

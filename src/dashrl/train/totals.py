@@ -26,9 +26,9 @@ class Totals:
 
     >>> t = Totals()
     >>> t.add({"loss": 0.5, "clip_frac": 0.0}, 1)
-    >>> t.add({"loss": 0.25, "clip_frac": 0.3}, 2)
+    >>> t.add({"loss": 0.25, "clip_frac": 0.5}, 3)
     >>> t.result()
-    {'loss': 0.75, 'clip_frac': 0.2}
+    {'loss': 0.75, 'clip_frac': 0.375}
     """
 
     def __init__(self) -> None:
