@@ -117,19 +117,19 @@ def _install_kill(at: str, task, tokenizer) -> None:
         backend.RayLearner._wait = wait
         backend.RayLearner._backprop = bp
 
-    real_get_loss = trainer_mod.get_loss
+    real_make_loss = trainer_mod.make_loss
 
-    def get_loss(name):
-        loss_fn = real_get_loss(name)
+    def make_loss(name, **hp):
+        loss_fn = real_make_loss(name, **hp)
 
-        def hooked(logprobs, *a, **k):  # the hook runs when backward reaches the logprobs
-            if logprobs.requires_grad and phase == "backprop" and current["cycle"] == cycle:
-                logprobs.register_hook(lambda g: fire("backprop"))
-            return loss_fn(logprobs, *a, **k)
+        def hooked(inputs):  # the hook runs when backward reaches the logprobs
+            if inputs.logprobs.requires_grad and phase == "backprop" and current["cycle"] == cycle:
+                inputs.logprobs.register_hook(lambda g: fire("backprop"))
+            return loss_fn(inputs)
 
         return hooked
 
-    trainer_mod.get_loss = get_loss
+    trainer_mod.make_loss = make_loss
 
     real_step = trainer_mod.Trainer.optimizer_step
 

@@ -1,17 +1,19 @@
 """Pure math of the method: advantages, gradient filtering, losses, KL. Torch only."""
 
 from dashrl.algo.advantages import gradient_filter, group_advantages
-from dashrl.algo.losses import AGGREGATIONS, LOSSES, Norm, aggregate, get_loss, kl_penalty, pg_loss, ppo_clip_loss
+from dashrl.algo.losses import AGGREGATIONS, LOSSES, KLTerm, LossInputs, Norm, PGLoss, PPOClipLoss, aggregate, kl_penalty, make_loss
 
 __all__ = [
     "AGGREGATIONS",
     "LOSSES",
     "Norm",
     "aggregate",
-    "get_loss",
+    "make_loss",
     "gradient_filter",
     "group_advantages",
     "kl_penalty",
-    "pg_loss",
-    "ppo_clip_loss",
+    "KLTerm",
+    "LossInputs",
+    "PGLoss",
+    "PPOClipLoss",
 ]

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import torch
 
-from dashrl.algo import Norm, get_loss
+from dashrl.algo import KLTerm, LossInputs, Norm, make_loss
 from dashrl.config import Config
 from dashrl.data import Example
 from dashrl.data.prompts import build_prompt
@@ -75,7 +75,9 @@ class Trainer:
             lambda s: lr_lambda(s, cfg.train.warmup_steps, optimizer_steps, cfg.train.lr_schedule),
         )
         self.task: Task = task if task is not None else make_task(cfg.task, cfg.train.seed)
-        self.loss_fn = get_loss(cfg.algo.loss)
+        a = cfg.algo
+        self.loss_fn = make_loss(a.loss, aggregation=a.aggregation, clip_eps=a.clip_eps)
+        self.kl_term = KLTerm(a.beta, a.kl_estimator, a.aggregation) if a.beta > 0 else None
         # Activation checkpointing drops the KV cache the shared prompt pass hands on: use the plain pass.
         shared = cfg.train.share_prompts and not cfg.model.gradient_checkpointing
         self._logprobs = shared_prompt_logprobs if shared else completion_logprobs
@@ -123,18 +125,11 @@ class Trainer:
                     with torch.no_grad():
                         ref_logprobs = self._logprobs(self.ref_model, mb, self._temperature)
                 logprobs = self._logprobs(self.model, mb, self._temperature)  # [N, T]
-                loss, metrics = self.loss_fn(
-                    logprobs,
-                    mb.old_logprobs,
-                    mb.advantages,
-                    mb.loss_mask,
-                    aggregation=cfg.algo.aggregation,
-                    norm=norm,
-                    ref_logprobs=ref_logprobs,
-                    beta=cfg.algo.beta,
-                    kl_estimator=cfg.algo.kl_estimator,
-                    clip_eps=cfg.algo.clip_eps,
-                )
+                inputs = LossInputs(logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask, norm)
+                loss, metrics = self.loss_fn(inputs)
+                if self.kl_term is not None:  # the one place the KL term joins the loss
+                    kl_loss, kl_metrics = self.kl_term(inputs, ref_logprobs)
+                    loss, metrics = loss + kl_loss, {**metrics, **kl_metrics}
             self.forward_samples += len(idx)
             trained_tokens += mb.num_tokens
             if not torch.isfinite(loss):
