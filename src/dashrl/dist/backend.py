@@ -23,6 +23,17 @@ What survives what:
   (`dist/trainer_restarts`);
 - a driver that dies: the run resumes from its last checkpoint (`--resume`), which holds
   rank 0's optimizer (every rank holds the same), scheduler, RNG and data position.
+
+Overlap (`--dist.overlap N`, default 0 = exact on-policy DASH): after a step's batch is
+sampled, the next N steps' batches are submitted at once, on the weights the samplers
+hold, so sampling runs while the trainers backprop; each sample records the policy
+version (optimizer steps) that drew it, and `dist/staleness_mean` logs the lag. The lag
+is corrected with the PPO-clip ratio against the stored sampling logprobs (`--algo.loss
+ppo_clip`, required): those logprobs are already stored per token, so the correction
+costs no extra forward pass, and the clip bounds the step when the ratio drifts, which
+truncated importance weights on a plain policy gradient would not. Filtering still runs
+on the driver before any forward pass. A resumed overlap run samples its first step on
+the resumed weights, so it is not bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -147,53 +158,27 @@ class RaySource:
     def __init__(self, cl: Cluster, model: Any):
         self.cl, self.cfg, self.task, self.model = cl, cl.cfg, cl.task, model
         self._eval_sampler: Any = None
+        self._ahead: dict[tuple[int, int, int], _Job] = {}  # sampling calls started early (dist.overlap)
 
     def rollout(self, examples: Sequence[Any], seed: int, first_group: int = 0) -> Rollouts:
-        """Sample on the actors exactly what `Trainer.rollout(examples, seed, first_group)` samples."""
-        import ray
-
-        cl, cfg = self.cl, self.cfg
+        """Sample on the actors exactly what `Trainer.rollout(examples, seed, first_group)` samples
+        (with the weights the samplers held when the call was submitted: see `ahead`)."""
         t0 = time.perf_counter()
-        G, H = cfg.algo.group_size, len(cl.samplers)
-        pending: dict[Any, tuple] = {}
-        tries: dict[int, int] = {}
+        job = self._ahead.pop((seed, first_group, len(examples)), None) or _Job(self, list(examples), seed, first_group)
+        return job.collect(t0)
 
-        def submit(unit: Any, i: int) -> None:
-            actor = cl.samplers[i]
-            refs = actor.sample.options(num_returns=1 + unit.num_groups).remote(
-                unit, list(examples[unit.first_group : unit.first_group + unit.num_groups]), seed, first_group
-            )
-            pending[refs[0]] = (unit, i, actor, refs[1:])
+    def ahead(self, step: int) -> None:
+        """With `dist.overlap` N > 0, start sampling steps `step .. step + N - 1` now, on the
+        weights the samplers hold: their units queue on the samplers ahead of the next
+        weight load, so they run while the trainers backprop the current step."""
+        from dashrl.train.trainer import sample_seed
 
-        for unit in plan_units(len(examples), G, cfg.sampler.batch_size):
-            submit(unit, unit.index % H)  # deterministic split; the samples do not depend on it
-        reports: list[tuple[UnitResult, list]] = []
-        restarts = 0
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            unit, i, actor, refs = pending.pop(ready[0])
-            try:
-                reports.append((ray.get(ready[0]), refs))
-            except ray.exceptions.RayActorError as e:
-                tries[unit.index] = tries.get(unit.index, 0) + 1
-                if tries[unit.index] > MAX_UNIT_RETRIES:
-                    raise RuntimeError(f"unit {unit.index} killed {MAX_UNIT_RETRIES + 1} sampler actors; last error: {e}") from None
-                if cl.samplers[i] is actor:  # first failure seen from this actor: replace it
-                    restarts += 1
-                    _log(f"sampler {i} died while sampling; restarting it and sampling its units again")
-                    cl.restart_sampler(i)
-                submit(unit, (i + 1) % H)
-        reports.sort(key=lambda r: r[0].unit)
-        samples = [s for rep, refs in reports for s in rep.refs(refs, G)]
-        metrics: dict[str, float] = {**rollout_metrics(samples), "time/sampling_s": time.perf_counter() - t0, "time/scoring_s": 0.0}
-        metrics["dist/sampler_restarts"] = restarts
-        metrics["dist/staleness_mean"] = sum(cl.version - s.version for s in samples) / max(len(samples), 1)
-        for i in range(H):
-            mine = [rep for rep, _ in reports if rep.worker == i]
-            busy = sum(r.sampling_s + r.scoring_s for r in mine)
-            metrics[f"dist/sampler{i}/time_s"] = busy
-            metrics[f"dist/sampler{i}/tokens_per_s"] = sum(sum(r.lengths) for r in mine) / busy if busy else 0.0
-        return Rollouts(samples, metrics)
+        cfg = self.cfg
+        for s in range(step, min(step + cfg.dist.overlap, cfg.train.steps)):
+            seed = sample_seed(cfg.train.seed, s, 0)
+            key = (seed, 0, cfg.algo.prompts_per_step)
+            if key not in self._ahead:
+                self._ahead[key] = _Job(self, self.task.batch(s, cfg.algo.prompts_per_step), seed, 0)
 
     def eval_sampler(self) -> Any:
         """A sampler on the driver's copy of the model, loaded with the newest weights."""
@@ -204,6 +189,57 @@ class RaySource:
             self._eval_sampler = make_sampler(self.cfg.sampler.backend, model=self.model, tokenizer=self.cl.tokenizer, dtype=self.cfg.model.dtype)
         self._eval_sampler.load_weights(self.model.state_dict())
         return self._eval_sampler
+
+
+class _Job:
+    """One sampling call's units, submitted to the samplers; `collect` waits for them."""
+
+    def __init__(self, src: RaySource, examples: list[Any], seed: int, first_group: int):
+        self.cl, self.examples, self.seed, self.first_group = src.cl, examples, seed, first_group
+        self.G = src.cfg.algo.group_size
+        self.pending: dict[Any, tuple] = {}
+        self.tries: dict[int, int] = {}
+        for unit in plan_units(len(examples), self.G, src.cfg.sampler.batch_size):
+            self.submit(unit, unit.index % len(self.cl.samplers))  # deterministic split; the samples do not depend on it
+
+    def submit(self, unit: Any, i: int) -> None:
+        actor = self.cl.samplers[i]
+        refs = actor.sample.options(num_returns=1 + unit.num_groups).remote(
+            unit, self.examples[unit.first_group : unit.first_group + unit.num_groups], self.seed, self.first_group
+        )
+        self.pending[refs[0]] = (unit, i, actor, refs[1:])
+
+    def collect(self, t0: float) -> Rollouts:
+        import ray
+
+        cl, H = self.cl, len(self.cl.samplers)
+        reports: list[tuple[UnitResult, list]] = []
+        restarts = 0
+        while self.pending:
+            ready, _ = ray.wait(list(self.pending), num_returns=1)
+            unit, i, actor, refs = self.pending.pop(ready[0])
+            try:
+                reports.append((ray.get(ready[0]), refs))
+            except ray.exceptions.RayActorError as e:
+                self.tries[unit.index] = self.tries.get(unit.index, 0) + 1
+                if self.tries[unit.index] > MAX_UNIT_RETRIES:
+                    raise RuntimeError(f"unit {unit.index} killed {MAX_UNIT_RETRIES + 1} sampler actors; last error: {e}") from None
+                if cl.samplers[i] is actor:  # first failure seen from this actor: replace it
+                    restarts += 1
+                    _log(f"sampler {i} died while sampling; restarting it and sampling its units again")
+                    cl.restart_sampler(i)
+                self.submit(unit, (i + 1) % H)
+        reports.sort(key=lambda r: r[0].unit)
+        samples = [s for rep, refs in reports for s in rep.refs(refs, self.G)]
+        metrics: dict[str, float] = {**rollout_metrics(samples), "time/sampling_s": time.perf_counter() - t0, "time/scoring_s": 0.0}
+        metrics["dist/sampler_restarts"] = restarts
+        metrics["dist/staleness_mean"] = sum(cl.version - s.version for s in samples) / max(len(samples), 1)
+        for i in range(H):
+            mine = [rep for rep, _ in reports if rep.worker == i]
+            busy = sum(r.sampling_s + r.scoring_s for r in mine)
+            metrics[f"dist/sampler{i}/time_s"] = busy
+            metrics[f"dist/sampler{i}/tokens_per_s"] = sum(sum(r.lengths) for r in mine) / busy if busy else 0.0
+        return Rollouts(samples, metrics)
 
 
 class TrainerDied(Exception):

@@ -42,6 +42,10 @@ class RolloutSource(Protocol):
     def eval_sampler(self) -> Any:
         """A sampler with the current weights, for in-training evaluation."""
 
+    def ahead(self, step: int) -> None:
+        """May start sampling step `step`'s batch now, before the current step's update
+        (the Ray source with `dist.overlap` > 0); one process does nothing."""
+
 
 class Learner(Protocol):
     """What turns samples into an optimizer step."""
@@ -127,7 +131,9 @@ def _first(src: RolloutSource, step: int) -> Rollouts:
     from dashrl.train.trainer import sample_seed
 
     cfg = src.cfg
-    return src.rollout(src.task.batch(step, cfg.algo.prompts_per_step), sample_seed(cfg.train.seed, step, 0))
+    ro = src.rollout(src.task.batch(step, cfg.algo.prompts_per_step), sample_seed(cfg.train.seed, step, 0))
+    src.ahead(step + 1)
+    return ro
 
 
 def dash_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:

@@ -181,6 +181,9 @@ class Trainer:
         out["time/optimizer_s"] = time.perf_counter() - t0
         return out
 
+    def ahead(self, step: int) -> None:
+        """One process samples each step when it comes (no overlap)."""
+
     def eval_sampler(self) -> Any:
         """A sampler holding the current weights, for in-training evaluation."""
         return self.sampler
