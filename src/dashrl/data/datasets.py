@@ -38,12 +38,13 @@ Departures and choices, written down:
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from dashrl.data import Example
 
@@ -334,7 +335,7 @@ def _from_record(record: dict, where: str, source: str, fields: dict[str, str | 
             return None
         raise DatasetError(
             f"{where}: missing field {' or '.join(map(repr, candidates))} for the {role} "
-            f"(fields present: {sorted(record)}); name it with --{role}-field"
+            f"(fields present: {sorted(record)}); name it with --task.{role}_field"
         )
 
     problem = pick("problem", ("problem", "question", "prompt"), optional=False)
@@ -364,6 +365,26 @@ def _load_hub(name: str, split: str | None) -> Iterator[tuple[str, dict]]:
         yield f"{name}[{split or 'train'}]:{number}", dict(record)
 
 
+def _is_path_like(name: str) -> bool:
+    return name.startswith("hf:") or name.endswith((".jsonl", ".jsonl.gz", ".json")) or os.sep in name
+
+
+def check_dataset_name(name: str, also: Sequence[str] = ()) -> None:
+    """Fail unless `name` is a shipped dataset, one of `also` (the command's own names, e.g. the
+    training tasks), a file path or `hf:owner/name`; the message lists every valid name.
+
+    >>> check_dataset_name("gsm8k")
+    """
+    if name in DATASETS or name in also or _is_path_like(name):
+        return
+    names = sorted({*DATASETS, *also})
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise DatasetError(
+        f"unknown dataset {name!r}{hint}; valid names: {', '.join(names)}, or a .jsonl / .jsonl.gz path, or hf:owner/name"
+    )
+
+
 def load_dataset(
     name_or_path: str,
     split: str | None = None,
@@ -385,15 +406,11 @@ def load_dataset(
             raise DatasetError(f"{name_or_path!r} is a named dataset; field names apply to files only")
         return _load_named(name_or_path, split, limit)
     fields = {"problem": problem_field, "answer": answer_field, "tests": tests_field}
+    check_dataset_name(name_or_path)
     if name_or_path.startswith("hf:"):
         rows: Iterator[tuple[str, dict]] = _load_hub(name_or_path, split)
-    elif name_or_path.endswith((".jsonl", ".jsonl.gz", ".json")) or os.sep in name_or_path:
-        rows = iter_jsonl(name_or_path)
     else:
-        raise DatasetError(
-            f"unknown dataset {name_or_path!r}; valid names: {sorted(DATASETS)}, "
-            "or a .jsonl / .jsonl.gz path, or hf:owner/name"
-        )
+        rows = iter_jsonl(name_or_path)
     examples = []
     for where, record in rows:
         if limit is not None and len(examples) >= limit:

@@ -81,6 +81,7 @@ def _dataset(name: str) -> Callable[["TaskConfig", int], Task]:
             split=cfg.split,
             problem_field=cfg.problem_field or None,
             answer_field=cfg.answer_field or None,
+            tests_field=cfg.tests_field or None,
             limit=cfg.limit or None,
         )
         return _from_examples(name, examples, seed)
@@ -102,5 +103,8 @@ def make_task(cfg: "TaskConfig", seed: int) -> Task:
     >>> make_task(TaskConfig(name="arithmetic", difficulty=1), seed=0).batch(0, 1)[0].problem
     'What is 9 * 3?'
     """
+    from dashrl.data.datasets import check_dataset_name
+
+    check_dataset_name(cfg.name, also=tuple(TASKS))
     factory = TASKS.get(cfg.name) or _dataset(cfg.name)
     return factory(cfg, seed)

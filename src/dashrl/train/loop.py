@@ -225,6 +225,11 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     >>> from dashrl.config import load_config
     >>> train(load_config(overrides=["--train.steps", "2"]))  # doctest: +SKIP
     """
+    from dashrl.train.metrics import silence_transformers_bars
+    from dashrl.train.preflight import validate_run
+
+    validate_run(cfg, resume)  # before anything loads: one line, nothing left behind
+    silence_transformers_bars()  # the run's console is dashrl.train.metrics.Progress
     from dashrl.train.schedules import SCHEDULE_FNS, optimizer_steps
 
     run_dir = run_dir_of(cfg)
