@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
                 return 2
         else:
             trainer = Trainer(cfgs[v], copy.deepcopy(base_model), tok, optimizer_steps=steps)
-            steppers[v] = functools.partial(SCHEDULE_FNS[cfgs[v].algo.schedule], trainer)
+            steppers[v] = functools.partial(SCHEDULE_FNS[cfgs[v].algo.schedule], trainer, trainer)
     del base_model
     rows: dict[str, list[dict[str, Any]]] = {v: [] for v in names}
     clock: dict[str, float] = {v: 0.0 for v in names}

@@ -271,6 +271,9 @@ class DistConfig:
     """GPUs per trainer actor; fractions let actors share one device."""
     backend: str = "auto"
     """torch.distributed backend between trainers: `gloo`, `nccl`, or `auto` (nccl on GPU, else gloo)."""
+    overlap: int = 0
+    """Steps the samplers may sample ahead of training (0 = exact, on-policy DASH). > 0 needs
+    `algo.loss = "ppo_clip"`: the ratio against the stored sampling logprobs corrects the lag."""
 
     def __post_init__(self) -> None:
         _at_least("dist.samplers", self.samplers, 0)
@@ -280,6 +283,7 @@ class DistConfig:
         for key in ("gpus_per_sampler", "gpus_per_trainer"):
             _at_least(f"dist.{key}", getattr(self, key), 0)
         _check(self.backend in ("auto", "gloo", "nccl"), "dist.backend", f"expected auto, gloo or nccl, got {self.backend!r}")
+        _at_least("dist.overlap", self.overlap, 0)
 
 
 @dataclass(frozen=True)
@@ -327,9 +331,11 @@ class Config:
             "train.micro_batch_size",
             f"{self.train.micro_batch_size} is larger than the batch (prompts_per_step x group_size = {n})",
         )
-        if self.dist.samplers > 0:
-            _check(self.algo.schedule == "dash", "dist.samplers", f"the Ray path runs the dash schedule only, got algo.schedule {self.algo.schedule!r}")
-            _check(self.eval.every == 0, "eval.every", "evaluation inside training runs on the single-process path only (dist.samplers = 0)")
+        if self.dist.overlap > 0:
+            d = "dist.overlap"
+            _check(self.dist.samplers > 0, d, "sampling ahead needs sampler actors (--dist.samplers >= 1)")
+            _check(self.algo.schedule != "grpo", d, "grpo samples per micro-batch; overlap runs dash, ppo_multi, ppo_mini")
+            _check(self.algo.loss == "ppo_clip", d, f"samples drawn ahead are off-policy: needs --algo.loss ppo_clip (got {self.algo.loss!r})")
         if self.algo.schedule == "grpo":
             _check(
                 self.train.micro_batch_size % self.algo.group_size == 0,

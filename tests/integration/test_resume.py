@@ -14,6 +14,10 @@ import cost is paid once. A stage names where its child kills itself:
 - `metrics:C`  halfway through writing cycle C's metrics line (a torn line)
 - `sigterm:C`  (not a kill) SIGTERM during cycle C's sampling: the run must finish C, save, exit 143
 
+On the Ray path (`spec["dist"]`, `test_dist_resume.py`) the driver is killed: `sample`
+with the first unit in flight on a sampler actor, `backprop` with the trainer actors'
+backprop running; `save`, `latest`, `metrics` and `sigterm` as above.
+
 The kills are done here, by wrapping library functions in the child, so the library has
 no test-only hooks. Cycles are 0-based sampling cycles (= optimizer steps for dash).
 """
@@ -77,19 +81,55 @@ def _install_kill(at: str, task, tokenizer) -> None:
 
     hf.HFSampler._generate_chunk = chunk
 
-    real_get_loss = trainer_mod.get_loss
+    try:  # the Ray path: the same phases, seen from the driver
+        import dashrl.dist.backend as backend
+    except ImportError:  # no Ray installed
+        backend = None
+    if backend is not None:
+        real_plan = backend.plan_units
 
-    def get_loss(name):
-        loss_fn = real_get_loss(name)
+        def plan_units(*a, **k):  # a generator: the kill fires with the first unit in flight on a sampler
+            units = real_plan(*a, **k)
+            for i, unit in enumerate(units):
+                if i == 1:
+                    fire("sample")
+                    fire("sigterm")
+                yield unit
 
-        def hooked(logprobs, *a, **k):  # the hook runs when backward reaches the logprobs
-            if logprobs.requires_grad and phase == "backprop" and current["cycle"] == cycle:
-                logprobs.register_hook(lambda g: fire("backprop"))
-            return loss_fn(logprobs, *a, **k)
+        backend.plan_units = plan_units
+        real_wait = backend.RayLearner._wait
+
+        def wait(self, refs):  # the trainers' backprop tasks are running
+            if phase == "backprop" and self._in_backprop:
+                fire("backprop")
+            return real_wait(self, refs)
+
+        real_bp = backend.RayLearner._backprop
+
+        def bp(self, *a, **k):
+            self._in_backprop = True
+            try:
+                return real_bp(self, *a, **k)
+            finally:
+                self._in_backprop = False
+
+        backend.RayLearner._in_backprop = False
+        backend.RayLearner._wait = wait
+        backend.RayLearner._backprop = bp
+
+    real_make_loss = trainer_mod.make_loss
+
+    def make_loss(name, **hp):
+        loss_fn = real_make_loss(name, **hp)
+
+        def hooked(inputs):  # the hook runs when backward reaches the logprobs
+            if inputs.logprobs.requires_grad and phase == "backprop" and current["cycle"] == cycle:
+                inputs.logprobs.register_hook(lambda g: fire("backprop"))
+            return loss_fn(inputs)
 
         return hooked
 
-    trainer_mod.get_loss = get_loss
+    trainer_mod.make_loss = make_loss
 
     real_step = trainer_mod.Trainer.optimizer_step
 
@@ -148,6 +188,7 @@ def _stage(spec: dict, run_dir: Path, kill: str | None) -> None:
             "algo": {"schedule": spec.get("schedule", "dash"), "prompts_per_step": 4, "group_size": 4, "ppo_k": 2},
             "train": {"steps": spec.get("steps", 6), "micro_batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "lr_schedule": "cosine"},
             "run": {"out_dir": str(run_dir.parent), "name": run_dir.name, "quiet": True, "save_every": spec.get("save_every", 2), "keep_last": 2, "loggers": ""},
+            "dist": spec.get("dist", {}),
         }
     )
     if kill:

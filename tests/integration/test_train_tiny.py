@@ -121,13 +121,13 @@ def test_nonfinite_loss_skips_the_step(tmp_path, tiny_lm, monkeypatch):
     model, tok = tiny_lm
     from dashrl.train import trainer as trainer_mod
 
-    real = trainer_mod.get_loss("pg")
+    real_make = trainer_mod.make_loss
 
-    def nan_loss(*a, **k):
-        loss, m = real(*a, **k)
-        return loss * float("nan"), m
+    def make_nan_loss(name, **hp):
+        real = real_make(name, **hp)
+        return lambda inputs: (real(inputs)[0] * float("nan"), real(inputs)[1])
 
-    monkeypatch.setitem(trainer_mod.__dict__, "get_loss", lambda name: nan_loss)
+    monkeypatch.setitem(trainer_mod.__dict__, "make_loss", make_nan_loss)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     res = train(config(tmp_path, train={"steps": 1}), model, tok, task=letter_task())
     assert res.rows[0]["skipped"] == "nonfinite_loss"

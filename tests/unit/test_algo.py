@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dashrl.algo import Norm, aggregate, gradient_filter, group_advantages, kl_penalty, pg_loss, ppo_clip_loss
+from dashrl.algo import KLTerm, LossInputs, Norm, PGLoss, PPOClipLoss, aggregate, gradient_filter, group_advantages, kl_penalty, make_loss
 
 
 def test_group_advantages_hand_computed():
@@ -56,22 +56,26 @@ MASK = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
 ADV = torch.tensor([2.0, -1.0])
 
 
+def inputs(lp, old=None, adv=ADV, mask=MASK, norm=None):
+    return LossInputs(lp, old if old is not None else torch.zeros_like(lp), adv, mask, norm)
+
+
 def test_pg_loss_token_mean():
     # per token -A*lp: (2, 4) and (-0.5, masked) -> 5.5 / 3 tokens
-    loss, _ = pg_loss(LP, None, ADV, MASK, aggregation="token-mean")
+    loss, _ = PGLoss("token-mean")(inputs(LP))
     assert loss.item() == pytest.approx(5.5 / 3)
 
 
 def test_pg_loss_seq_mean_and_constant():
-    loss, _ = pg_loss(LP, None, ADV, MASK, aggregation="seq-mean")
+    loss, _ = PGLoss("seq-mean")(inputs(LP))
     assert loss.item() == pytest.approx((6.0 / 2 + -0.5 / 1) / 2)
-    loss, _ = pg_loss(LP, None, ADV, MASK, aggregation="constant", norm=Norm(2, 3, max_len=4))
+    loss, _ = PGLoss("constant")(inputs(LP, norm=Norm(2, 3, max_len=4)))
     assert loss.item() == pytest.approx(5.5 / (2 * 4))
 
 
 def test_pg_gradient_is_minus_advantage_over_tokens():
     lp = LP.clone().requires_grad_(True)
-    pg_loss(lp, None, ADV, MASK)[0].backward()
+    PGLoss()(inputs(lp))[0].backward()
     assert torch.allclose(lp.grad, torch.tensor([[-2.0, -2.0], [1.0, 0.0]]) / 3)
 
 
@@ -88,7 +92,7 @@ def test_pg_gradient_is_minus_advantage_over_tokens():
 def test_ppo_clip_cases(adv, ratio, loss, clipped):
     old = torch.tensor([[0.0]])
     lp = torch.tensor([[math.log(ratio)]], requires_grad=True)
-    out, metrics = ppo_clip_loss(lp, old, torch.tensor([adv]), torch.ones(1, 1), clip_eps=0.2)
+    out, metrics = PPOClipLoss(clip_eps=0.2)(inputs(lp, old, torch.tensor([adv]), torch.ones(1, 1)))
     assert out.item() == pytest.approx(loss, rel=1e-5)
     out.backward()
     assert metrics["clip_frac"].item() == (1.0 if clipped else 0.0)
@@ -101,8 +105,8 @@ def test_ppo_clip_cases(adv, ratio, loss, clipped):
 def test_ppo_on_policy_gradient_equals_pg():
     lp1 = LP.clone().requires_grad_(True)
     lp2 = LP.clone().requires_grad_(True)
-    ppo_clip_loss(lp1, LP.clone(), ADV, MASK)[0].backward()
-    pg_loss(lp2, None, ADV, MASK)[0].backward()
+    PPOClipLoss()(inputs(lp1, LP.clone()))[0].backward()
+    PGLoss()(inputs(lp2))[0].backward()
     assert torch.allclose(lp1.grad, lp2.grad)
 
 
@@ -115,12 +119,18 @@ def test_kl_estimators_hand_computed():
         kl_penalty(lp, ref, "k2")
 
 
-def test_kl_term_is_added_with_beta():
+def test_kl_term_is_beta_times_the_aggregated_kl():
     ref = LP - 1.0  # log q/p = -1 everywhere: k3 = e^-1 + 1 - 1 per token
-    base, _ = pg_loss(LP, None, ADV, MASK)
-    loss, metrics = pg_loss(LP, None, ADV, MASK, ref_logprobs=ref, beta=0.1, kl_estimator="k3")
+    loss, metrics = KLTerm(beta=0.1, kl_estimator="k3")(inputs(LP), ref)
     assert metrics["kl"].item() == pytest.approx(math.exp(-1))
-    assert loss.item() == pytest.approx(base.item() + 0.1 * math.exp(-1))
+    assert loss.item() == pytest.approx(0.1 * math.exp(-1))
+
+
+def test_make_loss_fixes_the_hyper_parameters_each_loss_has():
+    assert make_loss("pg", aggregation="seq-mean", clip_eps=0.3) == PGLoss("seq-mean")  # pg has no clip range
+    assert make_loss("ppo_clip", aggregation="constant", clip_eps=0.3) == PPOClipLoss(0.3, "constant")
+    with pytest.raises(ValueError, match="ppo_clip"):
+        make_loss("ppo")
 
 
 @pytest.mark.parametrize("mode", ["token-mean", "seq-mean", "constant"])

@@ -70,11 +70,10 @@ def test_build_config_checks_every_section():
         build_config({"train": 3})
 
 
-def test_eval_inside_training_is_refused_on_the_ray_path():
-    import pytest
+def test_the_ray_path_takes_every_schedule_and_in_training_eval():
+    from dashrl.config import load_config
 
-    from dashrl.config import ConfigError, load_config
-
-    with pytest.raises(ConfigError, match="eval.every"):
-        load_config(overrides=["--dist.samplers", "1", "--eval.every", "2", "--eval.datasets", "gsm8k"])
-    assert load_config(overrides=["--dist.samplers", "1"]).eval.every == 0
+    for schedule in ("grpo", "ppo_multi", "ppo_mini"):
+        assert load_config(overrides=["--dist.samplers", "1", "--algo.schedule", schedule]).algo.schedule == schedule
+    cfg = load_config(overrides=["--dist.samplers", "1", "--eval.every", "2", "--eval.datasets", "gsm8k"])
+    assert cfg.eval.every == 2

@@ -41,13 +41,14 @@ def test_pack_groups_keeps_groups_whole_and_skips_empty():
     assert sorted(g for p in packs for g in p) == [0, 2, 3, 4, 5]
 
 
-def test_store_hands_each_delivery_out_once():
+def test_store_hands_each_delivery_out_once_in_a_fixed_split():
     store = RolloutStore()
-    store.fill(3, [([0, 1], 8, ["r0", "r1"]), ([2], 4, ["r2"])])
-    a, b, c = store.next(0), store.next(1), store.next(0)
+    store.fill(3, [([0, 1], 8, ["r0", "r1"]), ([2], 4, ["r2"]), ([3], 2, ["r3"])], world=2)
+    b, a, c, d = store.next(1), store.next(0), store.next(0), store.next(1)  # rank 1 asks first: same split
     assert a == (Delivery(3, 0, [0, 1], 8), ["r0", "r1"])
     assert b == (Delivery(3, 1, [2], 4), ["r2"])
-    assert c is None
+    assert c == (Delivery(3, 0, [3], 2), ["r3"])
+    assert d is None and store.next(0) is None
 
 
 def test_check_deliveries_catches_duplicates_and_losses():

@@ -75,7 +75,7 @@ def test_held_out_arithmetic_is_the_set_training_evaluates(fake, tmp_path, capsy
     assert report["results"]["arithmetic"]["examples"] == 7
     assert report["results"]["arithmetic"]["accuracy"] == 1.0  # graded like training's evaluation
     cfg = load_config(overrides=["--eval.every", "1", "--eval.datasets", "arithmetic", "--eval.limit", "7"])
-    in_training = PeriodicEval(cfg.eval, None, None, cfg.task.difficulty).sets["arithmetic"]
+    in_training = PeriodicEval(cfg.eval, None, cfg.task.difficulty).sets["arithmetic"]
     assert fake["samplers"][0].problems == [ex.problem for ex in in_training]  # the very same problems
     assert report["settings"]["temperature"] == 0.0  # greedy, as in training's evaluation
     assert main(["eval", "--model", "m", "--dataset", "arithmetic", "--eval.limit", "7", "--task.difficulty", "2", "--out", str(out)]) == 0
@@ -87,7 +87,7 @@ def test_arithmetic_examples_match_in_training_eval():
     from dashrl.train.evaluation import PeriodicEval, load_eval_sets
 
     cfg = load_config(overrides=["--eval.every", "1", "--eval.datasets", "arithmetic"])
-    in_training = PeriodicEval(cfg.eval, None, None, 1).sets["arithmetic"]
+    in_training = PeriodicEval(cfg.eval, None, 1).sets["arithmetic"]
     assert [e.id for e in load_eval_sets(["arithmetic"], 0)["arithmetic"]] == [e.id for e in in_training]
     assert len(in_training) == 100 and in_training[0].id == "arith-1--1-0"
 

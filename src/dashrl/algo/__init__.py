@@ -1,7 +1,7 @@
 """Pure math of the method: advantages, gradient filtering, losses, KL, the SFT loss. Torch only."""
 
 from dashrl.algo.advantages import gradient_filter, group_advantages
-from dashrl.algo.losses import AGGREGATIONS, LOSSES, Norm, aggregate, get_loss, kl_penalty, pg_loss, ppo_clip_loss
+from dashrl.algo.losses import AGGREGATIONS, LOSSES, KLTerm, LossInputs, Norm, PGLoss, PPOClipLoss, aggregate, kl_penalty, make_loss
 from dashrl.algo.sft import sft_loss
 
 __all__ = [
@@ -9,11 +9,13 @@ __all__ = [
     "LOSSES",
     "Norm",
     "aggregate",
-    "get_loss",
+    "make_loss",
     "gradient_filter",
     "group_advantages",
     "kl_penalty",
-    "pg_loss",
-    "ppo_clip_loss",
+    "KLTerm",
+    "LossInputs",
+    "PGLoss",
+    "PPOClipLoss",
     "sft_loss",
 ]

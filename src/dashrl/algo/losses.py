@@ -1,8 +1,10 @@
 """Policy losses, KL to a reference model and token aggregation: pure functions.
 
-Every loss takes per-token tensors `[N, T]` (N samples, T completion tokens) and
-per-sample advantages `[N]`, and returns `(loss, metrics)`. `loss_mask` is 1 on real
-completion tokens and 0 on padding.
+A loss is built once with its hyper-parameters (`make_loss`), then called on one
+`LossInputs` record: per-token tensors `[N, T]` (N samples, T completion tokens) and
+per-sample advantages `[N]`; it returns `(loss, metrics)`. `loss_mask` is 1 on real
+completion tokens and 0 on padding. The KL term (`KLTerm`) is its own piece, added
+once by the trainer to whichever loss runs.
 
 Aggregation (how per-token terms become one number):
 - `token-mean` (default): sum over all tokens / number of tokens. Every token weighs the
@@ -19,8 +21,8 @@ split into micro-batches: the micro-batch losses then add up to the full-batch l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, fields
+from typing import Any, Callable
 
 import torch
 
@@ -76,95 +78,96 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: st
     raise ValueError(f"unknown KL estimator {estimator!r}; valid: ['k1', 'k3']")
 
 
-def _finish(
-    per_token: torch.Tensor,
-    logprobs: torch.Tensor,
-    loss_mask: torch.Tensor,
-    aggregation: str,
-    norm: Norm | None,
-    ref_logprobs: torch.Tensor | None,
-    beta: float,
-    kl_estimator: str,
-    metrics: Metrics,
-) -> tuple[torch.Tensor, Metrics]:
-    """Add the KL term (when beta > 0), aggregate, and fill the shared metrics."""
-    metrics["loss/policy"] = aggregate(per_token, loss_mask, aggregation, norm).detach()
-    if beta > 0:
-        if ref_logprobs is None:
-            raise ValueError("beta > 0 needs ref_logprobs")
-        kl = kl_penalty(logprobs, ref_logprobs, kl_estimator)  # [N, T]
-        metrics["kl"] = aggregate(kl, loss_mask, aggregation, norm).detach()
-        per_token = per_token + beta * kl
-    return aggregate(per_token, loss_mask, aggregation, norm), metrics
+@dataclass
+class LossInputs:
+    """What every policy loss reads: one micro-batch's per-token tensors and its batch's denominators."""
+
+    logprobs: torch.Tensor  # [N, T] current policy
+    old_logprobs: torch.Tensor  # [N, T] sampling policy
+    advantages: torch.Tensor  # [N]
+    loss_mask: torch.Tensor  # [N, T] 1 on completion tokens
+    norm: Norm | None = None  # denominators of the whole optimizer batch; None = this micro-batch's
 
 
-def pg_loss(
-    logprobs: torch.Tensor,
-    old_logprobs: torch.Tensor | None,
-    advantages: torch.Tensor,
-    loss_mask: torch.Tensor,
-    *,
-    aggregation: str = "token-mean",
-    norm: Norm | None = None,
-    ref_logprobs: torch.Tensor | None = None,
-    beta: float = 0.0,
-    kl_estimator: str = "k3",
-    clip_eps: float = 0.2,
-) -> tuple[torch.Tensor, Metrics]:
+@dataclass(frozen=True)
+class PGLoss:
     """Plain policy gradient (DASH): `-A * log p` per token, no ratio, no clipping.
 
     One gradient step per sample batch, so the samples are on-policy and the PPO ratio
-    would be exactly 1: its gradient equals this one. `old_logprobs` and `clip_eps`
-    are accepted for a uniform signature and ignored.
+    would be exactly 1: its gradient equals this one.
 
-    >>> pg_loss(torch.tensor([[-1.0, -2.0]]), None, torch.tensor([2.0]), torch.ones(1, 2))[0]
+    >>> x = LossInputs(torch.tensor([[-1.0, -2.0]]), torch.zeros(1, 2), torch.tensor([2.0]), torch.ones(1, 2))
+    >>> PGLoss()(x)[0]
     tensor(3.)
     """
-    per_token = -advantages[:, None] * logprobs  # [N, T]
-    return _finish(per_token, logprobs, loss_mask, aggregation, norm, ref_logprobs, beta, kl_estimator, {})
+
+    aggregation: str = "token-mean"
+
+    def __call__(self, x: LossInputs) -> tuple[torch.Tensor, Metrics]:
+        per_token = -x.advantages[:, None] * x.logprobs  # [N, T]
+        loss = aggregate(per_token, x.loss_mask, self.aggregation, x.norm)
+        return loss, {"loss/policy": loss.detach()}
 
 
-def ppo_clip_loss(
-    logprobs: torch.Tensor,
-    old_logprobs: torch.Tensor | None,
-    advantages: torch.Tensor,
-    loss_mask: torch.Tensor,
-    *,
-    aggregation: str = "token-mean",
-    norm: Norm | None = None,
-    ref_logprobs: torch.Tensor | None = None,
-    beta: float = 0.0,
-    kl_estimator: str = "k3",
-    clip_eps: float = 0.2,
-) -> tuple[torch.Tensor, Metrics]:
+@dataclass(frozen=True)
+class PPOClipLoss:
     """Clipped PPO / GRPO surrogate against the sampling policy's logprobs.
 
     `-min(r A, clip(r, 1-eps, 1+eps) A)` per token with `r = exp(log p - log p_old)`.
 
-    >>> lp = torch.tensor([[0.5]]); old = torch.tensor([[0.0]])  # ratio e^0.5 = 1.65
-    >>> ppo_clip_loss(lp, old, torch.tensor([1.0]), torch.ones(1, 1))[0]  # clipped at 1.2
+    >>> x = LossInputs(torch.tensor([[0.5]]), torch.tensor([[0.0]]), torch.tensor([1.0]), torch.ones(1, 1))
+    >>> PPOClipLoss(clip_eps=0.2)(x)[0]  # ratio e^0.5 = 1.65, clipped at 1.2
     tensor(-1.2000)
     """
-    if old_logprobs is None:
-        raise ValueError("ppo_clip_loss needs old_logprobs (the sampling policy's)")
-    ratio = torch.exp(logprobs - old_logprobs)  # [N, T]
-    adv = advantages[:, None]  # [N, 1]
-    unclipped = ratio * adv
-    clipped = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv
-    per_token = -torch.minimum(unclipped, clipped)  # [N, T]
-    metrics: Metrics = {
-        "clip_frac": aggregate((clipped < unclipped).float(), loss_mask, "token-mean").detach(),
-        "ratio/mean": aggregate(ratio.detach(), loss_mask, "token-mean"),
-    }
-    return _finish(per_token, logprobs, loss_mask, aggregation, norm, ref_logprobs, beta, kl_estimator, metrics)
+
+    clip_eps: float = 0.2
+    aggregation: str = "token-mean"
+
+    def __call__(self, x: LossInputs) -> tuple[torch.Tensor, Metrics]:
+        ratio = torch.exp(x.logprobs - x.old_logprobs)  # [N, T]
+        adv = x.advantages[:, None]  # [N, 1]
+        unclipped = ratio * adv
+        clipped = ratio.clamp(1.0 - self.clip_eps, 1.0 + self.clip_eps) * adv
+        per_token = -torch.minimum(unclipped, clipped)  # [N, T]
+        loss = aggregate(per_token, x.loss_mask, self.aggregation, x.norm)
+        return loss, {
+            "loss/policy": loss.detach(),
+            "clip_frac": aggregate((clipped < unclipped).float(), x.loss_mask, "token-mean").detach(),
+            "ratio/mean": aggregate(ratio.detach(), x.loss_mask, "token-mean"),
+        }
 
 
-LossFn = Callable[..., tuple[torch.Tensor, Metrics]]
-LOSSES: dict[str, LossFn] = {"pg": pg_loss, "ppo_clip": ppo_clip_loss}
+@dataclass(frozen=True)
+class KLTerm:
+    """`beta * KL(policy || reference)`, aggregated like the policy loss; added once, by the
+    caller, to whichever policy loss runs.
+
+    >>> x = LossInputs(torch.tensor([[0.0]]), torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1))
+    >>> KLTerm(beta=0.5)(x, torch.tensor([[-1.0]]))[0]  # 0.5 * (e^-1 + 1 - 1)
+    tensor(0.1839)
+    """
+
+    beta: float
+    kl_estimator: str = "k3"
+    aggregation: str = "token-mean"
+
+    def __call__(self, x: LossInputs, ref_logprobs: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+        kl = aggregate(kl_penalty(x.logprobs, ref_logprobs, self.kl_estimator), x.loss_mask, self.aggregation, x.norm)
+        return self.beta * kl, {"kl": kl.detach()}
 
 
-def get_loss(name: str) -> LossFn:
-    """Look a loss up by name; an unknown name lists the valid ones."""
+LossFn = Callable[[LossInputs], tuple[torch.Tensor, Metrics]]
+LOSSES: dict[str, type] = {"pg": PGLoss, "ppo_clip": PPOClipLoss}
+
+
+def make_loss(name: str, **hparams: Any) -> LossFn:
+    """Build loss `name` with its hyper-parameters, taken by field name from `hparams`
+    (e.g. the algo config's fields); an unknown name lists the valid ones.
+
+    >>> make_loss("pg", aggregation="seq-mean", clip_eps=0.2)
+    PGLoss(aggregation='seq-mean')
+    """
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; valid: {sorted(LOSSES)}")
-    return LOSSES[name]
+    cls = LOSSES[name]
+    return cls(**{f.name: hparams[f.name] for f in fields(cls) if f.name in hparams})

@@ -1,12 +1,14 @@
 """The three Ray actors of a distributed run, as plain classes (`ray.remote` wraps them in
-`dashrl.dist.driver`, so importing this module needs no Ray).
+`dashrl.dist.backend`, so importing this module needs no Ray).
 
 - `SamplerWorker`: its own copy of the policy and a sampler backend; samples, scores and
   filters whole units (see `dashrl.dist.units`); reloads weights once per step.
 - `RolloutStore` (in `dashrl.dist.store`): the queue trainers fetch deliveries from.
 - `TrainerWorker`: a `Trainer` that backprops what it fetches from the store, then
   all-reduces gradients with torch.distributed and takes the optimizer step; every
-  trainer steps on the same summed gradient, so all hold the same weights.
+  trainer steps on the same summed gradient, so all hold the same weights. Rank 0
+  publishes weights (numpy arrays, read in place by samplers on its node) and its
+  optimizer state once per step.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import torch
 
 from dashrl.algo import Norm
 from dashrl.config import Config
-from dashrl.dist.units import TrainReport, Unit, add_totals, finish_totals, sample_unit
+from dashrl.dist.units import TrainReport, Unit, sample_unit
 from dashrl.rollout import SamplingParams
+from dashrl.train.totals import Totals
 
 
 def _place(model: Any, gpus: float, cpus: float) -> Any:
@@ -45,19 +48,23 @@ class SamplerWorker:
         self.tokenizer = tokenizer
         self.sampler = make_sampler(cfg.sampler.backend, model=self.model, tokenizer=tokenizer, dtype=cfg.model.dtype)
         self.params = sampling_params(cfg)
+        self.version = 0  # optimizer steps of the weights held
         self._prompts: dict[str, list[int]] = {}
         self._build_prompt = build_prompt
 
     def ready(self) -> int:
         return self.index
 
-    def load_weights(self, state: Mapping[str, torch.Tensor]) -> float:
-        """Load the step's weights (one object fetched from the store); returns seconds."""
+    def load_weights(self, state: Mapping[str, Any], version: int = 0) -> float:
+        """Load the step's weights: numpy arrays read in place from the object store
+        (`weights_to_numpy`), copied once, into this actor's own parameters; returns seconds."""
         t0 = time.perf_counter()
+        tensors = weights_from_numpy(state)
         if getattr(self.sampler, "model", None) is self.model:  # the backend decodes with our copy itself
-            self.model.load_state_dict(state, strict=True)
+            self.model.load_state_dict(tensors, strict=True)
         else:
-            self.sampler.load_weights(state)
+            self.sampler.load_weights(tensors)
+        self.version = version
         return time.perf_counter() - t0
 
     def _prompt_ids(self, ex: Any) -> list[int]:
@@ -65,15 +72,38 @@ class SamplerWorker:
             self._prompts[ex.id] = self._build_prompt(self.tokenizer, ex)
         return self._prompts[ex.id]
 
-    def sample(self, unit: Unit, examples: list, seed: int) -> tuple:
-        """Returns `(UnitResult, kept samples of group 0, of group 1, ...)`: one object each."""
+    def sample(self, unit: Unit, examples: list, seed: int, group_offset: int) -> tuple:
+        """Returns `(UnitResult, samples of group 0, of group 1, ...)`: one object each."""
         a = self.cfg.algo
         report, groups = sample_unit(
             self.sampler, self._prompt_ids, self.task.score, examples, unit, a.group_size, self.params, seed,
-            a.filter_threshold, a.scale_advantages,
+            a.scale_advantages, group_offset, self.version,
         )
         report.worker = self.index
         return (report, *groups)
+
+
+def weights_to_numpy(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """A state dict as CPU numpy arrays (bf16 as its raw int16 bits, with a `.bf16` suffix):
+    Ray stores numpy arrays so that every actor on the node reads the same memory."""
+    out: dict[str, Any] = {}
+    for k, v in state.items():
+        v = v.detach().to("cpu")
+        out[k + ".bf16" if v.dtype == torch.bfloat16 else k] = (v.view(torch.int16) if v.dtype == torch.bfloat16 else v).numpy()
+    return out
+
+
+def weights_from_numpy(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Inverse of `weights_to_numpy`; the tensors view the (read-only) arrays, no copy."""
+    import warnings
+
+    out: dict[str, torch.Tensor] = {}
+    with warnings.catch_warnings():  # read-only object-store memory: load_state_dict only reads it
+        warnings.simplefilter("ignore", UserWarning)
+        for k, v in state.items():
+            t = torch.as_tensor(v) if not isinstance(v, torch.Tensor) else v
+            out[k[: -len(".bf16")] if k.endswith(".bf16") else k] = t.view(torch.bfloat16) if k.endswith(".bf16") else t
+    return out
 
 
 def free_port() -> int:
@@ -105,40 +135,47 @@ class TrainerWorker:
             dist.init_process_group(backend, init_method=init_method, rank=self.rank, world_size=self.world)
         return self.rank
 
-    def train_step(self, step: int, norm: Norm, store: Any) -> tuple[TrainReport, dict | None]:
-        """Backprop deliveries until the store is empty, all-reduce, optimizer step.
-
-        Returns `(report, state dict)`; only rank 0 returns the state dict, which lands
-        in the object store once and is what every sampler loads.
-        """
+    def backprop(self, step: int, norm: Norm, store: Any) -> TrainReport:
+        """Backprop this rank's deliveries until the store has none left (no optimizer step)."""
         import ray
 
         rep = TrainReport(rank=self.rank)
-        acc: dict[str, float] = {}
-        total = 0
+        totals = Totals()
         while True:
             t0 = time.perf_counter()
             got = ray.get(store.next.remote(self.rank))
             if got is None:
                 rep.queue_wait_s += time.perf_counter() - t0
                 break
-            delivery, refs = got
-            samples = [s for group in ray.get(refs) for s in group]
+            delivery, members = got
+            groups = ray.get([ref for ref, _ in members])
+            samples = [group[i] for group, (_, idx) in zip(groups, members) for i in idx]
             t1 = time.perf_counter()
             rep.queue_wait_s += t1 - t0
-            add_totals(acc, self.trainer.backprop(samples, norm), len(samples))
-            total += len(samples)
+            totals.add(self.trainer.backprop(samples, norm), len(samples))
             rep.backprop_s += time.perf_counter() - t1
             rep.deliveries.append(delivery)
-        rep.totals = finish_totals(acc, total)
-        t2 = time.perf_counter()
-        nonfinite = allreduce_grads(self.trainer.model, bool(rep.totals.get("nonfinite", 0.0)), self.world)
-        rep.allreduce_s = time.perf_counter() - t2
-        rep.opt = self.trainer.optimizer_step(nonfinite=nonfinite)
-        state = None
-        if self.rank == 0:
-            state = {k: v.detach().to("cpu") for k, v in self.trainer.model.state_dict().items()}
-        return rep, state
+        rep.totals = totals.result()
+        return rep
+
+    def optimizer_step(self, nonfinite: bool) -> dict[str, Any]:
+        """All-reduce the gradients (ONE call), then the optimizer step every rank takes alike."""
+        t0 = time.perf_counter()
+        nonfinite = allreduce_grads(self.trainer.model, nonfinite, self.world)
+        allreduce_s = time.perf_counter() - t0
+        return {**self.trainer.optimizer_step(nonfinite=nonfinite), "allreduce_s": allreduce_s}
+
+    def publish(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`(weights as numpy arrays, trainer state)`: what samplers load and what a replaced
+        trainer restarts from; returned into the object store once (rank 0)."""
+        return weights_to_numpy(self.trainer.model.state_dict()), self.trainer.state_dict()
+
+    def restore(self, weights: Mapping[str, Any], state: dict[str, Any]) -> int:
+        """Take the state `publish` gave (gradients dropped)."""
+        self.trainer.model.load_state_dict(weights_from_numpy(weights), strict=True)
+        self.trainer.load_state_dict(state)
+        self.trainer.optimizer.zero_grad(set_to_none=True)
+        return self.rank
 
     def close(self) -> None:
         import torch.distributed as dist

@@ -1,9 +1,10 @@
-"""The rollout store: a step's deliveries, handed to trainers one request at a time.
+"""The rollout store: a backprop call's deliveries, handed to trainers one request at a time.
 
-A delivery is a list of whole groups; the store holds only their object refs, the
-samples themselves stay in the Ray object store until a trainer fetches them. Ray runs
-an actor's calls one at a time, so a delivery popped by one trainer is never seen by
-another. Standard library only: the store actor starts without importing torch.
+A delivery is a list of whole groups; the store holds only their object refs (and which
+members of each group to train on), the samples themselves stay in the Ray object store
+until a trainer fetches them. Delivery `i` goes to trainer `i % H'`: a fixed split, so
+the summed gradient (and so the run) is the same bit for bit on every rerun, however the
+trainers' speeds vary. Standard library only: the store actor starts without torch.
 """
 
 from __future__ import annotations
@@ -23,20 +24,29 @@ class Delivery:
 
 
 class RolloutStore:
-    """Deliveries of one step, handed out one per request (Ray runs actor calls one at a time)."""
+    """Deliveries of one backprop call, one queue per trainer (Ray runs actor calls one at a time).
+
+    >>> store = RolloutStore()
+    >>> store.fill(0, [([0], 4, ["ref0"]), ([1, 2], 3, ["ref1", "ref2"])], world=2)
+    2
+    >>> store.next(1), store.next(1)
+    ((Delivery(step=0, rank=1, groups=[1, 2], samples=3), ['ref1', 'ref2']), None)
+    """
 
     def __init__(self) -> None:
-        self.queue: deque = deque()
+        self.queues: dict[int, deque] = {}
         self.step = -1
 
-    def fill(self, step: int, deliveries: list[tuple[list[int], int, list]]) -> int:
-        """`deliveries`: `(group ids, samples, [object ref per group])`, in delivery order."""
-        self.step, self.queue = step, deque(deliveries)
-        return len(self.queue)
+    def fill(self, step: int, deliveries: list[tuple[list[int], int, list]], world: int = 1) -> int:
+        """`deliveries`: `(group ids, samples, [(group object ref, member indices)...])`, in order."""
+        self.step = step
+        self.queues = {r: deque(deliveries[r::world]) for r in range(world)}
+        return len(deliveries)
 
     def next(self, rank: int) -> tuple[Delivery, list] | None:
-        """The next delivery for trainer `rank`, or None when the step's batch is used up."""
-        if not self.queue:
+        """The next delivery for trainer `rank`, or None when its share is used up."""
+        queue = self.queues.get(rank)
+        if not queue:
             return None
-        groups, n, refs = self.queue.popleft()
+        groups, n, refs = queue.popleft()
         return Delivery(self.step, rank, groups, n), refs

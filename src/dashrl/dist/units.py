@@ -17,13 +17,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-import torch
-
-from dashrl.algo import Norm, gradient_filter, group_advantages
 from dashrl.data import Example
 from dashrl.dist.store import Delivery
 from dashrl.rollout import Completion, Sampler, SamplingParams
-from dashrl.train.batching import Sample
+from dashrl.rollout.samples import Sample, SampleRef, score_groups
 
 
 @dataclass(frozen=True)
@@ -59,16 +56,23 @@ class UnitResult:
     """What a sampler reports to the driver about one unit (the samples travel separately)."""
 
     unit: int
-    first_group: int
-    rewards: list[float]  # [B * G] of every sample, filtered ones included
+    first_group: int  # group id (within the step) of the unit's first group
+    rewards: list[float]  # [B * G]
     advantages: list[float]  # [B * G]
     lengths: list[int]  # completion tokens per sample
-    truncated: int
-    empty: int
-    kept: list[int]  # [B] samples per group that passed the gradient filter
+    finish_reasons: list[str]
     sampling_s: float
     scoring_s: float
+    version: int = 0  # optimizer steps of the weights that sampled it
     worker: int = -1
+
+    def refs(self, group_refs: Sequence[Any], group_size: int) -> list[SampleRef]:
+        """The unit's samples as driver-side records, `group_refs[b]` holding group b's samples."""
+        G = group_size
+        return [
+            SampleRef(self.first_group + i // G, i % G, r, a, n, f, group_refs[i // G], self.version)
+            for i, (r, a, n, f) in enumerate(zip(self.rewards, self.advantages, self.lengths, self.finish_reasons))
+        ]
 
 
 def sample_unit(
@@ -80,82 +84,36 @@ def sample_unit(
     group_size: int,
     params: SamplingParams,
     seed: int,
-    filter_threshold: float,
     scale_advantages: bool = True,
+    group_offset: int = 0,
+    version: int = 0,
 ) -> tuple[UnitResult, list[list[Sample]]]:
-    """Sample, score and filter one unit; returns its report and its kept samples per group.
+    """Sample and score one unit (`dashrl.rollout.samples.score_groups`, as one process does);
+    returns its report and its samples, one list per group.
 
-    `examples` are the unit's own B prompts. Gradient filtering happens here, before
-    anything is shipped: a group keeps only samples with |advantage| > threshold.
+    `examples` are the unit's own B prompts; `unit` indexes them within ONE sampling call
+    (its seeds), `group_offset` is that call's first group within the step. Gradient
+    filtering is the schedule's, on the driver, before any forward pass.
     """
     G = group_size
     prompts = [prompt_ids(ex) for ex in examples for _ in range(G)]
     t0 = time.perf_counter()
     completions = generate_at(sampler, prompts, params, seed, unit.first_group * G)
     t1 = time.perf_counter()
-    scores = score([examples[i // G] for i in range(len(completions))], [c.text for c in completions])
-    rewards = torch.tensor(scores, dtype=torch.float32).view(len(examples), G)  # [B, G]
-    adv = group_advantages(rewards, scale=scale_advantages)  # [B, G]
-    keep = gradient_filter(adv, filter_threshold)  # [B, G]
-    t2 = time.perf_counter()
-    groups: list[list[Sample]] = []
-    for b in range(len(examples)):
-        groups.append(
-            [
-                Sample(
-                    prompt_ids=prompts[b * G + g],
-                    completion_ids=c.token_ids,
-                    logprobs=c.logprobs,
-                    reward=float(rewards[b, g]),
-                    advantage=float(adv[b, g]),
-                    group=unit.first_group + b,
-                    finish_reason=c.finish_reason,
-                )
-                for g, c in enumerate(completions[b * G : (b + 1) * G])
-                if keep[b, g]
-            ]
-        )
+    samples = score_groups(examples, prompts, completions, score, G, scale_advantages, group_offset + unit.first_group, version)
+    groups = [samples[b * G : (b + 1) * G] for b in range(len(examples))]
     report = UnitResult(
         unit=unit.index,
-        first_group=unit.first_group,
-        rewards=rewards.view(-1).tolist(),
-        advantages=adv.view(-1).tolist(),
-        lengths=[len(c.token_ids) for c in completions],
-        truncated=sum(c.finish_reason == "length" for c in completions),
-        empty=sum(not c.token_ids for c in completions),
-        kept=[len(g) for g in groups],
+        first_group=group_offset + unit.first_group,
+        rewards=[s.reward for s in samples],
+        advantages=[s.advantage for s in samples],
+        lengths=[s.num_tokens for s in samples],
+        finish_reasons=[s.finish_reason for s in samples],
         sampling_s=t1 - t0,
-        scoring_s=t2 - t1,
+        scoring_s=time.perf_counter() - t1,
+        version=version,
     )
     return report, groups
-
-
-def batch_norm(reports: Sequence[UnitResult], max_len: int) -> Norm:
-    """`Trainer.full_norm` of the whole step's batch, filtered samples included."""
-    return Norm(
-        num_seqs=sum(len(r.lengths) for r in reports),
-        num_tokens=float(sum(sum(r.lengths) for r in reports)),
-        max_len=max_len,
-    )
-
-
-def rollout_metrics(reports: Sequence[UnitResult]) -> dict[str, float]:
-    """The single-process rollout metrics (`Trainer.rollout`) over all units of a step."""
-    reports = sorted(reports, key=lambda r: r.unit)
-    rewards = torch.tensor([x for r in reports for x in r.rewards])  # [M * G]
-    adv = torch.tensor([x for r in reports for x in r.advantages])  # [M * G]
-    n = rewards.numel()
-    n_tok = sum(sum(r.lengths) for r in reports)
-    return {
-        "reward/mean": float(rewards.mean()),
-        "reward/std": float(rewards.std()) if n > 1 else 0.0,
-        "accuracy": float((rewards >= 1.0).float().mean()),
-        "adv/abs_mean": float(adv.abs().mean()),
-        "gen/mean_tokens": n_tok / n,
-        "gen/truncated_frac": sum(r.truncated for r in reports) / n,
-        "gen/empty_frac": sum(r.empty for r in reports) / n,
-        "gen/sampled_tokens": n_tok,
-    }
 
 
 def pack_groups(kept: Sequence[tuple[int, int]], size: int) -> list[list[int]]:
@@ -198,26 +156,10 @@ def check_deliveries(step: int, deliveries: Sequence[Delivery], expected: dict[i
 
 @dataclass
 class TrainReport:
-    """What one trainer reports after its share of a step's backprop."""
+    """What one trainer reports after its share of a backprop call."""
 
     rank: int
-    totals: dict[str, float] = field(default_factory=dict)  # Trainer.backprop sums over its deliveries
-    opt: dict[str, Any] = field(default_factory=dict)  # Trainer.optimizer_step result
+    totals: dict[str, float] = field(default_factory=dict)  # Trainer.backprop metrics over its deliveries
     deliveries: list[Delivery] = field(default_factory=list)
     queue_wait_s: float = 0.0
     backprop_s: float = 0.0
-    allreduce_s: float = 0.0
-
-
-_SUMMED = ("loss", "loss/policy", "kl", "train/tokens", "train/samples", "nonfinite")
-
-
-def add_totals(acc: dict[str, float], part: dict[str, float], n: int) -> None:
-    """Accumulate `Trainer.backprop` results of `n` samples: sums add, per-sample rates are
-    weighted by `n` (divide by the total count at the end, see `finish_totals`)."""
-    for k, v in part.items():
-        acc[k] = acc.get(k, 0.0) + (v if k in _SUMMED or k.startswith("time/") else v * n)
-
-
-def finish_totals(acc: dict[str, float], total: int) -> dict[str, float]:
-    return {k: (v if k in _SUMMED or k.startswith("time/") else v / max(total, 1)) for k, v in acc.items()}

@@ -1,4 +1,4 @@
-"""Rollout records and how they are cut into micro-batches and collated into tensors."""
+"""How rollout records (`dashrl.rollout.samples.Sample`) are cut into micro-batches and collated into tensors."""
 
 from __future__ import annotations
 
@@ -7,22 +7,7 @@ from typing import Sequence
 
 import torch
 
-
-@dataclass
-class Sample:
-    """One scored completion, kept in CPU memory until a micro-batch asks for it."""
-
-    prompt_ids: list[int]
-    completion_ids: list[int]
-    logprobs: list[float]  # sampling policy, per completion token
-    reward: float
-    advantage: float
-    group: int  # index of the prompt's group within the step's batch
-    finish_reason: str
-
-    @property
-    def length(self) -> int:
-        return len(self.prompt_ids) + len(self.completion_ids)
+from dashrl.rollout.samples import Sample
 
 
 def micro_batches(samples: Sequence[Sample], by: str, size: int, token_budget: int = 4096) -> list[list[int]]:

@@ -1,6 +1,7 @@
 """Evaluation inside training: every `eval.every` optimizer steps, on the chosen datasets.
 
-Greedy decoding with the trainer's own sampler (so it sees the current weights); the
+Greedy decoding with the rollout source's evaluation sampler (the trainer's own sampler
+in one process, a driver-side copy refreshed with the newest weights on Ray); the
 results join that step's metrics row as `eval/<dataset>/accuracy` and
 `eval/<dataset>/mean_tokens`.
 """
@@ -44,10 +45,10 @@ def load_eval_sets(names: list[str], limit: int, difficulty: int = 1, split: str
 
 
 class PeriodicEval:
-    """Loads its datasets once; `maybe_run(step)` evaluates when the step is due."""
+    """Loads its datasets once; `run(sampler)` evaluates with the weights `sampler` holds."""
 
-    def __init__(self, cfg: "EvalConfig", sampler: Any, tokenizer: Any, difficulty: int = 1):
-        self.cfg, self.sampler, self.tokenizer = cfg, sampler, tokenizer
+    def __init__(self, cfg: "EvalConfig", tokenizer: Any, difficulty: int = 1):
+        self.cfg, self.tokenizer = cfg, tokenizer
         self.sets: dict[str, list[Example]] = {}
         if cfg.every > 0:
             self.sets = load_eval_sets(cfg.dataset_names, cfg.limit, difficulty)
@@ -55,7 +56,7 @@ class PeriodicEval:
     def due(self, step: int, last: bool) -> bool:
         return self.cfg.every > 0 and (step % self.cfg.every == 0 or last)
 
-    def run(self) -> dict[str, float]:
+    def run(self, sampler: Any) -> dict[str, float]:
         import time
 
         from dashrl.eval import evaluate
@@ -65,7 +66,7 @@ class PeriodicEval:
         out: dict[str, float] = {}
         t0 = time.perf_counter()
         for name, examples in self.sets.items():
-            report = evaluate(self.sampler, self.tokenizer, examples, params=params, n=1, ks=(1,), seed=0)
+            report = evaluate(sampler, self.tokenizer, examples, params=params, n=1, ks=(1,), seed=0)
             out[f"eval/{name}/accuracy"] = report["accuracy"]
             out[f"eval/{name}/mean_tokens"] = report["mean_length"]
         out["time/eval_s"] = time.perf_counter() - t0

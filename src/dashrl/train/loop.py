@@ -18,7 +18,13 @@ the step at once and keeps the last checkpoint.
 Departures from the paper: the default quickstart is SmolLM2-135M-Instruct on a
 procedural arithmetic task (the paper: Qwen2.5-0.5B on MATH), so that a laptop CPU
 shows learning in minutes; and `dash` samples on the same process's bf16 copy of the
-weights instead of separate vLLM servers (the Ray path is `dashrl.dist`).
+weights instead of separate vLLM servers.
+
+Scale: this one loop runs every schedule both in one process and on Ray
+(`--dist.samplers H --dist.trainers H'`): the schedules talk to a rollout source and a
+learner (`dashrl.train.schedules`), which `open_backend` builds as one `Trainer` or as
+Ray actors (`dashrl.dist.backend`). Run folder, resume, signals, eval, loggers and
+checkpoints are the same on both.
 """
 
 from __future__ import annotations
@@ -152,17 +158,6 @@ def run_dir_of(cfg: Config) -> Path:
     return run_dir
 
 
-def make_run_dir(cfg: Config) -> Path:
-    """Create the run folder `cfg` names (the Ray path's entry; it does not resume yet)."""
-    run_dir = run_dir_of(cfg)
-    _check_writable(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunError(f"cannot write the run folder {run_dir}: {e.strerror or e}") from None
-    return run_dir
-
-
 def find_resume_point(cfg: Config, run_dir: Path, resume: bool | None) -> Path | None:
     """The checkpoint to continue from, or None for a fresh run; raises RunError on a clash.
 
@@ -235,14 +230,7 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
 
     validate_run(cfg, resume)  # before anything loads: one line, nothing left behind
     silence_transformers_bars()  # the run's console is dashrl.train.metrics.Progress
-    if cfg.dist.samplers > 0:  # the Ray path: sampler and trainer actors
-        if resume:
-            raise RunError("the Ray path (dist.samplers > 0) cannot resume yet; its checkpoints hold weights only")
-        from dashrl.dist import train_dist
-
-        return train_dist(cfg, model, tokenizer, task)
     from dashrl.train.schedules import SCHEDULE_FNS, optimizer_steps
-    from dashrl.train.trainer import Trainer
 
     run_dir = run_dir_of(cfg)
     _check_writable(run_dir)
@@ -260,22 +248,41 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
         atomic_write_text(run_dir / "config.toml", to_toml(cfg))
     except OSError as e:
         raise RunError(f"cannot write the run folder {run_dir}: {e.strerror or e}") from None
+    with open_backend(cfg, model, tokenizer, task, total_opt) as (source, learner):
+        return _run(cfg, run_dir, ckpt, info, total_opt, SCHEDULE_FNS[cfg.algo.schedule], source, learner, tokenizer)
+
+
+def open_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, total_opt: int) -> Any:
+    """A context giving `(RolloutSource, Learner)`: one `Trainer` in this process, or
+    sampler and trainer actors on Ray when `dist.samplers > 0` (`dashrl.dist.backend`)."""
+    import contextlib
+
+    if cfg.dist.samplers > 0:
+        from dashrl.dist import ray_backend
+
+        return ray_backend(cfg, model, tokenizer, task, total_opt)
+    from dashrl.train.trainer import Trainer
+
     trainer = Trainer(cfg, model, tokenizer, total_opt, task=task)
+    return contextlib.nullcontext((trainer, trainer))
+
+
+def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: int, step_fn: Any, source: Any, learner: Any, tokenizer: Any) -> RunResult:
+    """The loop proper: resume state, steps, eval, logs, checkpoints, signals, summary."""
     if ckpt is not None:
         best = best_checkpoint(run_dir)
         prune_checkpoints(run_dir, cfg.run.keep_last, keep=[best] if best else [])  # leftovers of a crash
         state = load_state(ckpt)
-        load_weights(model, ckpt)
-        trainer.load_state_dict(state["trainer"])
-        trainer.sync()  # the sampler's own bf16 copy, if any
+        load_weights(learner.model, ckpt)
+        learner.load_state_dict(state["trainer"])
+        learner.sync()  # the samplers' own copies
         set_rng_state(state["rng"])
     try:
         rows = truncate_metrics(run_dir / "metrics.jsonl", info["step"])
     except OSError as e:
         raise RunError(f"cannot write {run_dir / 'metrics.jsonl'}: {e.strerror or e}") from None
 
-    step_fn = SCHEDULE_FNS[cfg.algo.schedule]
-    evaluator = PeriodicEval(cfg.eval, trainer.sampler, tokenizer, cfg.task.difficulty)
+    evaluator = PeriodicEval(cfg.eval, tokenizer, cfg.task.difficulty)
     opt_step, cycle, saved_step = info["step"], info["cycle"], info["step"] if ckpt else -1
     writer = MetricsWriter(run_dir / "metrics.jsonl")
     loggers = Loggers(cfg.run.loggers, run_dir, to_dict(cfg), first_step=opt_step + 1)
@@ -284,7 +291,7 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
 
     def save(interrupted: bool = False) -> Path:
         nonlocal saved_step
-        path = _save(cfg, run_dir, trainer, rows, opt_step, cycle, elapsed0 + time.perf_counter() - t_start, interrupted)
+        path = _save(cfg, run_dir, learner, rows, opt_step, cycle, elapsed0 + time.perf_counter() - t_start, interrupted)
         saved_step = opt_step
         return path
 
@@ -295,12 +302,12 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
         with StopRequest(cfg.run.quiet) as stop:
             try:
                 while cycle < cfg.train.steps and stop.signum is None:
-                    new_rows = step_fn(trainer, cycle)
+                    new_rows = step_fn(source, learner, cycle)
                     cycle += 1
                     for i, row in enumerate(new_rows):
                         opt_step += 1
                         if evaluator.due(opt_step, last=cycle == cfg.train.steps and i == len(new_rows) - 1):
-                            row = {**row, **evaluator.run()}
+                            row = {**row, **evaluator.run(source.eval_sampler())}
                         row = {"step": opt_step, **row, "time/elapsed_s": elapsed0 + time.perf_counter() - t_start}
                         _write_row(writer, row)
                         rows.append(row)
@@ -333,7 +340,7 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     if not cfg.run.quiet:
         print(summary)
         print(f"[dashrl] checkpoint: {path}\n[dashrl] metrics: {run_dir / 'metrics.jsonl'}", file=sys.stderr)
-    return RunResult(run_dir, rows, trainer)
+    return RunResult(run_dir, rows, learner)
 
 
 def _write_row(writer: MetricsWriter, row: dict[str, Any]) -> None:
@@ -346,12 +353,12 @@ def _write_row(writer: MetricsWriter, row: dict[str, Any]) -> None:
         ) from None
 
 
-def _save(cfg: Config, run_dir: Path, trainer: Any, rows: list[dict[str, Any]], step: int, cycle: int, elapsed: float, interrupted: bool) -> Path:
+def _save(cfg: Config, run_dir: Path, learner: Any, rows: list[dict[str, Any]], step: int, cycle: int, elapsed: float, interrupted: bool) -> Path:
     """Save a resumable checkpoint, record it as best if it is, prune old ones."""
-    state = {"trainer": trainer.state_dict(), "rng": rng_state()}
+    state = {"trainer": learner.state_dict(), "rng": rng_state()}  # on Ray: also pulls the weights into learner.model
     extra = {"cycle": cycle, "elapsed_s": elapsed, "interrupted": interrupted}
     try:
-        path = save_checkpoint(run_dir, step, trainer.model, trainer.tokenizer, extra, state)
+        path = save_checkpoint(run_dir, step, learner.model, learner.tokenizer, extra, state)
         if cfg.run.best:
             value = next((r[cfg.run.best] for r in reversed(rows) if isinstance(r.get(cfg.run.best), (int, float))), None)
             if value is not None:

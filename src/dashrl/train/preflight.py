@@ -59,8 +59,6 @@ def validate_run(cfg: "Config", resume: bool | None = None) -> None:
         from dashrl.train.evaluation import load_eval_sets
 
         load_eval_sets(cfg.eval.dataset_names, cfg.eval.limit, cfg.task.difficulty)
-    if cfg.dist.samplers > 0:
-        return  # the Ray path does not resume (yet); its own checks run in dashrl.dist
     ckpt = find_resume_point(cfg, run_dir, resume)
     if ckpt is None:
         return

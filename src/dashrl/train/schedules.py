@@ -1,7 +1,10 @@
 """Update schedules: the order in which sampling, backprop and optimizer steps happen.
 
 Each schedule runs one step (dash, grpo) or one sampling cycle (ppo_multi, ppo_mini)
-and returns one metrics row per optimizer step it made.
+and returns one metrics row per optimizer step it made. A schedule talks only to a
+`RolloutSource` and a `Learner`; in one process both are the `Trainer`, on Ray they
+are the sampler actors and the trainer actors (`dashrl.dist.backend`), so every
+schedule runs unchanged at every scale.
 
 - `dash` (the paper's method): sample M x G in one go (the sampler chunks it by its own
   inference batch size), drop samples with |A| <= threshold before any forward pass,
@@ -17,29 +20,67 @@ and returns one metrics row per optimizer step it made.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, Sequence
 
 from dashrl.algo import Norm
-from dashrl.train.trainer import Rollouts, Trainer
+from dashrl.config import Config
+from dashrl.rollout.samples import Rollouts, full_norm, keep, rollout_metrics
+from dashrl.train.totals import Totals
 
 Row = dict[str, Any]
 
-_SUMMED = ("time/sampling_s", "time/scoring_s", "gen/sampled_tokens")
+
+class RolloutSource(Protocol):
+    """Where a step's samples come from."""
+
+    cfg: Config
+    task: Any
+
+    def rollout(self, examples: Sequence[Any], seed: int, first_group: int = 0) -> Rollouts:
+        """Sample G completions per example (seeded as one generate call), score them."""
+
+    def eval_sampler(self) -> Any:
+        """A sampler with the current weights, for in-training evaluation."""
+
+    def ahead(self, step: int) -> None:
+        """May start sampling step `step`'s batch now, before the current step's update
+        (the Ray source with `dist.overlap` > 0); one process does nothing."""
+
+
+class Learner(Protocol):
+    """What turns samples into an optimizer step."""
+
+    cfg: Config
+    model: Any
+    tokenizer: Any
+
+    def backprop(self, samples: Sequence[Any], norm: Norm) -> dict[str, float]:
+        """Accumulate the gradient of `samples` under the batch's `norm`; returns metrics."""
+
+    def optimizer_step(self, nonfinite: bool) -> dict[str, Any]:
+        """Clip, step, schedule (skipped when `nonfinite`); returns grad_norm, lr, ..."""
+
+    def sync(self) -> float:
+        """Send the new weights to the rollout source; returns seconds."""
+
+    def lr(self) -> float: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def merge_rollouts(parts: list[Rollouts]) -> Rollouts:
-    """Concatenate rollouts: times and token counts add up, rates are sample-weighted means."""
+    """Concatenate rollouts: statistics over all samples, times added up."""
     samples = [s for p in parts for s in p.samples]
-    metrics: dict[str, float] = {}
-    for key in parts[0].metrics:
-        if key in _SUMMED:
-            metrics[key] = sum(p.metrics[key] for p in parts)
-        else:
-            metrics[key] = sum(p.metrics[key] * len(p.samples) for p in parts) / max(len(samples), 1)
-    return Rollouts(samples, metrics)
+    times = Totals()
+    for p in parts:
+        times.add({k: v for k, v in p.metrics.items() if k.startswith(("time/", "dist/"))}, len(p.samples))
+    return Rollouts(samples, {**rollout_metrics(samples), **times.result()})
 
 
-def _row(tr: Trainer, ro: Rollouts | None, bp: dict[str, float], opt: dict[str, Any], kept: int, total: int, t0: float, sync_s: float) -> Row:
+def make_row(lrn: Learner, ro: Rollouts | None, bp: dict[str, float], opt: dict[str, Any], kept: int, total: int, t0: float, sync_s: float) -> Row:
+    """The one metrics row of an optimizer step, at every scale (`dist/*` keys pass through)."""
     sampling = ro.metrics if ro is not None else {"time/sampling_s": 0.0, "time/scoring_s": 0.0, "gen/sampled_tokens": 0}
     row: Row = dict(sampling)
     row.update(
@@ -47,7 +88,7 @@ def _row(tr: Trainer, ro: Rollouts | None, bp: dict[str, float], opt: dict[str, 
             "filter/kept_frac": kept / total if total else 0.0,
             "loss": bp.get("loss", 0.0),
             "grad_norm": opt.get("grad_norm", 0.0),
-            "lr": opt.get("lr", tr.scheduler.get_last_lr()[0]),
+            "lr": opt.get("lr", lrn.lr()),
             "time/backprop_s": bp.get("time/backprop_s", 0.0),
             "time/optimizer_s": opt.get("time/optimizer_s", 0.0),
             "time/sync_s": sync_s,
@@ -56,10 +97,13 @@ def _row(tr: Trainer, ro: Rollouts | None, bp: dict[str, float], opt: dict[str, 
             "train/tokens": int(bp.get("train/tokens", 0)),
         }
     )
-    for key in ("loss/policy", "kl", "clip_frac", "ratio/mean"):
-        if key in bp:
-            row[key] = bp[key]
-    if tr.cfg.algo.beta > 0:
+    for key, v in bp.items():
+        if key in ("loss/policy", "kl", "clip_frac", "ratio/mean") or key.startswith("dist/"):
+            row[key] = v
+    for key, v in opt.items():
+        if key.startswith("dist/"):
+            row[key] = v
+    if lrn.cfg.algo.beta > 0:
         row.setdefault("kl", 0.0)
     row["tokens/sampled_per_s"] = row["gen/sampled_tokens"] / row["time/sampling_s"] if row["time/sampling_s"] else 0.0
     row["tokens/trained_per_s"] = row["train/tokens"] / row["time/backprop_s"] if row["time/backprop_s"] else 0.0
@@ -68,73 +112,85 @@ def _row(tr: Trainer, ro: Rollouts | None, bp: dict[str, float], opt: dict[str, 
     return row
 
 
-def _step(tr: Trainer, ro: Rollouts | None, bp: dict[str, float], kept: int, total: int, t0: float) -> Row:
-    """Optimizer step on the accumulated gradients, sampler sync; one metrics row."""
-    opt = tr.optimizer_step(nonfinite=bool(bp["nonfinite"]))
-    sync_s = tr.sync() if "skipped" not in opt else 0.0
-    return _row(tr, ro, bp, opt, kept, total, t0, sync_s)
+def _step(lrn: Learner, ro: Rollouts | None, bp: dict[str, float], kept: int, total: int, t0: float) -> Row:
+    """Optimizer step on the accumulated gradients, weight sync; one metrics row."""
+    opt = lrn.optimizer_step(nonfinite=bool(bp["nonfinite"]))
+    sync_s = lrn.sync() if "skipped" not in opt else 0.0
+    return make_row(lrn, ro, bp, opt, kept, total, t0, sync_s)
 
 
-def _update(tr: Trainer, ro: Rollouts | None, kept: list, norm: Norm, total: int, t0: float) -> Row:
+def _update(lrn: Learner, ro: Rollouts | None, kept: list, norm: Norm, total: int, t0: float) -> Row:
     """Backprop `kept` with `norm`, then `_step`; everything filtered: no forward pass, no step."""
     if not kept:
-        return _row(tr, ro, {}, {"skipped": "all_filtered"}, 0, total, t0, 0.0)
-    return _step(tr, ro, tr.backprop(kept, norm), len(kept), total, t0)
+        return make_row(lrn, ro, {}, {"skipped": "all_filtered"}, 0, total, t0, 0.0)
+    return _step(lrn, ro, lrn.backprop(kept, norm), len(kept), total, t0)
 
 
-def dash_step(tr: Trainer, step: int) -> list[Row]:
+def _first(src: RolloutSource, step: int) -> Rollouts:
+    """The step's whole M x G batch in one sampling call."""
+    from dashrl.train.trainer import sample_seed
+
+    cfg = src.cfg
+    ro = src.rollout(src.task.batch(step, cfg.algo.prompts_per_step), sample_seed(cfg.train.seed, step, 0))
+    src.ahead(step + 1)
+    return ro
+
+
+def dash_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
     t0 = time.perf_counter()
-    ro = tr.rollout(tr.task.batch(step, tr.cfg.algo.prompts_per_step), tr.sample_seed(step, 0))
-    return [_update(tr, ro, tr.keep(ro.samples), tr.full_norm(ro.samples), len(ro.samples), t0)]
+    cfg = lrn.cfg
+    ro = _first(src, step)
+    norm = full_norm(ro.samples, cfg.sampler.max_new_tokens)
+    return [_update(lrn, ro, keep(ro.samples, cfg.algo.filter_threshold), norm, len(ro.samples), t0)]
 
 
-def grpo_step(tr: Trainer, step: int) -> list[Row]:
+def grpo_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
+    from dashrl.train.trainer import sample_seed
+
     t0 = time.perf_counter()
-    cfg = tr.cfg
+    cfg = lrn.cfg
     per = cfg.train.micro_batch_size // cfg.algo.group_size  # prompts per micro-batch
-    examples = tr.task.batch(step, cfg.algo.prompts_per_step)
+    examples = src.task.batch(step, cfg.algo.prompts_per_step)
     chunks = [examples[i : i + per] for i in range(0, len(examples), per)]
-    parts, totals = [], {"loss": 0.0, "time/backprop_s": 0.0, "train/tokens": 0.0, "train/samples": 0.0, "nonfinite": 0.0}
+    parts, totals = [], Totals()
     for j, chunk in enumerate(chunks):  # generation per training micro-batch, as TRL 0.16
-        ro = tr.rollout(chunk, tr.sample_seed(step, j), first_group=j * per)
-        own = tr.full_norm(ro.samples)  # each micro-batch normalised by itself, scaled by 1/accumulation
+        ro = src.rollout(chunk, sample_seed(cfg.train.seed, step, j), first_group=j * per)
+        own = full_norm(ro.samples, cfg.sampler.max_new_tokens)  # each micro-batch normalised by itself, scaled by 1/accumulation
         norm = Norm(own.num_seqs * len(chunks), own.num_tokens * len(chunks), own.max_len)
-        bp = tr.backprop(ro.samples, norm)
-        for k, v in bp.items():
-            if k in ("loss/policy", "kl", "loss", "time/backprop_s", "train/tokens", "train/samples", "nonfinite"):
-                totals[k] = totals.get(k, 0.0) + v
-            else:  # per-sample rates: average over micro-batches
-                totals[k] = totals.get(k, 0.0) + v / len(chunks)
+        totals.add(lrn.backprop(ro.samples, norm), len(ro.samples))
         parts.append(ro)
     ro = merge_rollouts(parts)
-    return [_step(tr, ro, totals, len(ro.samples), len(ro.samples), t0)]
+    return [_step(lrn, ro, totals.result(), len(ro.samples), len(ro.samples), t0)]
 
 
-def ppo_multi_cycle(tr: Trainer, cycle: int) -> list[Row]:
+def ppo_multi_cycle(src: RolloutSource, lrn: Learner, cycle: int) -> list[Row]:
     t0 = time.perf_counter()
-    ro = tr.rollout(tr.task.batch(cycle, tr.cfg.algo.prompts_per_step), tr.sample_seed(cycle, 0))
-    kept, norm = tr.keep(ro.samples), tr.full_norm(ro.samples)
+    cfg = lrn.cfg
+    ro = _first(src, cycle)
+    kept, norm = keep(ro.samples, cfg.algo.filter_threshold), full_norm(ro.samples, cfg.sampler.max_new_tokens)
     rows = []
-    for k in range(tr.cfg.algo.ppo_k):
-        rows.append(_update(tr, ro if k == 0 else None, kept, norm, len(ro.samples), t0))
+    for k in range(cfg.algo.ppo_k):
+        rows.append(_update(lrn, ro if k == 0 else None, kept, norm, len(ro.samples), t0))
         t0 = time.perf_counter()
     return rows
 
 
-def ppo_mini_cycle(tr: Trainer, cycle: int) -> list[Row]:
+def ppo_mini_cycle(src: RolloutSource, lrn: Learner, cycle: int) -> list[Row]:
     t0 = time.perf_counter()
-    M, K = tr.cfg.algo.prompts_per_step, tr.cfg.algo.ppo_k
-    ro = tr.rollout(tr.task.batch(cycle, M), tr.sample_seed(cycle, 0))
+    cfg = lrn.cfg
+    M, K = cfg.algo.prompts_per_step, cfg.algo.ppo_k
+    ro = _first(src, cycle)
     per = M // K
     rows = []
     for k in range(K):
         part = [s for s in ro.samples if k * per <= s.group < (k + 1) * per]
-        rows.append(_update(tr, ro if k == 0 else None, tr.keep(part), tr.full_norm(part), len(part), t0))
+        norm = full_norm(part, cfg.sampler.max_new_tokens)
+        rows.append(_update(lrn, ro if k == 0 else None, keep(part, cfg.algo.filter_threshold), norm, len(part), t0))
         t0 = time.perf_counter()
     return rows
 
 
-SCHEDULE_FNS: dict[str, Callable[[Trainer, int], list[Row]]] = {
+SCHEDULE_FNS: dict[str, Callable[[RolloutSource, Learner, int], list[Row]]] = {
     "dash": dash_step,
     "grpo": grpo_step,
     "ppo_multi": ppo_multi_cycle,

@@ -1,8 +1,11 @@
 """The pieces every update schedule is built from: rollout, backprop, optimizer step, sync.
 
-`Trainer` holds the model, sampler, optimizer and task; the schedules in
-`dashrl.train.schedules` call its four methods in different orders. All sampling
-results live in CPU memory as `Sample` records until a micro-batch asks for them.
+The schedules in `dashrl.train.schedules` talk to two interfaces (`RolloutSource`,
+`Learner` in `dashrl.train.schedules`). In one process, `Trainer` is both: it holds
+the model, sampler, optimizer and task. On Ray (`dashrl.dist.backend`) the source is
+the sampler actors and the learner a group of trainer actors, each wrapping a
+`Trainer`. All sampling results live in CPU memory as `Sample` records until a
+micro-batch asks for them.
 """
 
 from __future__ import annotations
@@ -10,28 +13,21 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 
-from dashrl.algo import Norm, get_loss, gradient_filter, group_advantages
+from dashrl.algo import KLTerm, LossInputs, Norm, make_loss
 from dashrl.config import Config
 from dashrl.data import Example
 from dashrl.data.prompts import build_prompt
 from dashrl.data.tasks import Task, make_task
 from dashrl.models import autocast_ctx
 from dashrl.rollout import SamplingParams, make_sampler
-from dashrl.train.batching import Sample, collate, micro_batches
+from dashrl.rollout.samples import Rollouts, Sample, full_norm, keep, rollout_metrics, score_groups
+from dashrl.train.batching import collate, micro_batches
+from dashrl.train.totals import Totals
 from dashrl.train.logprobs import completion_logprobs, shared_prompt_logprobs
-
-
-@dataclass
-class Rollouts:
-    """One sampling pass: M x G scored samples (group-major) and what it cost."""
-
-    samples: list[Sample]
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def lr_lambda(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -79,7 +75,9 @@ class Trainer:
             lambda s: lr_lambda(s, cfg.train.warmup_steps, optimizer_steps, cfg.train.lr_schedule),
         )
         self.task: Task = task if task is not None else make_task(cfg.task, cfg.train.seed)
-        self.loss_fn = get_loss(cfg.algo.loss)
+        a = cfg.algo
+        self.loss_fn = make_loss(a.loss, aggregation=a.aggregation, clip_eps=a.clip_eps)
+        self.kl_term = KLTerm(a.beta, a.kl_estimator, a.aggregation) if a.beta > 0 else None
         # Activation checkpointing drops the KV cache the shared prompt pass hands on: use the plain pass.
         shared = cfg.train.share_prompts and not cfg.model.gradient_checkpointing
         self._logprobs = shared_prompt_logprobs if shared else completion_logprobs
@@ -102,36 +100,9 @@ class Trainer:
         completions = self.sampler.generate(prompts, self.params, seed=seed)
         self.generate_calls += 1
         t1 = time.perf_counter()
-        scores = self.task.score([examples[i // G] for i in range(len(completions))], [c.text for c in completions])
-        rewards = torch.tensor(scores, dtype=torch.float32).view(len(examples), G)  # [B, G]
-        t2 = time.perf_counter()
-        adv = group_advantages(rewards, scale=self.cfg.algo.scale_advantages)  # [B, G]
-        advantages = adv.view(-1).tolist()
-        samples = [
-            Sample(
-                prompt_ids=prompts[i],
-                completion_ids=c.token_ids,
-                logprobs=c.logprobs,
-                reward=float(scores[i]),
-                advantage=advantages[i],
-                group=first_group + i // G,
-                finish_reason=c.finish_reason,
-            )
-            for i, c in enumerate(completions)
-        ]
-        n_tok = sum(len(c.token_ids) for c in completions)
-        metrics = {
-            "reward/mean": float(rewards.mean()),
-            "reward/std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
-            "accuracy": float((rewards >= 1.0).float().mean()),
-            "adv/abs_mean": float(adv.abs().mean()),
-            "gen/mean_tokens": n_tok / len(completions),
-            "gen/truncated_frac": sum(c.finish_reason == "length" for c in completions) / len(completions),
-            "gen/empty_frac": sum(not c.token_ids for c in completions) / len(completions),
-            "gen/sampled_tokens": n_tok,
-            "time/sampling_s": t1 - t0,
-            "time/scoring_s": t2 - t1,
-        }
+        a = self.cfg.algo
+        samples = score_groups(examples, prompts, completions, self.task.score, G, a.scale_advantages, first_group, self.version)
+        metrics = {**rollout_metrics(samples), "time/sampling_s": t1 - t0, "time/scoring_s": time.perf_counter() - t1}
         return Rollouts(samples, metrics)
 
     # -- backprop -------------------------------------------------------------------
@@ -143,7 +114,7 @@ class Trainer:
         """
         cfg = self.cfg
         t0 = time.perf_counter()
-        totals: dict[str, float] = {}
+        totals = Totals()
         trained_tokens, nonfinite = 0, False
         self.model.train()
         for idx in micro_batches(samples, cfg.train.micro_batch_by, cfg.train.micro_batch_size, cfg.train.token_budget):
@@ -154,54 +125,42 @@ class Trainer:
                     with torch.no_grad():
                         ref_logprobs = self._logprobs(self.ref_model, mb, self._temperature)
                 logprobs = self._logprobs(self.model, mb, self._temperature)  # [N, T]
-                loss, metrics = self.loss_fn(
-                    logprobs,
-                    mb.old_logprobs,
-                    mb.advantages,
-                    mb.loss_mask,
-                    aggregation=cfg.algo.aggregation,
-                    norm=norm,
-                    ref_logprobs=ref_logprobs,
-                    beta=cfg.algo.beta,
-                    kl_estimator=cfg.algo.kl_estimator,
-                    clip_eps=cfg.algo.clip_eps,
-                )
+                inputs = LossInputs(logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask, norm)
+                loss, metrics = self.loss_fn(inputs)
+                if self.kl_term is not None:  # the one place the KL term joins the loss
+                    kl_loss, kl_metrics = self.kl_term(inputs, ref_logprobs)
+                    loss, metrics = loss + kl_loss, {**metrics, **kl_metrics}
             self.forward_samples += len(idx)
             trained_tokens += mb.num_tokens
             if not torch.isfinite(loss):
                 nonfinite = True
                 continue
             loss.backward()
-            totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
-            for k, v in metrics.items():  # sum-normalised: micro-batch parts add up
-                weight = 1.0 if k in ("loss/policy", "kl") else len(idx) / len(samples)
-                totals[k] = totals.get(k, 0.0) + float(v) * weight
-        totals["time/backprop_s"] = time.perf_counter() - t0
-        totals["train/tokens"] = trained_tokens
-        totals["train/samples"] = len(samples)
-        totals["nonfinite"] = float(nonfinite)
-        return totals
+            totals.add({"loss": float(loss.detach()), **metrics}, len(idx))
+        out = totals.result()
+        out.update({"time/backprop_s": time.perf_counter() - t0, "train/tokens": trained_tokens, "train/samples": len(samples)})
+        out["nonfinite"] = float(nonfinite)
+        return out
 
     @property
     def _temperature(self) -> float:
         return self.cfg.sampler.temperature or 1.0
 
     def full_norm(self, samples: Sequence[Sample]) -> Norm:
-        """Denominators over `samples`, filtered ones included: dropping a near-zero-advantage
-        sample then removes only its (near-zero) term instead of re-weighting the rest."""
-        return Norm(
-            num_seqs=len(samples),
-            num_tokens=float(sum(len(s.completion_ids) for s in samples)),
-            max_len=self.cfg.sampler.max_new_tokens,
-        )
+        """`dashrl.rollout.samples.full_norm` at this run's max_new_tokens."""
+        return full_norm(samples, self.cfg.sampler.max_new_tokens)
 
     def keep(self, samples: Sequence[Sample]) -> list[Sample]:
-        """Gradient filtering: the samples with |advantage| above the threshold."""
-        if not samples:
-            return []
-        adv = torch.tensor([s.advantage for s in samples])
-        mask = gradient_filter(adv, self.cfg.algo.filter_threshold)
-        return [s for s, k in zip(samples, mask.tolist()) if k]
+        """Gradient filtering at this run's threshold (`dashrl.rollout.samples.keep`)."""
+        return keep(samples, self.cfg.algo.filter_threshold)
+
+    @property
+    def version(self) -> int:
+        """Optimizer steps taken so far (the policy version a sample records)."""
+        return int(self.scheduler.last_epoch)
+
+    def lr(self) -> float:
+        return float(self.scheduler.get_last_lr()[0])
 
     # -- optimizer and sync --------------------------------------------------------------
     def optimizer_step(self, nonfinite: bool) -> dict[str, Any]:
@@ -221,6 +180,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         out["time/optimizer_s"] = time.perf_counter() - t0
         return out
+
+    def ahead(self, step: int) -> None:
+        """One process samples each step when it comes (no overlap)."""
+
+    def eval_sampler(self) -> Any:
+        """A sampler holding the current weights, for in-training evaluation."""
+        return self.sampler
 
     def sync(self) -> float:
         """Send the new weights to the sampler (one transfer); returns seconds."""

@@ -1,0 +1,421 @@
+"""The Ray backend of the one training loop: a rollout source and a learner made of actors.
+
+`dashrl.train.loop.train` runs every schedule against a `RolloutSource` and a `Learner`
+(`dashrl.train.schedules`). With `--dist.samplers H --dist.trainers H'` those are:
+
+- `RaySource`: one sampling call cuts its prompts into units (`dashrl.dist.units`) and
+  hands them round-robin to the H sampler actors at once (the paper's preemptive sampling
+  of the whole batch). Each unit comes back as a small report (rewards, advantages,
+  lengths) plus one object per group that stays in the Ray object store; the driver
+  holds `SampleRef`s, so the schedule filters and normalises on the driver, before any
+  forward pass, without the tokens.
+- `RayLearner`: `backprop` packs the kept samples into whole-group deliveries, fills the
+  rollout store and has every trainer backprop its share; `optimizer_step` all-reduces
+  the gradients and steps every trainer alike; `sync` has rank 0 publish its weights as
+  numpy arrays once, which every sampler reads in place (one node) and loads.
+
+What survives what:
+- a sampler actor that dies is replaced (loaded with the current weights) and its units
+  are sampled again with the same seeds: the run is unchanged (`dist/sampler_restarts`);
+- a trainer actor that dies: the whole trainer group is rebuilt from the last finished
+  step's state (weights and optimizer, published to the object store each step), the
+  backprop calls since that step run again, and the run goes on unchanged
+  (`dist/trainer_restarts`);
+- a driver that dies: the run resumes from its last checkpoint (`--resume`), which holds
+  rank 0's optimizer (every rank holds the same), scheduler, RNG and data position.
+
+Overlap (`--dist.overlap N`, default 0 = exact on-policy DASH): after a step's batch is
+sampled, the next N steps' batches are submitted at once, on the weights the samplers
+hold, so sampling runs while the trainers backprop; each sample records the policy
+version (optimizer steps) that drew it, and `dist/staleness_mean` logs the lag. The lag
+is corrected with the PPO-clip ratio against the stored sampling logprobs (`--algo.loss
+ppo_clip`, required): those logprobs are already stored per token, so the correction
+costs no extra forward pass, and the clip bounds the step when the ratio drifts, which
+truncated importance weights on a plain policy gradient would not. Filtering still runs
+on the driver before any forward pass. A resumed overlap run samples its first step on
+the resumed weights, so it is not bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from typing import Any, Iterator, Sequence
+
+from dashrl.algo import Norm
+from dashrl.config import Config
+from dashrl.dist.actors import SamplerWorker, TrainerWorker, weights_from_numpy
+from dashrl.dist.store import Delivery, RolloutStore
+from dashrl.dist.units import TrainReport, UnitResult, check_deliveries, pack_groups, plan_units
+from dashrl.rollout.samples import Rollouts, SampleRef, rollout_metrics
+
+MAX_UNIT_RETRIES = 3
+MAX_TRAINER_RESTARTS = 3  # per backprop/step call
+
+
+def _log(msg: str) -> None:
+    print(f"[dashrl.dist] {msg}", file=sys.stderr, flush=True)
+
+
+def connect(cfg: Config) -> bool:
+    """Join `dist.address`, or start a local cluster sized for the actors; True if this call
+    connected (then `ray.shutdown()` at the end stops a local cluster, or only disconnects).
+    Workers get this process's PYTHONPATH, so they import the same dashrl."""
+    import ray
+
+    d = cfg.dist
+    if ray.is_initialized():  # the caller's cluster (tests): theirs to shut down
+        return False
+    paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}} if paths else None
+    if d.address:
+        ray.init(address=d.address, log_to_driver=False, runtime_env=env)
+        return True
+    cpus = math.ceil(d.samplers * d.cpus_per_sampler + d.trainers * d.cpus_per_trainer)
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, runtime_env=env)
+    return True
+
+
+class Cluster:
+    """Handles of the actors of one run, the newest published state, and how to replace actors."""
+
+    def __init__(self, cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_steps: int):
+        import ray
+
+        d = cfg.dist
+        self.cfg, self.tokenizer, self.task, self.optimizer_steps = cfg, tokenizer, task, optimizer_steps
+        self.model_ref = ray.put(model)  # the initial model: every actor starts from it (and its KL reference)
+        self.weights_ref: Any = None  # newest published weights (numpy arrays), None = the initial ones
+        self.state_ref: Any = None  # rank 0's trainer state of the same step
+        self.version = 0  # optimizer steps of the newest weights
+        self._sampler_cls = ray.remote(SamplerWorker).options(num_cpus=d.cpus_per_sampler, num_gpus=d.gpus_per_sampler)
+        self._trainer_cls = ray.remote(TrainerWorker).options(num_cpus=d.cpus_per_trainer, num_gpus=d.gpus_per_trainer)
+        self.samplers = [self._new_sampler(i) for i in range(d.samplers)]
+        self.store = ray.remote(RolloutStore).options(num_cpus=0).remote()
+        self.trainers: list[Any] = []
+        self.start_trainers()
+        ray.get([s.ready.remote() for s in self.samplers])
+
+    # -- samplers -------------------------------------------------------------------------
+    def _new_sampler(self, i: int) -> Any:
+        actor = self._sampler_cls.remote(self.cfg, self.model_ref, self.tokenizer, self.task, i)
+        if self.weights_ref is not None:
+            actor.load_weights.remote(self.weights_ref, self.version)
+        return actor
+
+    def restart_sampler(self, i: int) -> None:
+        import ray
+
+        ray.kill(self.samplers[i], no_restart=True)
+        self.samplers[i] = self._new_sampler(i)
+
+    # -- trainers -------------------------------------------------------------------------
+    def start_trainers(self) -> None:
+        """(Re)build the trainer group: fresh actors, one torch.distributed group, the newest state."""
+        import ray
+
+        d = self.cfg.dist
+        for t in self.trainers:
+            ray.kill(t, no_restart=True)
+        self.trainers = [
+            self._trainer_cls.remote(self.cfg, self.model_ref, self.tokenizer, self.task, self.optimizer_steps, r, d.trainers)
+            for r in range(d.trainers)
+        ]
+        backend = d.backend if d.backend != "auto" else ("nccl" if d.gpus_per_trainer > 0 else "gloo")
+        addr = ray.get(self.trainers[0].rendezvous.remote())
+        ray.get([t.init_group.remote(addr, backend) for t in self.trainers])
+        if self.weights_ref is not None:
+            ray.get([t.restore.remote(self.weights_ref, self.state_ref) for t in self.trainers])
+
+    def publish(self) -> None:
+        """Rank 0's weights and trainer state into the object store, once; samplers read them from there."""
+        self.weights_ref, self.state_ref = self.trainers[0].publish.options(num_returns=2).remote()
+
+    def pull(self, model: Any) -> None:
+        """Load the newest published weights into `model` (a driver-side copy)."""
+        import ray
+
+        if self.weights_ref is not None:
+            model.load_state_dict(weights_from_numpy(ray.get(self.weights_ref)), strict=True)
+
+    def close(self) -> None:
+        import ray
+
+        try:
+            ray.get([t.close.remote() for t in self.trainers], timeout=30)
+        except Exception:  # a dead trainer: nothing left to close
+            pass
+        for actor in [*self.samplers, *self.trainers, self.store]:
+            ray.kill(actor, no_restart=True)
+
+
+class RaySource:
+    """`RolloutSource` on sampler actors."""
+
+    def __init__(self, cl: Cluster, model: Any):
+        self.cl, self.cfg, self.task, self.model = cl, cl.cfg, cl.task, model
+        self._eval_sampler: Any = None
+        self._ahead: dict[tuple[int, int, int], _Job] = {}  # sampling calls started early (dist.overlap)
+
+    def rollout(self, examples: Sequence[Any], seed: int, first_group: int = 0) -> Rollouts:
+        """Sample on the actors exactly what `Trainer.rollout(examples, seed, first_group)` samples
+        (with the weights the samplers held when the call was submitted: see `ahead`)."""
+        t0 = time.perf_counter()
+        job = self._ahead.pop((seed, first_group, len(examples)), None) or _Job(self, list(examples), seed, first_group)
+        return job.collect(t0)
+
+    def ahead(self, step: int) -> None:
+        """With `dist.overlap` N > 0, start sampling steps `step .. step + N - 1` now, on the
+        weights the samplers hold: their units queue on the samplers ahead of the next
+        weight load, so they run while the trainers backprop the current step."""
+        from dashrl.train.trainer import sample_seed
+
+        cfg = self.cfg
+        for s in range(step, min(step + cfg.dist.overlap, cfg.train.steps)):
+            seed = sample_seed(cfg.train.seed, s, 0)
+            key = (seed, 0, cfg.algo.prompts_per_step)
+            if key not in self._ahead:
+                self._ahead[key] = _Job(self, self.task.batch(s, cfg.algo.prompts_per_step), seed, 0)
+
+    def eval_sampler(self) -> Any:
+        """A sampler on the driver's copy of the model, loaded with the newest weights."""
+        from dashrl.rollout import make_sampler
+
+        self.cl.pull(self.model)
+        if self._eval_sampler is None:
+            self._eval_sampler = make_sampler(self.cfg.sampler.backend, model=self.model, tokenizer=self.cl.tokenizer, dtype=self.cfg.model.dtype)
+        self._eval_sampler.load_weights(self.model.state_dict())
+        return self._eval_sampler
+
+
+class _Job:
+    """One sampling call's units, submitted to the samplers; `collect` waits for them."""
+
+    def __init__(self, src: RaySource, examples: list[Any], seed: int, first_group: int):
+        self.cl, self.examples, self.seed, self.first_group = src.cl, examples, seed, first_group
+        self.G = src.cfg.algo.group_size
+        self.pending: dict[Any, tuple] = {}
+        self.tries: dict[int, int] = {}
+        for unit in plan_units(len(examples), self.G, src.cfg.sampler.batch_size):
+            self.submit(unit, unit.index % len(self.cl.samplers))  # deterministic split; the samples do not depend on it
+
+    def submit(self, unit: Any, i: int) -> None:
+        actor = self.cl.samplers[i]
+        refs = actor.sample.options(num_returns=1 + unit.num_groups).remote(
+            unit, self.examples[unit.first_group : unit.first_group + unit.num_groups], self.seed, self.first_group
+        )
+        self.pending[refs[0]] = (unit, i, actor, refs[1:])
+
+    def collect(self, t0: float) -> Rollouts:
+        import ray
+
+        cl, H = self.cl, len(self.cl.samplers)
+        reports: list[tuple[UnitResult, list]] = []
+        restarts = 0
+        while self.pending:
+            ready, _ = ray.wait(list(self.pending), num_returns=1)
+            unit, i, actor, refs = self.pending.pop(ready[0])
+            try:
+                reports.append((ray.get(ready[0]), refs))
+            except ray.exceptions.RayActorError as e:
+                self.tries[unit.index] = self.tries.get(unit.index, 0) + 1
+                if self.tries[unit.index] > MAX_UNIT_RETRIES:
+                    raise RuntimeError(f"unit {unit.index} killed {MAX_UNIT_RETRIES + 1} sampler actors; last error: {e}") from None
+                if cl.samplers[i] is actor:  # first failure seen from this actor: replace it
+                    restarts += 1
+                    _log(f"sampler {i} died while sampling; restarting it and sampling its units again")
+                    cl.restart_sampler(i)
+                self.submit(unit, (i + 1) % H)
+        reports.sort(key=lambda r: r[0].unit)
+        samples = [s for rep, refs in reports for s in rep.refs(refs, self.G)]
+        metrics: dict[str, float] = {**rollout_metrics(samples), "time/sampling_s": time.perf_counter() - t0, "time/scoring_s": 0.0}
+        metrics["dist/sampler_restarts"] = restarts
+        metrics["dist/staleness_mean"] = sum(cl.version - s.version for s in samples) / max(len(samples), 1)
+        for i in range(H):
+            mine = [rep for rep, _ in reports if rep.worker == i]
+            busy = sum(r.sampling_s + r.scoring_s for r in mine)
+            metrics[f"dist/sampler{i}/time_s"] = busy
+            metrics[f"dist/sampler{i}/tokens_per_s"] = sum(sum(r.lengths) for r in mine) / busy if busy else 0.0
+        return Rollouts(samples, metrics)
+
+
+class TrainerDied(Exception):
+    pass
+
+
+class RayLearner:
+    """`Learner` on a group of trainer actors that all-reduce gradients.
+
+    Keeps the backprop calls since the last optimizer step, so that a rebuilt trainer
+    group (after a death) replays them from the last finished step's state.
+    """
+
+    def __init__(self, cl: Cluster, model: Any, tokenizer: Any):
+        self.cl, self.cfg, self.model, self.tokenizer = cl, cl.cfg, model, tokenizer
+        self.deliveries: list[Delivery] = []
+        self.trainer_restarts = 0
+        self._pending: list[tuple[list[Any], Norm]] = []  # backprop calls since the last step
+        self._mark = 0  # len(deliveries) at the last step: replays log their deliveries again
+        self._calls = 0
+        self._restarts_at_step = 0
+
+    # -- the Learner interface --------------------------------------------------------------
+    def backprop(self, samples: Sequence[SampleRef], norm: Norm) -> dict[str, float]:
+        self._pending.append((list(samples), norm))
+        reps = self._with_restarts(lambda: self._backprop(list(samples), norm), replay_pending=False)
+        return self._combine(reps)
+
+    def optimizer_step(self, nonfinite: bool) -> dict[str, Any]:
+        import ray
+
+        outs = self._with_restarts(lambda: self._wait([t.optimizer_step.remote(nonfinite) for t in self.cl.trainers]), replay_pending=True)
+        self._pending, self._mark = [], len(self.deliveries)
+        opt = dict(outs[0])
+        for r, o in enumerate(outs):
+            opt[f"dist/trainer{r}/allreduce_s"] = o["allreduce_s"]
+        opt.pop("allreduce_s")
+        opt["dist/trainer_restarts"] = self.trainer_restarts - self._restarts_at_step  # this step's, backprop included
+        self._restarts_at_step = self.trainer_restarts
+        if "skipped" not in opt:
+            self.cl.version += 1
+        self.cl.publish()  # the state a replaced trainer restarts from (also after a skipped step)
+        ray.wait([self.cl.state_ref], num_returns=1)
+        return opt
+
+    def sync(self) -> float:
+        """Every sampler loads rank 0's published weights (one object, read in place); seconds."""
+        import ray
+
+        cl = self.cl
+        t0 = time.perf_counter()
+        for i, ref in enumerate([s.load_weights.remote(cl.weights_ref, cl.version) for s in cl.samplers]):
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError:
+                _log(f"sampler {i} died while loading weights; restarting it")
+                cl.restart_sampler(i)  # the new actor loads cl.weights_ref itself
+        return time.perf_counter() - t0
+
+    def lr(self) -> float:
+        from dashrl.train.trainer import lr_lambda
+
+        t = self.cfg.train
+        return t.lr * lr_lambda(self.cl.version, t.warmup_steps, self.cl.optimizer_steps, t.lr_schedule)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Rank 0's optimizer, scheduler and counters (every rank holds the same); also pulls
+        the newest weights into `self.model`, which the checkpoint saves."""
+        import ray
+
+        self.cl.pull(self.model)
+        if self.cl.state_ref is None:
+            return ray.get(self.cl.trainers[0].publish.options(num_returns=2).remote()[1])
+        return ray.get(self.cl.state_ref)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Give every trainer `self.model`'s weights (the loop loaded the checkpoint into it) and `state`."""
+        import ray
+
+        from dashrl.dist.actors import weights_to_numpy
+
+        cl = self.cl
+        cl.weights_ref, cl.state_ref = ray.put(weights_to_numpy(self.model.state_dict())), ray.put(state)
+        cl.version = int(state["scheduler"]["last_epoch"])
+        ray.get([t.restore.remote(cl.weights_ref, cl.state_ref) for t in cl.trainers])
+
+    # -- inside ---------------------------------------------------------------------------
+    def _backprop(self, samples: list[SampleRef], norm: Norm) -> list[TrainReport]:
+        import ray
+
+        cl = self.cl
+        members: dict[int, tuple[Any, list[int]]] = {}
+        for s in samples:
+            members.setdefault(s.group, (s.ref, []))[1].append(s.index)
+        kept = {g: len(idx) for g, (_, idx) in members.items()}
+        packs = pack_groups(sorted(kept.items()), self.cfg.train.micro_batch_size)
+        deliveries = [(gs, sum(kept[g] for g in gs), [members[g] for g in gs]) for gs in packs]
+        call = self._calls
+        self._calls += 1
+        ray.get(cl.store.fill.remote(call, deliveries, len(cl.trainers)))
+        reps = self._wait([t.backprop.remote(call, norm, cl.store) for t in cl.trainers])
+        got = [d for rep in reps for d in rep.deliveries]
+        check_deliveries(call, got, kept)
+        self.deliveries.extend(got)
+        return reps
+
+    def _wait(self, refs: list[Any]) -> list[Any]:
+        """Results of one call on every trainer, in rank order; TrainerDied names the first dead one."""
+        import ray
+
+        rank_of = {ref: r for r, ref in enumerate(refs)}
+        out: dict[int, Any] = {}
+        remaining = list(refs)
+        while remaining:  # as they finish: a dead trainer is seen at once, not after the others time out
+            ready, remaining = ray.wait(remaining, num_returns=1)
+            try:
+                out[rank_of[ready[0]]] = ray.get(ready[0])
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:  # dead, or an all-reduce broken by a dead peer
+                raise TrainerDied(f"trainer actor {rank_of[ready[0]]}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        return [out[r] for r in range(len(refs))]
+
+    def _with_restarts(self, call: Any, replay_pending: bool) -> Any:
+        """Run `call`; if a trainer dies, rebuild the group from the last finished step and
+        replay the backprop calls since then (all of them before an optimizer step, the
+        earlier ones before a backprop call, which `call` itself then redoes)."""
+        for attempt in range(MAX_TRAINER_RESTARTS + 1):
+            try:
+                return call()
+            except TrainerDied as e:
+                if attempt == MAX_TRAINER_RESTARTS:
+                    raise RuntimeError(f"{e}; gave up after {MAX_TRAINER_RESTARTS} trainer group rebuilds in one call") from None
+                self.trainer_restarts += 1
+                _log(f"{e}; rebuilding the trainer group from step {self.cl.version} and running the step again")
+                self.cl.start_trainers()
+                del self.deliveries[self._mark :]
+                replay = self._pending if replay_pending else self._pending[:-1]
+                try:
+                    for samples, norm in replay:
+                        self._backprop(samples, norm)
+                except TrainerDied:
+                    continue
+        raise AssertionError("unreachable")
+
+    def _combine(self, reps: list[TrainReport]) -> dict[str, float]:
+        """Ranks' backprop metrics as one process would report them (time: the slowest rank)."""
+        from dashrl.train.totals import Totals
+
+        totals = Totals()
+        for rep in reps:
+            totals.add(rep.totals, int(rep.totals.get("train/samples", 0)))
+        out = totals.result()
+        out["time/backprop_s"] = max((r.backprop_s for r in reps), default=0.0)
+        out["nonfinite"] = float(out.get("nonfinite", 0.0) > 0)
+        for rep in reps:
+            out[f"dist/trainer{rep.rank}/queue_wait_s"] = rep.queue_wait_s
+            out[f"dist/trainer{rep.rank}/backprop_s"] = rep.backprop_s
+        return out
+
+
+@contextlib.contextmanager
+def ray_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_steps: int) -> Iterator[tuple[RaySource, RayLearner]]:
+    """Connect to (or start) Ray, start the actors; yields `(source, learner)`. On the way out
+    the driver's `model` gets the newest weights, then the actors (and a cluster this call
+    started) go away."""
+    import ray
+
+    started = connect(cfg)
+    cl = None
+    try:
+        if not cfg.run.quiet:
+            _log(f"{cfg.dist.samplers} samplers, {cfg.dist.trainers} trainers")
+        cl = Cluster(cfg, model, tokenizer, task, optimizer_steps)
+        yield RaySource(cl, model), RayLearner(cl, model, tokenizer)
+        cl.pull(model)
+    finally:
+        if cl is not None:
+            cl.close()
+        if started:
+            ray.shutdown()

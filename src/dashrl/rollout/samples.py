@@ -1,0 +1,126 @@
+"""Scored samples: the one record that local and Ray code both pass around, how a
+sampling pass becomes such records (scoring and advantages, in ONE place), and the
+metrics of a pass. Torch and the standard library only.
+
+A `Sample` lives in CPU memory until a micro-batch asks for it. On the Ray path the
+driver holds `SampleRef`s instead: the same numbers (reward, advantage, length) and
+where the tokens are (a group object in the Ray object store), so the schedules'
+filtering and normalisation run on the driver without the tokens ever passing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from dashrl.algo import Norm, gradient_filter, group_advantages
+
+
+@dataclass
+class Sample:
+    """One scored completion, kept in CPU memory until a micro-batch asks for it."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    logprobs: list[float]  # sampling policy, per completion token
+    reward: float
+    advantage: float
+    group: int  # index of the prompt's group within the step's batch
+    finish_reason: str
+    version: int = 0  # optimizer steps the sampling policy had taken
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt_ids) + len(self.completion_ids)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.completion_ids)
+
+
+@dataclass
+class SampleRef:
+    """A sample whose tokens stay in the Ray object store: `ref` holds its whole group, this is member `index`."""
+
+    group: int
+    index: int
+    reward: float
+    advantage: float
+    num_tokens: int
+    finish_reason: str
+    ref: Any = None
+    version: int = 0
+
+
+@dataclass
+class Rollouts:
+    """One sampling pass: M x G scored samples (group-major) and what it cost."""
+
+    samples: list[Any]  # Sample or SampleRef
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def score_groups(
+    examples: Sequence[Any],
+    prompts: Sequence[list[int]],
+    completions: Sequence[Any],
+    score: Callable[[Sequence[Any], Sequence[str]], list[float]],
+    group_size: int,
+    scale: bool,
+    first_group: int = 0,
+    version: int = 0,
+) -> list[Sample]:
+    """Score `len(examples) * G` completions (group-major) and give each its group advantage."""
+    G = group_size
+    scores = score([examples[i // G] for i in range(len(completions))], [c.text for c in completions])
+    rewards = torch.tensor(scores, dtype=torch.float32).view(len(examples), G)  # [B, G]
+    advantages = group_advantages(rewards, scale=scale).view(-1).tolist()  # [B * G]
+    return [
+        Sample(prompts[i], c.token_ids, c.logprobs, float(scores[i]), advantages[i], first_group + i // G, c.finish_reason, version)
+        for i, c in enumerate(completions)
+    ]
+
+
+def rollout_metrics(samples: Sequence[Any]) -> dict[str, float]:
+    """Reward, accuracy, advantage and length statistics of one pass (Sample or SampleRef).
+
+    >>> rs = [SampleRef(0, i, r, 0.5 - r, 4, "stop") for i, r in enumerate([1.0, 0.0])]
+    >>> rollout_metrics(rs)["accuracy"], rollout_metrics(rs)["gen/sampled_tokens"]
+    (0.5, 8)
+    """
+    n = len(samples)
+    if n == 0:
+        return {}
+    rewards = torch.tensor([s.reward for s in samples])  # [M * G]
+    adv = torch.tensor([s.advantage for s in samples])  # [M * G]
+    n_tok = sum(s.num_tokens for s in samples)
+    return {
+        "reward/mean": float(rewards.mean()),
+        "reward/std": float(rewards.std()) if n > 1 else 0.0,
+        "accuracy": float((rewards >= 1.0).float().mean()),
+        "adv/abs_mean": float(adv.abs().mean()),
+        "gen/mean_tokens": n_tok / n,
+        "gen/truncated_frac": sum(s.finish_reason == "length" for s in samples) / n,
+        "gen/empty_frac": sum(s.num_tokens == 0 for s in samples) / n,
+        "gen/sampled_tokens": n_tok,
+    }
+
+
+def keep(samples: Sequence[Any], threshold: float) -> list[Any]:
+    """Gradient filtering: the samples with |advantage| above `threshold` (negative keeps all).
+
+    >>> [s.index for s in keep([SampleRef(0, i, 0.0, a, 1, "stop") for i, a in enumerate([0.0, 0.3, -1.0])], 0.1)]
+    [1, 2]
+    """
+    if not samples:
+        return []
+    mask = gradient_filter(torch.tensor([s.advantage for s in samples]), threshold)
+    return [s for s, k in zip(samples, mask.tolist()) if k]
+
+
+def full_norm(samples: Sequence[Any], max_len: int) -> Norm:
+    """Denominators over `samples`, filtered ones included: dropping a near-zero-advantage
+    sample then removes only its (near-zero) term instead of re-weighting the rest."""
+    return Norm(num_seqs=len(samples), num_tokens=float(sum(s.num_tokens for s in samples)), max_len=max_len)

@@ -1,0 +1,57 @@
+"""Exact resume on the Ray path: SIGKILL the driver mid-sampling, mid-backprop and
+mid-save, SIGTERM it once, resume each time; the run ends with the same weights, bit for
+bit, as an uninterrupted Ray run (CPU, fp32).
+
+The stages are run by `test_resume.py`'s script (one forked child per stage, which dies
+with whatever it held); each child joins this module's Ray cluster as a new driver, so
+a killed driver's actors go with it and the next stage starts fresh ones.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from test_resume import assert_same_run, run_plan  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def address():
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def test_ray_sigterm_saves_and_sigkill_mid_backprop_resumes_bit_exact(tmp_path, address):
+    """The quick case (the full plan is slow): SIGTERM mid-sampling saves and exits 143
+    (issue 10: it used to crash with -6 and no checkpoint), then a SIGKILL while the
+    trainer actors backprop, then the resumed run finishes the same as the reference."""
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    stages = [(str(ref), None), (str(run), "sigterm:0"), (str(run), "backprop:1"), (str(run), None)]
+    spec = {"schedule": "dash", "steps": 2, "save_every": 0, "dist": {"samplers": 1, "trainers": 1, "address": address}}
+    results = run_plan(tmp_path, spec, stages)
+    assert [r["code"] for r in results] == [0, 143, -9, 0], [r["log"][-2000:] for r in results]
+    assert "stopped after step 1 of 2; saved" in results[1]["log"]
+    assert "SIGTERM received" not in results[1]["log"]
+    assert_same_run(ref, run, 2)
+
+
+@pytest.mark.slow
+def test_ray_driver_killed_anywhere_then_resumed_is_bit_exact(tmp_path, address):
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    stages = [
+        (str(ref), None),
+        (str(run), "sample:1"),  # step 1 saved; dies with a unit on a sampler
+        (str(run), "backprop:2"),  # resumes at 1, saves 2, dies while the trainers backprop
+        (str(run), "save:2"),  # resumes at 2, dies half-way through saving step 3
+        (str(run), "sigterm:3"),  # resumes at 2, saves 3; SIGTERM: finishes cycle 3, saves 4, exits 143
+        (str(run), None),  # finds step 4 done
+    ]
+    spec = {"schedule": "dash", "steps": 4, "save_every": 1, "dist": {"samplers": 1, "trainers": 2, "address": address}}
+    results = run_plan(tmp_path, spec, stages)
+    codes = [r["code"] for r in results]
+    assert codes == [0, -9, -9, -9, 143, 0], [r["log"][-2000:] for r in results]
+    assert "resume with: dashrl train --resume" in results[4]["log"]
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+    assert_same_run(ref, run, 4)

@@ -1,0 +1,28 @@
+"""The examples in the light modules' docstrings run, and give what they say."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "dashrl.algo.advantages",
+    "dashrl.algo.losses",
+    "dashrl.rollout.samples",
+    "dashrl.train.totals",
+    "dashrl.train.batching",
+    "dashrl.train.trainer",
+    "dashrl.dist.units",
+    "dashrl.dist.store",
+    "dashrl.rewards.math_grading",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{name} has no examples"
+    assert result.failed == 0, f"{result.failed} of {result.attempted} doctest examples in {name} failed"
