@@ -173,6 +173,8 @@ def find_resume_point(cfg: Config, run_dir: Path, resume: bool | None) -> Path |
         raise RunError(f"run folder {run_dir} does not exist")
     ckpt = latest_checkpoint(run_dir) if run_dir.is_dir() else None
     if ckpt is None:
+        if run_dir.is_dir() and latest_checkpoint(run_dir, resumable=False):  # run.keep_state = "none"
+            raise RunError(f"run folder {run_dir} holds checkpoints without trainer state (run.keep_state = none); it cannot be resumed; choose another --run.name")
         if resume:
             raise RunError(f"run folder {run_dir} has no checkpoint to resume from (none was saved yet)")
         return None
@@ -260,7 +262,7 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
         best = best_checkpoint(run_dir)
         prune_checkpoints(run_dir, cfg.run.keep_last, keep=[best] if best else [])  # leftovers of a crash
         state = load_state(ckpt)
-        load_weights(model, ckpt)
+        load_weights(model, ckpt, state)
         trainer.load_state_dict(state["trainer"])
         trainer.sync()  # the sampler's own bf16 copy, if any
         set_rng_state(state["rng"])
@@ -343,16 +345,16 @@ def _write_row(writer: MetricsWriter, row: dict[str, Any]) -> None:
 
 def _save(cfg: Config, run_dir: Path, trainer: Any, rows: list[dict[str, Any]], step: int, cycle: int, elapsed: float, interrupted: bool) -> Path:
     """Save a resumable checkpoint, record it as best if it is, prune old ones."""
-    state = {"trainer": trainer.state_dict(), "rng": rng_state()}
+    state = {"trainer": trainer.state_dict(), "rng": rng_state()} if cfg.run.keep_state != "none" else None
     extra = {"cycle": cycle, "elapsed_s": elapsed, "interrupted": interrupted}
     try:
-        path = save_checkpoint(run_dir, step, trainer.model, trainer.tokenizer, extra, state)
+        path = save_checkpoint(run_dir, step, trainer.model, trainer.tokenizer, extra, state, cfg.run.save_dtype)
         if cfg.run.best:
             value = next((r[cfg.run.best] for r in reversed(rows) if isinstance(r.get(cfg.run.best), (int, float))), None)
             if value is not None:
                 update_best(run_dir, path, cfg.run.best, float(value), cfg.run.best_mode)
         best = best_checkpoint(run_dir)
-        prune_checkpoints(run_dir, cfg.run.keep_last, keep=[best] if best else [])
+        prune_checkpoints(run_dir, cfg.run.keep_last, keep=[best] if best else [], keep_state=cfg.run.keep_state)
     except OSError as e:
         prev = latest_checkpoint(run_dir)
         kept = f"the last checkpoint ({prev.name}) is intact" if prev else "no checkpoint was saved yet"
