@@ -178,6 +178,7 @@ def test_bf16_weights_file_is_half_the_size_loads_in_transformers_and_resumes_ex
     bf16 = _save(tmp_path / "b", 1, tiny_lm, save_dtype="bf16")
     weights = load_file(bf16 / "model.safetensors")
     assert {v.dtype for v in weights.values()} == {torch.bfloat16}
+    assert weights.keys() == load_file(fp32 / "model.safetensors").keys()  # tied weights saved once
     ratio = (bf16 / "model.safetensors").stat().st_size / (fp32 / "model.safetensors").stat().st_size
     assert ratio < 0.6  # 2 bytes a weight instead of 4, plus the same header
     shared = AutoModelForCausalLM.from_pretrained(bf16)

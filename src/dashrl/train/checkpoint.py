@@ -196,7 +196,12 @@ def _save_bf16(model: Any, folder: Path) -> None:
     model itself (the fp32 master copy) is left as it is."""
     import torch
 
-    weights = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    cast: dict[int, Any] = {}  # by storage: tied weights stay one tensor, saved once
+    weights = {}
+    for k, v in model.state_dict().items():
+        if v.is_floating_point():
+            v = cast.setdefault(v.data_ptr(), v.to(torch.bfloat16))
+        weights[k] = v
     model.save_pretrained(folder, state_dict=weights)
     config = folder / "config.json"
     data = json.loads(config.read_text())
