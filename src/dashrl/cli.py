@@ -4,9 +4,11 @@
     dashrl train --resume RUN_DIR [--train.steps N]
     dashrl eval --model PATH_OR_ID --dataset math500 [...]
     dashrl report RUN_DIR [RUN_DIR ...] [--out DIR]
+    dashrl config [--show SECTION] [--files]
+    dashrl distill --teacher MODEL --task.name NAME --n 8 --out traces.jsonl
 
 `dashrl train` with no arguments runs the quickstart: DASH on SmolLM2-135M-Instruct
-on the arithmetic task (configs/quickstart.toml holds the same values).
+on the arithmetic task (the shipped run file `quickstart` holds the same values).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ COMMANDS = {
     "report": ("dashrl.report", "plot one or more runs and write a markdown summary"),
     "bench": ("dashrl.bench", "time grpo, DASH without and with filtering side by side"),
     "tune": ("dashrl.tune", "measure and pick the inference batch size and micro-batch size"),
+    "config": ("dashrl.cli_config", "list every config field (type, default, doc) and the shipped run files"),
+    "distill": ("dashrl.distill", "keep a teacher model's correct solutions to a task as SFT data"),
 }
-TAKES_OVERRIDES = ("train", "bench", "tune")  # commands that accept --section.field VALUE
+TAKES_OVERRIDES = ("train", "eval", "bench", "tune", "distill")  # commands that accept --section.field VALUE
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """`dashrl train`: argument parsing and error reporting around `dashrl.train.loop.train`.
 
-    dashrl train --config configs/quickstart.toml --run.name qs   # a new run (or continue qs)
+    dashrl train --config quickstart --run.name qs                 # a new run (or continue qs)
     dashrl train --resume runs/qs                                  # continue from its checkpoint
     dashrl train --resume runs/qs --train.steps 60                 # ... and train longer
 
@@ -25,7 +25,15 @@ else:  # pragma: no cover
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="TOML run file (see configs/); fields not given keep their defaults")
+    from dashrl.config import sections_summary, shipped_configs
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument(
+        "--config",
+        metavar="FILE_OR_NAME",
+        help=f"TOML run file, or the name of a shipped one ({', '.join(shipped_configs())}); "
+        "fields not given keep their defaults",
+    )
     p.add_argument(
         "--resume",
         metavar="RUN_DIR",
@@ -33,14 +41,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--train.steps and --run.* may change)",
     )
     p.epilog = (
-        "Any config field can be set as --section.field VALUE, e.g. --algo.schedule grpo "
-        "--train.steps 10 --model.name HuggingFaceTB/SmolLM2-360M-Instruct. "
-        "Sections: model, task, sampler, algo, train, run (fields documented in dashrl/config.py). "
+        "Any config field can be set as --section.field VALUE, e.g. --algo.schedule grpo\n"
+        "--train.steps 10 --model.name HuggingFaceTB/SmolLM2-360M-Instruct. Sections and fields:\n\n"
+        f"{sections_summary()}\n\n"
+        "Types, defaults and docs: `dashrl config --show SECTION` (or `dashrl config` for all).\n"
         "A run whose --run.name folder holds a checkpoint continues from it."
     )
 
 
-def _fail(msg: str, status: int) -> int:
+def fail(msg: str, status: int) -> int:
+    """Print `dashrl: msg` on stderr (the one-line error of every command); return `status`."""
     print(f"dashrl: {msg}", file=sys.stderr)
     return status
 
@@ -57,9 +67,20 @@ def resume_config(run_dir: Path, overrides: list[str]) -> Any:
         check_keys(data)
     except (tomllib.TOMLDecodeError, ConfigError, OSError) as e:
         raise ConfigError(f"{path}: {e}") from None
-    for sec, vals in parse_overrides(overrides).items():
+    from dashrl.train.loop import RESUMABLE_CHANGES  # light: the loop imports torch only when it runs
+
+    parsed = parse_overrides(overrides)
+    for sec, vals in parsed.items():
         if sec == "run" and ({"out_dir", "name"} & set(vals)):
             raise ConfigError("--resume continues the run in its own folder: --run.out_dir and --run.name cannot change")
+        fixed = [f"--{sec}.{key}" for key in vals if sec != "run" and f"{sec}.{key}" not in RESUMABLE_CHANGES]
+        if fixed:
+            given = " ".join(f"{flag} {parsed[flag[2:].split('.')[0]][flag.split('.')[1]]}" for flag in fixed)
+            raise ConfigError(
+                f"--resume continues {run_dir} as it was configured: only --train.steps and --run.* may change, "
+                f"not {', '.join(fixed)}; to train with that change, start a new run from its config: "
+                f"dashrl train --config {path} {given} --run.name NEW_NAME"
+            )
         data.setdefault(sec, {}).update(vals)
     resolved = run_dir.resolve()
     data.setdefault("run", {}).update(out_dir=str(resolved.parent), name=resolved.name)
@@ -77,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             cfg = load_config(args.config, args.overrides)
     except ConfigError as e:
-        return _fail(str(e), 2)
+        return fail(str(e), 2)
     from dashrl.data.datasets import DatasetError
     from dashrl.models import ModelError
     from dashrl.train.loop import Interrupted, RunError, train
@@ -85,10 +106,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         train(cfg, resume=True if args.resume else None)
     except (ModelError, DatasetError, RunError) as e:
-        return _fail(str(e), 1)
+        return fail(str(e), 1)
     except Interrupted as e:
         print(f"[dashrl] {e}", file=sys.stderr)
         return 128 + int(e.signum)
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return fail("interrupted", 130)
     return 0

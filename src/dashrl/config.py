@@ -66,17 +66,20 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TaskConfig:
     name: str = "arithmetic"
-    """Training task: `arithmetic` (procedural), `gsm8k`, `math`, or a dataset name/path."""
+    """Training task: `arithmetic` or `wordproblems` (procedural), `gsm8k`, `math`, or a dataset name/path."""
     split: str = "train"
     """Dataset split to train on."""
     difficulty: int = 1
-    """Arithmetic only: number of digits per operand (1-6)."""
+    """Procedural tasks: digits per operand for `arithmetic`, steps per problem for `wordproblems` (1-6)."""
     limit: int = 0
     """Use only the first N problems (0 = all)."""
     problem_field: str = ""
     """Local JSONL only: the field holding the problem text."""
     answer_field: str = ""
     """Local JSONL only: the field holding the reference answer."""
+    tests_field: str = ""
+    """Local JSONL only: the field holding a code problem's test program (asserts run after the
+    completion's code in the sandbox); a record with tests is a code problem (default field: tests|test)."""
 
     def __post_init__(self) -> None:
         _check(1 <= self.difficulty <= 6, "task.difficulty", f"expected 1..6, got {self.difficulty}")
@@ -286,7 +289,8 @@ class EvalConfig:
     """Evaluate every N optimizer steps and after the last one (0 = never)."""
     datasets: str = ""
     """Comma-separated dataset names (e.g. `math500,gsm8k`); `arithmetic` = held-out arithmetic
-    problems at task.difficulty."""
+    problems at task.difficulty; `wordproblems`, `wordproblems_long`, `wordproblems_big`,
+    `wordproblems_mul` = held-out word problems (dashrl.data.wordproblems.EVAL_SETS)."""
     limit: int = 100
     """First N problems of each dataset (0 = all)."""
     max_new_tokens: int = 512
@@ -462,27 +466,113 @@ def parse_overrides(args: Sequence[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Defaults <- TOML file <- `--section.field VALUE` overrides, validated.
+# -- shipped run files and the field listing ----------------------------------------------
+CONFIGS = Path(__file__).parent / "configs"  # TOML run files installed with the package
+
+
+def shipped_configs() -> dict[str, Path]:
+    """The run files installed with dashrl, by name (`quickstart`, `gsm8k`, ...)."""
+    return {p.stem: p for p in sorted(CONFIGS.glob("*.toml"))}
+
+
+def find_config(name: str | os.PathLike) -> Path:
+    """A `--config` value as a file: an existing path, else a shipped run file by name.
+
+    `gsm8k`, `gsm8k.toml` and `configs/gsm8k.toml` all find the shipped file when no such
+    path exists here, so the README's commands work from any folder.
+
+    >>> find_config("quickstart").name
+    'quickstart.toml'
+    """
+    p = Path(name)
+    if p.is_file():
+        return p
+    shipped = shipped_configs()
+    stem = p.name[: -len(".toml")] if p.name.endswith(".toml") else p.name
+    if stem in shipped and (p.parent == Path(".") or p.parent.name == "configs"):
+        return shipped[stem]
+    raise ConfigError(f"config file not found: {p} (shipped run files: {', '.join(shipped)}; `dashrl config --files` lists them)")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstrings written under each field of a config dataclass, read from its source.
+
+    >>> field_docs(TrainConfig)["steps"].split(";")[0]
+    'Optimizer steps for dash and grpo'
+    """
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, after in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def describe_fields(section: str | None = None) -> str:
+    """Every field of `section` (or of all sections): `--section.field TYPE = DEFAULT` and its
+    docstring, derived from the dataclasses. What `dashrl config --show` prints.
+
+    >>> describe_fields("train").splitlines()[1].split("=")[0].strip()
+    '--train.steps INT'
+    """
+    import textwrap
+
+    types = _section_types()
+    if section is not None and section not in types:
+        raise ConfigError(f"unknown section {section!r}{_suggest(section, list(types))}")
+    out = []
+    for sec in [section] if section else list(types):
+        cls, defaults = types[sec], types[sec]()
+        docs, hints = field_docs(cls), get_type_hints(cls)
+        out.append(f"[{sec}]")
+        for f in fields(cls):
+            out.append(f"  --{sec}.{f.name} {hints[f.name].__name__.upper()} = {_toml_value(getattr(defaults, f.name))}")
+            out += textwrap.wrap(docs.get(f.name, ""), width=88, initial_indent=" " * 6, subsequent_indent=" " * 6)
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def sections_summary() -> str:
+    """One line per section naming its fields (for `dashrl train --help`)."""
+    import textwrap
+
+    return "\n".join(
+        textwrap.fill(", ".join(f.name for f in fields(cls)), width=79, initial_indent=f"  {sec:9}", subsequent_indent=" " * 11)
+        for sec, cls in _section_types().items()
+    )
+
+
+def load_config(
+    path: str | os.PathLike | None = None, overrides: Sequence[str] = (), base: dict[str, dict[str, Any]] | None = None
+) -> Config:
+    """Defaults <- `base` (a command's own defaults) <- TOML file <- `--section.field VALUE`
+    overrides, validated.
+
+    `path` is a TOML file or the name of a shipped run file (`find_config`).
 
     >>> load_config(overrides=["--train.steps", "3"]).train.steps
     3
     """
-    data: dict[str, dict[str, Any]] = {}
+    data: dict[str, dict[str, Any]] = {sec: dict(vals) for sec, vals in (base or {}).items()}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
+        p = find_config(path)
         try:
-            data = tomllib.loads(p.read_text())
+            from_file = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {p}: invalid TOML: {e}") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file {p}: cannot read it ({e})") from None
         try:
-            check_keys(data)
+            check_keys(from_file)
         except ConfigError as e:  # name the file: the bad key is in it, not on the command line
             raise ConfigError(f"{p}: {e}") from None
+        for sec, vals in from_file.items():
+            data.setdefault(sec, {}).update(vals)
     for sec, vals in parse_overrides(overrides).items():
         data.setdefault(sec, {}).update(vals)
     # Values the file resolved (beta, loss) are re-resolved from the schedule when absent.

@@ -112,12 +112,53 @@ def resolve_model_path(spec: str) -> str:
     return spec  # a hub id
 
 
-def load_model(spec: str, dtype: str = "fp32", attn: str = "sdpa") -> tuple[Any, Any]:
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face endpoint opens within `timeout` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def hub_access(repo_id: str) -> bool:
+    """For a hub id: True to load it online, False to load it from the local cache only.
+
+    Fails at once, with a ModelError, when the hub cannot be reached (HF_HUB_OFFLINE set, or
+    no connection within 3 s) and the model is not cached: huggingface_hub would otherwise
+    retry for most of a minute before failing.
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    if constants.is_offline_mode():
+        reason = "HF_HUB_OFFLINE is set"
+    elif hub_reachable():
+        return True
+    else:
+        reason = f"{constants.ENDPOINT} cannot be reached (offline?)"
+    if cached:
+        return False
+    raise ModelError(
+        f"model {repo_id!r} is not in the local Hugging Face cache and {reason}; download it on a "
+        "machine with access (huggingface-cli download ...), or pass a local model folder or smollm2-135m"
+    )
+
+
+def load_model(spec: str, attn: str = "sdpa") -> tuple[Any, Any]:
     """Load `(model, tokenizer)` for training and sampling.
 
-    Weights are always fp32 (the optimizer's master copy); `dtype="bf16"` makes the
-    trainer and sampler compute under bf16 autocast. The tokenizer gets a pad token
-    (its EOS) and left padding if it lacks them.
+    Weights are always fp32 (the optimizer's master copy); `model.dtype = "bf16"` makes the
+    trainer and sampler compute in bf16 (autocast, and the sampler's own bf16 copy), so
+    the dtype belongs to them, not to loading. The tokenizer gets a pad token (its EOS)
+    and left padding if it lacks them. A hub id that cannot be fetched fails at once
+    (`hub_access`).
 
     >>> model, tok = load_model("smollm2-135m")  # doctest: +SKIP
     """
@@ -125,11 +166,12 @@ def load_model(spec: str, dtype: str = "fp32", attn: str = "sdpa") -> tuple[Any,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(spec)
+    local = {} if Path(path).exists() or hub_access(path) else {"local_files_only": True}
     try:
-        tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn)
+        tok = AutoTokenizer.from_pretrained(path, **local)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation=attn, **local)
     except OSError as e:
-        raise ModelError(f"could not load model {spec!r}: {e}") from None
+        raise ModelError(f"could not load model {spec!r}: {' '.join(str(e).split())}") from None
     prepare_tokenizer(tok)
     return model, tok
 

@@ -109,7 +109,7 @@ def _ema(values: list[float], n: int) -> list[float]:
     return out
 
 
-def _line_panels(runs: list[Run], keys: Sequence[tuple[str, str]], path: Path, by_time: bool = False) -> None:
+def _line_panels(runs: list[Run], keys: Sequence[tuple[str, str]], path: Path, by_time: bool = False) -> Any:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
@@ -126,8 +126,11 @@ def _line_panels(runs: list[Run], keys: Sequence[tuple[str, str]], path: Path, b
                 xs = steps
             smooth = _ema(values, len(values))
             if smooth is not values:
-                ax.plot(xs, values, color=color, alpha=0.25, linewidth=1)
-            ax.plot(xs, smooth, color=color, linewidth=2, label=run.label, marker="o" if len(xs) < 20 else None, markersize=3)
+                ax.plot(xs, values, color=color, alpha=0.25, linewidth=1, label=f"{run.label} (per step)")
+                label = f"{run.label} (EMA, span {max(len(values) // 10, 2)} steps)"
+            else:
+                label = run.label
+            ax.plot(xs, smooth, color=color, linewidth=2, label=label, marker="o" if len(xs) < 20 else None, markersize=3)
         ax.set_title(title)
         ax.set_xlabel("wall-clock minutes" if by_time else "optimizer step")
         ax.grid(alpha=0.3)
@@ -135,12 +138,13 @@ def _line_panels(runs: list[Run], keys: Sequence[tuple[str, str]], path: Path, b
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return fig  # closed, still inspectable (tests read its legend)
 
 
-def _time_split(runs: list[Run], path: Path) -> None:
+def _time_split(runs: list[Run], path: Path) -> Any:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(max(5, 1.5 * len(runs) + 3), 4))
+    fig, ax = plt.subplots(figsize=(max(5, 1.5 * len(runs) + 3) + 1.5, 4))
     bottoms = [0.0] * len(runs)
     x = list(range(len(runs)))
     for j, phase in enumerate(list(PHASES) + ["other"]):
@@ -158,10 +162,11 @@ def _time_split(runs: list[Run], path: Path) -> None:
     ax.set_xticks(x, [r.label for r in runs], rotation=15)
     ax.set_ylabel("seconds per optimizer step")
     ax.set_title("time split")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return fig  # closed, still inspectable (tests read its legend)
 
 
 def plot(runs: list[Run], out: Path) -> list[Path]:
@@ -180,33 +185,32 @@ def plot(runs: list[Run], out: Path) -> list[Path]:
     return [out / name for name in PLOTS]
 
 
-def _mean(run: Run, key: str, part: slice) -> float:
-    vals = [float(r[key]) for r in run.rows[part] if _finite(r.get(key))]
-    return sum(vals) / len(vals) if vals else float("nan")
-
-
 def markdown(runs: list[Run], plots: Sequence[Path], out: Path) -> str:
-    """A table comparing the runs (first/last tenth of the steps) and links to the plots."""
+    """A table comparing the runs (early vs late: `dashrl.train.metrics.first_last`, the same
+    definition as a run's closing table) and links to the plots."""
+    from dashrl.train.metrics import WINDOW_RULE, first_last
+
     header = ["run", "schedule", "steps", "reward first -> last", "accuracy first -> last", "kept", "s/step", "wall min"]
     header += [f"{p} %" for p in PHASES]
     lines = ["# dashrl report", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
         n = len(run.rows)
-        w = max(1, n // 10)
         step_s = sum(float(r.get("time/step_s") or 0) for r in run.rows)
         shares = [sum(float(r.get(f"time/{p}_s") or 0) for r in run.rows) / (step_s or 1) for p in PHASES]
+        kept = [float(r["filter/kept_frac"]) for r in run.rows if _finite(r.get("filter/kept_frac"))]
+        reward, acc = first_last(run.rows, "reward/mean"), first_last(run.rows, "accuracy")
         cells = [
             run.label,
             str(run.config.get("algo", {}).get("schedule", "?")),
             str(run.rows[-1]["step"]),
-            f"{_mean(run, 'reward/mean', slice(0, w)):.3f} -> {_mean(run, 'reward/mean', slice(n - w, n)):.3f}",
-            f"{_mean(run, 'accuracy', slice(0, w)):.3f} -> {_mean(run, 'accuracy', slice(n - w, n)):.3f}",
-            f"{_mean(run, 'filter/kept_frac', slice(0, n)):.1%}",
+            f"{reward[0]:.3f} -> {reward[1]:.3f}",
+            f"{acc[0]:.3f} -> {acc[1]:.3f}",
+            f"{sum(kept) / len(kept):.1%}" if kept else "-",
             f"{step_s / n:.2f}",
             f"{run.minutes()[-1]:.1f}",
         ] + [f"{s:.0%}" for s in shares]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"First and last {'tenth' if len(runs[0].rows) >= 10 else 'step'} of each run; runs: "]
+    lines += ["", f"first -> last: {WINDOW_RULE}, as in each run's closing table. Runs:"]
     lines += [f"- `{run.label}`: {run.path}" for run in runs]
     lines.append("")
     for p in plots:

@@ -29,7 +29,7 @@ def test_evaluate_tiny_model(tiny_lm):
 
 
 def test_eval_command_tiny_model(tiny_lm, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("dashrl.models.load_model", lambda spec, dtype="fp32": tiny_lm)
+    monkeypatch.setattr("dashrl.models.load_model", lambda spec, **kw: tiny_lm)
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     out = tmp_path / "report.json"
@@ -41,3 +41,35 @@ def test_eval_command_tiny_model(tiny_lm, tmp_path, monkeypatch, capsys):
     assert report["results"]["gsm8k"]["samples"] == 4
     assert report["settings"]["temperature"] == 1.0  # n > 1 samples by default
     assert "amc23" in capsys.readouterr().out
+
+
+def test_eval_of_a_checkpoint_reproduces_the_in_training_evaluation(tiny_lm, tmp_path):
+    """`dashrl eval --config RUN/config.toml --model.name CHECKPOINT --dataset arithmetic` is the
+    evaluation the run logged at that step: same problems, same greedy tokens, same grades."""
+    from conftest import tiny_config
+    from test_resume import letter_task
+
+    from dashrl.cli import main
+    from dashrl.train.checkpoint import step_dir
+    from dashrl.train.loop import train
+    from dashrl.train.metrics import read_metrics
+
+    model, tok = tiny_lm
+    model.save_pretrained(tmp_path / "tiny")
+    tok.save_pretrained(tmp_path / "tiny")
+    cfg = tiny_config(tmp_path, train={"steps": 3, "lr": 3e-2}, run={"loggers": ""},
+                      eval={"every": 3, "datasets": "arithmetic", "limit": 6, "max_new_tokens": 7})  # fmt: skip
+    run = train(cfg, model, tok, task=letter_task()).run_dir  # letters: rewards vary, the weights move
+    logged = read_metrics(run / "metrics.jsonl")[-1]
+    out = tmp_path / "r.json"
+    assert main(["eval", "--config", str(run / "config.toml"), "--model.name", str(step_dir(run, 3)),
+                 "--dataset", "arithmetic", "--records", "--out", str(out)]) == 0  # fmt: skip
+    result = json.loads(out.read_text())["results"]["arithmetic"]
+    assert result["examples"] == 6
+    assert result["accuracy"] == logged["eval/arithmetic/accuracy"]
+    assert result["mean_length"] == logged["eval/arithmetic/mean_tokens"]
+    # the base model decodes other tokens: the checkpoint's weights, not the base's, were evaluated
+    assert main(["eval", "--config", str(run / "config.toml"), "--model.name", str(tmp_path / "tiny"),
+                 "--dataset", "arithmetic", "--records", "--out", str(out)]) == 0  # fmt: skip
+    base = json.loads(out.read_text())["results"]["arithmetic"]
+    assert [r["completions"] for r in base["records"]] != [r["completions"] for r in result["records"]]

@@ -76,3 +76,37 @@ def test_report_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ReportError, match="is not a run folder"):
         report([tmp_path / "empty"])
+
+
+def test_report_and_closing_table_agree_on_early_and_late(tmp_path):
+    from dashrl.train.metrics import read_metrics, summarize
+
+    fake_run(tmp_path / "r", "dash", 30, 1.0)
+    md = report([tmp_path / "r"], out=tmp_path / "out").read_text()
+    table = summarize(read_metrics(tmp_path / "r" / "metrics.jsonl"))
+    # reward s/30 for s = 1..30: first 5 steps mean 3/30 = 0.100, last 5 steps mean 28/30 = 0.933
+    assert "| reward, first 5 steps | 0.100 |" in table and "| reward, last 5 steps | 0.933 |" in table
+    assert "| 0.100 -> 0.933 |" in md
+    assert "first and the last 5 steps" in md and "first and the last 5 steps" in table
+
+
+def test_smoothed_curve_is_labelled_and_the_legend_leaves_the_bars_visible(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dashrl.report import _line_panels, _time_split, load_run
+
+    fake_run(tmp_path / "r", "dash", 30, 1.0)
+    run = load_run(tmp_path / "r")
+    fig = _line_panels([run], [("reward/mean", "reward")], tmp_path / "a.png")
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["r (per step)", "r (EMA, span 3 steps)"]
+    fig = _time_split([run], tmp_path / "b.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    bars = [p.get_window_extent(renderer) for p in ax.patches if p.get_height() > 0]
+    assert len(bars) == 5  # sampling, scoring, backprop, optimizer, sync (no "other" time here)
+    assert not any(legend.overlaps(b) for b in bars)

@@ -139,8 +139,8 @@ def test_cli_resume_trains_on_to_more_steps(tmp_path, tiny_lm, capsys):
     common += ["--algo.prompts_per_step", "2", "--algo.group_size", "2", "--train.micro_batch_size", "4", "--run.quiet", "true"]
     assert main(["train", *common, "--train.steps", "2", "--run.out_dir", str(tmp_path), "--run.name", "r", "--run.loggers", ""]) == 0
     capsys.readouterr()
-    assert main(["train", "--resume", str(tmp_path / "r"), "--algo.group_size", "4"]) == 1
-    assert "algo.group_size = 2 in the run, 4 now" in one_line_error(capsys)
+    assert main(["train", "--resume", str(tmp_path / "r"), "--algo.group_size", "4"]) == 2  # refused as a config error
+    assert "only --train.steps and --run.* may change, not --algo.group_size" in one_line_error(capsys)
     assert main(["train", "--resume", str(tmp_path / "r"), "--train.steps", "3"]) == 0
     assert [r["step"] for r in read_metrics(tmp_path / "r" / "metrics.jsonl")] == [1, 2, 3]
     assert latest_checkpoint(tmp_path / "r").name == "step-000003"

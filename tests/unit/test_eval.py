@@ -148,7 +148,8 @@ def test_command_end_to_end_with_fake_model(tmp_path, monkeypatch, capsys):
             return [Completion([1, 2], t, [0.0, 0.0], "stop") for t in texts]
 
     models = types.ModuleType("dashrl.models")
-    models.load_model = lambda spec, dtype="fp32": (object(), Tok())
+    models.load_model = lambda spec, **kw: (object(), Tok())
+    models.ModelError = RuntimeError
     prompts = types.ModuleType("dashrl.data.prompts")
     prompts.build_prompt = lambda tok, ex: [ord(c) for c in ex.problem]
     monkeypatch.setitem(sys.modules, "dashrl.models", models)
@@ -164,7 +165,7 @@ def test_command_end_to_end_with_fake_model(tmp_path, monkeypatch, capsys):
 
 
 def test_command_rejects_bad_input(capsys):
-    assert run(_parse("--model", "m", "--dataset", "nope")) == 2
+    assert run(_parse("--model", "m", "--dataset", "nope")) == 1
     assert "unknown dataset 'nope'" in capsys.readouterr().err
     assert run(_parse("--model", "m", "--dataset", "gsm8k", "--n", "2", "--k", "1,4")) == 2
     with pytest.raises(SystemExit):

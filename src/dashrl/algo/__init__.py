@@ -1,7 +1,8 @@
-"""Pure math of the method: advantages, gradient filtering, losses, KL. Torch only."""
+"""Pure math of the method: advantages, gradient filtering, losses, KL, the SFT loss. Torch only."""
 
 from dashrl.algo.advantages import gradient_filter, group_advantages
 from dashrl.algo.losses import AGGREGATIONS, LOSSES, Norm, aggregate, get_loss, kl_penalty, pg_loss, ppo_clip_loss
+from dashrl.algo.sft import sft_loss
 
 __all__ = [
     "AGGREGATIONS",
@@ -14,4 +15,5 @@ __all__ = [
     "kl_penalty",
     "pg_loss",
     "ppo_clip_loss",
+    "sft_loss",
 ]

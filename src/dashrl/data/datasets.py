@@ -26,6 +26,8 @@ Departures and choices, written down:
     task ids as listed in the file, first 264 train, last 114 test. The resulting ids are stored in
     `files/code/mbppplus_split.json` (so they never depend on Python's RNG); "all" gives all 378.
     `tests` is the OriginFmt `test` script (plus inputs included).
+  - `meta["solution"]` keeps the human-written solution where the file has one (math / math_train
+    `solution`, gsm8k's worked answer, mbppplus `code`): the SFT-H data of `dashrl.data.sft`.
   - humaneval: `tests` = the test (defines `check`) + `check(<entry_point>)`.
   - humanevalplus: the base test as above, then every base + plus input is run through the
     canonical solution (defined in the test script under its own namespace) and the program, and
@@ -38,12 +40,13 @@ Departures and choices, written down:
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from dashrl.data import Example
 
@@ -133,7 +136,8 @@ def _math(record: dict, where: str) -> Example:
         id=_get(record, "unique_id", where),
         problem=_get(record, "problem", where),
         answer=answer,
-        meta={"subject": record.get("subject"), "level": level if isinstance(level, int) else None},
+        meta={"subject": record.get("subject"), "level": level if isinstance(level, int) else None,
+              "solution": record.get("solution")},
     )
 
 
@@ -145,6 +149,7 @@ def _gsm8k(record: dict, where: str) -> Example:
         id=where.rsplit("/", 1)[-1],
         problem=_get(record, "question", where),
         answer=full.rsplit("####", 1)[1].strip().replace(",", ""),
+        meta={"solution": full},
     )
 
 
@@ -220,7 +225,7 @@ def _mbppplus(record: dict, where: str, prompts: dict[int, tuple[str, str]]) -> 
         problem=text,
         kind="code",
         tests=_get(record, "test", where),
-        meta={"entry_point": entry_point},
+        meta={"entry_point": entry_point, "solution": record.get("code")},
     )
 
 
@@ -334,7 +339,7 @@ def _from_record(record: dict, where: str, source: str, fields: dict[str, str | 
             return None
         raise DatasetError(
             f"{where}: missing field {' or '.join(map(repr, candidates))} for the {role} "
-            f"(fields present: {sorted(record)}); name it with --{role}-field"
+            f"(fields present: {sorted(record)}); name it with --task.{role}_field"
         )
 
     problem = pick("problem", ("problem", "question", "prompt"), optional=False)
@@ -364,6 +369,26 @@ def _load_hub(name: str, split: str | None) -> Iterator[tuple[str, dict]]:
         yield f"{name}[{split or 'train'}]:{number}", dict(record)
 
 
+def _is_path_like(name: str) -> bool:
+    return name.startswith("hf:") or name.endswith((".jsonl", ".jsonl.gz", ".json")) or os.sep in name
+
+
+def check_dataset_name(name: str, also: Sequence[str] = ()) -> None:
+    """Fail unless `name` is a shipped dataset, one of `also` (the command's own names, e.g. the
+    training tasks), a file path or `hf:owner/name`; the message lists every valid name.
+
+    >>> check_dataset_name("gsm8k")
+    """
+    if name in DATASETS or name in also or _is_path_like(name):
+        return
+    names = sorted({*DATASETS, *also})
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise DatasetError(
+        f"unknown dataset {name!r}{hint}; valid names: {', '.join(names)}, or a .jsonl / .jsonl.gz path, or hf:owner/name"
+    )
+
+
 def load_dataset(
     name_or_path: str,
     split: str | None = None,
@@ -385,15 +410,11 @@ def load_dataset(
             raise DatasetError(f"{name_or_path!r} is a named dataset; field names apply to files only")
         return _load_named(name_or_path, split, limit)
     fields = {"problem": problem_field, "answer": answer_field, "tests": tests_field}
+    check_dataset_name(name_or_path)
     if name_or_path.startswith("hf:"):
         rows: Iterator[tuple[str, dict]] = _load_hub(name_or_path, split)
-    elif name_or_path.endswith((".jsonl", ".jsonl.gz", ".json")) or os.sep in name_or_path:
-        rows = iter_jsonl(name_or_path)
     else:
-        raise DatasetError(
-            f"unknown dataset {name_or_path!r}; valid names: {sorted(DATASETS)}, "
-            "or a .jsonl / .jsonl.gz path, or hf:owner/name"
-        )
+        rows = iter_jsonl(name_or_path)
     examples = []
     for where, record in rows:
         if limit is not None and len(examples) >= limit:

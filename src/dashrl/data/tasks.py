@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from dashrl.data import Example
 from dashrl.data.arithmetic import arithmetic_example, integer_reward
+from dashrl.data.wordproblems import wordproblem_example
 
 if TYPE_CHECKING:  # pragma: no cover
     from dashrl.config import TaskConfig
@@ -72,6 +73,10 @@ def _arithmetic(cfg: "TaskConfig", seed: int) -> Task:
     return Task("arithmetic", lambda i: arithmetic_example(seed, i, cfg.difficulty), None, _arithmetic_reward)
 
 
+def _wordproblems(cfg: "TaskConfig", seed: int) -> Task:
+    return Task("wordproblems", lambda i: wordproblem_example(seed, i, cfg.difficulty), None, _arithmetic_reward)
+
+
 def _dataset(name: str) -> Callable[["TaskConfig", int], Task]:
     def make(cfg: "TaskConfig", seed: int) -> Task:
         from dashrl.data.datasets import load_dataset
@@ -81,6 +86,7 @@ def _dataset(name: str) -> Callable[["TaskConfig", int], Task]:
             split=cfg.split,
             problem_field=cfg.problem_field or None,
             answer_field=cfg.answer_field or None,
+            tests_field=cfg.tests_field or None,
             limit=cfg.limit or None,
         )
         return _from_examples(name, examples, seed)
@@ -90,6 +96,7 @@ def _dataset(name: str) -> Callable[["TaskConfig", int], Task]:
 
 TASKS: dict[str, Callable[["TaskConfig", int], Task]] = {
     "arithmetic": _arithmetic,
+    "wordproblems": _wordproblems,
     "gsm8k": _dataset("gsm8k"),
     "math": _dataset("math_train"),
 }
@@ -102,5 +109,8 @@ def make_task(cfg: "TaskConfig", seed: int) -> Task:
     >>> make_task(TaskConfig(name="arithmetic", difficulty=1), seed=0).batch(0, 1)[0].problem
     'What is 9 * 3?'
     """
+    from dashrl.data.datasets import check_dataset_name
+
+    check_dataset_name(cfg.name, also=tuple(TASKS))
     factory = TASKS.get(cfg.name) or _dataset(cfg.name)
     return factory(cfg, seed)

@@ -1,12 +1,22 @@
 """`dashrl eval`: sample from a model on named datasets or files, grade, print a table, write JSON.
 
-    dashrl eval --model smollm2-135m --dataset math500 --dataset gsm8k --n 8 --k 1,4,8 \\
-        --temperature 0.6 --max-new-tokens 1024 --out report.json
+    dashrl eval --model.name runs/qs/checkpoints/step-30 --dataset arithmetic   # as training evaluates
+    dashrl eval --model.name smollm2-135m --dataset math500 --dataset gsm8k --n 8 --k 1,4,8 \\
+        --sampler.temperature 0.6 --eval.max_new_tokens 1024 --out report.json
 
-With `--n 1` (the default) decoding is greedy unless `--temperature` is given; with `--n > 1` the
-default temperature is 1.0. The JSON report holds the settings and, per dataset, the metrics of
-`dashrl.eval.evaluate` (and per-example records with `--records`). It is written atomically
-(temp file in the same folder, then rename). Nothing heavy is imported until `run` is called.
+It takes train's `--section.field VALUE` flags where they apply, with train's validation and
+one-line errors: `model.*` (name, dtype, attn), `sampler.temperature / top_p / top_k / backend`,
+`task.difficulty` (of `arithmetic`) and `task.problem_field / answer_field / tests_field` (of a
+local JSONL), and `eval.*` (datasets, limit, max_new_tokens, batch_size); `--config` reads a run
+file or a run's `config.toml`. Short flags (`--model`, `--limit`, `--temperature`, ...) are
+aliases. `--dataset arithmetic` is the held-out arithmetic set that `--eval.datasets arithmetic`
+evaluates inside training (`dashrl.train.evaluation.load_eval_sets`), graded the same way.
+
+Defaults differ from a training run's in two places: `eval.limit` is 0 (every problem; 100 for
+`arithmetic`), and decoding is greedy with `--n 1` (as in training's evaluation) unless a
+temperature is given on the command line; with `--n > 1` the default temperature is 1.0.
+The output file is checked before anything loads, and written atomically (temp file in the
+same folder, then rename). Nothing heavy is imported until `run` is called.
 """
 
 from __future__ import annotations
@@ -15,7 +25,33 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
+
+# short flag -> config key (train's --section.field spelling works as well)
+ALIASES = {
+    "model": "model.name",
+    "dtype": "model.dtype",
+    "temperature": "sampler.temperature",
+    "top_p": "sampler.top_p",
+    "max_new_tokens": "eval.max_new_tokens",
+    "batch_size": "eval.batch_size",
+    "limit": "eval.limit",
+    "difficulty": "task.difficulty",
+    "problem_field": "task.problem_field",
+    "answer_field": "task.answer_field",
+    "tests_field": "task.tests_field",
+}
+APPLIES = ("model", "sampler", "task", "eval")  # the config sections an evaluation reads
+# fields of those sections that evaluation does not read, and what to use instead
+NOT_HERE = {
+    "task.name": "--dataset",
+    "task.split": "--split",
+    "task.limit": "--eval.limit",
+    "sampler.max_new_tokens": "--eval.max_new_tokens",
+    "sampler.batch_size": "--eval.batch_size",
+    "eval.every": None,
+}
 
 
 def _ks(text: str) -> list[int]:
@@ -35,26 +71,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     >>> p.parse_args(["--model", "m", "--dataset", "gsm8k", "--k", "1,4"]).k
     [1, 4]
     """
-    parser.add_argument("--model", required=True, help="hub id, local folder or a dashrl model alias")
-    parser.add_argument("--dataset", action="append", required=True,
-                        help="named dataset (math500, gsm8k, mbppplus, ...), .jsonl(.gz) path or hf:owner/name; repeatable")  # fmt: skip
+    parser.add_argument("--config", metavar="FILE_OR_NAME", help="a run file or a run's config.toml (its model, sampler, task and eval sections)")
+    parser.add_argument("--dataset", action="append", default=None,
+                        help="arithmetic, a named dataset (math500, gsm8k, mbppplus, ...), a .jsonl(.gz) path or hf:owner/name; "
+                             "repeatable (or --eval.datasets a,b)")  # fmt: skip
     parser.add_argument("--split", default=None, help="split of every --dataset (default: each dataset's own)")
     parser.add_argument("--n", type=int, default=1, help="samples per problem")
     parser.add_argument("--k", type=_ks, default=None, help="pass@k values, e.g. 1,4,8 (default: 1 and n)")
-    parser.add_argument("--temperature", type=float, default=None,
-                        help="sampling temperature; 0 = greedy (default: 0 if n == 1 else 1.0)")  # fmt: skip
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--max-new-tokens", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=64, help="sequences decoded together")
-    parser.add_argument("--limit", type=int, default=None, help="first N problems of each dataset")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
-    parser.add_argument("--problem-field", default=None, help="problem field of a .jsonl dataset")
-    parser.add_argument("--answer-field", default=None, help="answer field of a .jsonl dataset")
-    parser.add_argument("--tests-field", default=None, help="tests field of a .jsonl code dataset")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per program for code datasets")
     parser.add_argument("--records", action="store_true", help="store per-example completions in the report")
-    parser.add_argument("--out", default=None, help="write the JSON report here")
+    parser.add_argument("--out", default=None, help="write the JSON report here (checked before anything loads)")
+    aliases = parser.add_argument_group("short aliases of config flags")
+    for flag, key in ALIASES.items():
+        aliases.add_argument(f"--{flag.replace('_', '-')}", dest=f"alias_{flag}", default=None, metavar="VALUE", help=f"= --{key}")
+    parser.epilog = (
+        "Config flags as in `dashrl train`: --model.*, --sampler.temperature/top_p/top_k/backend, "
+        "--task.difficulty/problem_field/answer_field/tests_field, --eval.*; see `dashrl config --show SECTION`."
+    )
+
+
+def eval_config(args: argparse.Namespace) -> Any:
+    """The validated Config an evaluation reads: eval defaults <- --config <- aliases and
+    `--section.field` flags. Raises ConfigError for a flag that does not apply."""
+    from dashrl.config import ConfigError, load_config, parse_overrides
+
+    flags: list[str] = []
+    for flag, key in ALIASES.items():
+        value = getattr(args, f"alias_{flag}", None)
+        if value is not None:
+            flags += [f"--{key}", value]
+    flags += list(getattr(args, "overrides", None) or [])
+    for sec, vals in parse_overrides(flags).items():
+        for key in vals:
+            name = f"{sec}.{key}"
+            if sec not in APPLIES:
+                raise ConfigError(f"--{name} does not apply to dashrl eval (it reads --{'.*, --'.join(APPLIES)}.*)")
+            if name in NOT_HERE:
+                instead = f"; use {NOT_HERE[name]}" if NOT_HERE[name] else ""
+                raise ConfigError(f"--{name} does not apply to dashrl eval{instead}")
+    return load_config(args.config, flags, base={"eval": {"limit": 0}})
+
+
+def check_output(path: str) -> str | None:
+    """Why the report cannot be written to `path`, or None (nothing is created)."""
+    from dashrl.train.preflight import writable_problem
+
+    target = Path(path)
+    if target.is_dir():
+        return f"{target} is a folder; give a file name such as {target / 'report.json'}"
+    problem = writable_problem(target.parent)
+    return f"cannot write {target}: {problem}" if problem else None
 
 
 def write_json_atomic(path: str, data: Any) -> None:
@@ -68,39 +135,57 @@ def write_json_atomic(path: str, data: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run `dashrl eval` with parsed `args`; returns the process exit code.
+    """Run `dashrl eval` with parsed `args`; returns the process exit code (2: bad flags or
+    config, 1: a model, dataset or file problem), after one `dashrl: ...` line on stderr.
 
     >>> run(parser.parse_args(["--model", "smollm2-135m", "--dataset", "gsm8k", "--limit", "4"]))  # doctest: +SKIP
     0
     """
-    from dashrl.data.datasets import DatasetError, load_dataset
+    from dashrl.cli_train import fail
+    from dashrl.config import ConfigError
+    from dashrl.data.datasets import DatasetError
 
+    try:
+        cfg = eval_config(args)
+    except ConfigError as err:
+        return fail(str(err), 2)
     if args.n < 1:
-        print(f"error: --n must be >= 1, got {args.n}", file=sys.stderr)
-        return 2
+        return fail(f"--n must be >= 1, got {args.n}", 2)
     ks = args.k or sorted({1, args.n})
     if max(ks) > args.n:
-        print(f"error: --k {max(ks)} is larger than --n {args.n}", file=sys.stderr)
-        return 2
-    temperature = args.temperature if args.temperature is not None else (0.0 if args.n == 1 else 1.0)
-    try:
-        datasets = {
-            name: load_dataset(name, args.split, problem_field=args.problem_field,
-                               answer_field=args.answer_field, tests_field=args.tests_field, limit=args.limit)
-            for name in args.dataset
-        }  # fmt: skip
-    except DatasetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return fail(f"--k {max(ks)} is larger than --n {args.n}", 2)
+    names = args.dataset or cfg.eval.dataset_names
+    if not names:
+        return fail("name at least one dataset: --dataset NAME (repeatable) or --eval.datasets a,b", 2)
+    problem = check_output(args.out) if args.out else None
+    if problem:
+        return fail(problem, 1)
+    given = {flag for flag in (getattr(args, "overrides", None) or []) if flag.startswith("--sampler.temperature")}
+    temperature = cfg.sampler.temperature if (given or args.alias_temperature is not None) else (0.0 if args.n == 1 else 1.0)
 
+    from dashrl.train.evaluation import load_eval_sets
+
+    task = cfg.task
+    fields = {"problem_field": task.problem_field or None, "answer_field": task.answer_field or None, "tests_field": task.tests_field or None}
+    try:
+        datasets = load_eval_sets(names, cfg.eval.limit, task.difficulty, args.split, **fields)
+    except DatasetError as err:
+        return fail(str(err), 1)
+
+    from dashrl.models import ModelError, load_model
+    from dashrl.train.metrics import silence_transformers_bars
+
+    silence_transformers_bars()  # no loading bars in the table's way (or in a log file)
+    try:
+        model, tokenizer = load_model(cfg.model.name, attn=cfg.model.attn)
+    except ModelError as err:
+        return fail(str(err), 1)
     from dashrl.eval import evaluate, format_table
-    from dashrl.models import load_model
     from dashrl.rollout import SamplingParams, make_sampler
 
-    model, tokenizer = load_model(args.model, dtype=args.dtype)
-    sampler = make_sampler("hf", model=model, tokenizer=tokenizer, dtype=args.dtype)
-    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=temperature,
-                            top_p=args.top_p, batch_size=args.batch_size)  # fmt: skip
+    sampler = make_sampler(cfg.sampler.backend, model=model, tokenizer=tokenizer, dtype=cfg.model.dtype)
+    params = SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=temperature, top_p=cfg.sampler.top_p,
+                            top_k=cfg.sampler.top_k, batch_size=cfg.eval.batch_size)  # fmt: skip
     results: dict[str, Any] = {}
     for name, examples in datasets.items():
         start = time.monotonic()
@@ -109,8 +194,13 @@ def run(args: argparse.Namespace) -> int:
         results[name]["seconds"] = round(time.monotonic() - start, 2)
     print(format_table(results))
     if args.out:
-        settings = {key: value for key, value in vars(args).items() if not callable(value)}
-        settings.update(k=ks, temperature=temperature)
-        write_json_atomic(args.out, {"settings": settings, "results": results})
+        settings = {"model": vars(cfg.model), "difficulty": task.difficulty, "datasets": names, "split": args.split,
+                    "n": args.n, "k": ks, "seed": args.seed, "temperature": temperature, "top_p": params.top_p,
+                    "top_k": params.top_k, "max_new_tokens": params.max_new_tokens, "batch_size": params.batch_size,
+                    "limit": cfg.eval.limit, "timeout": args.timeout}  # fmt: skip
+        try:
+            write_json_atomic(args.out, {"settings": settings, "results": results})
+        except OSError as err:
+            return fail(f"cannot write {args.out}: {err.strerror or err} (the table above holds the results)", 1)
         print(f"wrote {args.out}")
     return 0

@@ -18,6 +18,31 @@ if TYPE_CHECKING:  # pragma: no cover
 EVAL_SEED = -1  # held-out arithmetic: training streams use seeds >= 0
 
 
+def load_eval_sets(names: list[str], limit: int, difficulty: int = 1, split: str | None = None, **fields: str | None) -> dict[str, list[Example]]:
+    """The evaluation sets `names`, first `limit` problems each (0 = all): `arithmetic` is
+    `limit or 100` held-out problems at `difficulty` (a stream no training seed draws from),
+    so are the word-problem sets of `dashrl.data.wordproblems.EVAL_SETS`; anything else goes to `dashrl.data.datasets.load_dataset` (with `split` and `fields`).
+    Both `dashrl eval` and the evaluation inside training use it.
+
+    >>> load_eval_sets(["arithmetic"], 3)["arithmetic"][0].id
+    'arith-1--1-0'
+    """
+    from dashrl.data.arithmetic import arithmetic_example
+    from dashrl.data.datasets import check_dataset_name, load_dataset
+    from dashrl.data.wordproblems import EVAL_SETS, eval_set
+
+    sets: dict[str, list[Example]] = {}
+    for name in names:
+        check_dataset_name(name, also=("arithmetic", *EVAL_SETS))
+        if name == "arithmetic":
+            sets[name] = [arithmetic_example(EVAL_SEED, i, difficulty) for i in range(limit or 100)]
+        elif name in EVAL_SETS:  # held-out word problems and their OOD variants, around `difficulty`
+            sets[name] = eval_set(name, difficulty, limit or 100)
+        else:
+            sets[name] = load_dataset(name, split, limit=limit or None, **fields)
+    return sets
+
+
 class PeriodicEval:
     """Loads its datasets once; `maybe_run(step)` evaluates when the step is due."""
 
@@ -25,14 +50,7 @@ class PeriodicEval:
         self.cfg, self.sampler, self.tokenizer = cfg, sampler, tokenizer
         self.sets: dict[str, list[Example]] = {}
         if cfg.every > 0:
-            from dashrl.data.arithmetic import arithmetic_example
-            from dashrl.data.datasets import load_dataset
-
-            for name in cfg.dataset_names:
-                if name == "arithmetic":  # a stream no training seed draws from
-                    self.sets[name] = [arithmetic_example(EVAL_SEED, i, difficulty) for i in range(cfg.limit or 100)]
-                else:
-                    self.sets[name] = load_dataset(name, limit=cfg.limit or None)
+            self.sets = load_eval_sets(cfg.dataset_names, cfg.limit, difficulty)
 
     def due(self, step: int, last: bool) -> bool:
         return self.cfg.every > 0 and (step % self.cfg.every == 0 or last)

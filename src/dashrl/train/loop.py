@@ -232,6 +232,11 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     >>> from dashrl.config import load_config
     >>> train(load_config(overrides=["--train.steps", "2"]))  # doctest: +SKIP
     """
+    from dashrl.train.metrics import silence_transformers_bars
+    from dashrl.train.preflight import validate_run
+
+    validate_run(cfg, resume)  # before anything loads: one line, nothing left behind
+    silence_transformers_bars()  # the run's console is dashrl.train.metrics.Progress
     if cfg.dist.samplers > 0:  # the Ray path: sampler and trainer actors
         if resume:
             raise RunError("the Ray path (dist.samplers > 0) cannot resume yet; its checkpoints hold weights only")

@@ -195,56 +195,148 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _seconds(v: float) -> str:
+    return f"{v:.0f}s" if v < 100 else f"{v / 60:.0f}m" if v < 6000 else f"{v / 3600:.1f}h"
+
+
+def step_text(row: dict[str, Any], total: int, width: int = 80, eta: float | None = None) -> str:
+    """One step as a line of at most `width` characters: the step, then as many of reward,
+    accuracy, kept fraction, seconds per step, ETA, sampling and backprop seconds as fit, in that order
+    (a skipped step always says so).
+
+    >>> step_text({"step": 3, "reward/mean": 0.5, "time/step_s": 2.0}, 30, width=30)
+    'step 3/30 reward 0.500 acc -'
+    """
+    parts = [f"step {row['step']}/{total}"]
+    if row.get("skipped"):
+        parts.append(f"[skipped: {row['skipped']}]")
+    kept = row.get("filter/kept_frac")
+    parts += [
+        f"reward {_fmt(row.get('reward/mean'))}",
+        f"acc {_fmt(row.get('accuracy'))}",
+        f"kept {kept:.0%}" if isinstance(kept, (int, float)) else "kept -",
+        f"| {row.get('time/step_s', 0):.1f}s/step",
+        *([f"eta {_seconds(eta)}"] if eta is not None else []),
+        f"sample {row.get('time/sampling_s', 0):.1f}s",
+        f"backprop {row.get('time/backprop_s', 0):.1f}s",
+    ]
+    text = parts[0]
+    for part in parts[1:]:
+        if len(text) + 1 + len(part) > width:
+            break
+        text += " " + part
+    return text[:width]
+
+
+def silence_transformers_bars() -> None:
+    """Turn off transformers' and huggingface_hub's own tqdm bars ("Writing model shards",
+    "Loading weights"), which would break the run's progress line and fill log files."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 class Progress:
-    """A one-line progress bar (or one plain line per step when quiet)."""
+    """The run's console: a tqdm bar sized to the terminal on a TTY, else (or when quiet)
+    one plain line per step, each at most the terminal width (80 without a terminal).
+
+    >>> p = Progress(2, quiet=True); p.update({"step": 1}); p.close()  # doctest: +SKIP
+    """
 
     def __init__(self, total: int, quiet: bool = False, stream: TextIO = sys.stderr, first_step: int = 1):
+        import shutil
+
         self.total, self.quiet, self.stream = total, quiet, stream
         self.start = time.perf_counter()
         self.first_step = first_step  # a resumed run's ETA counts only the steps run here
+        self.width = shutil.get_terminal_size((80, 24)).columns
+        self.bar: Any = None
+        if "transformers" in sys.modules:  # a run has it loaded; a bare Progress needs no import
+            silence_transformers_bars()
+        if not quiet and _isatty(stream):
+            from tqdm import tqdm
+
+            # "12/30 |#####     | 01:02<03:04 " then the metrics text in what is left of the line
+            self.bar = tqdm(total=total, initial=first_step - 1, file=stream, dynamic_ncols=True, leave=True,
+                            mininterval=0, bar_format="{n_fmt}/{total_fmt} |{bar:10}| {elapsed}<{remaining} {desc}")  # fmt: skip
 
     def update(self, row: dict[str, Any]) -> None:
         step = row["step"]
-        text = (
-            f"step {step}/{self.total} reward {_fmt(row.get('reward/mean'))} acc {_fmt(row.get('accuracy'))} "
-            f"kept {_fmt(row.get('filter/kept_frac'))} | sample {row.get('time/sampling_s', 0):.1f}s "
-            f"backprop {row.get('time/backprop_s', 0):.1f}s step {row.get('time/step_s', 0):.1f}s"
-        )
-        if row.get("skipped"):
-            text += f" [skipped: {row['skipped']}]"
-        if self.quiet:
-            print(text, file=self.stream, flush=True)
+        if self.bar is not None:
+            import shutil
+
+            room = shutil.get_terminal_size((self.width, 24)).columns - 2 * len(str(self.total)) - 25
+            text = step_text(row, self.total, max(room, 12) + len(f"step {step}/{self.total} "))
+            self.bar.set_description_str(text.split(" ", 2)[2] if text.count(" ") >= 2 else "", refresh=False)
+            self.bar.update(1)
             return
-        width = 20
-        done = int(width * step / max(self.total, 1))
         elapsed = time.perf_counter() - self.start
         eta = elapsed / max(step - self.first_step + 1, 1) * (self.total - step)
-        print(f"\r[{'#' * done}{'.' * (width - done)}] {text} eta {eta:.0f}s ", end="", file=self.stream, flush=True)
+        print(step_text(row, self.total, self.width, eta=eta), file=self.stream, flush=True)
 
     def close(self) -> None:
-        if not self.quiet:
-            print(file=self.stream, flush=True)
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
-def summarize(rows: Sequence[dict[str, Any]], window: int = 5) -> str:
-    """Closing table: reward early vs late, seconds per step, and the time split."""
-    if not rows:
-        return "no steps recorded"
-    w = max(1, min(window, len(rows) // 2 or 1))
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
-    def mean(key: str, part: Sequence[dict[str, Any]]) -> float:
-        vals = [r[key] for r in part if isinstance(r.get(key), (int, float))]
+
+# The one definition of "early" and "late" that the closing table and `dashrl report` share.
+WINDOW_RULE = "means over the first and the last 5 steps (each half of the run when it has under 10 steps)"
+
+
+def window(n: int) -> int:
+    """Steps in each of the early and late windows of an `n`-step run.
+
+    >>> window(30), window(6), window(1)
+    (5, 3, 1)
+    """
+    return max(1, min(5, n // 2))
+
+
+def steps_label(w: int) -> str:
+    """`1 -> "step"`, `5 -> "5 steps"`."""
+    return "step" if w == 1 else f"{w} steps"
+
+
+def first_last(rows: Sequence[dict[str, Any]], key: str) -> tuple[float, float]:
+    """Mean of `key` over the first and over the last `window(len(rows))` rows (NaN if absent).
+
+    >>> first_last([{"r": float(i)} for i in range(10)], "r")
+    (2.0, 7.0)
+    """
+    w = window(len(rows))
+
+    def mean(part: Sequence[dict[str, Any]]) -> float:
+        vals = [float(r[key]) for r in part if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
+        vals = [v for v in vals if math.isfinite(v)]
         return sum(vals) / len(vals) if vals else float("nan")
 
+    return mean(rows[:w]), mean(rows[-w:])
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> str:
+    """Closing table: reward early vs late (`first_last`), seconds per step, and the time split."""
+    if not rows:
+        return "no steps recorded"
+    w = steps_label(window(len(rows)))
+    reward, acc = first_last(rows, "reward/mean"), first_last(rows, "accuracy")
+    kept = [r["filter/kept_frac"] for r in rows if isinstance(r.get("filter/kept_frac"), (int, float))]
     total = sum(r.get("time/step_s", 0.0) for r in rows) or 1.0
     share = {k: sum(r.get(f"time/{k}_s", 0.0) for r in rows) / total for k in ("sampling", "scoring", "backprop", "optimizer", "sync")}
     lines = [
         "| metric | value |",
         "|---|---|",
-        f"| reward, first {w} steps | {mean('reward/mean', rows[:w]):.3f} |",
-        f"| reward, last {w} steps | {mean('reward/mean', rows[-w:]):.3f} |",
-        f"| accuracy, first / last {w} | {mean('accuracy', rows[:w]):.3f} / {mean('accuracy', rows[-w:]):.3f} |",
+        f"| reward, first {w} | {reward[0]:.3f} |",
+        f"| reward, last {w} | {reward[1]:.3f} |",
+        f"| accuracy, first / last {w} | {acc[0]:.3f} / {acc[1]:.3f} |",
         f"| seconds per step | {total / len(rows):.1f} |",
-        f"| samples kept by the filter | {mean('filter/kept_frac', rows):.1%} |",
+        f"| samples kept by the filter | {(sum(kept) / len(kept) if kept else float('nan')):.1%} |",
     ] + [f"| time share: {k} | {v:.1%} |" for k, v in share.items()]
-    return "\n".join(lines)
+    return "\n".join(lines) + f"\n\nfirst / last: {WINDOW_RULE}."

@@ -1,0 +1,77 @@
+"""Checks that run before anything heavy loads: a bad run fails in a second, with one line, and
+leaves nothing behind.
+
+`validate_run(cfg, resume)` is what `dashrl.train.loop.train` calls first; `writable_problem`
+is shared with `dashrl eval --out`. Only the standard library is imported at module level.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dashrl.config import Config
+
+
+def writable_problem(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be created in `folder` (made with its parents), or None if they can.
+
+    It creates and removes a probe file in the nearest folder that exists (permission bits
+    alone are not enough: root passes `os.access` on /proc), and creates nothing else.
+
+    >>> writable_problem("/proc/nope") is not None, writable_problem(tempfile.gettempdir())
+    (True, None)
+    """
+    probe = Path(folder)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    try:
+        fd, name = tempfile.mkstemp(dir=probe, prefix=".dashrl-probe-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        return f"{probe} is not writable ({e.strerror or e})"
+    return None
+
+
+def validate_run(cfg: "Config", resume: bool | None = None) -> None:
+    """Fail with `RunError` (or `DatasetError`) before any model loads if the run cannot go:
+    an unwritable run folder, an evaluation set that does not load, a resume that clashes
+    with the run in the folder, or a resume of a run that is already complete (its last
+    checkpoint at train.steps and its summary.md written).
+
+    >>> validate_run(load_config(overrides=["--run.out_dir", "/proc/nope"]))  # doctest: +SKIP
+    Traceback (most recent call last):
+    RunError: cannot write the run folder /proc/nope/dash-...: /proc is not writable (...)
+    """
+    from dashrl.train.loop import RunError, find_resume_point, resume_command, run_dir_of
+
+    run_dir = run_dir_of(cfg)
+    problem = writable_problem(run_dir)
+    if problem:
+        raise RunError(f"cannot write the run folder {run_dir}: {problem} (set --run.out_dir)")
+    if cfg.eval.dataset_names:
+        from dashrl.train.evaluation import load_eval_sets
+
+        load_eval_sets(cfg.eval.dataset_names, cfg.eval.limit, cfg.task.difficulty)
+    if cfg.dist.samplers > 0:
+        return  # the Ray path does not resume (yet); its own checks run in dashrl.dist
+    ckpt = find_resume_point(cfg, run_dir, resume)
+    if ckpt is None:
+        return
+    from dashrl.train.checkpoint import read_info
+    from dashrl.train.schedules import optimizer_steps
+
+    step, total = read_info(ckpt)["step"], optimizer_steps(cfg.algo.schedule, cfg.train.steps, cfg.algo.ppo_k)
+    # summary.md is written last: without it a run stopped at its final step still has to finish
+    if step >= total and (run_dir / "summary.md").is_file():
+        raise RunError(
+            f"run {run_dir} is complete: its checkpoint {ckpt.name} is at step {step} of train.steps {cfg.train.steps}; "
+            f"to train it longer: {resume_command(run_dir)} --train.steps {cfg.train.steps + max(cfg.train.steps, 1)} "
+            "(any number larger than the current one)"
+        )
