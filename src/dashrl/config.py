@@ -229,6 +229,14 @@ class RunConfig:
     schedules save only between sampling cycles, at the first cycle end at or after each multiple."""
     keep_last: int = 2
     """Checkpoints to keep: the newest N (0 = all), plus the best one when `run.best` is set."""
+    keep_state: str = "latest"
+    """Which checkpoints keep `trainer_state.pt` (optimizer moments, twice the size of the fp32
+    weights; what a bit-exact resume needs): `latest` (the newest only; older ones keep their
+    weights), `all`, or `none` (weights only: the run cannot be resumed)."""
+    save_dtype: str = "fp32"
+    """Dtype of the checkpoints' weights file: `fp32` (the master weights) or `bf16` (half the
+    size, for sharing). A bf16 checkpoint that keeps its trainer state also stores the fp32
+    weights in it, so resuming from it stays bit-exact; one without is for sharing only."""
     best: str = ""
     """Metrics key that picks the best checkpoint to keep, e.g. `eval/accuracy` (empty = none).
     The value at a save is the key's latest value in metrics.jsonl at or before that step."""
@@ -244,6 +252,8 @@ class RunConfig:
         _at_least("run.save_every", self.save_every, 0)
         _check(self.keep_last >= 0, "run.keep_last", f"expected >= 0 (0 keeps all), got {self.keep_last}")
         _choice("run.best_mode", self.best_mode, ("max", "min"))
+        _choice("run.keep_state", self.keep_state, ("latest", "all", "none"))
+        _choice("run.save_dtype", self.save_dtype, ("fp32", "bf16"))
         _check(
             self.name == "" or ("/" not in self.name and "\\" not in self.name and self.name not in (".", "..")),
             "run.name",

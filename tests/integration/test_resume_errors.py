@@ -153,3 +153,29 @@ def test_a_second_signal_abandons_the_step_and_keeps_the_last_checkpoint(tmp_pat
         train(config(tmp_path), model, tok, task=task)
     assert latest_checkpoint(tmp_path / "run").name == "step-000001"
     assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1]
+
+
+def test_only_the_newest_checkpoint_keeps_the_optimizer_state_by_default(tmp_path, tiny_lm):
+    from conftest import make_tiny_model
+
+    model, tok = tiny_lm
+    res = train(config(tmp_path, run={"keep_last": 0}), model, tok, task=letter_task())
+    ckpts = sorted((res.run_dir / "checkpoints").glob("step-*"))
+    assert [p.name for p in ckpts] == ["step-000001", "step-000002", "step-000003"]
+    assert [(p / "trainer_state.pt").is_file() for p in ckpts] == [False, False, True]
+    cfg = config(tmp_path, train={"steps": 4}, run={"keep_last": 0})
+    res = train(cfg, make_tiny_model(len(tok)), tok, task=letter_task())  # resumes from the newest
+    assert [r["step"] for r in res.rows] == [1, 2, 3, 4]
+    assert [(p / "trainer_state.pt").is_file() for p in sorted((res.run_dir / "checkpoints").glob("step-*"))] == [False] * 3 + [True]
+
+
+def test_weights_only_checkpoints_are_never_overwritten_by_a_fresh_run(tmp_path, tiny_lm):
+    from conftest import make_tiny_model
+
+    model, tok = tiny_lm
+    res = train(config(tmp_path, run={"keep_state": "none"}), model, tok, task=letter_task())
+    assert not list(res.run_dir.rglob("trainer_state.pt"))
+    before = (res.run_dir / "metrics.jsonl").read_text()
+    with pytest.raises(RunError, match="without trainer state .* cannot be resumed"):
+        train(config(tmp_path, run={"keep_state": "none"}), make_tiny_model(len(tok)), tok, task=letter_task())
+    assert (res.run_dir / "metrics.jsonl").read_text() == before

@@ -147,3 +147,61 @@ def test_tensorboard_events_are_written(tmp_path):
     log.close()
     events = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_every_checkpoint_file_and_folder_gets_the_umask_modes(tmp_path, tiny_lm, umask):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        path = _save(tmp_path, 1, tiny_lm)
+        _save(tmp_path, 2, tiny_lm, save_dtype="bf16")
+    finally:
+        os.umask(old)
+    root = tmp_path / "checkpoints"
+    entries = [root, *root.rglob("*")]
+    assert path / "model.safetensors" in entries and path / "trainer_state.pt" in entries and root / "latest" in entries
+    for p in entries:
+        want = (0o777 if p.is_dir() else 0o666) & ~umask
+        assert stat.S_IMODE(p.stat().st_mode) == want, (p.relative_to(tmp_path), oct(p.stat().st_mode))
+
+
+def test_bf16_weights_file_is_half_the_size_loads_in_transformers_and_resumes_exactly(tmp_path, tiny_lm):
+    from conftest import make_tiny_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    model, tok = tiny_lm
+    fp32 = _save(tmp_path / "a", 1, tiny_lm)
+    bf16 = _save(tmp_path / "b", 1, tiny_lm, save_dtype="bf16")
+    weights = load_file(bf16 / "model.safetensors")
+    assert {v.dtype for v in weights.values()} == {torch.bfloat16}
+    assert weights.keys() == load_file(fp32 / "model.safetensors").keys()  # tied weights saved once
+    ratio = (bf16 / "model.safetensors").stat().st_size / (fp32 / "model.safetensors").stat().st_size
+    assert ratio < 0.6  # 2 bytes a weight instead of 4, plus the same header
+    shared = AutoModelForCausalLM.from_pretrained(bf16)
+    assert shared.dtype == torch.bfloat16
+    assert torch.equal(shared.model.embed_tokens.weight, model.model.embed_tokens.weight.to(torch.bfloat16))
+    # The trainer state holds the fp32 master weights: a resume gets them back bit for bit.
+    other = make_tiny_model(len(tok), seed=1)
+    load_weights(other, bf16, load_state(bf16))
+    for (name, a), b in zip(model.state_dict().items(), other.state_dict().values()):
+        assert torch.equal(a, b), name
+    # Without the state, the bf16 file alone gives the rounded weights (for sharing, not resuming).
+    load_weights(other, bf16)
+    w = model.model.embed_tokens.weight
+    assert torch.equal(other.model.embed_tokens.weight, w.to(torch.bfloat16).float()) and not torch.equal(other.model.embed_tokens.weight, w)
+
+
+def test_keep_state_latest_leaves_the_state_only_in_the_newest_checkpoint(tmp_path, tiny_lm):
+    for step in (1, 2, 3):
+        _save(tmp_path, step, tiny_lm)
+        prune_checkpoints(tmp_path, keep_last=0, keep_state="latest")
+    ckpts = list_checkpoints(tmp_path)
+    assert [(p / "trainer_state.pt").is_file() for p in ckpts] == [False, False, True]
+    assert [(p / "model.safetensors").is_file() for p in ckpts] == [True, True, True]
+    assert latest_checkpoint(tmp_path) == ckpts[-1]
+    prune_checkpoints(tmp_path, keep_last=0, keep_state="all")  # "all" deletes nothing
+    assert (ckpts[-1] / "trainer_state.pt").is_file()

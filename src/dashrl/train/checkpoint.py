@@ -2,9 +2,13 @@
 
 A checkpoint is a folder `RUN/checkpoints/step-NNNNNN` (NNNNNN = optimizer steps done) with
 
-- the weights and tokenizer from `save_pretrained` (loadable by plain transformers);
+- the weights and tokenizer from `save_pretrained` (loadable by plain transformers), in
+  fp32 or, with `run.save_dtype = "bf16"`, in bf16 (half the size, for sharing);
 - `trainer_state.pt`: optimizer and LR-scheduler state, every RNG state (python, numpy,
-  torch) and the step counters: what `dashrl train --resume` needs to go on bit for bit;
+  torch) and the step counters: what `dashrl train --resume` needs to go on bit for bit
+  (plus the fp32 master weights when the weights file is bf16). The optimizer moments are
+  twice the size of the fp32 weights, so by default (`run.keep_state = "latest"`) only the
+  newest checkpoint keeps this file; older ones are weights only;
 - `dashrl_state.json`: step, sampling cycle and wall time, readable without torch.
 
 It is written into `checkpoints/.tmp-*`, every file fsynced, renamed into place, and the
@@ -12,6 +16,9 @@ folder fsynced; then `checkpoints/latest` (written the same way) names it. A cra
 point leaves the previous checkpoint whole, and `latest_checkpoint` falls back to the
 newest whole folder if `latest` was not yet updated. Retention (`prune_checkpoints`) keeps
 the newest K and the one named by `checkpoints/best.json`.
+
+Files and folders get the modes of other files the process creates (0644 and 0755 under
+the usual umask 022): run files are for everyone to read.
 """
 
 from __future__ import annotations
@@ -26,6 +33,32 @@ from typing import Any, Iterable
 
 STATE_FILE = "trainer_state.pt"
 INFO_FILE = "dashrl_state.json"
+MASTER_KEY = "master_weights"  # in STATE_FILE when the weights file is not fp32
+KEEP_STATE = ("all", "latest", "none")
+SAVE_DTYPES = ("fp32", "bf16")
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux shows it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):  # pragma: no cover - not Linux
+        pass
+    mask = os.umask(0o022)  # pragma: no cover
+    os.umask(mask)  # pragma: no cover
+    return mask  # pragma: no cover
+
+
+def _share(path: Path) -> None:
+    """Give `path` and everything under it the modes a plain `open`/`mkdir` would: tempfile
+    and some writers (safetensors) make private 0600/0700 files."""
+    mask = _umask()
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if p.is_symlink():
+            continue
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -51,7 +84,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; run files are for everyone to read
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; run files are for everyone to read
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
@@ -107,9 +140,12 @@ def save_checkpoint(
     tokenizer: Any,
     extra: dict[str, Any] | None = None,
     state: dict[str, Any] | None = None,
+    save_dtype: str = "fp32",
 ) -> Path:
     """Save weights + tokenizer (`save_pretrained`), `state` (a torch file) and `extra` (JSON).
 
+    `save_dtype="bf16"` writes the weights file in bf16; `state`, if given, then also holds
+    the fp32 weights (`MASTER_KEY`), which `load_weights(model, ckpt, state)` restores.
     Written into a temporary folder, then renamed to `checkpoints/step-NNNNNN`; the file
     `checkpoints/latest` names the newest whole checkpoint. An existing whole checkpoint of
     the same step is kept as it is (the state at a step does not change).
@@ -119,6 +155,8 @@ def save_checkpoint(
     """
     import torch
 
+    if save_dtype not in SAVE_DTYPES:
+        raise ValueError(f"save_dtype: expected one of {', '.join(SAVE_DTYPES)}, got {save_dtype!r}")
     ckpt_root = Path(run_dir) / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = step_dir(run_dir, step)
@@ -127,11 +165,17 @@ def save_checkpoint(
         return final
     tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=".tmp-"))
     try:
-        model.save_pretrained(tmp)
+        if save_dtype == "bf16":
+            _save_bf16(model, tmp)
+            if state is not None:
+                state = {**state, MASTER_KEY: model.state_dict()}
+        else:
+            model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if state is not None:
             torch.save(state, tmp / STATE_FILE)
-        (tmp / INFO_FILE).write_text(json.dumps({"step": step, **(extra or {})}, indent=1))
+        (tmp / INFO_FILE).write_text(json.dumps({"step": step, "weights_dtype": save_dtype, **(extra or {})}, indent=1))
+        _share(tmp)
         for f in tmp.rglob("*"):  # flush file contents before the rename makes them visible
             if f.is_file():
                 with open(f, "rb") as fh:
@@ -145,6 +189,24 @@ def save_checkpoint(
     _fsync_dir(ckpt_root)
     atomic_write_text(ckpt_root / "latest", final.name + "\n")
     return final
+
+
+def _save_bf16(model: Any, folder: Path) -> None:
+    """`save_pretrained` with bf16 weights and `dtype = bfloat16` in config.json; the
+    model itself (the fp32 master copy) is left as it is."""
+    import torch
+
+    cast: dict[int, Any] = {}  # by storage: tied weights stay one tensor, saved once
+    weights = {}
+    for k, v in model.state_dict().items():
+        if v.is_floating_point():
+            v = cast.setdefault(v.data_ptr(), v.to(torch.bfloat16))
+        weights[k] = v
+    model.save_pretrained(folder, state_dict=weights)
+    config = folder / "config.json"
+    data = json.loads(config.read_text())
+    data["dtype"] = "bfloat16"
+    config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def is_complete(ckpt: Path) -> bool:
@@ -175,19 +237,24 @@ def read_info(ckpt: Path) -> dict[str, Any]:
 
 
 # -- load ---------------------------------------------------------------------------------
-def load_weights(model: Any, ckpt: Path) -> None:
+def load_weights(model: Any, ckpt: Path, state: dict[str, Any] | None = None) -> None:
     """Copy the weights saved in `ckpt` into `model` in place, exactly.
 
-    Tied weights (saved once by `save_pretrained`) are the only keys allowed to be missing.
+    If `state` (the checkpoint's `load_state`) holds fp32 master weights (a bf16 weights
+    file), those are loaded instead, so a resume stays bit-exact. Tied weights (saved once
+    by `save_pretrained`) are the only keys allowed to be missing.
     """
     from safetensors.torch import load_file
 
-    files = sorted(Path(ckpt).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{ckpt} holds no .safetensors weights")
     weights: dict[str, Any] = {}
-    for f in files:
-        weights.update(load_file(f))
+    if state is not None and MASTER_KEY in state:
+        weights = dict(state[MASTER_KEY])
+    else:
+        files = sorted(Path(ckpt).glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"{ckpt} holds no .safetensors weights")
+        for f in files:
+            weights.update(load_file(f))
     result = model.load_state_dict(weights, strict=False)
     if result.unexpected_keys:
         raise ValueError(f"{ckpt}: weights that the model does not have: {result.unexpected_keys[:5]}")
@@ -227,10 +294,11 @@ def best_checkpoint(run_dir: Path) -> Path | None:
     return ckpt if is_complete(ckpt) else None
 
 
-def prune_checkpoints(run_dir: Path, keep_last: int, keep: Iterable[Path] = ()) -> list[Path]:
+def prune_checkpoints(run_dir: Path, keep_last: int, keep: Iterable[Path] = (), keep_state: str = "all") -> list[Path]:
     """Delete all but the newest `keep_last` whole checkpoints (0 = keep all) and those in
     `keep`, plus leftovers of interrupted saves; returns what was deleted. The folder that
-    `latest` names is never deleted."""
+    `latest` names is never deleted. `keep_state="latest"` also deletes the trainer state
+    of every checkpoint but the newest one that has it (those stay weights-only)."""
     root = Path(run_dir) / "checkpoints"
     removed: list[Path] = []
     if not root.is_dir():
@@ -238,6 +306,11 @@ def prune_checkpoints(run_dir: Path, keep_last: int, keep: Iterable[Path] = ()) 
     for tmp in root.glob(".tmp-*"):  # an interrupted save
         shutil.rmtree(tmp, ignore_errors=True)
         removed.append(tmp)
+    if keep_state == "latest":
+        newest = latest_checkpoint(run_dir)
+        for ckpt in list_checkpoints(run_dir):
+            if ckpt != newest:
+                (ckpt / STATE_FILE).unlink(missing_ok=True)
     if keep_last <= 0:
         return removed
     whole = list_checkpoints(run_dir)

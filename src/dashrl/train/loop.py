@@ -168,6 +168,8 @@ def find_resume_point(cfg: Config, run_dir: Path, resume: bool | None) -> Path |
         raise RunError(f"run folder {run_dir} does not exist")
     ckpt = latest_checkpoint(run_dir) if run_dir.is_dir() else None
     if ckpt is None:
+        if run_dir.is_dir() and latest_checkpoint(run_dir, resumable=False):  # run.keep_state = "none"
+            raise RunError(f"run folder {run_dir} holds checkpoints without trainer state (run.keep_state = none); it cannot be resumed; choose another --run.name")
         if resume:
             raise RunError(f"run folder {run_dir} has no checkpoint to resume from (none was saved yet)")
         return None
@@ -273,7 +275,7 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
         best = best_checkpoint(run_dir)
         prune_checkpoints(run_dir, cfg.run.keep_last, keep=[best] if best else [])  # leftovers of a crash
         state = load_state(ckpt)
-        load_weights(learner.model, ckpt)
+        load_weights(learner.model, ckpt, state)
         learner.load_state_dict(state["trainer"])
         learner.sync()  # the samplers' own copies
         set_rng_state(state["rng"])
@@ -355,16 +357,17 @@ def _write_row(writer: MetricsWriter, row: dict[str, Any]) -> None:
 
 def _save(cfg: Config, run_dir: Path, learner: Any, rows: list[dict[str, Any]], step: int, cycle: int, elapsed: float, interrupted: bool) -> Path:
     """Save a resumable checkpoint, record it as best if it is, prune old ones."""
-    state = {"trainer": learner.state_dict(), "rng": rng_state()}  # on Ray: also pulls the weights into learner.model
+    trainer_state = learner.state_dict()  # on Ray: also pulls the weights into learner.model
+    state = {"trainer": trainer_state, "rng": rng_state()} if cfg.run.keep_state != "none" else None
     extra = {"cycle": cycle, "elapsed_s": elapsed, "interrupted": interrupted}
     try:
-        path = save_checkpoint(run_dir, step, learner.model, learner.tokenizer, extra, state)
+        path = save_checkpoint(run_dir, step, learner.model, learner.tokenizer, extra, state, cfg.run.save_dtype)
         if cfg.run.best:
             value = next((r[cfg.run.best] for r in reversed(rows) if isinstance(r.get(cfg.run.best), (int, float))), None)
             if value is not None:
                 update_best(run_dir, path, cfg.run.best, float(value), cfg.run.best_mode)
         best = best_checkpoint(run_dir)
-        prune_checkpoints(run_dir, cfg.run.keep_last, keep=[best] if best else [])
+        prune_checkpoints(run_dir, cfg.run.keep_last, keep=[best] if best else [], keep_state=cfg.run.keep_state)
     except OSError as e:
         prev = latest_checkpoint(run_dir)
         kept = f"the last checkpoint ({prev.name}) is intact" if prev else "no checkpoint was saved yet"
