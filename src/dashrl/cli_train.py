@@ -42,9 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.epilog = (
         "Any config field can be set as --section.field VALUE, e.g. --algo.schedule grpo\n"
-        "--train.steps 10 --model.name HuggingFaceTB/SmolLM2-360M-Instruct. Sections and fields:\n\n"
+        "--train.steps 10 --model.name HuggingFaceTB/SmolLM2-360M-Instruct.\n"
+        "Sections and fields:\n\n"
         f"{sections_summary()}\n\n"
-        "Types, defaults and docs: `dashrl config --show SECTION` (or `dashrl config` for all).\n"
+        "Types, defaults and docs: `dashrl config --show SECTION`, or `dashrl config`\n"
+        "for all of them.\n"
         "A run whose --run.name folder holds a checkpoint continues from it."
     )
 
