@@ -98,3 +98,30 @@ def test_a_run_console_turns_off_transformers_own_bars():
     hf_logging.enable_progress_bar()
     Progress(3, quiet=True, stream=io.StringIO()).close()
     assert not hf_logging.is_progress_bar_enabled()  # no "Writing model shards" bars in the log
+
+
+def test_the_cache_rename_notice_of_transformers_is_silenced():
+    """Every decode step would print transformers' notice that `past_key_values` is renamed."""
+    import logging
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    from dashrl.train.metrics import silence_transformers_bars
+
+    silence_transformers_bars()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        silence_transformers_bars()  # its filter goes on top of the default one
+        warnings.warn("`past_key_values` is deprecated and will be removed in version 5.40.0", FutureWarning)
+        warnings.warn("something else is deprecated", FutureWarning)
+    assert [str(w.message) for w in seen] == ["something else is deprecated"]
+    handlers = logging.getLogger("transformers").handlers
+    assert handlers
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("transformers.generic", logging.WARNING, __file__, 1, msg, None, None)
+
+    rename = record("`past_key_values`/`cache_params` are deprecated. Use `cache` instead.")
+    assert not any(h.filter(rename) for h in handlers)
+    assert all(h.filter(record("another notice")) for h in handlers)

@@ -231,9 +231,22 @@ def step_text(row: dict[str, Any], total: int, width: int = 80, eta: float | Non
 def silence_transformers_bars() -> None:
     """Turn off transformers' and huggingface_hub's own tqdm bars ("Writing model shards",
     "Loading weights"), which would break the run's progress line and fill log files."""
+    import logging
+    import warnings
+
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    # dashrl's decode loops pass `past_key_values`, the name every transformers version it
+    # supports takes (vLLM's CPU build pins an older one); newer ones warn about it per call.
+    warnings.filterwarnings("ignore", message=r".*`past_key_values` is deprecated", category=FutureWarning)
+    hf_logging.get_logger("transformers")  # make sure transformers' own handler exists
+    for handler in logging.getLogger("transformers").handlers:
+        handler.addFilter(_not_cache_rename)
+
+
+def _not_cache_rename(record: Any) -> bool:
+    return "`past_key_values`/`cache_params` are deprecated" not in record.getMessage()
 
 
 class Progress:
