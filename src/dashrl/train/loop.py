@@ -288,6 +288,9 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
     opt_step, cycle, saved_step = info["step"], info["cycle"], info["step"] if ckpt else -1
     writer = MetricsWriter(run_dir / "metrics.jsonl")
     loggers = Loggers(cfg.run.loggers, run_dir, to_dict(cfg), first_step=opt_step + 1)
+    if not cfg.run.quiet:
+        verb = f"resuming {ckpt.name} of" if ckpt else "run folder"
+        print(f"[dashrl] {verb} {run_dir}", file=sys.stderr)  # before the bar, not on its line
     progress = Progress(total_opt, quiet=cfg.run.quiet, first_step=opt_step + 1)
     t_start, elapsed0 = time.perf_counter(), float(info.get("elapsed_s", 0.0))
 
@@ -297,9 +300,6 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
         saved_step = opt_step
         return path
 
-    if not cfg.run.quiet:
-        verb = f"resuming {ckpt.name} of" if ckpt else "run folder"
-        print(f"[dashrl] {verb} {run_dir}", file=sys.stderr)
     try:
         with StopRequest(cfg.run.quiet) as stop:
             try:
