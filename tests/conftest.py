@@ -55,6 +55,16 @@ def tiny_lm():
     return make_tiny_model(len(tok)), tok
 
 
+@pytest.fixture
+def model_dir(tmp_path, tiny_lm):
+    """The tiny model and tokenizer saved to a folder, as a user passes one to --model.name."""
+    model, tok = tiny_lm
+    path = tmp_path / "tiny"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
 def tiny_config(tmp_path, base=None, **sections):
     """A small run config for the tiny model: these defaults, then `base`, then `sections`, per section."""
     from dashrl.config import build_config

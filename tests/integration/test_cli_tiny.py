@@ -10,15 +10,6 @@ from dashrl.cli import main
 from dashrl.config import load_config
 
 
-@pytest.fixture
-def model_dir(tmp_path, tiny_lm):
-    model, tok = tiny_lm
-    path = tmp_path / "tiny"
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
 SMALL = ["--sampler.max_new_tokens", "4", "--algo.prompts_per_step", "2", "--algo.group_size", "2",
          "--train.micro_batch_size", "2", "--model.dtype", "fp32"]  # fmt: skip
 

@@ -54,15 +54,6 @@ def test_distill_keeps_exactly_the_correct_distinct_completions(tiny_lm):
     assert 0 < stats.correct < stats.samples and stats.kept < stats.correct
 
 
-@pytest.fixture
-def model_dir(tmp_path, tiny_lm):
-    model, tok = tiny_lm
-    path = tmp_path / "tiny"
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
 def _digits_task(tmp_path):
     path = tmp_path / "digits.jsonl"
     path.write_text("".join(json.dumps({"id": f"d{i}", "problem": f"Pick {i}", "answer": str(i)}) + "\n" for i in range(1, 7)))
