@@ -200,9 +200,11 @@ def run(args: argparse.Namespace) -> int:
     from dashrl.models import load_model
     from dashrl.train.checkpoint import atomic_write_text
     from dashrl.train.loop import seed_everything
+    from dashrl.train.metrics import silence_transformers_bars
     from dashrl.train.schedules import SCHEDULE_FNS
     from dashrl.train.trainer import Trainer
 
+    silence_transformers_bars()  # the bench prints its own lines
     first = cfgs[names[0]]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
