@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dashrl tune: {e}", file=sys.stderr)
         return 2
     from dashrl.models import load_model
+    from dashrl.rollout.samples import full_norm
     from dashrl.train.checkpoint import atomic_write_text
     from dashrl.train.trainer import Trainer
 
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         sampling[bs] = ro.metrics["gen/sampled_tokens"] / max(ro.metrics["time/sampling_s"], 1e-9)
         print(f"[tune] inference batch {bs}: {sampling[bs]:.0f} sampled tokens/s", file=sys.stderr)
     samples = tr.rollout(tr.task.batch(1, 4), seed=1).samples
-    norm = tr.full_norm(samples)
+    norm = full_norm(samples, cfg.sampler.max_new_tokens)
     backprop: dict[int, float] = {}
     for mbs in sorted(args.micro_batches or [G, 2 * G, 4 * G]):
         tr.cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, micro_batch_size=min(mbs, len(samples))))

@@ -171,7 +171,7 @@ class RaySource:
         """With `dist.overlap` N > 0, start sampling steps `step .. step + N - 1` now, on the
         weights the samplers hold: their units queue on the samplers ahead of the next
         weight load, so they run while the trainers backprop the current step."""
-        from dashrl.train.trainer import sample_seed
+        from dashrl.rollout.samples import sample_seed
 
         cfg = self.cfg
         for s in range(step, min(step + cfg.dist.overlap, cfg.train.steps)):

@@ -18,6 +18,15 @@ import torch
 from dashrl.algo import Norm, gradient_filter, group_advantages
 
 
+def sample_seed(seed: int, step: int, call: int) -> int:
+    """Seed of generate call `call` in step `step`: a pure function of (run seed, step, call).
+
+    >>> sample_seed(0, 1, 2)
+    1011
+    """
+    return (seed * 1_000_003 + step) * 1_009 + call
+
+
 @dataclass
 class Sample:
     """One scored completion, kept in CPU memory until a micro-batch asks for it."""

@@ -29,7 +29,6 @@ checkpoints are the same on both.
 
 from __future__ import annotations
 
-import os
 import random
 import shlex
 import signal
@@ -119,19 +118,6 @@ def prepare_run(cfg: Config, model: Any, tokenizer: Any, task: Any) -> tuple[Any
 
 
 # -- run folder -------------------------------------------------------------------------
-def _check_writable(folder: Path) -> None:
-    """Fail early, before any model loads, if `folder` cannot be created or written."""
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise RunError(f"cannot write the run folder {folder}: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise RunError(f"cannot write the run folder {folder}: {probe} is not writable (set --run.out_dir)")
-
-
 def _config_changes(saved: Config, cfg: Config) -> list[str]:
     """Fields that differ between a run's saved config and `cfg`, besides those a resume may change."""
     a, b = to_dict(saved), to_dict(cfg)
@@ -230,13 +216,10 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     from dashrl.train.metrics import silence_transformers_bars
     from dashrl.train.preflight import validate_run
 
-    validate_run(cfg, resume)  # before anything loads: one line, nothing left behind
+    run_dir, ckpt = validate_run(cfg, resume)  # before anything loads: one line, nothing left behind
     silence_transformers_bars()  # the run's console is dashrl.train.metrics.Progress
     from dashrl.train.schedules import SCHEDULE_FNS, optimizer_steps
 
-    run_dir = run_dir_of(cfg)
-    _check_writable(run_dir)
-    ckpt = find_resume_point(cfg, run_dir, resume)
     total_opt = optimizer_steps(cfg.algo.schedule, cfg.train.steps, cfg.algo.ppo_k)
     info = read_info(ckpt) if ckpt else {"step": 0, "cycle": 0, "elapsed_s": 0.0}
     if info["step"] > total_opt:

@@ -39,11 +39,13 @@ def writable_problem(folder: str | os.PathLike) -> str | None:
     return None
 
 
-def validate_run(cfg: "Config", resume: bool | None = None) -> None:
-    """Fail with `RunError` (or `DatasetError`) before any model loads if the run cannot go:
-    an unwritable run folder, an evaluation set that does not load, a resume that clashes
-    with the run in the folder, or a resume of a run that is already complete (its last
-    checkpoint at train.steps and its summary.md written).
+def validate_run(cfg: "Config", resume: bool | None = None) -> tuple[Path, Path | None]:
+    """The run folder and the checkpoint to continue from (None for a fresh run), or
+    `RunError` (or `DatasetError`) before any model loads if the run cannot go: an unwritable
+    run folder, an evaluation set that does not load, a resume that clashes with the run in
+    the folder, or a resume of a run that is already complete (its last checkpoint at
+    train.steps and its summary.md written). The folder is named once, here: a run without
+    `run.name` gets a timestamped one.
 
     >>> validate_run(load_config(overrides=["--run.out_dir", "/proc/nope"]))  # doctest: +SKIP
     Traceback (most recent call last):
@@ -61,7 +63,7 @@ def validate_run(cfg: "Config", resume: bool | None = None) -> None:
         load_eval_sets(cfg.eval.dataset_names, cfg.eval.limit, cfg.task.difficulty)
     ckpt = find_resume_point(cfg, run_dir, resume)
     if ckpt is None:
-        return
+        return run_dir, None
     from dashrl.train.checkpoint import read_info
     from dashrl.train.schedules import optimizer_steps
 
@@ -73,3 +75,4 @@ def validate_run(cfg: "Config", resume: bool | None = None) -> None:
             f"to train it longer: {resume_command(run_dir)} --train.steps {cfg.train.steps + max(cfg.train.steps, 1)} "
             "(any number larger than the current one)"
         )
+    return run_dir, ckpt

@@ -24,7 +24,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from dashrl.algo import Norm
 from dashrl.config import Config
-from dashrl.rollout.samples import Rollouts, full_norm, keep, rollout_metrics
+from dashrl.rollout.samples import Rollouts, full_norm, keep, rollout_metrics, sample_seed
 from dashrl.train.totals import Totals
 
 Row = dict[str, Any]
@@ -128,8 +128,6 @@ def _update(lrn: Learner, ro: Rollouts | None, kept: list, norm: Norm, total: in
 
 def _first(src: RolloutSource, step: int) -> Rollouts:
     """The step's whole M x G batch in one sampling call."""
-    from dashrl.train.trainer import sample_seed
-
     cfg = src.cfg
     ro = src.rollout(src.task.batch(step, cfg.algo.prompts_per_step), sample_seed(cfg.train.seed, step, 0))
     src.ahead(step + 1)
@@ -145,8 +143,6 @@ def dash_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
 
 
 def grpo_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
-    from dashrl.train.trainer import sample_seed
-
     t0 = time.perf_counter()
     cfg = lrn.cfg
     per = cfg.train.micro_batch_size // cfg.algo.group_size  # prompts per micro-batch

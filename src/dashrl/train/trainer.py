@@ -24,7 +24,7 @@ from dashrl.data.prompts import build_prompt
 from dashrl.data.tasks import Task, make_task
 from dashrl.models import autocast_ctx
 from dashrl.rollout import SamplingParams, make_sampler
-from dashrl.rollout.samples import Rollouts, Sample, full_norm, keep, rollout_metrics, score_groups
+from dashrl.rollout.samples import Rollouts, Sample, rollout_metrics, sample_seed, score_groups
 from dashrl.train.batching import collate, micro_batches
 from dashrl.train.totals import Totals
 from dashrl.train.logprobs import completion_logprobs, shared_prompt_logprobs
@@ -146,14 +146,6 @@ class Trainer:
     def _temperature(self) -> float:
         return self.cfg.sampler.temperature or 1.0
 
-    def full_norm(self, samples: Sequence[Sample]) -> Norm:
-        """`dashrl.rollout.samples.full_norm` at this run's max_new_tokens."""
-        return full_norm(samples, self.cfg.sampler.max_new_tokens)
-
-    def keep(self, samples: Sequence[Sample]) -> list[Sample]:
-        """Gradient filtering at this run's threshold (`dashrl.rollout.samples.keep`)."""
-        return keep(samples, self.cfg.algo.filter_threshold)
-
     @property
     def version(self) -> int:
         """Optimizer steps taken so far (the policy version a sample records)."""
@@ -211,10 +203,4 @@ class Trainer:
         self.generate_calls = int(state["generate_calls"])
         self.forward_samples = int(state["forward_samples"])
 
-    def sample_seed(self, step: int, call: int) -> int:
-        return sample_seed(self.cfg.train.seed, step, call)
-
-
-def sample_seed(seed: int, step: int, call: int) -> int:
-    """Seed of generate call `call` in step `step`: a pure function of (run seed, step, call)."""
-    return (seed * 1_000_003 + step) * 1_009 + call
+__all__ = ["Trainer", "lr_lambda", "sample_seed"]  # sample_seed lives in dashrl.rollout.samples
