@@ -146,9 +146,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _check_out(out: Path) -> None:
     if out.exists():
         raise DistillError(f"--out {out} already exists; distill never overwrites (pick another name or delete it)")
+    from dashrl.train.preflight import writable_problem
+
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise DistillError(f"--out {out}: the folder {parent} does not exist")
+    problem = writable_problem(parent)  # before sampling, not after it
+    if problem:
+        raise DistillError(f"--out {out}: {problem}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -107,6 +107,7 @@ def test_distill_from_a_dashrl_run_folder(tmp_path, model_dir, capsys):
         (["--task.name", "wordproblems"], "give --problems N"),
         (["--task.name", "/no/such.jsonl"], "no such file"),
         (["--sampler.temprature", "1"], "did you mean 'temperature'"),
+        (["--out", "/proc/nope.jsonl"], "/proc is not writable"),
     ],
 )
 def test_distill_bad_input_is_one_line_before_loading(tmp_path, model_dir, capsys, args, message):
