@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from dashrl.models import load_model
-    from dashrl.train.checkpoint import atomic_write_text
+    from dashrl.io import atomic_write_text
     from dashrl.train.loop import seed_everything
     from dashrl.train.metrics import silence_transformers_bars
     from dashrl.train.schedules import SCHEDULE_FNS
@@ -334,7 +334,7 @@ def sampling_run(args: argparse.Namespace) -> int:
     from dashrl.models import autocast_ctx, load_model
     from dashrl.rollout import SamplingParams, make_sampler
     from dashrl.train.batching import Sample, collate
-    from dashrl.train.checkpoint import atomic_write_text
+    from dashrl.io import atomic_write_text
     from dashrl.train.logprobs import completion_logprobs
 
     model, tok = load_model(cfg.model.name, attn=cfg.model.attn)

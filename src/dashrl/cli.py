@@ -21,7 +21,7 @@ from typing import Sequence
 # name -> (module, help): each module has add_arguments(parser) and run(args) -> int
 COMMANDS = {
     "train": ("dashrl.cli_train", "train a policy with DASH, GRPO or PPO schedules"),
-    "eval": ("dashrl.eval.command", "evaluate a model on math and code datasets"),
+    "eval": ("dashrl.cli_eval", "evaluate a model on math and code datasets"),
     "report": ("dashrl.report", "plot one or more runs and write a markdown summary"),
     "bench": ("dashrl.bench", "time grpo, DASH without and with filtering side by side"),
     "tune": ("dashrl.tune", "measure and pick the inference batch size and micro-batch size"),

@@ -146,7 +146,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _check_out(out: Path) -> None:
     if out.exists():
         raise DistillError(f"--out {out} already exists; distill never overwrites (pick another name or delete it)")
-    from dashrl.train.preflight import writable_problem
+    from dashrl.io import writable_problem
 
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
 
         from dashrl.models import load_model
         from dashrl.rollout import SamplingParams, make_sampler
-        from dashrl.train.checkpoint import atomic_write_text
+        from dashrl.io import atomic_write_text
 
         model, tok = load_model(teacher, attn=cfg.model.attn)
     except DistillError as e:

@@ -234,7 +234,7 @@ def report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Pat
         target.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ReportError(f"cannot create the report folder {target}: {e.strerror or e}") from None
-    from dashrl.train.checkpoint import atomic_write_text
+    from dashrl.io import atomic_write_text
 
     try:
         plots = plot(runs, target)

@@ -11,7 +11,7 @@ import pytest
     "modules, heavy",
     [
         ("dashrl.rewards", ("torch", "math_verify", "sympy", "numpy")),
-        ("dashrl.eval.command, dashrl.eval", ("torch", "transformers", "math_verify", "sympy", "numpy")),
+        ("dashrl.cli_eval, dashrl.eval", ("torch", "transformers", "math_verify", "sympy", "numpy")),
         ("dashrl.cli, dashrl.bench, dashrl.peers.trl_grpo, dashrl.distill, dashrl.data.sft, dashrl.stats", ("torch", "transformers", "trl", "datasets")),
     ],
 )

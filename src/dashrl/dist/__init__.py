@@ -5,7 +5,8 @@ loop as one process (`dashrl.train.loop`), with sampling on Ray actors and backp
 trainer actors that all-reduce gradients with torch.distributed (gloo on CPU, NCCL on
 GPU); `dashrl.dist.backend` is the rollout source and the learner. This package is the
 only place that touches Ray or torch.distributed; Ray is imported inside the functions
-that use it.
+that use it. It imports nothing from `dashrl.train`: the loop passes in the learner class
+that the trainer actors wrap.
 
 Departures from the paper: the paper's inference workers are vLLM servers; here each
 sampler actor runs a `dashrl.rollout` backend (`hf`). Work is cut into units of whole
@@ -19,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def ray_backend(cfg: Any, model: Any, tokenizer: Any, task: Any, optimizer_steps: int) -> Any:
+def ray_backend(cfg: Any, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, make_learner: Any) -> Any:
     """The `(source, learner)` context of a Ray run; see `dashrl.dist.backend.ray_backend`."""
     try:
         import ray  # noqa: F401
@@ -27,4 +28,4 @@ def ray_backend(cfg: Any, model: Any, tokenizer: Any, task: Any, optimizer_steps
         raise SystemExit("dashrl: --dist.samplers needs Ray: pip install 'dashrl[dist]' (ray==2.60.0)") from None
     from dashrl.dist.backend import ray_backend as open_ray
 
-    return open_ray(cfg, model, tokenizer, task, optimizer_steps)
+    return open_ray(cfg, model, tokenizer, task, optimizer_steps, make_learner)

@@ -4,11 +4,14 @@
 - `SamplerWorker`: its own copy of the policy and a sampler backend; samples, scores and
   filters whole units (see `dashrl.dist.units`); reloads weights once per step.
 - `RolloutStore` (in `dashrl.dist.store`): the queue trainers fetch deliveries from.
-- `TrainerWorker`: a `Trainer` that backprops what it fetches from the store, then
-  all-reduces gradients with torch.distributed and takes the optimizer step; every
-  trainer steps on the same summed gradient, so all hold the same weights. Rank 0
-  publishes weights (numpy arrays, read in place by samplers on its node) and its
-  optimizer state once per step.
+- `TrainerWorker`: a learner (the caller's `make_learner`: `dashrl.train.trainer.Trainer`
+  in `dashrl train`) that backprops what it fetches from the store, then all-reduces
+  gradients with torch.distributed and takes the optimizer step; every trainer steps on
+  the same summed gradient, so all hold the same weights. Rank 0 publishes weights (numpy
+  arrays, read in place by samplers on its node) and its optimizer state once per step.
+
+This package imports nothing from `dashrl.train`: the loop hands the learner class in,
+so the training loop sits above its transport (`tests/unit/test_import_graph.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dashrl.algo import Norm
 from dashrl.config import Config
 from dashrl.dist.units import TrainReport, Unit, sample_unit
 from dashrl.rollout import SamplingParams
-from dashrl.train.totals import Totals
+from dashrl.totals import Totals
 
 
 def _place(model: Any, gpus: float, cpus: float) -> Any:
@@ -113,14 +116,14 @@ def free_port() -> int:
 
 
 class TrainerWorker:
-    """One data-parallel backprop worker."""
+    """One data-parallel backprop worker around `make_learner(cfg, model, tokenizer,
+    optimizer_steps, task=task)`: an object with `model`, `optimizer`, `backprop`,
+    `optimizer_step`, `lr`, `state_dict` and `load_state_dict` (the `Trainer`)."""
 
-    def __init__(self, cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, rank: int, world: int):
-        from dashrl.train.trainer import Trainer
-
+    def __init__(self, cfg: Config, make_learner: Any, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, rank: int, world: int):
         self.rank, self.world = rank, world
         model = _place(model, cfg.dist.gpus_per_trainer, cfg.dist.cpus_per_trainer)
-        self.trainer = Trainer(cfg, model, tokenizer, optimizer_steps, task=task)
+        self.trainer = make_learner(cfg, model, tokenizer, optimizer_steps, task=task)
 
     def rendezvous(self) -> str:
         """`tcp://IP:PORT` of a free port on this node, for torch.distributed's TCP store."""
@@ -164,6 +167,10 @@ class TrainerWorker:
         nonfinite = allreduce_grads(self.trainer.model, nonfinite, self.world)
         allreduce_s = time.perf_counter() - t0
         return {**self.trainer.optimizer_step(nonfinite=nonfinite), "allreduce_s": allreduce_s}
+
+    def lr(self) -> float:
+        """The learning rate of the next optimizer step."""
+        return self.trainer.lr()
 
     def publish(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """`(weights as numpy arrays, trainer state)`: what samplers load and what a replaced

@@ -82,11 +82,12 @@ def connect(cfg: Config) -> bool:
 class Cluster:
     """Handles of the actors of one run, the newest published state, and how to replace actors."""
 
-    def __init__(self, cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_steps: int):
+    def __init__(self, cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, make_learner: Any):
         import ray
 
         d = cfg.dist
         self.cfg, self.tokenizer, self.task, self.optimizer_steps = cfg, tokenizer, task, optimizer_steps
+        self.make_learner = make_learner  # what each trainer actor wraps (the loop's `Trainer`)
         self.model_ref = ray.put(model)  # the initial model: every actor starts from it (and its KL reference)
         self.weights_ref: Any = None  # newest published weights (numpy arrays), None = the initial ones
         self.state_ref: Any = None  # rank 0's trainer state of the same step
@@ -121,7 +122,7 @@ class Cluster:
         for t in self.trainers:
             ray.kill(t, no_restart=True)
         self.trainers = [
-            self._trainer_cls.remote(self.cfg, self.model_ref, self.tokenizer, self.task, self.optimizer_steps, r, d.trainers)
+            self._trainer_cls.remote(self.cfg, self.make_learner, self.model_ref, self.tokenizer, self.task, self.optimizer_steps, r, d.trainers)
             for r in range(d.trainers)
         ]
         backend = d.backend if d.backend != "auto" else ("nccl" if d.gpus_per_trainer > 0 else "gloo")
@@ -300,10 +301,8 @@ class RayLearner:
         return time.perf_counter() - t0
 
     def lr(self) -> float:
-        from dashrl.train.trainer import lr_lambda
-
-        t = self.cfg.train
-        return t.lr * lr_lambda(self.cl.version, t.warmup_steps, self.cl.optimizer_steps, t.lr_schedule)
+        """Rank 0's learning rate for the next step (asked only when a step has no optimizer step)."""
+        return self._with_restarts(lambda: self._wait([self.cl.trainers[0].lr.remote()])[0], replay_pending=True)
 
     def state_dict(self) -> dict[str, Any]:
         """Rank 0's optimizer, scheduler and counters (every rank holds the same); also pulls
@@ -385,7 +384,7 @@ class RayLearner:
 
     def _combine(self, reps: list[TrainReport]) -> dict[str, float]:
         """Ranks' backprop metrics as one process would report them (time: the slowest rank)."""
-        from dashrl.train.totals import Totals
+        from dashrl.totals import Totals
 
         totals = Totals()
         for rep in reps:
@@ -400,8 +399,10 @@ class RayLearner:
 
 
 @contextlib.contextmanager
-def ray_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_steps: int) -> Iterator[tuple[RaySource, RayLearner]]:
-    """Connect to (or start) Ray, start the actors; yields `(source, learner)`. On the way out
+def ray_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, make_learner: Any) -> Iterator[tuple[RaySource, RayLearner]]:
+    """Connect to (or start) Ray, start the actors, each trainer actor around
+    `make_learner(cfg, model, tokenizer, optimizer_steps, task=task)`; yields `(source,
+    learner)`. On the way out
     the driver's `model` gets the newest weights, then the actors (and a cluster this call
     started) go away."""
     import ray
@@ -411,7 +412,7 @@ def ray_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_st
     try:
         if not cfg.run.quiet:
             _log(f"{cfg.dist.samplers} samplers, {cfg.dist.trainers} trainers")
-        cl = Cluster(cfg, model, tokenizer, task, optimizer_steps)
+        cl = Cluster(cfg, model, tokenizer, task, optimizer_steps, make_learner)
         yield RaySource(cl, model), RayLearner(cl, model, tokenizer)
         cl.pull(model)
     finally:

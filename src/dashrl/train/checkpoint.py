@@ -1,4 +1,4 @@
-"""Checkpoints and files written atomically: a crash mid-write leaves the old one whole.
+"""Checkpoints, written atomically: a crash mid-write leaves the old one whole.
 
 A checkpoint is a folder `RUN/checkpoints/step-NNNNNN` (NNNNNN = optimizer steps done) with
 
@@ -31,69 +31,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from dashrl.io import atomic_write_text, fsync_dir, share
+
 STATE_FILE = "trainer_state.pt"
 INFO_FILE = "dashrl_state.json"
 MASTER_KEY = "master_weights"  # in STATE_FILE when the weights file is not fp32
 KEEP_STATE = ("all", "latest", "none")
 SAVE_DTYPES = ("fp32", "bf16")
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where Linux shows it."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):  # pragma: no cover - not Linux
-        pass
-    mask = os.umask(0o022)  # pragma: no cover
-    os.umask(mask)  # pragma: no cover
-    return mask  # pragma: no cover
-
-
-def _share(path: Path) -> None:
-    """Give `path` and everything under it the modes a plain `open`/`mkdir` would: tempfile
-    and some writers (safetensors) make private 0600/0700 files."""
-    mask = _umask()
-    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
-        if p.is_symlink():
-            continue
-        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename inside `path` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` via a temporary file, fsync and rename.
-
-    >>> atomic_write_text(Path(tempfile.mkdtemp()) / "note.txt", "hello\\n")
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; run files are for everyone to read
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 # -- RNG state --------------------------------------------------------------------------
@@ -175,7 +119,7 @@ def save_checkpoint(
         if state is not None:
             torch.save(state, tmp / STATE_FILE)
         (tmp / INFO_FILE).write_text(json.dumps({"step": step, "weights_dtype": save_dtype, **(extra or {})}, indent=1))
-        _share(tmp)
+        share(tmp)
         for f in tmp.rglob("*"):  # flush file contents before the rename makes them visible
             if f.is_file():
                 with open(f, "rb") as fh:
@@ -186,7 +130,7 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(ckpt_root)
+    fsync_dir(ckpt_root)
     atomic_write_text(ckpt_root / "latest", final.name + "\n")
     return final
 

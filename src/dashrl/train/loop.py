@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from dashrl.config import Config, ConfigError, load_config, to_dict, to_toml
+from dashrl.io import atomic_write_text
 from dashrl.train.checkpoint import (
-    atomic_write_text,
     best_checkpoint,
     latest_checkpoint,
     load_state,
@@ -242,12 +242,12 @@ def open_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, total_opt: 
     sampler and trainer actors on Ray when `dist.samplers > 0` (`dashrl.dist.backend`)."""
     import contextlib
 
-    if cfg.dist.samplers > 0:
-        from dashrl.dist import ray_backend
-
-        return ray_backend(cfg, model, tokenizer, task, total_opt)
     from dashrl.train.trainer import Trainer
 
+    if cfg.dist.samplers > 0:  # the trainer actors wrap the same Trainer
+        from dashrl.dist import ray_backend
+
+        return ray_backend(cfg, model, tokenizer, task, total_opt, Trainer)
     trainer = Trainer(cfg, model, tokenizer, total_opt, task=task)
     return contextlib.nullcontext((trainer, trainer))
 

@@ -68,7 +68,7 @@ def truncate_metrics(path: Path, last_step: int) -> list[dict[str, Any]]:
     A resume calls this with the checkpoint's step, so the steps run again after it are
     logged once, not twice, and a torn line left by a crash disappears.
     """
-    from dashrl.train.checkpoint import atomic_write_text
+    from dashrl.io import atomic_write_text
 
     path = Path(path)
     if not path.is_file():

@@ -1,42 +1,20 @@
 """Checks that run before anything heavy loads: a bad run fails in a second, with one line, and
 leaves nothing behind.
 
-`validate_run(cfg, resume)` is what `dashrl.train.loop.train` calls first; `writable_problem`
-is shared with `dashrl eval --out`. Only the standard library is imported at module level.
+`validate_run(cfg, resume)` is what `dashrl.train.loop.train` calls first; its writability probe
+is `dashrl.io.writable_problem`, shared with `dashrl eval --out` and `distill`. Only the standard
+library is imported at module level.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dashrl.io import writable_problem
+
 if TYPE_CHECKING:  # pragma: no cover
     from dashrl.config import Config
-
-
-def writable_problem(folder: str | os.PathLike) -> str | None:
-    """Why files cannot be created in `folder` (made with its parents), or None if they can.
-
-    It creates and removes a probe file in the nearest folder that exists (permission bits
-    alone are not enough: root passes `os.access` on /proc), and creates nothing else.
-
-    >>> writable_problem("/proc/nope") is not None, writable_problem(tempfile.gettempdir())
-    (True, None)
-    """
-    probe = Path(folder)
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is a file, not a folder"
-    try:
-        fd, name = tempfile.mkstemp(dir=probe, prefix=".dashrl-probe-")
-        os.close(fd)
-        os.unlink(name)
-    except OSError as e:
-        return f"{probe} is not writable ({e.strerror or e})"
-    return None
 
 
 def validate_run(cfg: "Config", resume: bool | None = None) -> tuple[Path, Path | None]:

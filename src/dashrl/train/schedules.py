@@ -25,7 +25,7 @@ from typing import Any, Callable, Protocol, Sequence
 from dashrl.algo import Norm
 from dashrl.config import Config
 from dashrl.rollout.samples import Rollouts, full_norm, keep, rollout_metrics, sample_seed
-from dashrl.train.totals import Totals
+from dashrl.totals import Totals
 
 Row = dict[str, Any]
 

@@ -26,7 +26,7 @@ from dashrl.models import autocast_ctx
 from dashrl.rollout import SamplingParams, make_sampler
 from dashrl.rollout.samples import Rollouts, Sample, rollout_metrics, sample_seed, score_groups
 from dashrl.train.batching import collate, micro_batches
-from dashrl.train.totals import Totals
+from dashrl.totals import Totals
 from dashrl.train.logprobs import completion_logprobs, shared_prompt_logprobs
 
 
