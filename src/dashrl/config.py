@@ -284,6 +284,10 @@ class DistConfig:
     overlap: int = 0
     """Steps the samplers may sample ahead of training (0 = exact, on-policy DASH). > 0 needs
     `algo.loss = "ppo_clip"`: the ratio against the stored sampling logprobs corrects the lag."""
+    pin_cores: bool = False
+    """Pin each actor to CPU cores of its own (os.sched_setaffinity; sampler i first, then
+    trainer r), as many as its cpus_per_* (wrapping round the node's cores): actors on one
+    node stop trading cores. Ray itself only counts CPUs, it does not pin them."""
 
     def __post_init__(self) -> None:
         _at_least("dist.samplers", self.samplers, 0)

@@ -37,6 +37,23 @@ def test_ray_sigterm_saves_and_sigkill_mid_backprop_resumes_bit_exact(tmp_path, 
     assert_same_run(ref, run, 2)
 
 
+def test_ray_overlap_run_resumes_bit_exact(tmp_path, address):
+    """--dist.overlap 1: the checkpoint after step 1 holds step 2's batch, drawn ahead on the
+    step-0 weights; the driver is SIGKILLed while the trainers backprop step 2, and the
+    resumed run trains on that saved batch (not on one re-drawn with the step-1 weights), so
+    it ends as the uninterrupted overlap run does, bit for bit."""
+    from dashrl.train.metrics import read_metrics
+
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    stages = [(str(ref), None), (str(run), "backprop:2"), (str(run), None)]  # cycle 2 is counted from when it is drawn ahead
+    spec = {"schedule": "dash", "steps": 3, "save_every": 1, "algo": {"loss": "ppo_clip"},
+            "dist": {"samplers": 1, "trainers": 1, "address": address, "overlap": 1}}  # fmt: skip
+    results = run_plan(tmp_path, spec, stages)
+    assert [r["code"] for r in results] == [0, -9, 0], [r["log"][-2000:] for r in results]
+    assert [r["dist/staleness_mean"] for r in read_metrics(ref / "metrics.jsonl")] == [0.0, 1.0, 1.0]
+    assert_same_run(ref, run, 3)
+
+
 @pytest.mark.slow
 def test_ray_driver_killed_anywhere_then_resumed_is_bit_exact(tmp_path, address):
     ref, run = tmp_path / "ref", tmp_path / "run"

@@ -185,7 +185,7 @@ def _stage(spec: dict, run_dir: Path, kill: str | None) -> None:
         {
             "model": {"dtype": spec.get("dtype", "fp32")},
             "sampler": {"max_new_tokens": 6, "batch_size": 8},
-            "algo": {"schedule": spec.get("schedule", "dash"), "prompts_per_step": 4, "group_size": 4, "ppo_k": 2},
+            "algo": {"schedule": spec.get("schedule", "dash"), "prompts_per_step": 4, "group_size": 4, "ppo_k": 2, **spec.get("algo", {})},
             "train": {"steps": spec.get("steps", 6), "micro_batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "lr_schedule": "cosine"},
             "run": {"out_dir": str(run_dir.parent), "name": run_dir.name, "quiet": True, "save_every": spec.get("save_every", 2), "keep_last": 2, "loggers": ""},
             "dist": spec.get("dist", {}),

@@ -68,3 +68,24 @@ def test_allreduce_on_one_trainer_is_the_identity():
     before = lin.weight.grad.clone()
     assert allreduce_grads(lin, False, 1) is False
     assert torch.equal(lin.weight.grad, before)
+
+
+def test_pin_cores_pins_every_thread_and_wraps_round_the_cores():
+    """`dist.pin_cores`: in a fresh process (this one keeps its cores), a thread started
+    before the pin is pinned too, and slot numbers past the last core wrap round."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, threading, time\n"
+        "from dashrl.dist.actors import pin_cores\n"
+        "cores = sorted(os.sched_getaffinity(0)); ev = threading.Event()\n"
+        "t = threading.Thread(target=ev.wait); t.start(); time.sleep(0.05)\n"
+        "mine = pin_cores(len(cores) + 1, 1)\n"
+        "want = [cores[1 % len(cores)]]\n"
+        "assert mine == want and sorted(os.sched_getaffinity(0)) == want, (mine, want)\n"
+        "assert sorted(os.sched_getaffinity(t.native_id)) == want\n"
+        "ev.set(); t.join(); print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

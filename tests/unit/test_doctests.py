@@ -16,6 +16,7 @@ MODULES = [
     "dashrl.train.batching",
     "dashrl.train.trainer",
     "dashrl.dist.units",
+    "dashrl.dist.actors",
     "dashrl.dist.store",
     "dashrl.rewards.math_grading",
 ]

@@ -29,9 +29,34 @@ from dashrl.rollout import SamplingParams
 from dashrl.totals import Totals
 
 
-def _place(model: Any, gpus: float, cpus: float) -> Any:
-    torch.set_num_threads(max(1, int(cpus)))
+def _place(model: Any, gpus: float, cpus: float, first_core: int | None = None) -> Any:
+    """Threads (and from `first_core` on, cores: `dist.pin_cores`) for this actor, the model on its device."""
+    threads = max(1, int(cpus))
+    if first_core is not None:
+        pin_cores(first_core, threads)
+    torch.set_num_threads(threads)
     return model.to("cuda") if gpus > 0 else model
+
+
+def pin_cores(first: int, n: int) -> list[int]:
+    """Pin this process (every thread it has, and so those they start) to `n` cores from
+    the `first`-th on, wrapping round the cores it may use; returns them. Samplers take
+    cores 0.., trainers the ones after all samplers'."""
+    import os
+
+    cores = sorted(os.sched_getaffinity(0))
+    mine = sorted({cores[(first + i) % len(cores)] for i in range(n)})
+    os.sched_setaffinity(0, mine)
+    try:
+        threads = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:  # pragma: no cover - no /proc: the calling thread only
+        threads = []
+    for tid in threads:
+        try:
+            os.sched_setaffinity(tid, mine)
+        except OSError:  # a thread that ended meanwhile
+            pass
+    return mine
 
 
 def sampling_params(cfg: Config) -> SamplingParams:
@@ -47,7 +72,9 @@ class SamplerWorker:
         from dashrl.rollout import make_sampler
 
         self.cfg, self.task, self.index = cfg, task, index
-        self.model = _place(model, cfg.dist.gpus_per_sampler, cfg.dist.cpus_per_sampler).requires_grad_(False).eval()
+        d = cfg.dist
+        first = index * max(1, int(d.cpus_per_sampler)) if d.pin_cores else None
+        self.model = _place(model, d.gpus_per_sampler, d.cpus_per_sampler, first).requires_grad_(False).eval()
         self.tokenizer = tokenizer
         self.sampler = make_sampler(cfg.sampler.backend, model=self.model, tokenizer=tokenizer, dtype=cfg.model.dtype)
         self.params = sampling_params(cfg)
@@ -109,6 +136,40 @@ def weights_from_numpy(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
+def state_to_numpy(obj: Any) -> Any:
+    """A nested state (optimizer, scheduler, counters) with every tensor as a numpy array
+    (bf16 as `{"bf16": int16 bits}`): Ray writes arrays into the object store in one copy,
+    where pickled tensors take another in the actor first."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().to("cpu")
+        return {"bf16": t.view(torch.int16).numpy()} if t.dtype == torch.bfloat16 else t.numpy()
+    if isinstance(obj, dict):
+        return {k: state_to_numpy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(state_to_numpy(v) for v in obj)
+    return obj
+
+
+def state_from_numpy(obj: Any) -> Any:
+    """Inverse of `state_to_numpy`, with tensors of their own (writable: the optimizer updates them in place).
+
+    >>> s = state_from_numpy(state_to_numpy({"step": torch.tensor(3.0), "m": [torch.ones(2, dtype=torch.bfloat16)], "n": 1}))
+    >>> s["step"], s["m"][0].dtype, s["n"]
+    (tensor(3.), torch.bfloat16, 1)
+    """
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.array(obj))
+    if isinstance(obj, dict):
+        if obj.keys() == {"bf16"} and isinstance(obj["bf16"], np.ndarray):
+            return torch.from_numpy(np.array(obj["bf16"])).view(torch.bfloat16)
+        return {k: state_from_numpy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(state_from_numpy(v) for v in obj)
+    return obj
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
@@ -122,7 +183,9 @@ class TrainerWorker:
 
     def __init__(self, cfg: Config, make_learner: Any, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, rank: int, world: int):
         self.rank, self.world = rank, world
-        model = _place(model, cfg.dist.gpus_per_trainer, cfg.dist.cpus_per_trainer)
+        d = cfg.dist
+        first = d.samplers * max(1, int(d.cpus_per_sampler)) + rank * max(1, int(d.cpus_per_trainer)) if d.pin_cores else None
+        model = _place(model, d.gpus_per_trainer, d.cpus_per_trainer, first)
         self.trainer = make_learner(cfg, model, tokenizer, optimizer_steps, task=task)
 
     def rendezvous(self) -> str:
@@ -173,14 +236,14 @@ class TrainerWorker:
         return self.trainer.lr()
 
     def publish(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """`(weights as numpy arrays, trainer state)`: what samplers load and what a replaced
-        trainer restarts from; returned into the object store once (rank 0)."""
-        return weights_to_numpy(self.trainer.model.state_dict()), self.trainer.state_dict()
+        """`(weights, trainer state)`, both as numpy arrays: what samplers load and what a
+        replaced trainer restarts from; returned into the object store once (rank 0)."""
+        return weights_to_numpy(self.trainer.model.state_dict()), state_to_numpy(self.trainer.state_dict())
 
     def restore(self, weights: Mapping[str, Any], state: dict[str, Any]) -> int:
         """Take the state `publish` gave (gradients dropped)."""
         self.trainer.model.load_state_dict(weights_from_numpy(weights), strict=True)
-        self.trainer.load_state_dict(state)
+        self.trainer.load_state_dict(state_from_numpy(state))
         self.trainer.optimizer.zero_grad(set_to_none=True)
         return self.rank
 

@@ -50,10 +50,11 @@ from dashrl.config import Config
 from dashrl.dist.actors import SamplerWorker, TrainerWorker, weights_from_numpy
 from dashrl.dist.store import Delivery, RolloutStore
 from dashrl.dist.units import TrainReport, UnitResult, check_deliveries, pack_groups, plan_units
-from dashrl.rollout.samples import Rollouts, SampleRef, rollout_metrics
+from dashrl.rollout.samples import Rollouts, Sample, SampleRef, rollout_metrics
 
 MAX_UNIT_RETRIES = 3
 MAX_TRAINER_RESTARTS = 3  # per backprop/step call
+AHEAD_KEY = "dist_ahead"  # in the learner's checkpoint state: batches sampled ahead (dist.overlap)
 
 
 def _log(msg: str) -> None:
@@ -92,6 +93,7 @@ class Cluster:
         self.weights_ref: Any = None  # newest published weights (numpy arrays), None = the initial ones
         self.state_ref: Any = None  # rank 0's trainer state of the same step
         self.version = 0  # optimizer steps of the newest weights
+        self.ahead: dict[tuple[int, int, int], Any] = {}  # sampling calls started early (dist.overlap): _Job or _Sampled
         self._sampler_cls = ray.remote(SamplerWorker).options(num_cpus=d.cpus_per_sampler, num_gpus=d.gpus_per_sampler)
         self._trainer_cls = ray.remote(TrainerWorker).options(num_cpus=d.cpus_per_trainer, num_gpus=d.gpus_per_trainer)
         self.samplers = [self._new_sampler(i) for i in range(d.samplers)]
@@ -159,14 +161,15 @@ class RaySource:
     def __init__(self, cl: Cluster, model: Any):
         self.cl, self.cfg, self.task, self.model = cl, cl.cfg, cl.task, model
         self._eval_sampler: Any = None
-        self._ahead: dict[tuple[int, int, int], _Job] = {}  # sampling calls started early (dist.overlap)
 
     def rollout(self, examples: Sequence[Any], seed: int, first_group: int = 0) -> Rollouts:
         """Sample on the actors exactly what `Trainer.rollout(examples, seed, first_group)` samples
         (with the weights the samplers held when the call was submitted: see `ahead`)."""
         t0 = time.perf_counter()
-        job = self._ahead.pop((seed, first_group, len(examples)), None) or _Job(self, list(examples), seed, first_group)
-        return job.collect(t0)
+        job = self.cl.ahead.pop((seed, first_group, len(examples)), None) or _Job(self.cl, list(examples), seed, first_group)
+        ro = job.collect(t0)
+        ro.metrics["dist/staleness_mean"] = sum(self.cl.version - s.version for s in ro.samples) / max(len(ro.samples), 1)
+        return ro
 
     def ahead(self, step: int) -> None:
         """With `dist.overlap` N > 0, start sampling steps `step .. step + N - 1` now, on the
@@ -178,8 +181,8 @@ class RaySource:
         for s in range(step, min(step + cfg.dist.overlap, cfg.train.steps)):
             seed = sample_seed(cfg.train.seed, s, 0)
             key = (seed, 0, cfg.algo.prompts_per_step)
-            if key not in self._ahead:
-                self._ahead[key] = _Job(self, self.task.batch(s, cfg.algo.prompts_per_step), seed, 0)
+            if key not in self.cl.ahead:
+                self.cl.ahead[key] = _Job(self.cl, self.task.batch(s, cfg.algo.prompts_per_step), seed, 0)
 
     def eval_sampler(self) -> Any:
         """A sampler on the driver's copy of the model, loaded with the newest weights."""
@@ -193,14 +196,15 @@ class RaySource:
 
 
 class _Job:
-    """One sampling call's units, submitted to the samplers; `collect` waits for them."""
+    """One sampling call's units, submitted to the samplers; `collect` waits for them (once)."""
 
-    def __init__(self, src: RaySource, examples: list[Any], seed: int, first_group: int):
-        self.cl, self.examples, self.seed, self.first_group = src.cl, examples, seed, first_group
-        self.G = src.cfg.algo.group_size
+    def __init__(self, cl: Cluster, examples: list[Any], seed: int, first_group: int):
+        self.cl, self.examples, self.seed, self.first_group = cl, examples, seed, first_group
+        self.G = cl.cfg.algo.group_size
         self.pending: dict[Any, tuple] = {}
         self.tries: dict[int, int] = {}
-        for unit in plan_units(len(examples), self.G, src.cfg.sampler.batch_size):
+        self.result: Rollouts | None = None
+        for unit in plan_units(len(examples), self.G, cl.cfg.sampler.batch_size):
             self.submit(unit, unit.index % len(self.cl.samplers))  # deterministic split; the samples do not depend on it
 
     def submit(self, unit: Any, i: int) -> None:
@@ -211,6 +215,11 @@ class _Job:
         self.pending[refs[0]] = (unit, i, actor, refs[1:])
 
     def collect(self, t0: float) -> Rollouts:
+        if self.result is None:
+            self.result = self._collect(t0)
+        return self.result
+
+    def _collect(self, t0: float) -> Rollouts:
         import ray
 
         cl, H = self.cl, len(self.cl.samplers)
@@ -234,13 +243,60 @@ class _Job:
         samples = [s for rep, refs in reports for s in rep.refs(refs, self.G)]
         metrics: dict[str, float] = {**rollout_metrics(samples), "time/sampling_s": time.perf_counter() - t0, "time/scoring_s": 0.0}
         metrics["dist/sampler_restarts"] = restarts
-        metrics["dist/staleness_mean"] = sum(cl.version - s.version for s in samples) / max(len(samples), 1)
         for i in range(H):
             mine = [rep for rep, _ in reports if rep.worker == i]
             busy = sum(r.sampling_s + r.scoring_s for r in mine)
             metrics[f"dist/sampler{i}/time_s"] = busy
             metrics[f"dist/sampler{i}/tokens_per_s"] = sum(sum(r.lengths) for r in mine) / busy if busy else 0.0
         return Rollouts(samples, metrics)
+
+
+class _Sampled:
+    """A batch sampled ahead that a checkpoint kept: `collect` gives it as it was drawn."""
+
+    def __init__(self, ro: Rollouts):
+        self.ro = ro
+
+    def collect(self, t0: float) -> Rollouts:
+        return self.ro
+
+
+def export_ahead(cl: Cluster) -> list[dict[str, Any]]:
+    """The batches sampled ahead (waited for), as plain lists and numbers for a checkpoint:
+    per batch its key, metrics, driver-side records and every group's samples."""
+    import ray
+
+    out = []
+    for key, job in cl.ahead.items():
+        ro = job.collect(time.perf_counter())
+        refs: dict[int, Any] = {}
+        for s in ro.samples:
+            refs.setdefault(s.group, s.ref)
+        groups = ray.get(list(refs.values()))
+        out.append({
+            "key": list(key),
+            "metrics": {k: float(v) for k, v in ro.metrics.items()},
+            "refs": [[s.group, s.index, float(s.reward), float(s.advantage), int(s.num_tokens), str(s.finish_reason), int(s.version)] for s in ro.samples],
+            "groups": [[g, [_plain(x) for x in members]] for g, members in zip(refs, groups)],
+        })  # fmt: skip
+        cl.ahead[key] = _Sampled(ro)
+    return out
+
+
+def _plain(s: Sample) -> list[Any]:
+    return [[int(t) for t in s.prompt_ids], [int(t) for t in s.completion_ids], [float(x) for x in s.logprobs],
+            float(s.reward), float(s.advantage), int(s.group), str(s.finish_reason), int(s.version)]  # fmt: skip
+
+
+def import_ahead(cl: Cluster, saved: list[dict[str, Any]]) -> None:
+    """Put checkpointed batches back: groups into the object store, records as `collect` gave them."""
+    import ray
+
+    cl.ahead.clear()
+    for entry in saved:
+        refs = {g: ray.put([Sample(*m) for m in members]) for g, members in entry["groups"]}
+        samples = [SampleRef(g, i, r, a, n, f, refs[g], v) for g, i, r, a, n, f, v in entry["refs"]]
+        cl.ahead[tuple(entry["key"])] = _Sampled(Rollouts(samples, dict(entry["metrics"])))
 
 
 class TrainerDied(Exception):
@@ -305,23 +361,32 @@ class RayLearner:
         return self._with_restarts(lambda: self._wait([self.cl.trainers[0].lr.remote()])[0], replay_pending=True)
 
     def state_dict(self) -> dict[str, Any]:
-        """Rank 0's optimizer, scheduler and counters (every rank holds the same); also pulls
-        the newest weights into `self.model`, which the checkpoint saves."""
+        """Rank 0's optimizer, scheduler and counters (every rank holds the same), and with
+        `dist.overlap` the batches already sampled ahead (waited for: `AHEAD_KEY`); also
+        pulls the newest weights into `self.model`, which the checkpoint saves."""
         import ray
+
+        from dashrl.dist.actors import state_from_numpy
 
         self.cl.pull(self.model)
         if self.cl.state_ref is None:
-            return ray.get(self.cl.trainers[0].publish.options(num_returns=2).remote()[1])
-        return ray.get(self.cl.state_ref)
+            state = ray.get(self.cl.trainers[0].publish.options(num_returns=2).remote()[1])
+        else:
+            state = ray.get(self.cl.state_ref)
+        state = state_from_numpy(state)
+        ahead = export_ahead(self.cl)
+        return {**state, AHEAD_KEY: ahead} if ahead else state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Give every trainer `self.model`'s weights (the loop loaded the checkpoint into it) and `state`."""
         import ray
 
-        from dashrl.dist.actors import weights_to_numpy
+        from dashrl.dist.actors import state_to_numpy, weights_to_numpy
 
         cl = self.cl
-        cl.weights_ref, cl.state_ref = ray.put(weights_to_numpy(self.model.state_dict())), ray.put(state)
+        state = dict(state)
+        import_ahead(cl, state.pop(AHEAD_KEY, []))
+        cl.weights_ref, cl.state_ref = ray.put(weights_to_numpy(self.model.state_dict())), ray.put(state_to_numpy(state))
         cl.version = int(state["scheduler"]["last_epoch"])
         ray.get([t.restore.remote(cl.weights_ref, cl.state_ref) for t in cl.trainers])
 

@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", choices=sorted(SIZES), default="135m")
     ap.add_argument("--samplers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--transports", default="numpy,torch", help="comma-separated, from numpy,torch (numpy alone needs a third less memory)")
     args = ap.parse_args(argv)
     ray.init(num_cpus=args.samplers + 1, include_dashboard=False, log_to_driver=False)
     cls = ray.remote(Holder).options(num_cpus=1)
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     n = ray.get(trainer.params.remote())
     ray.get([s.params.remote() for s in samplers])
     rows = []
-    for how in ("numpy", "torch"):
+    for how in args.transports.split(","):
         walls, publishes = [], []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((how, statistics.median(publishes), statistics.median(walls)))
     ray.shutdown()
     print(f"weight sync, {args.size} ({n / 1e6:.0f}M params, fp32 {n * 4 / 2**30:.2f} GiB), {args.samplers} sampler(s) on one node")
-    print(f"{'transport':<10} {'publish s':>10} {'sync s':>8} {'vs numpy':>9}")
+    print(f"{'transport':<10} {'publish s':>10} {'sync s':>8} {'vs first':>9}")
     base = rows[0][2]
     for how, pub, wall in rows:
         print(f"{how:<10} {pub:>10.3f} {wall:>8.3f} {wall / base:>8.2f}x")
