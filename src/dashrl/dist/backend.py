@@ -32,8 +32,14 @@ is corrected with the PPO-clip ratio against the stored sampling logprobs (`--al
 ppo_clip`, required): those logprobs are already stored per token, so the correction
 costs no extra forward pass, and the clip bounds the step when the ratio drifts, which
 truncated importance weights on a plain policy gradient would not. Filtering still runs
-on the driver before any forward pass. A resumed overlap run samples its first step on
-the resumed weights, so it is not bit-identical to an uninterrupted one.
+on the driver before any forward pass. A checkpoint waits for the batches sampled ahead
+and keeps them (`AHEAD_KEY` in the learner state), so a resumed overlap run trains on the
+very batches the uninterrupted run drew, and ends with the same weights. Two things do
+differ from an undisturbed overlap run: a sampler that dies during a batch drawn ahead is
+replaced with the newest weights, so its units are re-drawn on a newer policy (recorded
+per sample, and corrected by the ratio like any lag); and a run resumed with a larger
+`train.steps` samples its first new step on the resumed weights, as nothing was drawn
+past the old last step.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ chosen so that one step's sampling and its backprop take about as long on one co
 Prints two tables: s/step (wall time between the first and the last step's rows, over the
 steps after the first) with the busy seconds of sampling and backprop per step, and the
 reward of every step side by side. Arms run one after another, so machine noise is not
-shared as in `dashrl bench`; read ratios, and rerun on a busy machine. No test reads it.
+shared as in `dashrl bench`; read ratios, and rerun on a busy machine (with `--out DIR`, a
+rerun reuses the arms that finished). No test reads it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,6 +54,10 @@ def run_arm(name: str, flags: list[str], out: Path) -> list[dict[str, Any]]:
         core = min(os.sched_getaffinity(0))
         pin = lambda: os.sched_setaffinity(0, {core})  # noqa: E731  (runs in the child before exec)
     run_name = name.replace(" ", "_").replace("=", "")
+    if (out / run_name / "summary.md").is_file():  # finished in an earlier call with the same --out
+        print(f"[overlapbench] {name}: reusing {out / run_name}", file=sys.stderr, flush=True)
+        return [json.loads(line) for line in (out / run_name / "metrics.jsonl").read_text().splitlines()]
+    shutil.rmtree(out / run_name, ignore_errors=True)  # an arm that did not finish starts over
     cmd = [sys.executable, "-m", "dashrl.cli", "train", *flags, "--run.out_dir", str(out), "--run.name", run_name]
     print(f"[overlapbench] {name}: {' '.join(cmd[3:])}", file=sys.stderr, flush=True)
     subprocess.run(cmd, env=env, check=True, preexec_fn=pin)
@@ -93,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=6, help="optimizer steps per arm")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {list(ARMS)}")
-    ap.add_argument("--out", default=None, help="keep the run folders here (default: a temporary folder)")
+    ap.add_argument("--out", default=None, help="keep the run folders here (default: a temporary folder); "
+                    "a rerun with the same --out reuses the arms that finished")
     args, overrides = ap.parse_known_args(argv)  # --section.field VALUE flags go to every arm
     flags = [*WORKLOAD, "--train.steps", str(args.steps), *overrides]
     with tempfile.TemporaryDirectory(prefix="overlapbench-") as tmp:
