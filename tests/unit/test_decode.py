@@ -27,11 +27,11 @@ def test_merge_of_two_disjoint_key_sets_is_attention_over_their_union():
     o1, lse1 = _attention(q, k[:, :, first], v[:, :, first])
     o2, lse2 = _attention(q, k[:, :, rest], v[:, :, rest])
     merged = decode.merge_attention(o1, lse1, o2, lse2)
-    assert torch.allclose(merged.double(), full, atol=1e-6, rtol=0)  # fp32 result of float64 inputs
+    assert torch.allclose(merged, full, atol=1e-12, rtol=0)
     assert torch.allclose(torch.logaddexp(lse1, lse2), full_lse, atol=1e-12, rtol=0)
     # a set that carries no mass (lse -> -inf relative to the other) leaves the other untouched
     lonely = decode.merge_attention(o1, lse1, o2, lse2 - 1e4)
-    assert torch.allclose(lonely.double(), o1, atol=1e-6, rtol=0)
+    assert torch.allclose(lonely, o1, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -51,15 +51,18 @@ def merge_attention(o1: torch.Tensor, lse1: torch.Tensor, o2: torch.Tensor, lse2
     """Attention over the union of two disjoint key sets, from each set's own result.
 
     `o1, o2 [..., D]` are softmax-weighted values over each set, `lse1, lse2 [...]` the
-    log-sum-exp of each set's scaled scores. The union's softmax weights are each set's
-    weights times exp(lse_i - lse), lse = logaddexp(lse1, lse2). Returns fp32.
+    log-sum-exp of each set's scaled scores. Over the union, set 1 carries the share
+    exp(lse1) / (exp(lse1) + exp(lse2)) = sigmoid(lse1 - lse2) of the softmax mass, so the
+    result is o2 + sigmoid(lse1 - lse2) (o1 - o2): one `lerp`, in at least fp32, returned in the
+    dtype of `o1`.
 
     >>> o = merge_attention(torch.ones(1, 1), torch.zeros(1), torch.zeros(1, 1), torch.zeros(1))
     >>> o.tolist()  # two sets of equal mass: the mean
     [[0.5]]
     """
-    lse = torch.logaddexp(lse1, lse2)
-    return o1.float() * torch.exp(lse1 - lse).unsqueeze(-1) + o2.float() * torch.exp(lse2 - lse).unsqueeze(-1)
+    acc = torch.promote_types(o1.dtype, torch.float32)
+    w = torch.sigmoid(lse1.to(acc) - lse2.to(acc)).unsqueeze(-1)  # [..., 1] set 1's share of the mass
+    return torch.lerp(o2.to(acc), o1.to(acc), w).to(o1.dtype)
 
 
 def attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -190,7 +193,7 @@ def pre_attention(x: torch.Tensor, ln: torch.Tensor, wqkv: torch.Tensor, cos: to
 def post_attention(x: torch.Tensor, o_p: torch.Tensor, lse_p: torch.Tensor, o_s: torch.Tensor, lse_s: torch.Tensor,
                    wo: torch.Tensor, ln: torch.Tensor, wgu: torch.Tensor, wdown: torch.Tensor, eps: float) -> torch.Tensor:  # fmt: skip
     """Merge the prefix and suffix attention `[B, Hkv, r, D]`, output projection, residual, MLP, residual."""
-    o = merge_attention(o_p, lse_p, o_s, lse_s).to(x.dtype)  # [B, Hkv, r, D]
+    o = merge_attention(o_p, lse_p, o_s, lse_s)  # [B, Hkv, r, D]
     x = x + F.linear(o.reshape(x.shape[0], -1), wo)
     g, u = F.linear(rms_norm(x, ln, eps), wgu).chunk(2, dim=-1)  # [B, I] each
     return x + F.linear(F.silu(g) * u, wdown)
