@@ -12,9 +12,12 @@ every step), so machine noise hits all of them alike:
   `dashrl[bench]`), with the generation batch size that a measured probe finds fastest;
 - `dash_vllm`: DASH with the `vllm` sampler backend (when vLLM is installed).
 
-`dashrl bench --sampling` compares the sampler backends alone (`hf` and `vllm`) on the same
-prompts: sampled tokens/s at each `--batches` size, interleaved, start-up and weight-sync
-seconds, and how far each backend's logprobs are from the trainer's recomputation.
+`dashrl bench --sampling` compares the sampler backends alone on the same prompts: the `hf`
+sampler's static decoder (with and without shared-prefix attention), its plain transformers
+loop, and `vllm` when installed. Reported: sampled tokens/s at each `--batches` size,
+interleaved, their MFU, start-up and weight-sync seconds, how far each backend's logprobs are
+from the trainer's recomputation, and a roofline of one decode step (FLOPs and bytes against
+the measured matmul peak and copy bandwidth).
 
 Reported per variant: seconds per optimizer step and per sample, the time split, sampled
 and trained tokens/s, the reward over the run, model-FLOP utilisation of sampling and
@@ -61,6 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampling", action="store_true", help="compare the sampler backends (hf, vllm) alone: tokens/s, start-up, sync, logprob gap")
     p.add_argument("--batches", default="8,64", help="--sampling: sequences per generate call, G per prompt (default 8,64)")
     p.add_argument("--repeats", type=int, default=2, help="--sampling: generate calls per backend and batch size")
+    p.add_argument("--backends", default=None, help="--sampling: comma-separated, from hf, hf_plain, hf_noshare, hf_compiled, vllm (default: all but hf_compiled)")
     p.epilog = "Extra --section.field VALUE overrides apply to every variant."
 
 
@@ -296,23 +300,109 @@ def logprob_gap(sampler_lps: list[list[float]], trainer_lps: list[list[float]]) 
     }
 
 
-def sampling_table(results: dict[str, dict[str, Any]], batches: list[int]) -> str:
-    """Markdown table of the sampler backends, tokens/s ratios against `hf`."""
-    head = ("| backend | start-up s | sync s | " + "".join(f"tok/s @{b} | vs hf @{b} | " for b in batches)
+# Sampler backends `dashrl bench --sampling` compares: (registry backend, HFSampler settings).
+# `hf` is the default sampler (static decoder); `hf_plain` the decode loop through the transformers
+# model it replaced; `hf_noshare` the static decoder with one copy of the prompt's KV per row;
+# `hf_compiled` the static decoder with its per-layer code compiled by torch.compile.
+SAMPLING_BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "hf": ("hf", {}),
+    "hf_plain": ("hf", {"decoder": "plain"}),
+    "hf_noshare": ("hf", {"share_prefix": False}),
+    "hf_compiled": ("hf", {"compile": True}),
+    "vllm": ("vllm", {}),
+}
+
+
+def memory_bandwidth(mib: int = 256, repeats: int = 5) -> float:
+    """Measured GB/s of a large tensor copy (bytes read + bytes written), the best of `repeats`."""
+    import torch
+
+    a = torch.ones(mib * 2**20, dtype=torch.uint8)
+    b = torch.empty_like(a)
+    b.copy_(a)  # touch the pages
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        b.copy_(a)
+        best = max(best, 2 * a.numel() / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def decode_roofline(
+    n_params: int, layers: int, kv_heads: int, head_dim: int, heads: int, batch: int, group: int,
+    prompt_len: float, completion_len: float, bytes_per_value: int = 2,
+) -> dict[str, float]:  # fmt: skip
+    """FLOPs and bytes of one decode step of `batch` rows (`batch / group` prompts), each row at
+    `prompt_len + completion_len` positions: weights read once per step, every cached key and
+    value read once, per row (`kv_bytes_plain`) or with one copy of a group's prompt
+    (`kv_bytes_shared`). FLOPs: 2 per weight per row, plus QK and PV over the context.
+
+    >>> r = decode_roofline(100, 1, 1, 2, 1, batch=4, group=4, prompt_len=10, completion_len=0, bytes_per_value=1)
+    >>> r["flops"], r["weight_bytes"], r["kv_bytes_plain"], r["kv_bytes_shared"]
+    (1120.0, 100.0, 160.0, 40.0)
+    """
+    per_token = 2 * layers * kv_heads * head_dim * bytes_per_value  # keys and values, every layer
+    ctx = prompt_len + completion_len
+    return {
+        "flops": 2.0 * n_params * batch + 4.0 * layers * heads * head_dim * ctx * batch,
+        "weight_bytes": float(n_params * bytes_per_value),
+        "kv_bytes_plain": float(per_token * ctx * batch),
+        "kv_bytes_shared": float(per_token * (prompt_len * batch / group + completion_len * batch)),
+    }
+
+
+def roofline_table(model_cfg: Any, n_params: int, group: int, prompt_len: float, completion_len: float,
+                   batches: list[int], bandwidth: float, peak: float) -> str:  # fmt: skip
+    """Markdown roofline of a decode step at each batch size: bytes and FLOPs, and the tokens/s bound."""
+    lines = ["| batch | GFLOP/step | MB weights | MB KV per row | MB KV shared | compute-bound tok/s | memory-bound tok/s (per row / shared) |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for b in batches:
+        head_dim = getattr(model_cfg, "head_dim", None) or model_cfg.hidden_size // model_cfg.num_attention_heads
+        r = decode_roofline(n_params, model_cfg.num_hidden_layers, model_cfg.num_key_value_heads, head_dim,
+                            model_cfg.num_attention_heads, b, group, prompt_len, completion_len)  # fmt: skip
+        mem = [b / ((r["weight_bytes"] + r[k]) / (bandwidth * 1e9)) for k in ("kv_bytes_plain", "kv_bytes_shared")]
+        lines.append(
+            f"| {b} | {r['flops'] / 1e9:.1f} | {r['weight_bytes'] / 1e6:.0f} | {r['kv_bytes_plain'] / 1e6:.0f} | "
+            f"{r['kv_bytes_shared'] / 1e6:.0f} | {b / (r['flops'] / (peak * 1e9)):.0f} | {mem[0]:.0f} / {mem[1]:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def sampling_table(results: dict[str, dict[str, Any]], batches: list[int], peak: float | None = None, n_params: int = 0) -> str:
+    """Markdown table of the sampler backends, tokens/s ratios against the first row (the base)."""
+    base = next(iter(results))
+    mfu = peak is not None and n_params > 0
+    head = ("| backend | start-up s | sync s | " + "".join(f"tok/s @{b} | vs {base} @{b} | " for b in batches)
+            + ("".join(f"MFU @{b} | " for b in batches) if mfu else "")
             + "mean abs dlogp | max abs dlogp | max abs(ratio-1) |")  # fmt: skip
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in results.items():
-        rates = "".join(
-            f"{r['tok_per_s'][b]:.0f} | {r['tok_per_s'][b] / results['hf']['tok_per_s'][b]:.2f}x | " if "hf" in results else f"{r['tok_per_s'][b]:.0f} | - | "
-            for b in batches
-        )
+        rates = "".join(f"{r['tok_per_s'][b]:.0f} | {r['tok_per_s'][b] / results[base]['tok_per_s'][b]:.2f}x | " for b in batches)
+        if mfu:
+            rates += "".join(f"{2 * n_params * r['tok_per_s'][b] / (peak * 1e9):.1%} | " for b in batches)
         g = r["gap"]
         lines.append(f"| {name} | {r['startup_s']:.1f} | {r['sync_s']:.2f} | {rates}{g['mean']:.4f} | {g['max']:.3f} | {g['ratio_max_dev']:.3f} |")
     return "\n".join(lines)
 
 
+def _sampling_backends(spec: str | None) -> list[str]:
+    """The backends to compare: the base first; vllm by default only when installed."""
+    vllm = importlib.util.find_spec("vllm") is not None
+    if spec is None:
+        if not vllm:
+            log("vLLM is not installed: measuring the hf decoders alone")
+        return ["hf_plain", "hf", "hf_noshare"] + (["vllm"] if vllm else [])
+    names = [v.strip() for v in spec.split(",") if v.strip()]
+    unknown = [v for v in names if v not in SAMPLING_BACKENDS]
+    if unknown or not names:
+        raise ValueError(f"unknown sampling backend(s) {unknown}; valid: {sorted(SAMPLING_BACKENDS)}")
+    if "vllm" in names and not vllm:
+        raise ValueError("the vllm backend needs vLLM (see the README's inference backends)")
+    return names
+
+
 def sampling_run(args: argparse.Namespace) -> int:
-    """`dashrl bench --sampling`: hf against vllm, generate calls interleaved on the same prompts."""
+    """`dashrl bench --sampling`: the sampler backends, generate calls interleaved on the same prompts."""
     from dashrl.config import ConfigError, load_config
 
     try:
@@ -320,12 +410,10 @@ def sampling_run(args: argparse.Namespace) -> int:
         batches = [int(b) for b in args.batches.split(",")]
         if any(b % cfg.algo.group_size for b in batches):
             raise ValueError(f"--batches must be multiples of G = {cfg.algo.group_size}")
+        names = _sampling_backends(args.backends)
     except (ConfigError, ValueError) as e:
         print(f"dashrl bench: {e}", file=sys.stderr)
         return 2
-    names = ["hf"] + (["vllm"] if importlib.util.find_spec("vllm") is not None else [])
-    if len(names) == 1:
-        log("vLLM is not installed: measuring hf alone")
 
     import torch
 
@@ -337,15 +425,25 @@ def sampling_run(args: argparse.Namespace) -> int:
     from dashrl.io import atomic_write_text
     from dashrl.train.logprobs import completion_logprobs
 
+    peak = matmul_peak("bf16")
+    bandwidth = memory_bandwidth()
+    log(f"matmul peak bf16 {peak:.0f} GFLOP/s, memory bandwidth {bandwidth:.1f} GB/s (copy)")
     model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
+    n_params = sum(p.numel() for p in model.parameters())
     G, sc = cfg.algo.group_size, cfg.sampler
     examples = make_task(cfg.task, cfg.train.seed).batch(0, max(batches) // G)
     rows = {b: [build_prompt(tok, ex) for ex in examples[: b // G] for _ in range(G)] for b in batches}
     results: dict[str, dict[str, Any]] = {}
     samplers = {}
     for n in names:
+        backend, settings = SAMPLING_BACKENDS[n]
         t0 = time.perf_counter()
-        samplers[n] = make_sampler(n, model=model, tokenizer=tok, dtype=cfg.model.dtype)
+        samplers[n] = make_sampler(backend, model=model, tokenizer=tok, dtype=cfg.model.dtype, **{k: v for k, v in settings.items() if k == "decoder"})
+        for k, v in settings.items():
+            if k != "decoder":
+                setattr(samplers[n], k, v)
+        warm = SamplingParams(8, sc.temperature, sc.top_p, sc.top_k, batch_size=min(batches))
+        samplers[n].generate(rows[min(batches)], warm, seed=0)  # start-up includes a first short call (compiles)
         startup = time.perf_counter() - t0
         syncs = []
         for _ in range(3):
@@ -366,7 +464,7 @@ def sampling_run(args: argparse.Namespace) -> int:
                 results[n]["tokens"][b] += ntok
                 results[n]["seconds"][b] += dt
                 last[n] = out
-                log(f"repeat {rep + 1}/{args.repeats} batch {b} {n}: {ntok} tokens in {dt:.1f}s")
+                log(f"repeat {rep + 1}/{args.repeats} batch {b} {n}: {ntok} tokens in {dt:.1f}s ({ntok / dt:.0f} tok/s)")
     for n in names:  # the trainer's recomputation of the largest batch's last samples
         out = last[n]
         samples = [Sample(list(p), c.token_ids, c.logprobs, 0.0, 1.0, i // G, c.finish_reason) for i, (p, c) in enumerate(zip(rows[max(batches)], out))]
@@ -378,17 +476,24 @@ def sampling_run(args: argparse.Namespace) -> int:
             trainer_lps += [lp[j, : len(s.completion_ids)].tolist() for j, s in enumerate(samples[i : i + cfg.train.micro_batch_size])]
         results[n]["gap"] = logprob_gap([c.logprobs for c in out], trainer_lps)
         results[n]["tok_per_s"] = {b: results[n]["tokens"][b] / max(results[n]["seconds"][b], 1e-9) for b in batches}
+    big = rows[max(batches)]
+    prompt_len = sum(len(p) for p in big) / len(big)
+    completion_len = sum(len(c.token_ids) for c in last[names[0]]) / len(big) / 2  # the mean position a step decodes at
     header = (
         f"Sampler backends on {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}, G={G}, "
         f"max_new_tokens={sc.max_new_tokens}, T={sc.temperature}, {args.repeats} interleaved calls per backend and batch; "
-        f"torch threads {torch.get_num_threads()}."
+        f"torch threads {torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s, copy bandwidth {bandwidth:.1f} GB/s; "
+        f"mean prompt {prompt_len:.0f} tokens, mean completion {2 * completion_len:.0f} tokens."
     )
-    md = sampling_table(results, batches)
+    md = sampling_table(results, batches, peak, n_params)
+    roof = roofline_table(model.config, n_params, G, prompt_len, completion_len, batches, bandwidth, peak)
+    text = f"{header}\n\n{md}\n\nRoofline of one decode step (bf16, at the mean position {prompt_len + completion_len:.0f}):\n\n{roof}\n"
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "sampling.md", header + "\n\n" + md + "\n")
-    atomic_write_text(out_dir / "sampling.json", json.dumps({"workload": header, "results": results}, indent=1, default=str))
-    print(header + "\n\n" + md)
+    atomic_write_text(out_dir / "sampling.md", text)
+    payload = {"workload": header, "peak_gflops": peak, "bandwidth_gbs": bandwidth, "results": results}
+    atomic_write_text(out_dir / "sampling.json", json.dumps(payload, indent=1, default=str))
+    print(text)
     return 0
 
 

@@ -97,7 +97,7 @@ def test_shared_prefill_and_preallocated_cache_change_nothing(tiny_lm, monkeypat
     import dashrl.rollout.hf as hf
 
     model, tok = tiny_lm
-    s = HFSampler(model, tok)
+    s = HFSampler(model, tok, decoder="plain")  # the transformers loop: every decode step is a model call
     p1, p2 = tok("12+3=")["input_ids"], tok("7*8=")["input_ids"]
     prompts = [p1, p1, p2, p1, p2, p2]
     params = SamplingParams(max_new_tokens=10, temperature=0.0, batch_size=6)
@@ -110,8 +110,10 @@ def test_shared_prefill_and_preallocated_cache_change_nothing(tiny_lm, monkeypat
     monkeypatch.setattr(hf, "_preallocated", lambda cache, rows, cap: (hf._select_rows(cache, rows), cache)[1])
     plain = s.generate(prompts, params, seed=0)
     alone = [s.generate([p], params, seed=0)[0] for p in prompts]
-    for a, b, c in zip(fast, plain, alone):
-        assert a.token_ids == b.token_ids == c.token_ids
+    static = HFSampler(model, tok).generate(prompts, params, seed=0)  # rollout/decode.py: one prompt KV per group
+    for a, b, c, d in zip(fast, plain, alone, static):
+        assert a.token_ids == b.token_ids == c.token_ids == d.token_ids
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(d.logprobs), atol=1e-5)
         assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
         assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(c.logprobs), atol=1e-5)
 
@@ -120,7 +122,7 @@ def test_preallocated_cache_survives_rows_finishing_early(tiny_lm, monkeypatch):
     import dashrl.rollout.hf as hf
 
     model, tok = tiny_lm
-    s = HFSampler(model, tok)
+    s = HFSampler(model, tok, decoder="plain")
     s.stop_ids = list(range(0, len(tok), 9))  # one token in nine stops a row: rows finish at different steps
     prompts = [tok("ab")["input_ids"]] * 3 + [tok("xyz12")["input_ids"]] * 3
     params = SamplingParams(max_new_tokens=16, temperature=1.0, batch_size=6)

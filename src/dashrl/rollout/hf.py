@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from dashrl.rollout import Completion, SamplingParams
+from dashrl.rollout import Completion, SamplingParams, decode
 
 try:
     from transformers.cache_utils import DynamicLayer
@@ -92,6 +92,11 @@ def _last_positive(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x > 0, idx, 0).amax(-1, keepdim=True)
 
 
+# How the decode steps run: `static` (rollout/decode.py: shared-prefix attention, fused
+# projections, batch buckets; Llama-family models) or `plain` (through the transformers model).
+DECODERS = ("static", "plain")
+
+
 class HFSampler:
     """Sampler over a transformers causal LM.
 
@@ -104,9 +109,18 @@ class HFSampler:
     >>> s.generate([tok.encode("2+2=")] * 4, SamplingParams(max_new_tokens=8), seed=0)  # doctest: +SKIP
     """
 
-    def __init__(self, model: Any, tokenizer: Any, dtype: str = "fp32", stop_ids: Sequence[int] | None = None):
+    def __init__(
+        self, model: Any, tokenizer: Any, dtype: str = "fp32", stop_ids: Sequence[int] | None = None, decoder: str = "static"
+    ):
         from dashrl.models import stop_token_ids
 
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown hf decoder {decoder!r}; valid: {sorted(DECODERS)}")
+        self.decoder = decoder
+        self.share_prefix = True  # static decoder: one copy of a group's prompt KV (False: one per row, for A/B runs)
+        self.buckets: Sequence[int] = decode.BUCKETS  # static decoder: batch sizes a shrinking batch is compacted to
+        self.compile = False  # static decoder: torch.compile the per-layer code around attention (see bench --sampling)
+        self._compiled: Any = None
         self._source = model
         self.model = model
         if dtype == "bf16" and next(model.parameters()).dtype != torch.bfloat16:
@@ -126,10 +140,15 @@ class HFSampler:
         out: list[Completion] = []
         was_training = self.model.training
         self.model.eval()
+        packed = None
+        if self.decoder != "plain" and decode.supports(self.model):
+            if self.compile and self._compiled is None:
+                self._compiled = decode.compile_steps()
+            packed = decode.pack(self.model, self._compiled if self.compile else None)  # fused, refreshed every call
         try:
             for s in range(0, len(prompts), params.batch_size):
                 gen = torch.Generator(device=self._device).manual_seed(int(seed) * 1_000_003 + start + s)
-                out.extend(self._generate_chunk(prompts[s : s + params.batch_size], params, gen))
+                out.extend(self._generate_chunk(prompts[s : s + params.batch_size], params, gen, packed))
         finally:
             self.model.train(was_training)
         return out
@@ -139,7 +158,9 @@ class HFSampler:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def _generate_chunk(self, prompts: Sequence[Sequence[int]], params: SamplingParams, gen: torch.Generator) -> list[Completion]:
+    def _generate_chunk(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams, gen: torch.Generator, packed: Any = None
+    ) -> list[Completion]:
         dev = self._device
         B, L = len(prompts), max(len(p) for p in prompts)
         input_ids = torch.full((B, L), self.pad_id, dtype=torch.long)
@@ -154,7 +175,6 @@ class HFSampler:
         logps = torch.zeros((B, params.max_new_tokens))
         lengths = torch.zeros(B, dtype=torch.long)
         stopped = torch.zeros(B, dtype=torch.bool)
-        alive = torch.arange(B, device=dev)  # original row of each row still decoding
 
         # Prefill each distinct prompt once (a group's G rows share one), then copy its KV rows.
         first: dict[tuple[int, ...], int] = {}
@@ -167,17 +187,56 @@ class HFSampler:
             input_ids=input_ids[uniq], attention_mask=attn[uniq], position_ids=pos[uniq], use_cache=True, logits_to_keep=last
         )
         expand = torch.searchsorted(uniq, rows_of)  # [B]: row of the prefill batch each row copies
-        cache = _preallocated(out.past_key_values, expand, L + params.max_new_tokens)
         logits = out.logits[:, -1][expand]  # [B, V]
+        record = (tokens, logps, lengths, stopped)
+        if packed is not None:
+            self._decode_static(packed, out.past_key_values, attn[uniq], expand, logits, params, gen, stop, record)
+        else:
+            self._decode_plain(out.past_key_values, attn, pos, expand, logits, params, gen, stop, record)
+        return self._completions(*record)
+
+    def _decode_static(
+        self, packed: Any, cache: Any, prefix_attn: torch.Tensor, expand: torch.Tensor, logits: torch.Tensor,
+        params: SamplingParams, gen: torch.Generator, stop: torch.Tensor, record: tuple[torch.Tensor, ...],
+    ) -> None:  # fmt: skip
+        """Decode with `rollout/decode.py`: one copy of each prompt's KV, rows compacted at bucket boundaries."""
+        dtype = packed.embed.dtype
+        mask = torch.zeros(prefix_attn.shape, dtype=dtype, device=prefix_attn.device)  # [P, L]
+        mask = mask.masked_fill(prefix_attn == 0, float("-inf"))[:, None, None]  # [P, 1, 1, L]
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        state = decode.DecodeState(packed, kv, mask, prefix_attn.sum(-1), expand, params.max_new_tokens, self.share_prefix)
+        live = torch.arange(len(expand), device=expand.device)  # [n] batch rows still decoding, in prompt order
+        feed = torch.full((len(expand),), self.pad_id, dtype=torch.long, device=expand.device)  # [B] next input per batch row
+        for t in range(params.max_new_tokens):
+            tok, lp = sample_tokens(logits, params.temperature, params.top_p, params.top_k, gen)  # live rows only
+            done = _record(record, state.rows[live].cpu(), t, tok, lp, stop)
+            if t + 1 == params.max_new_tokens or bool(done.all()):
+                break
+            live, tok = live[~done], tok[~done]
+            feed[live] = tok
+            size = decode.next_bucket(len(live), len(feed), self.buckets)
+            if size < len(feed):  # compact: the live rows, then finished ones up to the bucket size
+                dead = torch.ones(len(feed), dtype=torch.bool, device=feed.device)
+                dead[live] = False
+                keep = torch.cat([live, dead.nonzero().squeeze(1)[: size - len(live)]]).sort().values
+                state.compact(keep, filled=t)
+                live = torch.searchsorted(keep, live)
+                feed = feed[keep]
+            logits = state.logits(state.step(feed, t)[live])  # [n, V]
+
+    def _decode_plain(
+        self, cache: Any, attn: torch.Tensor, pos: torch.Tensor, expand: torch.Tensor, logits: torch.Tensor,
+        params: SamplingParams, gen: torch.Generator, stop: torch.Tensor, record: tuple[torch.Tensor, ...],
+    ) -> None:  # fmt: skip
+        """Decode through the transformers model: each row with its own copy of the prompt's KV."""
+        dev = attn.device
+        B, L = attn.shape  # noqa: N806
+        alive = torch.arange(B, device=dev)  # original row of each row still decoding
+        cache = _preallocated(cache, expand, L + params.max_new_tokens)
         last_pos = pos[:, -1:]
         for t in range(params.max_new_tokens):
             tok, lp = sample_tokens(logits, params.temperature, params.top_p, params.top_k, gen)
-            rows = alive.cpu()
-            tokens[rows, t] = tok.cpu()
-            logps[rows, t] = lp.float().cpu()
-            lengths[rows] = t + 1
-            done = torch.isin(tok, stop)
-            stopped[rows[done.cpu()]] = True
+            done = _record(record, alive.cpu(), t, tok, lp, stop)
             if t + 1 == params.max_new_tokens or bool(done.all()):
                 break
             if bool(done.any()):  # drop finished rows from the batch and the KV cache
@@ -191,8 +250,9 @@ class HFSampler:
             )
             cache, logits = out.past_key_values, out.logits[:, -1]
 
+    def _completions(self, tokens: torch.Tensor, logps: torch.Tensor, lengths: torch.Tensor, stopped: torch.Tensor) -> list[Completion]:
         results = []
-        for i in range(B):
+        for i in range(len(tokens)):
             n = int(lengths[i])
             ids = tokens[i, :n].tolist()
             results.append(
@@ -204,6 +264,17 @@ class HFSampler:
                 )
             )
         return results
+
+
+def _record(record: tuple[torch.Tensor, ...], rows: torch.Tensor, t: int, tok: torch.Tensor, lp: torch.Tensor, stop: torch.Tensor) -> torch.Tensor:
+    """Write step `t`'s tokens and logprobs of chunk rows `rows`; return which of them stopped."""
+    tokens, logps, lengths, stopped = record
+    tokens[rows, t] = tok.cpu()
+    logps[rows, t] = lp.float().cpu()
+    lengths[rows] = t + 1
+    done = torch.isin(tok, stop)
+    stopped[rows[done.cpu()]] = True
+    return done
 
 
 def _preallocated(cache: Any, rows: torch.Tensor, capacity: int) -> Any:
