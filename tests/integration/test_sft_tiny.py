@@ -66,6 +66,17 @@ def test_sft_step_loss_is_the_hand_computed_cross_entropy_of_completion_tokens(t
     assert abs(want - hand_nll_with_prompt(initial, tok, PAIRS)) > 1e-2
 
 
+def test_sft_nll_is_the_hand_computed_cross_entropy(tiny_lm):
+    from dashrl.data import Example
+    from dashrl.train.sft import sft_nll
+
+    model, tok = tiny_lm
+    pairs = [(Example(id=str(i), problem=p, answer=""), c) for i, (p, c) in enumerate(PAIRS)]
+    nll, count = sft_nll(model, tok, pairs, batch_size=2)
+    want, want_count = hand_nll(model, tok, PAIRS)
+    assert nll == pytest.approx(want, abs=1e-5) and count == want_count
+
+
 def hand_nll_with_prompt(model, tok, pairs):
     total, count = 0.0, 0
     for problem, completion in pairs:

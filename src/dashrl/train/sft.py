@@ -91,3 +91,34 @@ class SFTSource:
 
     def ahead(self, step: int) -> None:
         """Records need no sampling ahead."""
+
+
+def sft_nll(model: Any, tokenizer: Any, pairs: Sequence[tuple[Example, str]], batch_size: int = 8, max_tokens: int = 1024) -> tuple[float, int]:
+    """Token-mean cross-entropy of `pairs`' completions (and EOS) under `model`, prompts rendered
+    and masked as the sft schedule trains them; returns `(nll, completion tokens)`. A held-out
+    measure for SFT arms (the training loss of a step is on that step's records only).
+
+    >>> sft_nll(model, tok, human_pairs("gsm8k", "test", limit=32))  # doctest: +SKIP
+    (1.312, 3231)
+    """
+    import torch
+
+    from dashrl.algo import Norm, sft_loss
+    from dashrl.config import build_config
+    from dashrl.train.batching import collate
+    from dashrl.train.logprobs import completion_logprobs
+
+    cfg = build_config({"algo": {"schedule": "sft"}, "sft": {"max_tokens": max_tokens}})
+    src = SFTSource(cfg, pairs, tokenizer, inner=None, learner=None)
+    samples = [src.record(i) for i in range(len(pairs))]
+    norm = Norm(len(samples), float(sum(s.num_tokens for s in samples)), 1)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    total, was_training = 0.0, model.training
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(samples), batch_size):
+            mb = collate(samples[i : i + batch_size], pad, device)
+            total += float(sft_loss(completion_logprobs(model, mb), mb.loss_mask, norm=norm)[0])
+    model.train(was_training)
+    return total, int(norm.num_tokens)
