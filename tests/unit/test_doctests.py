@@ -17,6 +17,11 @@ MODULES = [
     "dashrl.dist.units",
     "dashrl.dist.store",
     "dashrl.rewards.math_grading",
+    "dashrl.stats",
+    "dashrl.study.presets",
+    "dashrl.study.arms",
+    "dashrl.study.findings",
+    "dashrl.study.tables",
 ]
 
 
