@@ -52,6 +52,21 @@ def _say(msg: str) -> None:
     print(f"[dashrl] study: {msg}", file=sys.stderr, flush=True)
 
 
+def with_eval_overrides(preset: Any, flags: dict[str, str]) -> Any:
+    """`--eval.limit N` / `--eval.max_new_tokens N` set the study evaluator's problems per set
+    and completion cap (the arms do not evaluate during training unless --eval.every is given)."""
+    from dataclasses import replace
+
+    from dashrl.config import ConfigError
+
+    fields = {"limit": "eval_limit", "max_new_tokens": "eval_max_new_tokens"}
+    try:
+        given = {fields[k]: int(v) for k, v in flags.items() if k in fields}
+    except ValueError:
+        raise ConfigError(f"--eval.limit / --eval.max_new_tokens expect integers, got {flags}") from None
+    return replace(preset, **given)
+
+
 class Plan:
     """What one `dashrl study` invocation runs: preset, folders, seeds, arms, overrides."""
 
@@ -60,9 +75,9 @@ class Plan:
         from dashrl.study.arms import ARMS, check_overrides
         from dashrl.study.presets import get_preset
 
-        self.preset = get_preset(args.preset, args.quick)
         self.overrides: dict[str, dict[str, Any]] = parse_overrides(args.overrides or [])
         check_overrides(self.overrides)
+        self.preset = with_eval_overrides(get_preset(args.preset, args.quick), self.overrides.get("eval", {}))
         if args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
         self.seeds = list(range(args.seeds))

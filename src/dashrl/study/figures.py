@@ -26,6 +26,11 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
+def _legend(ax: Any) -> None:
+    if ax.get_legend_handles_labels()[0]:  # an arm that did not run leaves a panel empty
+        ax.legend(fontsize=8)
+
+
 def draw(results: dict[str, ArmResult], out: Path, id_set: str) -> list[str]:
     """Write the four PNGs into `out`; returns their names."""
     import matplotlib
@@ -41,7 +46,7 @@ def draw(results: dict[str, ArmResult], out: Path, id_set: str) -> list[str]:
         ys = curve(arm.rows[0])
         ax.plot(minutes[: len(ys)], ys, marker=".", color=f"C{i}", label=arm.label)
     ax.set(xlabel="training minutes (evaluation and saves excluded)", ylabel="training reward", title="Reward against wall-clock")
-    ax.legend(fontsize=8)
+    _legend(ax)
     _save(fig, out / FIGURES[0])
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -54,8 +59,8 @@ def draw(results: dict[str, ArmResult], out: Path, id_set: str) -> list[str]:
             a2.plot(range(1, len(kept) + 1), kept, marker=".", color=f"C{i}", label=arm.label)
     a1.set(xlabel="step", ylabel="mean |A| of trained samples", title="|advantage| with and without filtering")
     a2.set(xlabel="step", ylabel="kept fraction", title="samples trained on", ylim=(0, 1.05))
-    a1.legend(fontsize=8)
-    a2.legend(fontsize=8)
+    _legend(a1)
+    _legend(a2)
     _save(fig, out / FIGURES[1])
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -65,7 +70,7 @@ def draw(results: dict[str, ArmResult], out: Path, id_set: str) -> list[str]:
             ys = curve(arm.rows[0], "gen/mean_tokens")
             ax.plot(range(1, len(ys) + 1), ys, marker=".", color=f"C{i}", label=arm.label)
     ax.set(xlabel="step", ylabel="mean sampled tokens", title="Generation length with and without KL")
-    ax.legend(fontsize=8)
+    _legend(ax)
     _save(fig, out / FIGURES[2])
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -75,6 +80,6 @@ def draw(results: dict[str, ArmResult], out: Path, id_set: str) -> list[str]:
         ax.plot([int(k) for k in ks], ys, marker="o", color=f"C{i % 10}", label=arm.label)
     ax.set_xscale("log", base=2)
     ax.set(xlabel="k", ylabel=f"pass@k on {id_set}", title="pass@k (unbiased estimator)")
-    ax.legend(fontsize=8)
+    _legend(ax)
     _save(fig, out / FIGURES[3])
     return list(FIGURES)
