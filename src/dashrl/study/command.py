@@ -89,15 +89,21 @@ class Plan:
         self.out = Path(args.out)
         self.runs, self.evals, self.traces = self.out / "runs", self.out / "eval", self.out / "traces"
         self.teacher = args.teacher
-        self.command = "dashrl study " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "dashrl study"
+        self.sft_data: dict[tuple[str, int], str] = {}  # (arm, seed) -> the --sft.data it trained on
+        flags = [f"--preset {args.preset}", f"--out {args.out}", f"--seeds {args.seeds}"]
+        flags += ["--quick"] * bool(args.quick) + [f"--teacher {args.teacher}"] * bool(args.teacher) + [f"--arms {args.arms}"] * bool(args.arms)
+        self.command = " ".join(["dashrl study", *flags, *(args.overrides or [])])
 
     def config(self, arm: str, seed: int, sft_data: str = "human") -> Any:
         from dashrl.study.arms import ARMS, arm_config
 
         return arm_config(ARMS[arm], self.preset, self.overrides, self.runs, seed, sft_data)
 
-    def trace_file(self, seed: int) -> Path:
-        return self.traces / f"sft_m-s{seed}.jsonl"
+    def trace_file(self, seed: int, teacher: str) -> Path:
+        """SFT-M's traces of `seed` from `teacher` (named by both: another teacher, another file)."""
+        import hashlib
+
+        return self.traces / f"sft_m-s{seed}-{hashlib.sha256(teacher.encode()).hexdigest()[:8]}.jsonl"
 
 
 def _train(cfg: Any) -> None:
@@ -159,11 +165,12 @@ def train_arms(plan: Plan) -> dict[tuple[str, int], str]:
                 if teacher is None:
                     skipped[(arm, seed)] = "no teacher: the DASH arm has not finished (or pass --teacher)"
                     continue
-                stats = distill_traces(teacher, plan.config("dash", seed), plan.preset, plan.trace_file(seed))
+                stats = distill_traces(teacher, plan.config("dash", seed), plan.preset, plan.trace_file(seed, teacher))
                 if not stats["file"]:
                     skipped[(arm, seed)] = f"the teacher solved none of {stats['samples']} samples"
                     continue
                 data = stats["file"]
+            plan.sft_data[(arm, seed)] = data
             _run_arm(plan, arm, seed, data)
     return skipped
 
@@ -218,8 +225,7 @@ def collect(plan: Plan, skipped: dict[tuple[str, int], str]) -> dict[str, Any]:
             if (name, seed) in skipped:
                 res.ran, res.why = False, skipped[(name, seed)]
                 break
-            data = str(plan.trace_file(seed)) if name == "sft_m" else "human"
-            cfg = plan.config(name, seed, data)
+            cfg = plan.config(name, seed, plan.sft_data.get((name, seed), "human"))
             run_dir = plan.runs / run_name(name, seed)
             if status(cfg) != "done":
                 res.ran, res.why = False, "not finished"

@@ -40,8 +40,9 @@ with the same evaluator."""
 def _teacher_line(plan: Any) -> str:
     lines = []
     for seed in plan.seeds:
-        stats_path = plan.trace_file(seed).with_suffix(".stats.json")
-        if stats_path.is_file():
+        data = plan.sft_data.get(("sft_m", seed))
+        stats_path = Path(data).with_suffix(".stats.json") if data else None
+        if stats_path and stats_path.is_file():
             s = json.loads(stats_path.read_text())
             lines.append(f"seed {seed}: teacher {s['teacher']}; kept {s['kept']} of {s['samples']} samples, "
                          f"covering {s['covered']} of {s['problems']} problems (correct only, distinct, at most "
@@ -54,7 +55,7 @@ def _teacher_line(plan: Any) -> str:
 
 def report_text(plan: Any, results: dict[str, ArmResult], skipped: dict, figures: list[str]) -> str:
     p = plan.preset
-    fill = {"beta": p.dash_beta, "multi_k": p.ppo_multi_k, "mini_k": p.ppo_mini_k, "traces": "traces/sft_m-sN.jsonl"}
+    fill = {"beta": p.dash_beta, "multi_k": p.ppo_multi_k, "mini_k": p.ppo_mini_k, "traces": "traces/sft_m-sSEED-TEACHER.jsonl"}
     arms = [(a.name, a.label, FLAGS[a.name].format(**fill), "ran" if a.ran and (a.evals or a.name == "base") else f"not run: {a.why}")
             for a in results.values()]  # fmt: skip
     base_cfg = plan.config("base", 0)
