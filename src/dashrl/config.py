@@ -118,20 +118,23 @@ class SamplerConfig:
         _at_least("sampler.top_k", self.top_k, 0)
 
 
-SCHEDULES = ("dash", "grpo", "ppo_multi", "ppo_mini")
+SCHEDULES = ("dash", "grpo", "ppo_multi", "ppo_mini", "sft")
 
 
 @dataclass(frozen=True)
 class AlgoConfig:
     schedule: str = "dash"
     """Update schedule: `dash` (sample M x G at once, filter, ONE step), `grpo` (generate per
-    micro-batch, PPO ratio, KL), `ppo_multi` (K steps over all samples), `ppo_mini` (K mini-batches)."""
+    micro-batch, PPO ratio, KL), `ppo_multi` (K steps over all samples), `ppo_mini` (K mini-batches),
+    `sft` (supervised fine-tuning on the `[sft]` data: M records per step, no sampling)."""
     prompts_per_step: int = 8
-    """M: prompts sampled per optimizer step (per cycle for ppo_multi / ppo_mini)."""
+    """M: prompts sampled per optimizer step (per cycle for ppo_multi / ppo_mini; for sft, the
+    supervised records per step)."""
     group_size: int = 8
     """G: completions per prompt."""
     loss: str = ""
-    """Policy loss (dashrl.algo.LOSSES): empty = `pg` for dash, `ppo_clip` otherwise."""
+    """Policy loss (dashrl.algo.LOSSES): empty = `pg` for dash, `sft` (cross-entropy) for sft,
+    `ppo_clip` otherwise."""
     clip_eps: float = 0.2
     """PPO clip range epsilon."""
     beta: float = -1.0
@@ -154,7 +157,11 @@ class AlgoConfig:
         _at_least("algo.prompts_per_step", self.prompts_per_step, 1)
         _check(self.group_size >= 2, "algo.group_size", f"expected >= 2 (advantages compare samples in a group), got {self.group_size}")
         if self.loss:  # empty = the schedule's default, resolved below
-            _choice("algo.loss", self.loss, ("pg", "ppo_clip"))
+            _choice("algo.loss", self.loss, ("pg", "ppo_clip", "sft"))
+        if self.schedule == "sft" or self.loss == "sft":
+            _check(self.schedule == "sft", "algo.loss", f"the sft loss goes with --algo.schedule sft, not {self.schedule!r}")
+            _check(self.loss in ("", "sft"), "algo.loss", f"the sft schedule trains with the sft loss (cross-entropy), got {self.loss!r}")
+            _check(self.beta <= 0, "algo.beta", f"the sft schedule has no KL term; leave beta unset or 0, got {self.beta}")
         _check(self.clip_eps > 0, "algo.clip_eps", f"expected > 0, got {self.clip_eps}")
         _choice("algo.kl_estimator", self.kl_estimator, ("k1", "k3"))
         _choice("algo.aggregation", self.aggregation, ("token-mean", "seq-mean", "constant"))
@@ -169,11 +176,32 @@ class AlgoConfig:
         if self.beta < 0:
             object.__setattr__(self, "beta", 0.04 if self.schedule == "grpo" else 0.0)
         if not self.loss:
-            object.__setattr__(self, "loss", "pg" if self.schedule == "dash" else "ppo_clip")
+            object.__setattr__(self, "loss", {"dash": "pg", "sft": "sft"}.get(self.schedule, "ppo_clip"))
 
     @property
     def samples_per_step(self) -> int:
-        return self.prompts_per_step * self.group_size
+        """Sequences trained on per optimizer step: M x G, or M records for sft."""
+        return self.prompts_per_step if self.schedule == "sft" else self.prompts_per_step * self.group_size
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    data: str = "human"
+    """Records of `--algo.schedule sft`: `human` = the human-written solutions that ship with
+    task.name (gsm8k, math, mbppplus, wordproblems), or a JSONL(.gz) path with one problem and
+    one completion per line (e.g. the traces `dashrl distill` writes)."""
+    problem_field: str = "problem"
+    """JSONL only: the field holding the problem (rendered as RL renders task prompts)."""
+    completion_field: str = "completion"
+    """JSONL only: the field holding the completion trained on."""
+    max_tokens: int = 1024
+    """Longest completion trained on, EOS included; longer ones are cut there (0 = no cap)."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.data.strip()), "sft.data", "expected `human` or a JSONL path, got an empty string")
+        for key in ("problem_field", "completion_field"):
+            _check(bool(getattr(self, key)), f"sft.{key}", "expected a field name, got an empty string")
+        _at_least("sft.max_tokens", self.max_tokens, 0)
 
 
 @dataclass(frozen=True)
@@ -329,6 +357,7 @@ class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
     dist: DistConfig = field(default_factory=DistConfig)
@@ -337,7 +366,7 @@ class Config:
     def __post_init__(self) -> None:
         n = self.algo.samples_per_step
         _check(
-            self.train.micro_batch_size <= n,
+            self.train.micro_batch_size <= n or self.algo.schedule == "sft",  # sft: one micro-batch then holds the step
             "train.micro_batch_size",
             f"{self.train.micro_batch_size} is larger than the batch (prompts_per_step x group_size = {n})",
         )

@@ -5,8 +5,8 @@
 
 Plots (several runs share the axes, one colour per run):
 
-- `reward_accuracy_step.png`, `reward_accuracy_time.png`: reward and accuracy against
-  optimizer step and against wall-clock minutes;
+- `reward_accuracy_step.png`, `reward_accuracy_time.png`: reward, accuracy and the training
+  loss against optimizer step and against wall-clock minutes (an sft run has only the loss);
 - `gen_length.png`: mean completion length in tokens;
 - `advantage_filter.png`: mean |advantage| and the fraction of samples kept by the filter;
 - `time_split.png`: seconds per step split into sampling, scoring, backprop, optimizer,
@@ -134,7 +134,9 @@ def _line_panels(runs: list[Run], keys: Sequence[tuple[str, str]], path: Path, b
         ax.set_title(title)
         ax.set_xlabel("wall-clock minutes" if by_time else "optimizer step")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    labelled = next((ax for ax in axes[0] if ax.get_legend_handles_labels()[0]), None)
+    if labelled is not None:  # an sft run has no reward curve to label
+        labelled.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -176,7 +178,7 @@ def plot(runs: list[Run], out: Path) -> list[Path]:
     except ImportError:
         raise ReportError("plots need matplotlib: pip install matplotlib") from None
     matplotlib.use("Agg")
-    reward = [("reward/mean", "reward"), ("accuracy", "accuracy")]
+    reward = [("reward/mean", "reward"), ("accuracy", "accuracy"), ("loss", "training loss")]
     _line_panels(runs, reward, out / PLOTS[0])
     _line_panels(runs, reward, out / PLOTS[1], by_time=True)
     _line_panels(runs, [("gen/mean_tokens", "completion length (tokens)")], out / PLOTS[2])
@@ -185,12 +187,17 @@ def plot(runs: list[Run], out: Path) -> list[Path]:
     return [out / name for name in PLOTS]
 
 
+def _arrow(pair: tuple[float, float]) -> str:
+    """`first -> last`, or `-` for a metric the run does not log (an sft run has no reward)."""
+    return "-" if all(math.isnan(v) for v in pair) else f"{pair[0]:.3f} -> {pair[1]:.3f}"
+
+
 def markdown(runs: list[Run], plots: Sequence[Path], out: Path) -> str:
     """A table comparing the runs (early vs late: `dashrl.train.metrics.first_last`, the same
     definition as a run's closing table) and links to the plots."""
     from dashrl.train.metrics import WINDOW_RULE, first_last
 
-    header = ["run", "schedule", "steps", "reward first -> last", "accuracy first -> last", "kept", "s/step", "wall min"]
+    header = ["run", "schedule", "steps", "reward first -> last", "accuracy first -> last", "loss first -> last", "kept", "s/step", "wall min"]
     header += [f"{p} %" for p in PHASES]
     lines = ["# dashrl report", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
@@ -198,13 +205,14 @@ def markdown(runs: list[Run], plots: Sequence[Path], out: Path) -> str:
         step_s = sum(float(r.get("time/step_s") or 0) for r in run.rows)
         shares = [sum(float(r.get(f"time/{p}_s") or 0) for r in run.rows) / (step_s or 1) for p in PHASES]
         kept = [float(r["filter/kept_frac"]) for r in run.rows if _finite(r.get("filter/kept_frac"))]
-        reward, acc = first_last(run.rows, "reward/mean"), first_last(run.rows, "accuracy")
+        reward, acc, loss = first_last(run.rows, "reward/mean"), first_last(run.rows, "accuracy"), first_last(run.rows, "loss")
         cells = [
             run.label,
             str(run.config.get("algo", {}).get("schedule", "?")),
             str(run.rows[-1]["step"]),
-            f"{reward[0]:.3f} -> {reward[1]:.3f}",
-            f"{acc[0]:.3f} -> {acc[1]:.3f}",
+            _arrow(reward),
+            _arrow(acc),
+            _arrow(loss),
             f"{sum(kept) / len(kept):.1%}" if kept else "-",
             f"{step_s / n:.2f}",
             f"{run.minutes()[-1]:.1f}",

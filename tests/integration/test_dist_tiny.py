@@ -259,3 +259,19 @@ def test_overlap_needs_the_ratio_loss():
     with pytest.raises(ConfigError, match="ppo_clip"):
         load_config(overrides=["--dist.samplers", "1", "--dist.overlap", "1"])
     assert load_config(overrides=["--dist.samplers", "1", "--dist.overlap", "1", "--algo.loss", "ppo_clip"]).dist.overlap == 1
+
+
+def test_sft_runs_unchanged_on_ray(tmp_path):
+    """The sft schedule on one sampler and one trainer actor (the records travel through the
+    object store as groups of one): the single-process run's losses and final weights."""
+    import json
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"problem": f"Say a {i}", "completion": "a" * (i + 2)}) + "\n" for i in range(6)))
+    sections = {"algo": {"schedule": "sft"}, "sft": {"data": str(data)}, "train": {"steps": 3}}
+    ref, ref_model = run(config(tmp_path, "sft-single", **sections))
+    res, model = run(config(tmp_path, "sft-ray", dist={"samplers": 1, "trainers": 1}, **sections))
+    assert_same_rows(ref.rows, res.rows)
+    assert_same_weights(ref_model, model)
+    assert [r["sft/completion_tokens"] for r in res.rows] == [r["sft/completion_tokens"] for r in ref.rows]
+    assert all("reward/mean" not in r for r in res.rows) and res.rows[-1]["loss"] < res.rows[0]["loss"]

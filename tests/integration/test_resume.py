@@ -71,6 +71,16 @@ def _install_kill(at: str, task, tokenizer) -> None:
 
     task.batch = batch
 
+    import dashrl.train.schedules as schedules
+
+    real_sft = schedules.SCHEDULE_FNS["sft"]
+
+    def sft_step(src, lrn, step):  # the sft schedule reads its own record stream, not `task`
+        current["cycle"] = step
+        return real_sft(src, lrn, step)
+
+    schedules.SCHEDULE_FNS["sft"] = sft_step
+
     real_chunk = hf.HFSampler._generate_chunk
 
     def chunk(self, *a, **k):
@@ -189,6 +199,8 @@ def _stage(spec: dict, run_dir: Path, kill: str | None) -> None:
             "train": {"steps": spec.get("steps", 6), "micro_batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "lr_schedule": "cosine"},
             "run": {"out_dir": str(run_dir.parent), "name": run_dir.name, "quiet": True, "save_every": spec.get("save_every", 2), "keep_last": 2, "loggers": ""},
             "dist": spec.get("dist", {}),
+            "sft": {"data": spec["sft_data"]} if "sft_data" in spec else {},
+            "eval": spec.get("eval", {}),
         }
     )
     if kill:
@@ -307,6 +319,33 @@ def test_ppo_mini_bf16_resume_between_cycles_is_bit_exact(tmp_path):
     results = run_plan(tmp_path, spec, stages)
     assert [r["code"] for r in results] == [0, -9, 0], [r["log"][-2000:] for r in results]
     assert_same_run(ref, run, 6)
+
+
+def test_sft_sigkill_anywhere_then_resume_is_bit_exact(tmp_path):
+    """The sft schedule on the same loop, in the default bf16 (the sampler's own bf16 copy is
+    refreshed only when an evaluation asks): killed mid-backprop, right after an optimizer
+    step, mid-save and mid-metrics-line, it ends with the reference run's weights and rows."""
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"problem": f"Say abc {i}", "completion": "abc" * (i + 1)}) + "\n" for i in range(7)))
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    stages = [
+        (str(ref), None),
+        (str(run), "backprop:1"),  # step 1 saved; dies in step 2's backward
+        (str(run), "step:2"),  # resumes at 1, saves 2, dies right after step 3's optimizer step
+        (str(run), "save:3"),  # resumes at 2, dies half-way through saving step 4
+        (str(run), "metrics:4"),  # resumes at 2, saves 4, tears step 5's metrics line
+        (str(run), None),
+    ]
+    evals = {"every": 2, "datasets": "arithmetic", "limit": 2, "max_new_tokens": 4, "batch_size": 4}
+    spec = {"schedule": "sft", "sft_data": str(data), "dtype": "bf16", "steps": 6, "save_every": 1, "eval": evals}
+    results = run_plan(tmp_path, spec, stages)
+    assert [r["code"] for r in results] == [0, -9, -9, -9, -9, 0], [r["log"][-2000:] for r in results]
+    assert_same_run(ref, run, 6)
+    from dashrl.train.metrics import read_metrics
+
+    ref_rows, rows = read_metrics(ref / "metrics.jsonl"), read_metrics(run / "metrics.jsonl")
+    assert [r.get("eval/arithmetic/accuracy") for r in rows] == [r.get("eval/arithmetic/accuracy") for r in ref_rows]
+    assert [r["sft/completion_tokens"] for r in rows] == [r["sft/completion_tokens"] for r in ref_rows]  # the same records
 
 
 if __name__ == "__main__":

@@ -156,8 +156,27 @@ class KLTerm:
         return self.beta * kl, {"kl": kl.detach()}
 
 
+@dataclass(frozen=True)
+class SFTLoss:
+    """Supervised fine-tuning (`--algo.schedule sft`): the negative log-likelihood of the
+    completion tokens (`dashrl.algo.sft.sft_loss`); advantages and old logprobs are not read.
+
+    >>> x = LossInputs(torch.tensor([[-1.0, -3.0]]), torch.zeros(1, 2), torch.zeros(1), torch.ones(1, 2))
+    >>> SFTLoss()(x)[0]
+    tensor(2.)
+    """
+
+    aggregation: str = "token-mean"
+
+    def __call__(self, x: LossInputs) -> tuple[torch.Tensor, Metrics]:
+        from dashrl.algo.sft import sft_loss  # sft.py builds on this module's `aggregate`
+
+        loss, _ = sft_loss(x.logprobs, x.loss_mask, aggregation=self.aggregation, norm=x.norm)
+        return loss, {}  # the trainer logs it as `loss`
+
+
 LossFn = Callable[[LossInputs], tuple[torch.Tensor, Metrics]]
-LOSSES: dict[str, type] = {"pg": PGLoss, "ppo_clip": PPOClipLoss}
+LOSSES: dict[str, type] = {"pg": PGLoss, "ppo_clip": PPOClipLoss, "sft": SFTLoss}
 
 
 def make_loss(name: str, **hparams: Any) -> LossFn:

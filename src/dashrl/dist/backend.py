@@ -180,6 +180,13 @@ class RaySource:
             if key not in self._ahead:
                 self._ahead[key] = _Job(self, self.task.batch(s, cfg.algo.prompts_per_step), seed, 0)
 
+    def hold(self, samples: Sequence[Any]) -> list[SampleRef]:
+        """Samples made on the driver (the sft schedule's records) as `SampleRef`s: each goes
+        into the object store as a group of one, which the trainers fetch like a sampled group."""
+        import ray
+
+        return [SampleRef(s.group, 0, s.reward, s.advantage, s.num_tokens, s.finish_reason, ray.put([s]), s.version) for s in samples]
+
     def eval_sampler(self) -> Any:
         """A sampler on the driver's copy of the model, loaded with the newest weights."""
         from dashrl.rollout import make_sampler

@@ -217,6 +217,11 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     from dashrl.train.preflight import validate_run
 
     run_dir, ckpt = validate_run(cfg, resume)  # before anything loads: one line, nothing left behind
+    sft_data = None
+    if cfg.algo.schedule == "sft":  # a bad record: one line (file:line, field) before the model loads
+        from dashrl.train.sft import load_sft_data
+
+        sft_data = load_sft_data(cfg)
     silence_transformers_bars()  # the run's console is dashrl.train.metrics.Progress
     from dashrl.train.schedules import SCHEDULE_FNS, optimizer_steps
 
@@ -234,6 +239,10 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     except OSError as e:
         raise RunError(f"cannot write the run folder {run_dir}: {e.strerror or e}") from None
     with open_backend(cfg, model, tokenizer, task, total_opt) as (source, learner):
+        if sft_data is not None:  # the same loop and learner; records instead of samples
+            from dashrl.train.sft import SFTSource
+
+            source = SFTSource(cfg, sft_data, tokenizer, source, learner)
         return _run(cfg, run_dir, ckpt, info, total_opt, SCHEDULE_FNS[cfg.algo.schedule], source, learner, tokenizer)
 
 

@@ -211,10 +211,15 @@ def step_text(row: dict[str, Any], total: int, width: int = 80, eta: float | Non
     if row.get("skipped"):
         parts.append(f"[skipped: {row['skipped']}]")
     kept = row.get("filter/kept_frac")
+    if "reward/mean" not in row and "loss" in row:  # supervised steps (the sft schedule) sample nothing
+        parts.append(f"loss {_fmt(row['loss'])}")
+    else:
+        parts += [
+            f"reward {_fmt(row.get('reward/mean'))}",
+            f"acc {_fmt(row.get('accuracy'))}",
+            f"kept {kept:.0%}" if isinstance(kept, (int, float)) else "kept -",
+        ]
     parts += [
-        f"reward {_fmt(row.get('reward/mean'))}",
-        f"acc {_fmt(row.get('accuracy'))}",
-        f"kept {kept:.0%}" if isinstance(kept, (int, float)) else "kept -",
         f"| {row.get('time/step_s', 0):.1f}s/step",
         *([f"eta {_seconds(eta)}"] if eta is not None else []),
         f"sample {row.get('time/sampling_s', 0):.1f}s",
@@ -335,10 +340,17 @@ def first_last(rows: Sequence[dict[str, Any]], key: str) -> tuple[float, float]:
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> str:
-    """Closing table: reward early vs late (`first_last`), seconds per step, and the time split."""
+    """Closing table: reward early vs late (`first_last`), seconds per step, and the time split.
+    A run without rewards (the sft schedule) shows its loss early vs late instead.
+
+    >>> print(summarize([{"loss": 2.0, "time/step_s": 1.0}, {"loss": 1.0, "time/step_s": 1.0}]).splitlines()[2])
+    | loss, first step | 2.000 |
+    """
     if not rows:
         return "no steps recorded"
     w = steps_label(window(len(rows)))
+    if not any("reward/mean" in r for r in rows):
+        return _loss_summary(rows, w)
     reward, acc = first_last(rows, "reward/mean"), first_last(rows, "accuracy")
     kept = [r["filter/kept_frac"] for r in rows if isinstance(r.get("filter/kept_frac"), (int, float))]
     total = sum(r.get("time/step_s", 0.0) for r in rows) or 1.0
@@ -352,4 +364,17 @@ def summarize(rows: Sequence[dict[str, Any]]) -> str:
         f"| seconds per step | {total / len(rows):.1f} |",
         f"| samples kept by the filter | {(sum(kept) / len(kept) if kept else float('nan')):.1%} |",
     ] + [f"| time share: {k} | {v:.1%} |" for k, v in share.items()]
+    return "\n".join(lines) + f"\n\nfirst / last: {WINDOW_RULE}."
+
+
+def _loss_summary(rows: Sequence[dict[str, Any]], w: str) -> str:
+    """`summarize` for runs that sample nothing: loss early vs late, eval, time split."""
+    loss = first_last(rows, "loss")
+    total = sum(r.get("time/step_s", 0.0) for r in rows) or 1.0
+    lines = ["| metric | value |", "|---|---|", f"| loss, first {w} | {loss[0]:.3f} |", f"| loss, last {w} | {loss[1]:.3f} |"]
+    for key in sorted({k for r in rows for k in r if k.startswith("eval/") and k.endswith("/accuracy")}):
+        last = next(r[key] for r in reversed(rows) if isinstance(r.get(key), (int, float)))
+        lines.append(f"| {key}, last | {last:.3f} |")
+    lines.append(f"| seconds per step | {total / len(rows):.1f} |")
+    lines += [f"| time share: {k} | {sum(r.get(f'time/{k}_s', 0.0) for r in rows) / total:.1%} |" for k in ("backprop", "optimizer")]
     return "\n".join(lines) + f"\n\nfirst / last: {WINDOW_RULE}."

@@ -15,6 +15,9 @@ schedule runs unchanged at every scale.
 - `ppo_multi`: sample M x G once, K optimizer steps each over all of them (PPO ratio
   against the sampling policy's logprobs; no copy of the old model is kept).
 - `ppo_mini`: sample M x G once, K mini-batches of M/K prompts, one step each.
+- `sft` (the paper's SFT-H / SFT-M baselines): the next M supervised records from the
+  source (`dashrl.train.sft.SFTSource`; nothing is sampled), cross-entropy on their
+  completion tokens in micro-batches normalised over the whole step's tokens, ONE step.
 """
 
 from __future__ import annotations
@@ -186,11 +189,30 @@ def ppo_mini_cycle(src: RolloutSource, lrn: Learner, cycle: int) -> list[Row]:
     return rows
 
 
+SFT_DROPS = ("filter/kept_frac", "gen/sampled_tokens", "time/sampling_s", "time/scoring_s", "tokens/sampled_per_s")  # RL-only keys
+
+
+def sft_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
+    t0 = time.perf_counter()
+    cfg = lrn.cfg
+    ro = _first(src, step)  # the step's M records
+    norm = full_norm(ro.samples, cfg.sft.max_tokens or max(s.num_tokens for s in ro.samples))
+    bp = lrn.backprop(ro.samples, norm)
+    opt = lrn.optimizer_step(nonfinite=bool(bp["nonfinite"]))
+    # no sync: nothing samples; the weights go to the sampler when an evaluation asks (SFTSource.eval_sampler)
+    row = make_row(lrn, ro, bp, opt, len(ro.samples), len(ro.samples), t0, 0.0)
+    for key in SFT_DROPS:
+        row.pop(key, None)
+    row["sft/epoch"] = (step + 1) * cfg.algo.prompts_per_step / src.task.size
+    return [row]
+
+
 SCHEDULE_FNS: dict[str, Callable[[RolloutSource, Learner, int], list[Row]]] = {
     "dash": dash_step,
     "grpo": grpo_step,
     "ppo_multi": ppo_multi_cycle,
     "ppo_mini": ppo_mini_cycle,
+    "sft": sft_step,
 }
 
 

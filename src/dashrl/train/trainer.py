@@ -144,6 +144,8 @@ class Trainer:
 
     @property
     def _temperature(self) -> float:
+        if self.cfg.algo.schedule == "sft":  # cross-entropy of the model itself
+            return 1.0
         return self.cfg.sampler.temperature or 1.0
 
     @property

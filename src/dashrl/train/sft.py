@@ -1,0 +1,93 @@
+"""The rollout source of `--algo.schedule sft`: supervised records where RL has samples.
+
+Supervised fine-tuning (the paper's SFT-H and SFT-M baselines) runs through the same loop
+as RL (`dashrl.train.loop`): run folder, metrics, checkpoints, resume, loggers, eval. The
+`sft` schedule (`dashrl.train.schedules.sft_step`) asks this source for a step's records
+as an RL schedule asks for samples, and backprops them on the same learner with the `sft`
+loss: cross-entropy on the completion tokens, the prompt and the padding masked, at
+temperature 1, normalised over the whole step's completion tokens whatever the
+micro-batches.
+
+- Data (`[sft]`): `human` = the solutions that ship with `task.name`, or a JSONL of
+  problem/completion records (`dashrl.data.sft`), read and checked before the model loads.
+- Prompt: rendered exactly as RL renders the task's prompts (same chat template, same
+  answer instruction), so one evaluation applies to SFT and RL arms alike; the completion
+  ends with the tokenizer's EOS and is cut at `sft.max_tokens`.
+- Order: the run's record stream is a fresh permutation of the n records per epoch, seeded
+  by (train.seed, epoch), as for dataset tasks (`dashrl.data.tasks`): step s trains on
+  stream positions s*M .. s*M + M - 1 (M = algo.prompts_per_step), epochs wrap, and a
+  resumed run continues where it stopped.
+- Ray: the records go into the object store as groups of one (`RaySource.hold`) and the
+  trainer actors fetch them as they fetch sampled groups.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from dashrl.config import Config
+from dashrl.data import Example
+from dashrl.data.sft import build_records, sft_pairs
+from dashrl.data.tasks import Task, _from_examples
+from dashrl.rollout.samples import Rollouts, Sample
+
+
+def load_sft_data(cfg: Config) -> list[tuple[Example, str]]:
+    """The run's (example, completion) pairs per `cfg.sft`; a bad record raises DatasetError
+    naming file:line and field. `dashrl.train.loop.train` calls it before the model loads.
+
+    >>> len(load_sft_data(load_config(overrides=["--algo.schedule", "sft", "--task.name", "gsm8k", "--task.limit", "3"])))  # doctest: +SKIP
+    3
+    """
+    s = cfg.sft
+    return sft_pairs(s.data, cfg.task, cfg.train.seed, problem_field=s.problem_field, completion_field=s.completion_field)
+
+
+class SFTSource:
+    """`RolloutSource` of the sft schedule: serves records, samples nothing.
+
+    `inner` is the backend's own source (the `Trainer`, or the Ray source), used for
+    evaluation; `learner` is synced only when an evaluation asks for the weights.
+    """
+
+    def __init__(self, cfg: Config, pairs: Sequence[tuple[Example, str]], tokenizer: Any, inner: Any, learner: Any):
+        self.cfg, self.pairs, self.tokenizer, self.inner, self.learner = cfg, list(pairs), tokenizer, inner, learner
+        self.task: Task = _from_examples("sft", list(range(len(self.pairs))), cfg.train.seed)  # items: record indices
+        self._samples: dict[int, Sample] = {}  # tokenized on first use
+        self._hold = getattr(inner, "hold", None)  # Ray: put the records into the object store
+
+    def record(self, index: int) -> Sample:
+        """Record `index` as a sample: prompt ids as RL renders them, completion + EOS, cut at sft.max_tokens."""
+        if index not in self._samples:
+            rec = build_records(self.tokenizer, [self.pairs[index]])[0]
+            cap = self.cfg.sft.max_tokens or len(rec.completion_ids)
+            ids = rec.completion_ids[:cap]
+            finish = "stop" if len(ids) == len(rec.completion_ids) else "length"
+            self._samples[index] = Sample(rec.prompt_ids, ids, [0.0] * len(ids), 0.0, 0.0, 0, finish)
+        return self._samples[index]
+
+    def rollout(self, examples: Sequence[int], seed: int, first_group: int = 0) -> Rollouts:
+        """The records `examples` (indices) as samples, one group each; nothing is sampled."""
+        t0 = time.perf_counter()
+        samples = []
+        for j, index in enumerate(examples):
+            s = self.record(index)
+            samples.append(Sample(s.prompt_ids, s.completion_ids, s.logprobs, 0.0, 0.0, first_group + j, s.finish_reason))
+        metrics = {
+            "time/sampling_s": 0.0,
+            "time/scoring_s": 0.0,
+            "time/data_s": time.perf_counter() - t0,
+            "gen/sampled_tokens": 0,
+            "sft/completion_tokens": sum(s.num_tokens for s in samples),
+            "sft/cut_frac": sum(s.finish_reason == "length" for s in samples) / max(len(samples), 1),
+        }
+        return Rollouts(self._hold(samples) if self._hold else samples, metrics)
+
+    def eval_sampler(self) -> Any:
+        """The backend's evaluation sampler, holding the current weights."""
+        self.learner.sync()  # the sft schedule does not sync after each step
+        return self.inner.eval_sampler()
+
+    def ahead(self, step: int) -> None:
+        """Records need no sampling ahead."""
