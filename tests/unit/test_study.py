@@ -167,13 +167,14 @@ def test_every_table_renders_with_a_verdict_and_escaped_pipes():
 # -- presets, arms, flags ---------------------------------------------------------------------
 @pytest.mark.parametrize("preset", list(PRESETS))
 @pytest.mark.parametrize("quick", [False, True])
-def test_every_preset_builds_a_valid_config_for_every_rl_arm(tmp_path, preset, quick):
+def test_every_preset_builds_a_valid_config_for_every_arm(tmp_path, preset, quick):
     p = get_preset(preset, quick)
     for name, arm in ARMS.items():
-        if arm.kind == "sft":
-            continue
-        cfg = arm_config(arm, p, {}, tmp_path, seed=1)
+        cfg = arm_config(arm, p, {}, tmp_path, seed=1, sft_data="human")
         assert cfg.run.name == f"{name}-s1" and cfg.train.seed == int(p.config["train"].get("seed", 0)) + 1
+        assert (cfg.algo.schedule == "sft") == (arm.kind == "sft")
+    traces = arm_config(ARMS["sft_m"], p, {}, tmp_path, 0, sft_data=str(tmp_path / "t.jsonl"))
+    assert traces.sft.data == str(tmp_path / "t.jsonl") and traces.algo.loss == "sft"
     dash = arm_config(ARMS["dash"], p, {}, tmp_path, 0)
     assert dash.algo.beta == p.dash_beta > 0 and arm_config(ARMS["dash_nokl"], p, {}, tmp_path, 0).algo.beta == 0.0
     assert arm_config(ARMS["nogf"], p, {}, tmp_path, 0).algo.filter_threshold < 0

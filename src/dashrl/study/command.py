@@ -54,7 +54,8 @@ def _say(msg: str) -> None:
 
 def with_eval_overrides(preset: Any, flags: dict[str, str]) -> Any:
     """`--eval.limit N` / `--eval.max_new_tokens N` set the study evaluator's problems per set
-    and completion cap (the arms do not evaluate during training unless --eval.every is given)."""
+    and completion cap; they do not enter the arms' configs, so changing them re-evaluates
+    the finished arms without retraining them."""
     from dataclasses import replace
 
     from dashrl.config import ConfigError
@@ -77,7 +78,8 @@ class Plan:
 
         self.overrides: dict[str, dict[str, Any]] = parse_overrides(args.overrides or [])
         check_overrides(self.overrides)
-        self.preset = with_eval_overrides(get_preset(args.preset, args.quick), self.overrides.get("eval", {}))
+        evaluator = {k: self.overrides["eval"].pop(k) for k in ("limit", "max_new_tokens") if k in self.overrides.get("eval", {})}
+        self.preset = with_eval_overrides(get_preset(args.preset, args.quick), evaluator)  # the study's evaluator, not the arms
         if args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
         self.seeds = list(range(args.seeds))
