@@ -6,6 +6,7 @@
     dashrl report RUN_DIR [RUN_DIR ...] [--out DIR]
     dashrl config [--show SECTION] [--files]
     dashrl distill --teacher MODEL --task.name NAME --n 8 --out traces.jsonl
+    dashrl study [--preset cpu|paper] [--out DIR] [--seeds N] [--quick] [--section.field VALUE ...]
 
 `dashrl train` with no arguments runs the quickstart: DASH on SmolLM2-135M-Instruct
 on the arithmetic task (the shipped run file `quickstart` holds the same values).
@@ -27,8 +28,9 @@ COMMANDS = {
     "tune": ("dashrl.tune", "measure and pick the inference batch size and micro-batch size"),
     "config": ("dashrl.cli_config", "list every config field (type, default, doc) and the shipped run files"),
     "distill": ("dashrl.distill", "keep a teacher model's correct solutions to a task as SFT data"),
+    "study": ("dashrl.study.command", "run the paper's arms, evaluate them alike, and judge its five findings"),
 }
-TAKES_OVERRIDES = ("train", "eval", "bench", "tune", "distill")  # commands that accept --section.field VALUE
+TAKES_OVERRIDES = ("train", "eval", "bench", "tune", "distill", "study")  # commands that accept --section.field VALUE
 
 
 def build_parser() -> argparse.ArgumentParser:

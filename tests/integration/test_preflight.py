@@ -45,6 +45,7 @@ def test_resuming_a_complete_run_says_so_before_loading(tmp_path, tiny_lm, no_mo
     cfg = config(tmp_path, train={"steps": 2})
     res = train(cfg, model, tok, task=letter_task())
     before = (res.run_dir / "metrics.jsonl").read_text()
+    capsys.readouterr()  # the run's own step lines
     assert main(["train", "--resume", str(res.run_dir)]) == 1
     err = one_line_error(capsys)
     assert f"run {res.run_dir} is complete" in err and "step 2 of train.steps 2" in err
@@ -57,6 +58,7 @@ def test_resuming_a_complete_run_says_so_before_loading(tmp_path, tiny_lm, no_mo
 def test_resume_with_a_changed_field_points_to_a_new_run_not_another_name(tmp_path, tiny_lm, capsys):
     model, tok = tiny_lm
     res = train(config(tmp_path, train={"steps": 1}), model, tok, task=letter_task())
+    capsys.readouterr()  # the run's own step lines
     assert main(["train", "--resume", str(res.run_dir), "--algo.group_size", "2"]) == 2
     err = one_line_error(capsys)
     assert "only --train.steps and --run.* may change, not --algo.group_size" in err

@@ -19,6 +19,11 @@ MODULES = [
     "dashrl.dist.actors",
     "dashrl.dist.store",
     "dashrl.rewards.math_grading",
+    "dashrl.stats",
+    "dashrl.study.presets",
+    "dashrl.study.arms",
+    "dashrl.study.findings",
+    "dashrl.study.tables",
 ]
 
 

@@ -103,6 +103,7 @@ def evaluate(
                 "scores": scores[i * n : (i + 1) * n],
                 "completions": [c.text for c in completions[i * n : (i + 1) * n]],
                 "finish_reasons": [c.finish_reason for c in completions[i * n : (i + 1) * n]],
+                "lengths": [len(c.token_ids) for c in completions[i * n : (i + 1) * n]],
             }
             for i, example in enumerate(examples)
         ]

@@ -97,8 +97,8 @@ class Loggers:
     >>> log.log({"step": 1, "reward/mean": 0.5}); log.close()  # doctest: +SKIP
     """
 
-    def __init__(self, names: str, run_dir: Path, config: dict[str, Any], first_step: int = 1, stream: TextIO = sys.stderr):
-        self.stream = stream
+    def __init__(self, names: str, run_dir: Path, config: dict[str, Any], first_step: int = 1, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr  # looked up per run, not bound once at import (a caller may swap sys.stderr)
         self._active: dict[str, Any] = {}
         for name in (n.strip() for n in names.split(",") if n.strip()):
             try:
@@ -261,21 +261,21 @@ class Progress:
     >>> p = Progress(2, quiet=True); p.update({"step": 1}); p.close()  # doctest: +SKIP
     """
 
-    def __init__(self, total: int, quiet: bool = False, stream: TextIO = sys.stderr, first_step: int = 1):
+    def __init__(self, total: int, quiet: bool = False, stream: TextIO | None = None, first_step: int = 1):
         import shutil
 
-        self.total, self.quiet, self.stream = total, quiet, stream
+        self.total, self.quiet, self.stream = total, quiet, stream or sys.stderr
         self.start = time.perf_counter()
         self.first_step = first_step  # a resumed run's ETA counts only the steps run here
         self.width = shutil.get_terminal_size((80, 24)).columns
         self.bar: Any = None
         if "transformers" in sys.modules:  # a run has it loaded; a bare Progress needs no import
             silence_transformers_bars()
-        if not quiet and _isatty(stream):
+        if not quiet and _isatty(self.stream):
             from tqdm import tqdm
 
             # "12/30 |#####     | 01:02<03:04 " then the metrics text in what is left of the line
-            self.bar = tqdm(total=total, initial=first_step - 1, file=stream, dynamic_ncols=True, leave=True,
+            self.bar = tqdm(total=total, initial=first_step - 1, file=self.stream, dynamic_ncols=True, leave=True,
                             mininterval=0, bar_format="{n_fmt}/{total_fmt} |{bar:10}| {elapsed}<{remaining} {desc}")  # fmt: skip
 
     def update(self, row: dict[str, Any]) -> None:
