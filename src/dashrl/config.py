@@ -199,6 +199,10 @@ class TrainConfig:
     for the group's completions (same result, fewer tokens); best with micro_batch_by = groups."""
     token_budget: int = 4096
     """Padded tokens per micro-batch when micro_batch_by = tokens."""
+    packed: bool = False
+    """Backprop each micro-batch as one packed row without padding (a group's prompt once, then its
+    completions; positions restart per sequence, attention block-diagonal per group, one SDPA call per
+    piece). Same values and gradients as the padded pass up to float rounding."""
     seed: int = 0
     """Seed for prompt order, sampling and everything random."""
 
