@@ -64,9 +64,10 @@ def test_sampler_logprobs_match_trainer_forward(tmp_path, tiny_lm):
     mb = collate(ro.samples, tr.pad_id)
     assert tr.cfg.sampler.temperature != 1.0  # the temperature convention is part of what is checked
     for fn in (completion_logprobs, shared_prompt_logprobs, packed_logprobs):  # every trainer pass
-        with torch.no_grad():
-            lp = fn(model, mb, temperature=tr.cfg.sampler.temperature)
-        assert torch.allclose(lp * mb.loss_mask, mb.old_logprobs, atol=1e-4), fn.__name__
+        for chunk in (0, 5):  # the model's own head; the chunked head
+            with torch.no_grad():
+                lp = fn(model, mb, temperature=tr.cfg.sampler.temperature, chunk=chunk)
+            assert torch.allclose(lp * mb.loss_mask, mb.old_logprobs, atol=1e-4), (fn.__name__, chunk)
 
 
 @pytest.mark.parametrize("share_prompts", [True, False])

@@ -62,10 +62,10 @@ def test_chunked_head_equals_full_log_softmax():
 
 
 def test_trainer_logprobs_equal_the_models_own_head(tiny_lm):
-    """The chunked head in completion_logprobs == the model's logits + log_softmax, on real positions; 0 on padding."""
+    """The chunked head in completion_logprobs == the model's logits + log_softmax (fp32 division, as the sampler), on real positions; 0 on padding."""
     model, _ = tiny_lm
     batch = collate(_samples(), pad_id=0)
-    lp = completion_logprobs(model, batch, temperature=0.7)
+    lp = completion_logprobs(model, batch, temperature=0.7, chunk=2)  # 4 chunks of the 7 real tokens
     P = batch.prompt_len
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids).logits
     ref = torch.log_softmax(logits[:, P - 1 : -1].float() / 0.7, -1).gather(-1, batch.completion_ids[..., None]).squeeze(-1)
@@ -89,7 +89,7 @@ def test_packed_equals_padded_values_and_gradients(tiny_lm):
     (plain * batch.loss_mask * torch.arange(1.0, 5.0)[:, None]).sum().backward()
     g_plain = [p.grad.clone() for p in params]
     model.zero_grad()
-    packed = packed_logprobs(model, batch, temperature=0.7)
+    packed = packed_logprobs(model, batch, temperature=0.7, chunk=3)
     (packed * batch.loss_mask * torch.arange(1.0, 5.0)[:, None]).sum().backward()
     assert model.config._attn_implementation == "sdpa"  # restored after the packed pass
     mask = batch.loss_mask.bool()

@@ -1,8 +1,10 @@
 """Per-token logprobs of completions under a model (the trainer's forward pass).
 
-Only the logprob of each chosen token is needed, so the LM head is applied here, in
-chunks of rows (`HeadLogprobs`): no `[tokens, vocab]` logits tensor, fp32 or otherwise,
-outlives one chunk, and rows of padding never reach the head.
+Only the logprob of each chosen token is needed, so the trainer runs the decoder and
+applies the LM head here. With `chunk > 0` (`train.head_chunk`) it does so in chunks of
+rows (`HeadLogprobs`): no `[tokens, vocab]` logits tensor, fp32 or otherwise, outlives
+one chunk, and rows of padding never reach the head. With `chunk = 0` (the default) it
+is the model's own head and `token_logprobs`, as before.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import torch
 
 from dashrl.train.batching import Collated
 
-HEAD_CHUNK = 1024  # rows of the LM head computed at once (a [1024, 49152] fp32 block is 200 MB)
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -107,13 +108,14 @@ def _scaled_logits(h: torch.Tensor, w: torch.Tensor, temperature: float) -> torc
 
 
 def chosen_logprobs(model: Any, hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
-                    temperature: float = 1.0, chunk: int = HEAD_CHUNK) -> torch.Tensor:  # fmt: skip
+                    temperature: float = 1.0, chunk: int = 0) -> torch.Tensor:  # fmt: skip
     """Logprobs `[N, T]` of `targets` from the final hidden states `[N, T, H]`, 0 where `mask` is 0.
 
-    Only the masked-in rows go through the LM head (`HeadLogprobs`); a model whose head is
-    not a plain linear map uses its own head and `token_logprobs`.
+    `chunk > 0`: only the masked-in rows go through the LM head, `chunk` rows at a time
+    (`HeadLogprobs`). `chunk = 0`, or a head that is not a plain linear map: the model's
+    own head over all rows and `token_logprobs`.
     """
-    weight = _head_weight(model)
+    weight = _head_weight(model) if chunk > 0 else None
     if weight is None:
         return token_logprobs(model.get_output_embeddings()(hidden), targets, temperature) * mask
     t = 1.0 if temperature in (0.0, 1.0) else temperature
@@ -122,7 +124,7 @@ def chosen_logprobs(model: Any, hidden: torch.Tensor, targets: torch.Tensor, mas
     return torch.zeros(targets.numel(), dtype=torch.float32, device=hidden.device).index_put((rows,), picked).view_as(targets)
 
 
-def completion_logprobs(model: Any, batch: Collated, temperature: float = 1.0) -> torch.Tensor:
+def completion_logprobs(model: Any, batch: Collated, temperature: float = 1.0, chunk: int = 0) -> torch.Tensor:
     """Logprobs `[N, T]` of each completion token given its prompt and earlier tokens (0 on padding).
 
     Only the T positions that predict completion tokens go through the LM head, not the
@@ -138,10 +140,10 @@ def completion_logprobs(model: Any, batch: Collated, temperature: float = 1.0) -
         use_cache=False,
     )
     hidden = out.last_hidden_state[:, keep]  # [N, T, H]: position P-1+t predicts completion token t
-    return chosen_logprobs(model, hidden, batch.completion_ids, batch.loss_mask, temperature)
+    return chosen_logprobs(model, hidden, batch.completion_ids, batch.loss_mask, temperature, chunk)
 
 
-def shared_prompt_logprobs(model: Any, batch: Collated, temperature: float = 1.0) -> torch.Tensor:
+def shared_prompt_logprobs(model: Any, batch: Collated, temperature: float = 1.0, chunk: int = 0) -> torch.Tensor:
     """Same result as `completion_logprobs`, with each distinct prompt run through the model once.
 
     The G samples of a group share their prompt, so the prompt's keys and values are
@@ -169,7 +171,7 @@ def shared_prompt_logprobs(model: Any, batch: Collated, temperature: float = 1.0
             use_cache=True,
         )
         hidden = torch.cat([hidden, rest.last_hidden_state], dim=1)  # [N, T, H]
-    return chosen_logprobs(model, hidden, batch.completion_ids, batch.loss_mask, temperature)
+    return chosen_logprobs(model, hidden, batch.completion_ids, batch.loss_mask, temperature, chunk)
 
 
 # -- packed micro-batches -------------------------------------------------------------------
@@ -267,7 +269,7 @@ def _attention(model: Any, name: str) -> Iterator[None]:
         model.set_attn_implementation(before)
 
 
-def packed_logprobs(model: Any, batch: Collated, temperature: float = 1.0) -> torch.Tensor:
+def packed_logprobs(model: Any, batch: Collated, temperature: float = 1.0, chunk: int = 0) -> torch.Tensor:
     """Same result as `shared_prompt_logprobs` (up to float rounding), from one packed row without padding."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
@@ -280,6 +282,6 @@ def packed_logprobs(model: Any, batch: Collated, temperature: float = 1.0) -> to
     hidden = out.last_hidden_state[0, pk.rows]  # [M, H]
     targets = batch.completion_ids.reshape(-1)[pk.flat]
     mask = torch.ones_like(targets)
-    picked = chosen_logprobs(model, hidden[None], targets[None], mask[None], temperature)[0]
+    picked = chosen_logprobs(model, hidden[None], targets[None], mask[None], temperature, chunk)[0]
     N, T = batch.completion_ids.shape
     return torch.zeros(N * T, dtype=torch.float32, device=hidden.device).index_put((pk.flat,), picked).view(N, T)
