@@ -49,8 +49,8 @@ QUICK = ["--task.name", "arithmetic", "--task.difficulty", "1", "--sampler.max_n
          "--sampler.temperature", "0.7", "--algo.prompts_per_step", "8", "--algo.group_size", "4",
          "--train.micro_batch_size", "8", "--train.lr", "2e-5", "--train.warmup_steps", "0"]  # fmt: skip
 # The paper's regime on a task the model can learn: one-step word problems with worked reasoning,
-# 256-token completions, T = 0.5, where SmolLM2-135M-Instruct is right 22% of the time (measured,
-# 128 samples) and a quarter of the groups are all-wrong or all-right (what the filter drops).
+# at most 256 new tokens, T = 0.5, where SmolLM2-135M-Instruct is right 22% of the time (measured,
+# 16 problems x 8 samples) and a quarter of the groups are all-wrong or all-right (what the filter drops).
 WORDS = ["--task.name", "wordproblems", "--task.difficulty", "1", "--sampler.max_new_tokens", "256",
          "--sampler.temperature", "0.5", "--algo.prompts_per_step", "8", "--algo.group_size", "8",
          "--train.micro_batch_size", "8", "--train.lr", "2e-5", "--train.warmup_steps", "0"]  # fmt: skip
