@@ -48,6 +48,17 @@ def _head_weight(model: Any) -> torch.Tensor | None:
     return head.weight
 
 
+def _head_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
+    """The model's own logits from its final hidden states, with the scaling or soft-capping its
+    forward applies after the head (Cohere's `logit_scale`, Gemma 2's `final_logit_softcapping`)."""
+    logits = model.get_output_embeddings()(hidden)
+    cfg = getattr(model, "config", None)
+    if getattr(cfg, "logit_scale", None) not in (None, 1.0):
+        logits = logits * cfg.logit_scale
+    cap = getattr(cfg, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
 def _compute_dtype(t: torch.Tensor) -> torch.dtype:
     """The dtype a matmul of `t` runs in here: the autocast dtype when autocast is on, else `t`'s own."""
     dev = t.device.type
@@ -117,7 +128,7 @@ def chosen_logprobs(model: Any, hidden: torch.Tensor, targets: torch.Tensor, mas
     """
     weight = _head_weight(model) if chunk > 0 else None
     if weight is None:
-        return token_logprobs(model.get_output_embeddings()(hidden), targets, temperature) * mask
+        return token_logprobs(_head_logits(model, hidden), targets, temperature) * mask
     t = 1.0 if temperature in (0.0, 1.0) else temperature
     rows = mask.reshape(-1).nonzero().squeeze(1)  # [M] real tokens
     picked = HeadLogprobs.apply(hidden.reshape(-1, hidden.shape[-1])[rows], weight, targets.reshape(-1)[rows], t, chunk, _compute_dtype(hidden))
@@ -161,7 +172,7 @@ def shared_prompt_logprobs(model: Any, batch: Collated, temperature: float = 1.0
     )
     hidden = out.last_hidden_state[owner, P - 1 :]  # [N, 1, H]: predicts completion token 0
     if T > 1:
-        cache = out.past_key_values
+        cache = out.cache
         cache.batch_select_indices(owner)  # [U, ...] -> [N, ...], differentiable indexing
         rest = model.base_model(
             input_ids=batch.completion_ids[:, : T - 1],
