@@ -227,6 +227,14 @@ class TrainConfig:
     for the group's completions (same result, fewer tokens); best with micro_batch_by = groups."""
     token_budget: int = 4096
     """Padded tokens per micro-batch when micro_batch_by = tokens."""
+    head_chunk: int = 0
+    """Apply the LM head in chunks of this many rows inside the logprob computation (only the chosen
+    tokens' logprobs are kept; no [tokens, vocab] fp32 log-softmax; padding rows skip the head);
+    0 = the model's own head over all completion positions."""
+    packed: bool = False
+    """Backprop each micro-batch as one packed row without padding (a group's prompt once, then its
+    completions; positions restart per sequence, attention block-diagonal per group, one SDPA call per
+    piece). Same values and gradients as the padded pass up to float rounding."""
     seed: int = 0
     """Seed for prompt order, sampling and everything random."""
 
@@ -240,6 +248,7 @@ class TrainConfig:
         _at_least("train.micro_batch_size", self.micro_batch_size, 1)
         _choice("train.micro_batch_by", self.micro_batch_by, ("samples", "groups", "tokens"))
         _at_least("train.token_budget", self.token_budget, 1)
+        _at_least("train.head_chunk", self.head_chunk, 0)
 
 
 LOGGERS = ("tensorboard", "wandb", "mlflow")

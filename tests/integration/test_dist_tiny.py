@@ -214,13 +214,14 @@ class DyingLlama:
     marker = ""
     training_forwards = 0
 
-    def forward(self, *args, **kwargs):
+    @property
+    def base_model(self):  # the trainer runs the decoder through base_model, then applies the head itself
         if torch.is_grad_enabled():
             DyingLlama.training_forwards += 1
             if DyingLlama.training_forwards >= 5 and not Path(DyingLlama.marker).exists():
                 Path(DyingLlama.marker).write_text("died")
                 os._exit(1)
-        return super().forward(*args, **kwargs)
+        return super().base_model
 
 
 def test_dead_trainer_is_replaced_and_the_run_is_unchanged(tmp_path, d22):

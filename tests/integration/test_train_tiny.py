@@ -55,17 +55,19 @@ def test_run_leaves_metrics_config_and_checkpoint(tmp_path, tiny_lm):
 def test_sampler_logprobs_match_trainer_forward(tmp_path, tiny_lm):
     """Positions and padding agree: on-policy ratios are 1 (fp32)."""
     from dashrl.train.batching import collate
-    from dashrl.train.logprobs import completion_logprobs
+    from dashrl.train.logprobs import completion_logprobs, packed_logprobs, shared_prompt_logprobs
 
     model, tok = tiny_lm
     res = train(config(tmp_path, train={"steps": 1, "lr": 1e-12}), model, tok, task=letter_task())
     tr = res.trainer
     ro = tr.rollout(tr.task.batch(5, 4), seed=3)
     mb = collate(ro.samples, tr.pad_id)
-    with torch.no_grad():
-        lp = completion_logprobs(model, mb, temperature=tr.cfg.sampler.temperature)
     assert tr.cfg.sampler.temperature != 1.0  # the temperature convention is part of what is checked
-    assert torch.allclose(lp * mb.loss_mask, mb.old_logprobs, atol=1e-4)
+    for fn in (completion_logprobs, shared_prompt_logprobs, packed_logprobs):  # every trainer pass
+        for chunk in (0, 5):  # the model's own head; the chunked head
+            with torch.no_grad():
+                lp = fn(model, mb, temperature=tr.cfg.sampler.temperature, chunk=chunk)
+            assert torch.allclose(lp * mb.loss_mask, mb.old_logprobs, atol=1e-4), (fn.__name__, chunk)
 
 
 @pytest.mark.parametrize("share_prompts", [True, False])
@@ -79,16 +81,16 @@ def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm, share_pr
         return 1.0 if ex.answer == "0" else float(len(text) % 2)
 
     prompt_rows, sample_rows = [], []
-    original = model.forward
+    original = model.model.forward  # the trainer runs the decoder and applies the LM head itself
 
     def spy(*args, **kwargs):
         if torch.is_grad_enabled():  # training forward passes (sampling runs under no_grad)
             n = kwargs["input_ids"].shape[0]
             # shared-prompt mode: a prompt pass (no cache yet), then the completions' pass
-            (sample_rows if not share_prompts or kwargs.get("past_key_values") is not None else prompt_rows).append(n)
+            (sample_rows if not share_prompts or kwargs.get("cache") is not None else prompt_rows).append(n)
         return original(*args, **kwargs)
 
-    model.forward = spy
+    model.model.forward = spy
     drawn = []
     real_rollout = Trainer.rollout
 

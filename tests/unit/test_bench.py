@@ -30,3 +30,18 @@ def test_ratios_against_trl_when_present():
     md = table({"grpo": grpo, "trl": trl, "dash": dash}, peak=1.0)
     assert "| speed-up vs grpo | speed-up vs trl |" in md
     assert "| dash | 2.5 | 0.312 | 4.00x | 2.00x |" in md and "| trl | 5.0 | 0.625 | 2.00x | 1.00x |" in md
+
+
+def test_wordproblems_workload_is_the_papers_regime():
+    """`--workload wordproblems`: 256-token completions on the word-problem task, through the real config loader."""
+    import argparse
+
+    from dashrl.bench import _workload, add_arguments
+    from dashrl.config import load_config
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    cfg = load_config(None, _workload(p.parse_args(["--workload", "wordproblems"])))
+    assert (cfg.task.name, cfg.sampler.max_new_tokens, cfg.sampler.temperature) == ("wordproblems", 256, 0.5)
+    assert load_config(None, _workload(p.parse_args(["--quick"]))).task.name == "arithmetic"
+    assert load_config(None, _workload(p.parse_args([]))).task.name == "gsm8k"

@@ -39,3 +39,61 @@ def test_shared_prompt_forward_matches_plain(tiny_lm):
     assert torch.allclose(plain[mask], shared[mask], atol=1e-5)
     for a, p in zip(g_plain, params):
         assert torch.allclose(a, p.grad, atol=1e-5)
+
+
+def test_chunked_head_equals_full_log_softmax():
+    """HeadLogprobs over chunks of 3 rows == log_softmax of the full logits: values and both gradients."""
+    from dashrl.train.logprobs import HeadLogprobs
+
+    torch.manual_seed(0)
+    h = torch.randn(10, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(17, 6, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 17, (10,))
+    g = torch.randn(10, dtype=torch.float64)
+    for temp in (1.0, 0.7):
+        full = torch.log_softmax((h @ w.t()) / temp, dim=-1).gather(1, t[:, None]).squeeze(1)
+        ref = torch.autograd.grad((full * g).sum(), (h, w))
+        chunked = HeadLogprobs.apply(h, w, t, temp, 3, torch.float64)
+        got = torch.autograd.grad((chunked * g).sum(), (h, w))
+        assert chunked.dtype == torch.float32
+        assert torch.allclose(chunked.double(), full, atol=1e-6)
+        for a, b in zip(ref, got):
+            assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_trainer_logprobs_equal_the_models_own_head(tiny_lm):
+    """The chunked head in completion_logprobs == the model's logits + log_softmax (fp32 division, as the sampler), on real positions; 0 on padding."""
+    model, _ = tiny_lm
+    batch = collate(_samples(), pad_id=0)
+    lp = completion_logprobs(model, batch, temperature=0.7, chunk=2)  # 4 chunks of the 7 real tokens
+    P = batch.prompt_len
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids).logits
+    ref = torch.log_softmax(logits[:, P - 1 : -1].float() / 0.7, -1).gather(-1, batch.completion_ids[..., None]).squeeze(-1)
+    mask = batch.loss_mask.bool()
+    assert torch.allclose(lp[mask], ref[mask], atol=1e-5)
+    assert (lp[~mask] == 0).all()
+
+
+def test_packed_equals_padded_values_and_gradients(tiny_lm):
+    """One packed row without padding (prompts once per group, block-diagonal attention) == the padded forward."""
+    from dashrl.train.logprobs import pack, packed_logprobs
+
+    model, _ = tiny_lm
+    batch = collate(_samples(), pad_id=0)
+    pk = pack(batch)
+    # prompts 4 + 2 tokens once each, completions without their last token: 2 + 0 + 1 + 4
+    assert pk.input_ids.shape == (1, 13)
+    assert pk.position_ids[0].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2, 2, 3, 4, 5]
+    params = list(model.parameters())
+    plain = completion_logprobs(model, batch, temperature=0.7)
+    (plain * batch.loss_mask * torch.arange(1.0, 5.0)[:, None]).sum().backward()
+    g_plain = [p.grad.clone() for p in params]
+    model.zero_grad()
+    packed = packed_logprobs(model, batch, temperature=0.7, chunk=3)
+    (packed * batch.loss_mask * torch.arange(1.0, 5.0)[:, None]).sum().backward()
+    assert model.config._attn_implementation == "sdpa"  # restored after the packed pass
+    mask = batch.loss_mask.bool()
+    assert torch.allclose(plain[mask], packed[mask], atol=1e-5)
+    assert (packed[~mask] == 0).all()
+    for a, p in zip(g_plain, params):
+        assert torch.allclose(a, p.grad, atol=1e-5)

@@ -11,6 +11,7 @@ micro-batch asks for them.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from typing import Any, Sequence
@@ -27,7 +28,7 @@ from dashrl.rollout import SamplingParams, make_sampler
 from dashrl.rollout.samples import Rollouts, Sample, rollout_metrics, sample_seed, score_groups
 from dashrl.train.batching import collate, micro_batches
 from dashrl.totals import Totals
-from dashrl.train.logprobs import completion_logprobs, shared_prompt_logprobs
+from dashrl.train.logprobs import completion_logprobs, packed_logprobs, shared_prompt_logprobs
 
 
 def lr_lambda(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -80,7 +81,8 @@ class Trainer:
         self.kl_term = KLTerm(a.beta, a.kl_estimator, a.aggregation) if a.beta > 0 else None
         # Activation checkpointing drops the KV cache the shared prompt pass hands on: use the plain pass.
         shared = cfg.train.share_prompts and not cfg.model.gradient_checkpointing
-        self._logprobs = shared_prompt_logprobs if shared else completion_logprobs
+        fn = packed_logprobs if cfg.train.packed else shared_prompt_logprobs if shared else completion_logprobs
+        self._logprobs = functools.partial(fn, chunk=cfg.train.head_chunk)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._prompt_cache: dict[str, list[int]] = {}
         self.generate_calls = 0  # sampler.generate calls so far
