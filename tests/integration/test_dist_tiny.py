@@ -91,8 +91,11 @@ def assert_same_rows(a, b):
 
 
 def assert_same_weights(m1, m2):
+    # Two trainers all-reduce two partial gradient sums where one process adds them in one
+    # order: rounding, which Adam can lift to ~1e-5 after 3 steps at lr 1e-2 (measured 1.3e-5
+    # for grpo 2+2). A lost or doubled micro-batch, or a wrong norm, moves weights by ~lr.
     for (n, p), q in zip(m1.state_dict().items(), m2.state_dict().values()):
-        assert torch.allclose(p, q, atol=1e-5, rtol=1e-4), n
+        assert torch.allclose(p, q, atol=3e-5, rtol=1e-4), (n, float((p - q).abs().max()))
 
 
 EVAL = {"every": 2, "datasets": "arithmetic", "limit": 3, "max_new_tokens": 4, "batch_size": 4}

@@ -1,0 +1,73 @@
+"""The default configuration repeats bit for bit: the real default model, bf16, the hf sampler.
+
+Issue 10 saw default bf16 runs of one config drift apart at step 2 (the gradient norm's
+last digits, then the rewards). This test runs the default path three ways that a
+history-, thread- or memory-dependent kernel would tell apart, and asks for the same
+weights, bit for bit:
+
+- run A: 2 steps straight, torch's default threads;
+- run B: the same 2-step run, but with one OpenMP thread and glibc filling every fresh
+  and freed heap block with a byte pattern (`MALLOC_PERTURB_`), SIGKILLed as soon as its
+  step-1 checkpoint is in place;
+- run C: `--resume` of B in a fresh process (default threads), which finishes step 2
+  without the first step's sampling and backprop having run in that process.
+
+Only the batch is shrunk (4 prompts x 8 completions, 32 new tokens) to keep the test short;
+the model, dtype, sampler, shared prompt pass and optimizer are the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+ARGS = ["--train.steps", "2", "--algo.prompts_per_step", "4", "--sampler.max_new_tokens", "32",
+        "--run.save_every", "1", "--run.keep_state", "all", "--run.loggers", "", "--run.quiet", "true"]  # fmt: skip
+
+
+def _train(out: Path, name: str, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "dashrl.cli", "train", *extra]
+    if "--resume" not in extra:
+        cmd += [*ARGS, "--run.out_dir", str(out), "--run.name", name]
+    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> None:
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out
+
+
+def _weights(run: Path, step: int) -> dict:
+    return load_file(str(run / "checkpoints" / f"step-{step:06d}" / "model.safetensors"))
+
+
+def _grad_norms(run: Path) -> list[float]:
+    return [json.loads(line)["grad_norm"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_default_bf16_run_repeats_across_threads_heap_contents_and_resume(tmp_path):
+    a = _train(tmp_path, "a")
+    _finish(a)
+    b = _train(tmp_path, "b", env={"OMP_NUM_THREADS": "1", "MALLOC_PERTURB_": "85"})
+    ckpt = tmp_path / "b" / "checkpoints"
+    while not (ckpt / "latest").exists() and b.poll() is None:
+        time.sleep(0.05)
+    b.send_signal(signal.SIGKILL)
+    b.communicate()
+    assert not (ckpt / "step-000002").exists(), "run B finished before it was killed"
+    _finish(_train(tmp_path, "b", "--resume", str(tmp_path / "b")))
+
+    assert _grad_norms(tmp_path / "a") == _grad_norms(tmp_path / "b")
+    wa, wc = _weights(tmp_path / "a", 2), _weights(tmp_path / "b", 2)
+    assert wa.keys() == wc.keys()
+    differing = [k for k in wa if not (wa[k] == wc[k]).all()]
+    assert not differing, f"{len(differing)} tensors differ, e.g. {differing[:3]}"
+    moved = [k for k, v in _weights(tmp_path / "a", 1).items() if not (v == wa[k]).all()]
+    assert moved, "step 2 changed no weight: nothing was compared"
