@@ -237,6 +237,10 @@ class TrainConfig:
     piece). Same values and gradients as the padded pass up to float rounding."""
     seed: int = 0
     """Seed for prompt order, sampling and everything random."""
+    deterministic: bool = True
+    """torch's deterministic kernels (`torch.use_deterministic_algorithms`), so a run repeats bit
+    for bit: without them the backward of the shared prompt pass (an accumulating index_put)
+    rounds differently with where the allocator put its tensors."""
 
     def __post_init__(self) -> None:
         _at_least("train.steps", self.steps, 1)

@@ -1,9 +1,14 @@
 """The default configuration repeats bit for bit: the real default model, bf16, the hf sampler.
 
 Issue 10 saw default bf16 runs of one config drift apart at step 2 (the gradient norm's
-last digits, then the rewards). This test runs the default path three ways that a
-history-, thread- or memory-dependent kernel would tell apart, and asks for the same
-weights, bit for bit:
+last digits, then the rewards). The cause: on CPU, torch's default accumulating
+`index_put` (the backward of indexing a group's prompt keys/values out to its G rows in the
+shared prompt pass) rounds differently with where the allocator placed its tensors, so
+whatever a process did before (a checkpoint save, another run's history) moved the
+gradient. `train.deterministic` (on by default) selects torch's deterministic kernels.
+Before it, this test failed: run A's step-2 grad norm was 2.5738041, the resumed run's
+2.5736706. It runs the default path three ways that a history-, thread- or memory-dependent
+kernel would tell apart, and asks for the same weights, bit for bit:
 
 - run A: 2 steps straight, torch's default threads;
 - run B: the same 2-step run, but with one OpenMP thread and glibc filling every fresh

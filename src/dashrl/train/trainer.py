@@ -47,10 +47,26 @@ def lr_lambda(step: int, warmup: int, total: int, schedule: str) -> float:
     return 1.0 - progress  # linear
 
 
+def deterministic_kernels(on: bool) -> None:
+    """Make torch pick deterministic kernels (process-wide), or the fastest ones.
+
+    On CPU the default accumulating `index_put` (the backward of indexing a group's prompt
+    keys/values out to its G rows) gives results that depend on the addresses of its tensors:
+    two runs of one config, or one run and its resume, then differ in the last bits of a
+    gradient from step 2 on. The deterministic kernel costs nothing measurable here.
+    """
+    import os
+
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
+    torch.use_deterministic_algorithms(on, warn_only=True)
+
+
 class Trainer:
     """Model, sampler, optimizer and task of one run, and the operations on them."""
 
     def __init__(self, cfg: Config, model: Any, tokenizer: Any, optimizer_steps: int, task: Task | None = None):
+        deterministic_kernels(cfg.train.deterministic)
         self.cfg = cfg
         self.model = model
         self.tokenizer = tokenizer
