@@ -156,7 +156,8 @@ def completion_logprobs(model: Any, batch: Collated, temperature: float = 1.0, c
 
 
 def _cache_kwarg(module: Any) -> str:
-    """The forward argument that takes a KV cache: `cache` (transformers >= 5.24), else `past_key_values`."""
+    """The forward argument that takes a KV cache: `cache` (transformers >= 5.24), else `past_key_values`
+    (read from the class, so the model is not touched)."""
     return "cache" if "cache" in inspect.signature(type(module).forward).parameters else "past_key_values"
 
 
@@ -184,7 +185,7 @@ def shared_prompt_logprobs(model: Any, batch: Collated, temperature: float = 1.0
             input_ids=batch.completion_ids[:, : T - 1],
             attention_mask=batch.attention_mask[:, : P + T - 1],
             position_ids=batch.position_ids[:, P : P + T - 1],
-            **{_cache_kwarg(model.base_model): cache},
+            **{_cache_kwarg(model): cache},
             use_cache=True,
         )
         hidden = torch.cat([hidden, rest.last_hidden_state], dim=1)  # [N, T, H]
