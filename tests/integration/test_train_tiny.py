@@ -87,7 +87,7 @@ def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm, share_pr
         if torch.is_grad_enabled():  # training forward passes (sampling runs under no_grad)
             n = kwargs["input_ids"].shape[0]
             # shared-prompt mode: a prompt pass (no cache yet), then the completions' pass
-            (sample_rows if not share_prompts or kwargs.get("cache") is not None else prompt_rows).append(n)
+            (sample_rows if not share_prompts or kwargs.get("past_key_values") is not None else prompt_rows).append(n)
         return original(*args, **kwargs)
 
     model.model.forward = spy

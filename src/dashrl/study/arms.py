@@ -120,16 +120,14 @@ def status(cfg: "Config") -> str:
 
     Raises `RunError` when the folder holds a run of another config.
     """
-    from dashrl.train.checkpoint import read_info
     from dashrl.train.loop import find_resume_point
-    from dashrl.train.schedules import optimizer_steps
+    from dashrl.train.preflight import run_complete
 
     run_dir = Path(cfg.run.out_dir) / cfg.run.name
     ckpt = find_resume_point(cfg, run_dir, None)
     if ckpt is None:
         return "new"
-    done = read_info(ckpt)["step"] >= optimizer_steps(cfg.algo.schedule, cfg.train.steps, cfg.algo.ppo_k)
-    return "done" if done and (run_dir / "summary.md").is_file() else "partial"
+    return "done" if run_complete(cfg, run_dir, ckpt) else "partial"
 
 
 def final_checkpoint(run_dir: Path) -> Path | None:

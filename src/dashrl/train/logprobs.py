@@ -10,7 +10,6 @@ is the model's own head and `token_logprobs`, as before.
 from __future__ import annotations
 
 import contextlib
-import inspect
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -155,12 +154,6 @@ def completion_logprobs(model: Any, batch: Collated, temperature: float = 1.0, c
     return chosen_logprobs(model, hidden, batch.completion_ids, batch.loss_mask, temperature, chunk)
 
 
-def _cache_kwarg(module: Any) -> str:
-    """The forward argument that takes a KV cache: `cache` (transformers >= 5.24), else `past_key_values`
-    (read from the class, so the model is not touched)."""
-    return "cache" if "cache" in inspect.signature(type(module).forward).parameters else "past_key_values"
-
-
 def shared_prompt_logprobs(model: Any, batch: Collated, temperature: float = 1.0, chunk: int = 0) -> torch.Tensor:
     """Same result as `completion_logprobs`, with each distinct prompt run through the model once.
 
@@ -179,13 +172,13 @@ def shared_prompt_logprobs(model: Any, batch: Collated, temperature: float = 1.0
     )
     hidden = out.last_hidden_state[owner, P - 1 :]  # [N, 1, H]: predicts completion token 0
     if T > 1:
-        cache = out["cache"] if "cache" in out else out.past_key_values  # transformers >= 5.24 / older
+        cache = out.past_key_values  # the name every supported transformers takes, as in rollout/hf.py
         cache.batch_select_indices(owner)  # [U, ...] -> [N, ...], differentiable indexing
         rest = model.base_model(
             input_ids=batch.completion_ids[:, : T - 1],
             attention_mask=batch.attention_mask[:, : P + T - 1],
             position_ids=batch.position_ids[:, P : P + T - 1],
-            **{_cache_kwarg(model): cache},
+            past_key_values=cache,
             use_cache=True,
         )
         hidden = torch.cat([hidden, rest.last_hidden_state], dim=1)  # [N, T, H]

@@ -17,6 +17,17 @@ if TYPE_CHECKING:  # pragma: no cover
     from dashrl.config import Config
 
 
+def run_complete(cfg: "Config", run_dir: Path, ckpt: Path) -> bool:
+    """Whether the run in `run_dir`, resuming from `ckpt`, has nothing left to do: the checkpoint
+    is at the run's last optimizer step and `summary.md` (written last) exists, so a run
+    stopped at its final step but before its summary still has to finish."""
+    from dashrl.train.checkpoint import read_info
+    from dashrl.train.schedules import optimizer_steps
+
+    total = optimizer_steps(cfg.algo.schedule, cfg.train.steps, cfg.algo.ppo_k)
+    return read_info(ckpt)["step"] >= total and (run_dir / "summary.md").is_file()
+
+
 def validate_run(cfg: "Config", resume: bool | None = None) -> tuple[Path, Path | None]:
     """The run folder and the checkpoint to continue from (None for a fresh run), or
     `RunError` (or `DatasetError`) before any model loads if the run cannot go: an unwritable
@@ -42,14 +53,11 @@ def validate_run(cfg: "Config", resume: bool | None = None) -> tuple[Path, Path 
     ckpt = find_resume_point(cfg, run_dir, resume)
     if ckpt is None:
         return run_dir, None
-    from dashrl.train.checkpoint import read_info
-    from dashrl.train.schedules import optimizer_steps
+    if run_complete(cfg, run_dir, ckpt):
+        from dashrl.train.checkpoint import read_info
 
-    step, total = read_info(ckpt)["step"], optimizer_steps(cfg.algo.schedule, cfg.train.steps, cfg.algo.ppo_k)
-    # summary.md is written last: without it a run stopped at its final step still has to finish
-    if step >= total and (run_dir / "summary.md").is_file():
         raise RunError(
-            f"run {run_dir} is complete: its checkpoint {ckpt.name} is at step {step} of train.steps {cfg.train.steps}; "
+            f"run {run_dir} is complete: its checkpoint {ckpt.name} is at step {read_info(ckpt)['step']} of train.steps {cfg.train.steps}; "
             f"to train it longer: {resume_command(run_dir)} --train.steps {cfg.train.steps + max(cfg.train.steps, 1)} "
             "(any number larger than the current one)"
         )

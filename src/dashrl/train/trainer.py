@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import os
 import time
 from typing import Any, Sequence
 
@@ -55,8 +56,6 @@ def deterministic_kernels(on: bool) -> None:
     two runs of one config, or one run and its resume, then differ in the last bits of a
     gradient from step 2 on. The deterministic kernel costs nothing measurable here.
     """
-    import os
-
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
     torch.use_deterministic_algorithms(on, warn_only=True)
