@@ -73,8 +73,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench", help="folder for bench.md, bench.json and bench.png")
     p.add_argument("--sampling", action="store_true", help="compare the sampler backends (hf, vllm) alone: tokens/s, start-up, sync, logprob gap")
     p.add_argument("--batches", default="8,64", help="--sampling: sequences per generate call, G per prompt (default 8,64)")
-    p.add_argument("--repeats", type=int, default=2, help="--sampling: generate calls per backend and batch size")
+    p.add_argument("--repeats", type=int, default=2, help="--sampling / --backprop: timed calls per backend and batch size, or per lever")
     p.add_argument("--backends", default=None, help="--sampling: comma-separated, from hf, hf_plain, hf_noshare, hf_compiled, vllm (default: all but hf_compiled)")
+    p.add_argument("--backprop", action="store_true", help="time the trainer's backprop levers (head_chunk, packed) on one sampled batch")
+    p.add_argument("--levers", default=None, help="--backprop: comma-separated, from default, head_chunk, packed, packed_chunk (default: all)")
     p.epilog = "Extra --section.field VALUE overrides apply to every variant."
 
 
@@ -202,6 +204,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.sampling:
         return sampling_run(args)
+    if args.backprop:
+        from dashrl.bench_backprop import backprop_run
+
+        return backprop_run(args, _workload(args))
     steps = args.steps or (2 if args.quick else 3)
     shared = _workload(args) + ["--train.steps", str(steps), "--run.quiet", "true"] + list(args.overrides)
     try:

@@ -1,0 +1,134 @@
+"""`dashrl bench --backprop`: the trainer's backprop levers timed side by side on one batch.
+
+One batch of M x G samples is drawn once (the workload's sampler settings), then every
+variant backprops that same batch through the same model, the variants interleaved with the
+order rotating (machine noise hits all alike), with an untimed warm-up pass each:
+
+- `default`: the shared-prompt pass (a group's prompt once, its KV reused for the G completions);
+- `head_chunk`: the same with `--train.head_chunk 1024` (the LM head applied 1024 rows at a time,
+  no `[tokens, vocab]` logits kept for backward);
+- `packed`: `--train.packed true` (a micro-batch as one row without padding);
+- `packed_chunk`: both.
+
+For each: seconds per backprop of the batch, trained tokens/s (the default pass's token count,
+so every variant is credited with the same work), the ratio to `default`, MFU against the bf16
+matmul peak measured in the same run (6 x parameters x tokens), and how far its gradient is
+from the default's (relative norm of the difference: bf16 rounding, not an error, when small).
+The samples' advantages are set to +1 and -1 in turn, so that every one carries gradient.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+# variant -> the train.* fields it sets
+LEVERS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "head_chunk": {"head_chunk": 1024},
+    "packed": {"packed": True},
+    "packed_chunk": {"packed": True, "head_chunk": 1024},
+}
+
+
+def grad_vector(model: Any) -> Any:
+    """Every parameter's gradient as one fp32 vector (zeros where a parameter has none)."""
+    import torch
+
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().flatten() for p in model.parameters()])
+
+
+def backprop_table(results: dict[str, dict[str, float]], peak: float) -> str:
+    """Markdown table of the variants' timings, ratios to `default` and gradient gaps.
+
+    >>> r = {"default": {"seconds": 2.0, "tok_per_s": 500.0, "mfu": 0.1, "grad_rel": 0.0, "loss": 0.5},
+    ...      "packed": {"seconds": 1.0, "tok_per_s": 1000.0, "mfu": 0.2, "grad_rel": 0.01, "loss": 0.5}}
+    >>> print(backprop_table(r, 500.0).splitlines()[-1])
+    | packed | 1.00 | 1000 | 2.00x | 20.0% | 0.0100 | 0.5000 |
+    """
+    base = results["default"]["seconds"] if "default" in results else None
+    lines = ["| variant | s / backprop | trained tok/s | vs default | MFU backprop | grad rel. diff | loss |", "|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        ratio = f"{base / r['seconds']:.2f}x" if base else "-"
+        lines.append(f"| {name} | {r['seconds']:.2f} | {r['tok_per_s']:.0f} | {ratio} | {100 * r['mfu']:.1f}% | {r['grad_rel']:.4f} | {r['loss']:.4f} |")
+    return "\n".join(lines)
+
+
+def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
+    """Run the backprop A/B; the table on stdout, `backprop.md` and `backprop.json` in `--out`."""
+    from dashrl.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(args.config, workload + list(args.overrides))
+        names = [n.strip() for n in (args.levers or ",".join(LEVERS)).split(",") if n.strip()]
+        unknown = [n for n in names if n not in LEVERS]
+        if unknown:
+            raise ValueError(f"--levers: unknown {unknown[0]!r}; valid: {', '.join(LEVERS)}")
+        if "default" not in names:
+            names = ["default", *names]
+    except (ConfigError, ValueError) as e:
+        print(f"dashrl bench: {e}", file=sys.stderr)
+        return 2
+
+    import torch
+
+    from dashrl.bench import log, matmul_peak
+    from dashrl.io import atomic_write_text
+    from dashrl.models import load_model
+    from dashrl.rollout.samples import full_norm
+    from dashrl.train.trainer import Trainer
+
+    peak = matmul_peak("bf16")
+    model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
+    n_params = sum(p.numel() for p in model.parameters())
+    trainers = {n: Trainer(replace(cfg, train=replace(cfg.train, **LEVERS[n])), model, tok, optimizer_steps=1) for n in names}
+    base = trainers["default"]
+    t0 = time.perf_counter()
+    samples = base.rollout(base.task.batch(0, cfg.algo.prompts_per_step), seed=0).samples
+    log(f"sampled {len(samples)} samples in {time.perf_counter() - t0:.1f}s "
+        f"({sum(len(s.completion_ids) for s in samples) / len(samples):.0f} completion tokens on average)")  # fmt: skip
+    # Advantages +1 / -1 in turn: every sample then carries gradient, so the gradient check means
+    # something even where the model solves nothing (the work does not depend on their values).
+    samples = [replace(s, advantage=1.0 if i % 2 == 0 else -1.0) for i, s in enumerate(samples)]
+    norm = full_norm(samples, cfg.sampler.max_new_tokens)
+    grads: dict[str, Any] = {}
+    seconds: dict[str, list[float]] = {n: [] for n in names}
+    outs: dict[str, dict[str, float]] = {}
+    for rep in range(args.repeats + 1):  # pass 0 warms up and records the gradients
+        order = names[rep % len(names) :] + names[: rep % len(names)]
+        for n in order:
+            model.zero_grad(set_to_none=True)
+            t0 = time.perf_counter()
+            outs[n] = trainers[n].backprop(samples, norm)
+            dt = time.perf_counter() - t0
+            if rep == 0:
+                grads[n] = grad_vector(model)
+            else:
+                seconds[n].append(dt)
+            log(f"{'warm-up' if rep == 0 else f'repeat {rep}/{args.repeats}'} {n}: {dt:.2f}s")
+    model.zero_grad(set_to_none=True)
+    tokens = outs["default"]["train/tokens"]
+    g0 = grads["default"]
+    results = {}
+    for n in names:
+        s = sorted(seconds[n])[len(seconds[n]) // 2]  # the median repeat
+        rate = tokens / s
+        rel = float((grads[n] - g0).norm() / g0.norm().clamp_min(1e-30))
+        results[n] = {"seconds": s, "tok_per_s": rate, "mfu": 6 * n_params * rate / (peak * 1e9), "grad_rel": rel, "grad_norm": float(grads[n].norm()), "loss": outs[n]["loss"]}
+    header = (
+        f"Backprop levers on {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}: one batch of {len(samples)} samples "
+        f"({tokens} trained tokens), micro-batch {cfg.train.micro_batch_size}, median of {args.repeats} interleaved passes; "
+        f"torch threads {torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s."
+    )
+    text = f"{header}\n\n{backprop_table(results, peak)}\n"
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "backprop.md", text)
+    atomic_write_text(out_dir / "backprop.json", json.dumps({"workload": header, "peak_gflops": peak, "results": results, "seconds": seconds}, indent=1))
+    print(text)
+    return 0
