@@ -74,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampling", action="store_true", help="compare the sampler backends (hf, vllm) alone: tokens/s, start-up, sync, logprob gap")
     p.add_argument("--batches", default="8,64", help="--sampling: sequences per generate call, G per prompt (default 8,64)")
     p.add_argument("--repeats", type=int, default=2, help="--sampling / --backprop: timed calls per backend and batch size, or per lever")
-    p.add_argument("--backends", default=None, help="--sampling: comma-separated, from hf, hf_plain, hf_noshare, hf_compiled, vllm (default: all but hf_compiled)")
+    p.add_argument("--backends", default=None, help="--sampling: comma-separated, from hf, hf_plain, hf_noshare, hf_noprepack, hf_compiled, vllm (default: all but hf_compiled)")
     p.add_argument("--backprop", action="store_true", help="time the trainer's backprop levers (head_chunk, packed) on one sampled batch")
     p.add_argument("--levers", default=None, help="--backprop: comma-separated, from default, head_chunk, packed, packed_chunk (default: all)")
     p.epilog = "Extra --section.field VALUE overrides apply to every variant."
@@ -324,11 +324,12 @@ def logprob_gap(sampler_lps: list[list[float]], trainer_lps: list[list[float]]) 
 # Sampler backends `dashrl bench --sampling` compares: (registry backend, HFSampler settings).
 # `hf` is the default sampler (static decoder); `hf_plain` the decode loop through the transformers
 # model it replaced; `hf_noshare` the static decoder with one copy of the prompt's KV per row;
-# `hf_compiled` the static decoder with its per-layer code compiled by torch.compile.
+# `hf_noprepack` the static decoder with plain `F.linear` weights (no oneDNN reorder); `hf_compiled` the static decoder with its per-layer code compiled by torch.compile.
 SAMPLING_BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
     "hf": ("hf", {}),
     "hf_plain": ("hf", {"decoder": "plain"}),
     "hf_noshare": ("hf", {"share_prefix": False}),
+    "hf_noprepack": ("hf", {"prepack": False}),
     "hf_compiled": ("hf", {"compile": True}),
     "vllm": ("vllm", {}),
 }
@@ -412,7 +413,7 @@ def _sampling_backends(spec: str | None) -> list[str]:
     if spec is None:
         if not vllm:
             log("vLLM is not installed: measuring the hf decoders alone")
-        return ["hf_plain", "hf", "hf_noshare"] + (["vllm"] if vllm else [])
+        return ["hf_plain", "hf", "hf_noshare", "hf_noprepack"] + (["vllm"] if vllm else [])
     names = [v.strip() for v in spec.split(",") if v.strip()]
     unknown = [v for v in names if v not in SAMPLING_BACKENDS]
     if unknown or not names:

@@ -31,7 +31,7 @@ def test_sampling_backends_default_and_unknown_names(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
-    assert _sampling_backends(None) == ["hf_plain", "hf", "hf_noshare"]
+    assert _sampling_backends(None) == ["hf_plain", "hf", "hf_noshare", "hf_noprepack"]
     with pytest.raises(ValueError, match="valid"):
         _sampling_backends("hf,hf_fast")
     with pytest.raises(ValueError, match="needs vLLM"):

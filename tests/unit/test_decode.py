@@ -125,3 +125,25 @@ def test_unsupported_models_fall_back_to_the_plain_loop(tiny_lm):
     assert not decode.supports(model)
     with pytest.raises(ValueError, match="valid"):
         HFSampler(model, tok, decoder="compiled-please")
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no oneDNN bf16 on this CPU")
+def test_prepacked_bf16_weights_give_the_products_and_tokens_of_plain_weights(tiny_lm):
+    w = torch.randn(96, 64, dtype=torch.bfloat16)
+    pw = decode.prepack(w)
+    assert pw.is_mkldnn and not decode.prepack(w.float()).is_mkldnn  # fp32 weights stay as they are
+    for b in (1, 3, 8, 24, 64, 96):  # bucket sizes: every batch the decode step sees
+        x = torch.randn(b, 64, dtype=torch.bfloat16)
+        assert torch.equal(decode.linear(x, pw), torch.nn.functional.linear(x, w)), b
+    model, tok = tiny_lm
+    fast = HFSampler(model, tok, dtype="bf16")
+    assert decode.pack(fast.model).layers[0].wgu.is_mkldnn
+    assert not decode.pack(fast.model, prepacked=False).layers[0].wgu.is_mkldnn
+    fast.stop_ids = list(range(0, len(tok), 9))
+    prompts = [tok("12+3=")["input_ids"]] * 3 + [tok("7*8 is")["input_ids"]] * 3
+    params = SamplingParams(max_new_tokens=16, temperature=1.0, batch_size=6)
+    base = fast.generate(prompts, params, seed=5)
+    fast.prepack = False
+    plain = fast.generate(prompts, params, seed=5)
+    assert [c.token_ids for c in base] == [c.token_ids for c in plain]
+    assert [c.logprobs for c in base] == [c.logprobs for c in plain]  # bit for bit

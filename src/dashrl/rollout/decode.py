@@ -11,6 +11,8 @@ then run here, on weights packed once per `generate` call:
   completion in another, and the two partial results are merged by their log-sum-exp
   (`merge_attention`). The prompt's KV is read once per group and step instead of G times;
 - each row's completion KV lives in buffers preallocated for the whole decode, written in place;
+- on CPU in bf16 the matrix weights are reordered once per call into oneDNN's blocked layout
+  (`prepack`), so that no product re-lays out its weight at every step;
 - finished rows stay in the batch (masked out of the sampling) until the live rows fit the next
   smaller batch bucket (`BUCKETS`); only then is the batch compacted, so a decode pays a handful
   of cache copies instead of one per finishing row, and the step sees a few fixed shapes.
@@ -97,6 +99,24 @@ def supports(model: Any) -> bool:
     return hasattr(getattr(model, "model", None), "rotary_emb")
 
 
+def can_prepack(w: torch.Tensor) -> bool:
+    """Whether oneDNN can hold `w` pre-reordered: a bf16 CPU matrix on a CPU with bf16 support."""
+    return w.device.type == "cpu" and w.dtype == torch.bfloat16 and w.dim() == 2 and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def prepack(w: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """`w [out, in]` reordered once into oneDNN's layout for products with `batch` rows (else `w`)."""
+    return torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), batch) if can_prepack(w) else w
+
+
+def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """`x @ w.T`: oneDNN's product when `w` was prepacked, else `F.linear` (the same kernel
+    without the per-call reorder of the weight: equal results in the shapes tested)."""
+    if w.is_mkldnn:
+        return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+    return F.linear(x, w)
+
+
 @dataclass
 class PackedLayer:
     """One decoder layer's weights, QKV and gate/up fused."""
@@ -127,29 +147,31 @@ class Packed:
 
 
 @torch.no_grad()
-def pack(model: Any, compiled: tuple[Any, Any] | None = None) -> Packed:
+def pack(model: Any, compiled: tuple[Any, Any] | None = None, prepacked: bool = True) -> Packed:
     """Fuse a Llama model's projections (a copy of the layer weights, same dtype).
 
     `compiled`: (pre, post) replacements for `pre_attention` and `post_attention`, e.g. from `compile_steps`.
+    `prepacked`: bf16 CPU weights are reordered for oneDNN (`prepack`; never with `compiled`).
     """
     cfg, m = model.config, model.model
+    mm = prepack if prepacked and compiled is None else (lambda w: w)
     layers = []
     for layer in m.layers:
         a, mlp = layer.self_attn, layer.mlp
         layers.append(
             PackedLayer(
                 ln_in=layer.input_layernorm.weight,
-                wqkv=torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]),
-                wo=a.o_proj.weight,
+                wqkv=mm(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])),
+                wo=mm(a.o_proj.weight),
                 ln_post=layer.post_attention_layernorm.weight,
-                wgu=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]),
-                wdown=mlp.down_proj.weight,
+                wgu=mm(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])),
+                wdown=mm(mlp.down_proj.weight),
             )
         )
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     return Packed(
         embed=m.embed_tokens.weight,
-        head=model.lm_head.weight,
+        head=mm(model.lm_head.weight),
         norm=m.norm.weight,
         layers=layers,
         rotary=m.rotary_emb,
@@ -185,7 +207,7 @@ def pre_attention(x: torch.Tensor, ln: torch.Tensor, wqkv: torch.Tensor, cos: to
                   heads: int, kv_heads: int, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Norm, fused QKV product and rotary embedding of `x [B, d]`: `q [B, H, D]`, `k, v [B, Hkv, D]`."""
     B = x.shape[0]  # noqa: N806
-    qkv = F.linear(rms_norm(x, ln, eps), wqkv).view(B, heads + 2 * kv_heads, -1)  # [B, H + 2 Hkv, D]
+    qkv = linear(rms_norm(x, ln, eps), wqkv).view(B, heads + 2 * kv_heads, -1)  # [B, H + 2 Hkv, D]
     qk = rotate(qkv[:, : heads + kv_heads], cos, sin)  # queries and keys in one rotation
     return qk[:, :heads], qk[:, heads:], qkv[:, heads + kv_heads :]
 
@@ -194,9 +216,9 @@ def post_attention(x: torch.Tensor, o_p: torch.Tensor, lse_p: torch.Tensor, o_s:
                    wo: torch.Tensor, ln: torch.Tensor, wgu: torch.Tensor, wdown: torch.Tensor, eps: float) -> torch.Tensor:  # fmt: skip
     """Merge the prefix and suffix attention `[B, Hkv, r, D]`, output projection, residual, MLP, residual."""
     o = merge_attention(o_p, lse_p, o_s, lse_s)  # [B, Hkv, r, D]
-    x = x + F.linear(o.reshape(x.shape[0], -1), wo)
-    g, u = F.linear(rms_norm(x, ln, eps), wgu).chunk(2, dim=-1)  # [B, I] each
-    return x + F.linear(F.silu(g) * u, wdown)
+    x = x + linear(o.reshape(x.shape[0], -1), wo)
+    g, u = linear(rms_norm(x, ln, eps), wgu).chunk(2, dim=-1)  # [B, I] each
+    return x + linear(F.silu(g) * u, wdown)
 
 
 class DecodeState:
@@ -273,4 +295,4 @@ class DecodeState:
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """LM-head logits `[n, V]` of final hidden states `[n, d]`."""
-        return F.linear(rms_norm(hidden, self.p.norm, self.p.eps), self.p.head)
+        return linear(rms_norm(hidden, self.p.norm, self.p.eps), self.p.head)

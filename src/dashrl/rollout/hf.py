@@ -119,6 +119,7 @@ class HFSampler:
         self.decoder = decoder
         self.share_prefix = True  # static decoder: one copy of a group's prompt KV (False: one per row, for A/B runs)
         self.buckets: Sequence[int] = decode.BUCKETS  # static decoder: batch sizes a shrinking batch is compacted to
+        self.prepack = True  # static decoder: bf16 CPU weights reordered once per call for oneDNN (False: for A/B runs)
         self.compile = False  # static decoder: torch.compile the per-layer code around attention (see bench --sampling)
         self._compiled: Any = None
         self._source = model
@@ -144,7 +145,7 @@ class HFSampler:
         if self.decoder != "plain" and decode.supports(self.model):
             if self.compile and self._compiled is None:
                 self._compiled = decode.compile_steps()
-            packed = decode.pack(self.model, self._compiled if self.compile else None)  # fused, refreshed every call
+            packed = decode.pack(self.model, self._compiled if self.compile else None, self.prepack)  # fused, refreshed every call
         try:
             for s in range(0, len(prompts), params.batch_size):
                 gen = torch.Generator(device=self._device).manual_seed(int(seed) * 1_000_003 + start + s)
