@@ -12,10 +12,11 @@ ones so that every arm runs in minutes (a smoke run, not a measurement).
   compare. The task ships worked solutions (SFT-H) and three out-of-distribution sets
   (more steps, ten times larger numbers, multiplication events). Accuracy is greedy
   accuracy (one decode per problem, no sampling noise); pass@k samples n = 8 at the
-  training temperature. Completions are capped at 128 tokens in training (the base
-  model's greedy answers average 73 tokens; a one-step worked solution is ~30) to fit
-  eight training arms and nine evaluations into about three hours on two CPU cores
-  (an estimate from the per-step times measured so far, not a measured total).
+  training temperature. Completions are capped at 128 tokens in training and in the
+  evaluation (the base model's greedy answers average 73 tokens; a one-step worked
+  solution is ~30), and each set is read on its first 50 problems, to fit eight training
+  arms and eleven evaluations into about three hours on two CPU cores (README
+  "Reproducing the paper" gives the measured times).
 - `paper`: the authors' settings for a GPU (their scripts in shuoli90/efficient_reasoning,
   read, not copied): Qwen2.5-0.5B (the base model, not Instruct), MATH train, G = 4,
   256 completions per step (2 GPUs x 4 per device x 32 accumulation = M 64 x G 4),
@@ -87,6 +88,8 @@ CPU = Preset(
         "run": {"quiet": True},
     },
     eval_sets=("wordproblems", "wordproblems_long", "wordproblems_big", "wordproblems_mul"),
+    eval_limit=50,
+    eval_max_new_tokens=128,
 )
 
 PAPER = Preset(
