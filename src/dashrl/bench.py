@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from dashrl.hardware import matmul_peak, memory_bandwidth
+
 VARIANTS: dict[str, list[str]] = {
     "grpo": ["--algo.schedule", "grpo"],
     "dash_nogf": ["--algo.schedule", "dash", "--algo.filter_threshold", "-1"],
@@ -78,23 +80,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backprop", action="store_true", help="time the trainer's backprop levers (head_chunk, packed) on one sampled batch")
     p.add_argument("--levers", default=None, help="--backprop: comma-separated, from default, head_chunk, packed, packed_chunk (default: all)")
     p.epilog = "Extra --section.field VALUE overrides apply to every variant."
-
-
-def matmul_peak(dtype_name: str, n: int = 1024, seconds: float = 0.5, repeats: int = 3) -> float:
-    """Measured GFLOP/s of an n x n x n matrix product in `dtype_name`: the best of `repeats` windows."""
-    import torch
-
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b  # warm up
-    best = 0.0
-    for _ in range(repeats):
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            a @ b
-            reps += 1
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
-    return best
 
 
 def summarize_variant(rows: list[dict[str, Any]], n_params: int, samples_per_step: int) -> dict[str, float]:
@@ -333,21 +318,6 @@ SAMPLING_BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
     "hf_compiled": ("hf", {"compile": True}),
     "vllm": ("vllm", {}),
 }
-
-
-def memory_bandwidth(mib: int = 256, repeats: int = 5) -> float:
-    """Measured GB/s of a large tensor copy (bytes read + bytes written), the best of `repeats`."""
-    import torch
-
-    a = torch.ones(mib * 2**20, dtype=torch.uint8)
-    b = torch.empty_like(a)
-    b.copy_(a)  # touch the pages
-    best = 0.0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        b.copy_(a)
-        best = max(best, 2 * a.numel() / (time.perf_counter() - t0) / 1e9)
-    return best
 
 
 def decode_roofline(

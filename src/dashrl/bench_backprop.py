@@ -36,6 +36,10 @@ LEVERS: dict[str, dict[str, Any]] = {
 }
 
 
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
 def grad_vector(model: Any) -> Any:
     """Every parameter's gradient as one fp32 vector (zeros where a parameter has none)."""
     import torch
@@ -77,7 +81,7 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
 
     import torch
 
-    from dashrl.bench import log, matmul_peak
+    from dashrl.hardware import matmul_peak
     from dashrl.io import atomic_write_text
     from dashrl.models import load_model
     from dashrl.rollout.samples import full_norm
