@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from dashrl.hardware import matmul_peak, memory_bandwidth
+from dashrl.hardware import log, matmul_peak, memory_bandwidth
 
 VARIANTS: dict[str, list[str]] = {
     "grpo": ["--algo.schedule", "grpo"],
@@ -309,7 +309,8 @@ def logprob_gap(sampler_lps: list[list[float]], trainer_lps: list[list[float]]) 
 # Sampler backends `dashrl bench --sampling` compares: (registry backend, HFSampler settings).
 # `hf` is the default sampler (static decoder); `hf_plain` the decode loop through the transformers
 # model it replaced; `hf_noshare` the static decoder with one copy of the prompt's KV per row;
-# `hf_noprepack` the static decoder with plain `F.linear` weights (no oneDNN reorder); `hf_compiled` the static decoder with its per-layer code compiled by torch.compile.
+# `hf_noprepack` the static decoder with plain `F.linear` weights (no oneDNN reorder);
+# `hf_compiled` the static decoder with its per-layer code compiled by torch.compile.
 SAMPLING_BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
     "hf": ("hf", {}),
     "hf_plain": ("hf", {"decoder": "plain"}),
@@ -487,7 +488,3 @@ def sampling_run(args: argparse.Namespace) -> int:
     atomic_write_text(out_dir / "sampling.json", json.dumps(payload, indent=1, default=str))
     print(text)
     return 0
-
-
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)

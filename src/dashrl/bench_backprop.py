@@ -36,10 +36,6 @@ LEVERS: dict[str, dict[str, Any]] = {
 }
 
 
-def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
-
-
 def grad_vector(model: Any) -> Any:
     """Every parameter's gradient as one fp32 vector (zeros where a parameter has none)."""
     import torch
@@ -47,12 +43,12 @@ def grad_vector(model: Any) -> Any:
     return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().flatten() for p in model.parameters()])
 
 
-def backprop_table(results: dict[str, dict[str, float]], peak: float) -> str:
+def backprop_table(results: dict[str, dict[str, float]]) -> str:
     """Markdown table of the variants' timings, ratios to `default` and gradient gaps.
 
     >>> r = {"default": {"seconds": 2.0, "tok_per_s": 500.0, "mfu": 0.1, "grad_rel": 0.0, "loss": 0.5},
     ...      "packed": {"seconds": 1.0, "tok_per_s": 1000.0, "mfu": 0.2, "grad_rel": 0.01, "loss": 0.5}}
-    >>> print(backprop_table(r, 500.0).splitlines()[-1])
+    >>> print(backprop_table(r).splitlines()[-1])
     | packed | 1.00 | 1000 | 2.00x | 20.0% | 0.0100 | 0.5000 |
     """
     base = results["default"]["seconds"] if "default" in results else None
@@ -81,7 +77,7 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
 
     import torch
 
-    from dashrl.hardware import matmul_peak
+    from dashrl.hardware import log, matmul_peak
     from dashrl.io import atomic_write_text
     from dashrl.models import load_model
     from dashrl.rollout.samples import full_norm
@@ -129,7 +125,7 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
         f"({tokens} trained tokens), micro-batch {cfg.train.micro_batch_size}, median of {args.repeats} interleaved passes; "
         f"torch threads {torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s."
     )
-    text = f"{header}\n\n{backprop_table(results, peak)}\n"
+    text = f"{header}\n\n{backprop_table(results)}\n"
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "backprop.md", text)

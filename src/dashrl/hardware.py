@@ -1,9 +1,15 @@
 """What this machine can do, measured: the matmul peak and the memory bandwidth that MFU and the
-decode roofline of `dashrl bench` are read against."""
+decode roofline of `dashrl bench` are read against; and the bench commands' progress line."""
 
 from __future__ import annotations
 
+import sys
 import time
+
+
+def log(msg: str) -> None:
+    """One progress line of `dashrl bench` on stderr."""
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 def matmul_peak(dtype_name: str, n: int = 1024, seconds: float = 0.5, repeats: int = 3) -> float:
