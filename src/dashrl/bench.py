@@ -78,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=2, help="--sampling / --backprop: timed calls per backend and batch size, or per lever")
     p.add_argument("--backends", default=None, help="--sampling: comma-separated, from hf, hf_plain, hf_noshare, hf_noprepack, hf_compiled, vllm (default: all but hf_compiled)")
     p.add_argument("--backprop", action="store_true", help="time the trainer's backprop levers (head_chunk, packed) on one sampled batch")
-    p.add_argument("--levers", default=None, help="--backprop: comma-separated, from default, head_chunk, packed, packed_chunk (default: all)")
+    p.add_argument("--levers", default=None, help="--backprop: comma-separated, from padded, head_chunk, packed, packed_chunk, plain (default: all)")
     p.epilog = "Extra --section.field VALUE overrides apply to every variant."
 
 
@@ -182,17 +182,17 @@ def _workload(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from dashrl.config import ConfigError, load_config
 
-    try:
-        names = _variant_names(args.variants)
-    except ValueError as e:
-        print(f"dashrl bench: {e}", file=sys.stderr)
-        return 2
     if args.sampling:
         return sampling_run(args)
     if args.backprop:
         from dashrl.bench_backprop import backprop_run
 
         return backprop_run(args, _workload(args))
+    try:
+        names = _variant_names(args.variants)
+    except ValueError as e:
+        print(f"dashrl bench: {e}", file=sys.stderr)
+        return 2
     steps = args.steps or (2 if args.quick else 3)
     shared = _workload(args) + ["--train.steps", str(steps), "--run.quiet", "true"] + list(args.overrides)
     try:
@@ -417,7 +417,9 @@ def sampling_run(args: argparse.Namespace) -> int:
     from dashrl.train.batching import Sample, collate
     from dashrl.io import atomic_write_text
     from dashrl.train.logprobs import completion_logprobs
+    from dashrl.train.metrics import silence_transformers_bars
 
+    silence_transformers_bars()  # the bench prints its own lines
     peak = matmul_peak("bf16")
     bandwidth = memory_bandwidth()
     log(f"matmul peak bf16 {peak:.0f} GFLOP/s, memory bandwidth {bandwidth:.1f} GB/s (copy)")

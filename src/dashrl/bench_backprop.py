@@ -4,17 +4,21 @@ One batch of M x G samples is drawn once (the workload's sampler settings), then
 variant backprops that same batch through the same model, the variants interleaved with the
 order rotating (machine noise hits all alike), with an untimed warm-up pass each:
 
-- `default`: the shared-prompt pass (a group's prompt once, its KV reused for the G completions);
+- `padded`: the shared-prompt pass over padded micro-batches (a group's prompt once, its KV
+  reused for the G completions) with the model's own LM head: the default before issue 14;
 - `head_chunk`: the same with `--train.head_chunk 1024` (the LM head applied 1024 rows at a time,
   no `[tokens, vocab]` logits kept for backward);
 - `packed`: `--train.packed true` (a micro-batch as one row without padding);
-- `packed_chunk`: both.
+- `packed_chunk`: both (the default now);
+- `plain`: every sample's prompt run again (`--train.share_prompts false`, padded): the same
+  function as `padded`, computed another way, so its gradient distance from `padded` is the
+  bf16 rounding floor that the other levers' distances are read against.
 
-For each: seconds per backprop of the batch, trained tokens/s (the default pass's token count,
-so every variant is credited with the same work), the ratio to `default`, MFU against the bf16
+For each: seconds per backprop of the batch, trained tokens/s (the `padded` pass's token count,
+so every variant is credited with the same work), the ratio to `padded`, MFU against the bf16
 matmul peak measured in the same run (6 x parameters x tokens), and how far its gradient is
-from the default's (relative norm of the difference: bf16 rounding, not an error, when small).
-The samples' advantages are set to +1 and -1 in turn, so that every one carries gradient.
+from `padded`'s (relative norm of the difference: bf16 rounding, not an error, when it is near
+`plain`'s). The samples' advantages are set to +1 and -1 in turn, so that every one carries gradient.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-# variant -> the train.* fields it sets
+# variant -> the train.* fields it sets (every lever explicit: the config's defaults do not leak in)
+BASE = "padded"
 LEVERS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "head_chunk": {"head_chunk": 1024},
-    "packed": {"packed": True},
+    BASE: {"packed": False, "head_chunk": 0, "share_prompts": True},
+    "head_chunk": {"packed": False, "head_chunk": 1024, "share_prompts": True},
+    "packed": {"packed": True, "head_chunk": 0},
     "packed_chunk": {"packed": True, "head_chunk": 1024},
+    "plain": {"packed": False, "head_chunk": 0, "share_prompts": False},
 }
 
 
@@ -44,15 +50,15 @@ def grad_vector(model: Any) -> Any:
 
 
 def backprop_table(results: dict[str, dict[str, float]]) -> str:
-    """Markdown table of the variants' timings, ratios to `default` and gradient gaps.
+    """Markdown table of the variants' timings, ratios to `padded` and gradient gaps.
 
-    >>> r = {"default": {"seconds": 2.0, "tok_per_s": 500.0, "mfu": 0.1, "grad_rel": 0.0, "loss": 0.5},
+    >>> r = {"padded": {"seconds": 2.0, "tok_per_s": 500.0, "mfu": 0.1, "grad_rel": 0.0, "loss": 0.5},
     ...      "packed": {"seconds": 1.0, "tok_per_s": 1000.0, "mfu": 0.2, "grad_rel": 0.01, "loss": 0.5}}
     >>> print(backprop_table(r).splitlines()[-1])
     | packed | 1.00 | 1000 | 2.00x | 20.0% | 0.0100 | 0.5000 |
     """
-    base = results["default"]["seconds"] if "default" in results else None
-    lines = ["| variant | s / backprop | trained tok/s | vs default | MFU backprop | grad rel. diff | loss |", "|---|---|---|---|---|---|---|"]
+    base = results[BASE]["seconds"] if BASE in results else None
+    lines = [f"| variant | s / backprop | trained tok/s | vs {BASE} | MFU backprop | grad rel. diff | loss |", "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         ratio = f"{base / r['seconds']:.2f}x" if base else "-"
         lines.append(f"| {name} | {r['seconds']:.2f} | {r['tok_per_s']:.0f} | {ratio} | {100 * r['mfu']:.1f}% | {r['grad_rel']:.4f} | {r['loss']:.4f} |")
@@ -69,8 +75,8 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
         unknown = [n for n in names if n not in LEVERS]
         if unknown:
             raise ValueError(f"--levers: unknown {unknown[0]!r}; valid: {', '.join(LEVERS)}")
-        if "default" not in names:
-            names = ["default", *names]
+        if BASE not in names:
+            names = [BASE, *names]
     except (ConfigError, ValueError) as e:
         print(f"dashrl bench: {e}", file=sys.stderr)
         return 2
@@ -81,13 +87,15 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
     from dashrl.io import atomic_write_text
     from dashrl.models import load_model
     from dashrl.rollout.samples import full_norm
+    from dashrl.train.metrics import silence_transformers_bars
     from dashrl.train.trainer import Trainer
 
+    silence_transformers_bars()  # the bench prints its own lines
     peak = matmul_peak("bf16")
     model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
     n_params = sum(p.numel() for p in model.parameters())
     trainers = {n: Trainer(replace(cfg, train=replace(cfg.train, **LEVERS[n])), model, tok, optimizer_steps=1) for n in names}
-    base = trainers["default"]
+    base = trainers[BASE]
     t0 = time.perf_counter()
     samples = base.rollout(base.task.batch(0, cfg.algo.prompts_per_step), seed=0).samples
     log(f"sampled {len(samples)} samples in {time.perf_counter() - t0:.1f}s "
@@ -112,8 +120,8 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
                 seconds[n].append(dt)
             log(f"{'warm-up' if rep == 0 else f'repeat {rep}/{args.repeats}'} {n}: {dt:.2f}s")
     model.zero_grad(set_to_none=True)
-    tokens = outs["default"]["train/tokens"]
-    g0 = grads["default"]
+    tokens = outs[BASE]["train/tokens"]
+    g0 = grads[BASE]
     results = {}
     for n in names:
         s = sorted(seconds[n])[len(seconds[n]) // 2]  # the median repeat
@@ -123,7 +131,8 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
     header = (
         f"Backprop levers on {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}: one batch of {len(samples)} samples "
         f"({tokens} trained tokens), micro-batch {cfg.train.micro_batch_size}, median of {args.repeats} interleaved passes; "
-        f"torch threads {torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s."
+        f"torch threads {torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s; "
+        f"the config's own setting: train.packed {cfg.train.packed}, train.head_chunk {cfg.train.head_chunk}."
     )
     text = f"{header}\n\n{backprop_table(results)}\n"
     out_dir = Path(args.out)

@@ -223,18 +223,22 @@ class TrainConfig:
     micro_batch_by: str = "groups"
     """How micro-batches are cut: `groups` (whole groups), `samples` (length-sorted), `tokens` (token budget)."""
     share_prompts: bool = True
-    """Run each distinct prompt of a micro-batch through the model once and reuse its keys/values
-    for the group's completions (same result, fewer tokens); best with micro_batch_by = groups."""
+    """Run each distinct prompt of a padded micro-batch through the model once and reuse its
+    keys/values for the group's completions (same result, fewer tokens); best with
+    micro_batch_by = groups. The packed pass (`packed`) always runs a group's prompt once."""
     token_budget: int = 4096
     """Padded tokens per micro-batch when micro_batch_by = tokens."""
-    head_chunk: int = 0
+    head_chunk: int = 1024
     """Apply the LM head in chunks of this many rows inside the logprob computation (only the chosen
     tokens' logprobs are kept; no [tokens, vocab] fp32 log-softmax; padding rows skip the head);
     0 = the model's own head over all completion positions."""
-    packed: bool = False
+    packed: bool = True
     """Backprop each micro-batch as one packed row without padding (a group's prompt once, then its
     completions; positions restart per sequence, attention block-diagonal per group, one SDPA call per
-    piece). Same values and gradients as the padded pass up to float rounding."""
+    piece). Same values and gradients as the padded pass up to float rounding; 2.4x faster on
+    256-token completions (README Performance). Models whose attention this pass does not
+    reproduce (sliding windows, logit soft-capping, no transformers attention interface), and
+    runs with model.gradient_checkpointing, use the padded pass instead."""
     seed: int = 0
     """Seed for prompt order, sampling and everything random."""
     deterministic: bool = True

@@ -58,19 +58,19 @@ def test_bench_trl_bad_generation_batch_is_one_line(tmp_path, model_dir, capsys)
 
 
 def test_bench_backprop_times_every_lever_on_one_batch(tmp_path, model_dir):
-    """Every lever backprops the same batch; in fp32 each gradient equals the default pass's
+    """Every lever backprops the same batch; in fp32 each gradient equals the padded pass's
     (a lever that dropped a sample, a token or a mask term would move it by far more)."""
     rc = main(["bench", "--backprop", "--quick", "--repeats", "1", "--out", str(tmp_path / "b"), "--model.name", model_dir,
                *SMALL, "--sampler.max_new_tokens", "6"])  # fmt: skip
     assert rc == 0
     md = (tmp_path / "b" / "backprop.md").read_text()
-    for v in ("default", "head_chunk", "packed", "packed_chunk"):
+    for v in ("padded", "head_chunk", "packed", "packed_chunk", "plain"):
         assert f"| {v} |" in md
     data = json.loads((tmp_path / "b" / "backprop.json").read_text())
     res = data["results"]
-    assert res["default"]["grad_rel"] == 0.0 and res["default"]["grad_norm"] > 1e-3  # a gradient to compare
-    for v in ("head_chunk", "packed", "packed_chunk"):
+    assert res["padded"]["grad_rel"] == 0.0 and res["padded"]["grad_norm"] > 1e-3  # a gradient to compare
+    for v in ("head_chunk", "packed", "packed_chunk", "plain"):
         assert res[v]["grad_rel"] < 1e-5, (v, res[v]["grad_rel"])
-        assert abs(res[v]["loss"] - res["default"]["loss"]) < 1e-6
+        assert abs(res[v]["loss"] - res["padded"]["loss"]) < 1e-6
         assert len(data["seconds"][v]) == 1 and res[v]["seconds"] > 0
-    assert res["default"]["mfu"] > 0
+    assert res["padded"]["mfu"] > 0

@@ -70,9 +70,10 @@ def test_sampler_logprobs_match_trainer_forward(tmp_path, tiny_lm):
             assert torch.allclose(lp * mb.loss_mask, mb.old_logprobs, atol=1e-4), (fn.__name__, chunk)
 
 
-@pytest.mark.parametrize("share_prompts", [True, False])
-def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm, share_prompts, monkeypatch):
+@pytest.mark.parametrize("mode", ["packed", "shared", "plain"])
+def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm, mode, monkeypatch):
     model, tok = tiny_lm
+    share_prompts = mode == "shared"
 
     def get(i):
         return Example(id=str(i), problem=f"p{i}", answer=str(i % 2))
@@ -83,8 +84,12 @@ def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm, share_pr
     prompt_rows, sample_rows = [], []
     original = model.model.forward  # the trainer runs the decoder and applies the LM head itself
 
+    packed_tokens = []
+
     def spy(*args, **kwargs):
-        if torch.is_grad_enabled():  # training forward passes (sampling runs under no_grad)
+        if torch.is_grad_enabled() and mode == "packed":  # one row: prompts once, completions but their last token
+            packed_tokens.append(kwargs["input_ids"].shape[1])
+        elif torch.is_grad_enabled():  # training forward passes (sampling runs under no_grad)
             n = kwargs["input_ids"].shape[0]
             # shared-prompt mode: a prompt pass (no cache yet), then the completions' pass
             (sample_rows if not share_prompts or kwargs.get("past_key_values") is not None else prompt_rows).append(n)
@@ -100,11 +105,16 @@ def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm, share_pr
         return ro
 
     monkeypatch.setattr(Trainer, "rollout", record)
-    cfg = config(tmp_path, train={"steps": 1, "share_prompts": share_prompts}, sampler={"max_new_tokens": 6})
+    cfg = config(tmp_path, train={"steps": 1, "share_prompts": share_prompts, "packed": mode == "packed"}, sampler={"max_new_tokens": 6})
     res = train(cfg, model, tok, task=Task("t", get, None, reward))
     kept = [s for s in drawn if abs(s.advantage) > 0.01]
     assert kept and all(int(s.group) % 2 == 1 for s in kept)  # only odd prompts can vary
-    assert sum(sample_rows) == len(kept) == round(res.rows[0]["filter/kept_frac"] * 16)
+    assert len(kept) == round(res.rows[0]["filter/kept_frac"] * 16)
+    if mode == "packed":
+        prompts = {s.group: len(s.prompt_ids) for s in kept}
+        assert sum(packed_tokens) == sum(prompts.values()) + sum(len(s.completion_ids) - 1 for s in kept)
+        return
+    assert sum(sample_rows) == len(kept)
     if share_prompts:
         assert sum(prompt_rows) == len({s.group for s in kept})  # one prompt pass per kept group
 

@@ -97,3 +97,28 @@ def test_packed_equals_padded_values_and_gradients(tiny_lm):
     assert (packed[~mask] == 0).all()
     for a, p in zip(g_plain, params):
         assert torch.allclose(a, p.grad, atol=1e-5)
+
+
+def test_packed_pass_only_where_it_is_exact(tiny_lm):
+    """The packed pass is the default only for models whose attention it reproduces; a model that
+    refuses the attention switch (transformers only warns) gets an error, never the wrong attention."""
+    import pytest
+    from transformers import MistralConfig, MistralForCausalLM
+
+    from dashrl.train.logprobs import packable, packed_logprobs
+
+    model, _ = tiny_lm
+    assert packable(model)
+    small = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, vocab_size=99)
+    assert not packable(MistralForCausalLM(MistralConfig(sliding_window=8, **small)))  # sliding window: not applied by the packed pass
+    assert packable(MistralForCausalLM(MistralConfig(sliding_window=None, **small)))
+
+    class Opaque(type(model)):  # a class transformers will not switch (as one whose source it cannot read)
+        @classmethod
+        def _can_set_attn_implementation(cls):
+            return False
+
+    model.__class__ = Opaque
+    assert not packable(model)
+    with pytest.raises(RuntimeError, match="did not switch"):
+        packed_logprobs(model, collate(_samples(), pad_id=0))

@@ -274,10 +274,30 @@ def _attention(model: Any, name: str) -> Iterator[None]:
         yield
         return
     model.set_attn_implementation(name)
+    if model.config._attn_implementation != name:  # refused with a warning: never run the wrong attention
+        raise RuntimeError(f"{type(model).__name__} did not switch to the {name!r} attention; use --train.packed false")
     try:
         yield
     finally:
         model.set_attn_implementation(before)
+
+
+def packable(model: Any) -> bool:
+    """Whether `packed_attention` computes `model`'s attention exactly: a model that routes its
+    attention through transformers' attention interface and lets it be switched at run time (for
+    a class whose source transformers cannot read, it refuses the switch with only a warning),
+    without sliding windows or logit soft-capping (which `packed_attention` does not apply).
+
+    >>> packable(object())
+    False
+    """
+    cfg, cls = getattr(model, "config", None), type(model)
+    if cfg is None or not getattr(cls, "_supports_attention_backend", False):
+        return False
+    if not getattr(cls, "_can_set_attn_implementation", lambda: False)():
+        return False
+    sliding = getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True)
+    return not sliding and not getattr(cfg, "attn_logit_softcapping", None) and "sliding_attention" not in (getattr(cfg, "layer_types", None) or ())
 
 
 def packed_logprobs(model: Any, batch: Collated, temperature: float = 1.0, chunk: int = 0) -> torch.Tensor:

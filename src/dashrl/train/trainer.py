@@ -29,7 +29,7 @@ from dashrl.rollout import SamplingParams, make_sampler
 from dashrl.rollout.samples import Rollouts, Sample, rollout_metrics, sample_seed, score_groups
 from dashrl.train.batching import collate, micro_batches
 from dashrl.totals import Totals
-from dashrl.train.logprobs import completion_logprobs, packed_logprobs, shared_prompt_logprobs
+from dashrl.train.logprobs import completion_logprobs, packable, packed_logprobs, shared_prompt_logprobs
 
 
 def lr_lambda(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -94,9 +94,12 @@ class Trainer:
         a = cfg.algo
         self.loss_fn = make_loss(a.loss, aggregation=a.aggregation, clip_eps=a.clip_eps)
         self.kl_term = KLTerm(a.beta, a.kl_estimator, a.aggregation) if a.beta > 0 else None
-        # Activation checkpointing drops the KV cache the shared prompt pass hands on: use the plain pass.
-        shared = cfg.train.share_prompts and not cfg.model.gradient_checkpointing
-        fn = packed_logprobs if cfg.train.packed else shared_prompt_logprobs if shared else completion_logprobs
+        # Activation checkpointing drops the KV cache the shared prompt pass hands on, and recomputes
+        # the packed pass after its attention function is switched back: use the plain pass.
+        gc = cfg.model.gradient_checkpointing
+        shared = cfg.train.share_prompts and not gc
+        packed = cfg.train.packed and not gc and packable(model)
+        fn = packed_logprobs if packed else shared_prompt_logprobs if shared else completion_logprobs
         self._logprobs = functools.partial(fn, chunk=cfg.train.head_chunk)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._prompt_cache: dict[str, list[int]] = {}
