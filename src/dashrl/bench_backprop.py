@@ -15,8 +15,11 @@ order rotating (machine noise hits all alike), with an untimed warm-up pass each
   bf16 rounding floor that the other levers' distances are read against.
 
 For each: seconds per backprop of the batch, trained tokens/s (the `padded` pass's token count,
-so every variant is credited with the same work), the ratio to `padded`, MFU against the bf16
-matmul peak measured in the same run (6 x parameters x tokens), and how far its gradient is
+every sample's prompt and completion, so every variant is credited with the same work), the
+ratio to `padded`, two MFUs against the bf16 matmul peak measured in the same run (6 x
+parameters x tokens / s): one on those counted tokens (the convention of `dashrl bench`), one
+on the tokens the batch needs at the least (each group's prompt once, every completion), which
+does not credit prompt sharing as work done; and how far its gradient is
 from `padded`'s (relative norm of the difference: bf16 rounding, not an error, when it is near
 `plain`'s). The samples' advantages are set to +1 and -1 in turn, so that every one carries gradient.
 """
@@ -52,16 +55,17 @@ def grad_vector(model: Any) -> Any:
 def backprop_table(results: dict[str, dict[str, float]]) -> str:
     """Markdown table of the variants' timings, ratios to `padded` and gradient gaps.
 
-    >>> r = {"padded": {"seconds": 2.0, "tok_per_s": 500.0, "mfu": 0.1, "grad_rel": 0.0, "loss": 0.5},
-    ...      "packed": {"seconds": 1.0, "tok_per_s": 1000.0, "mfu": 0.2, "grad_rel": 0.01, "loss": 0.5}}
+    >>> r = {"padded": {"seconds": 2.0, "tok_per_s": 500.0, "mfu": 0.1, "mfu_needed": 0.05, "grad_rel": 0.0, "loss": 0.5},
+    ...      "packed": {"seconds": 1.0, "tok_per_s": 1000.0, "mfu": 0.2, "mfu_needed": 0.1, "grad_rel": 0.01, "loss": 0.5}}
     >>> print(backprop_table(r).splitlines()[-1])
-    | packed | 1.00 | 1000 | 2.00x | 20.0% | 0.0100 | 0.5000 |
+    | packed | 1.00 | 1000 | 2.00x | 20.0% | 10.0% | 0.0100 | 0.5000 |
     """
     base = results[BASE]["seconds"] if BASE in results else None
-    lines = [f"| variant | s / backprop | trained tok/s | vs {BASE} | MFU backprop | grad rel. diff | loss |", "|---|---|---|---|---|---|---|"]
+    lines = [f"| variant | s / backprop | trained tok/s | vs {BASE} | MFU (counted tokens) | MFU (prompt once per group) | grad rel. diff | loss |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         ratio = f"{base / r['seconds']:.2f}x" if base else "-"
-        lines.append(f"| {name} | {r['seconds']:.2f} | {r['tok_per_s']:.0f} | {ratio} | {100 * r['mfu']:.1f}% | {r['grad_rel']:.4f} | {r['loss']:.4f} |")
+        lines.append(f"| {name} | {r['seconds']:.2f} | {r['tok_per_s']:.0f} | {ratio} | {100 * r['mfu']:.1f}% | {100 * r['mfu_needed']:.1f}% | {r['grad_rel']:.4f} | {r['loss']:.4f} |")
     return "\n".join(lines)
 
 
@@ -121,16 +125,17 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
             log(f"{'warm-up' if rep == 0 else f'repeat {rep}/{args.repeats}'} {n}: {dt:.2f}s")
     model.zero_grad(set_to_none=True)
     tokens = outs[BASE]["train/tokens"]
+    needed = sum(len(p) for p in {s.group: s.prompt_ids for s in samples}.values()) + sum(len(s.completion_ids) for s in samples)
     g0 = grads[BASE]
     results = {}
     for n in names:
         s = sorted(seconds[n])[len(seconds[n]) // 2]  # the median repeat
         rate = tokens / s
         rel = float((grads[n] - g0).norm() / g0.norm().clamp_min(1e-30))
-        results[n] = {"seconds": s, "tok_per_s": rate, "mfu": 6 * n_params * rate / (peak * 1e9), "grad_rel": rel, "grad_norm": float(grads[n].norm()), "loss": outs[n]["loss"]}
+        results[n] = {"seconds": s, "tok_per_s": rate, "mfu": 6 * n_params * rate / (peak * 1e9), "mfu_needed": 6 * n_params * needed / s / (peak * 1e9), "grad_rel": rel, "grad_norm": float(grads[n].norm()), "loss": outs[n]["loss"]}
     header = (
         f"Backprop levers on {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}: one batch of {len(samples)} samples "
-        f"({tokens} trained tokens), micro-batch {cfg.train.micro_batch_size}, median of {args.repeats} interleaved passes; "
+        f"({tokens} trained tokens counted, {needed} with each group's prompt once), micro-batch {cfg.train.micro_batch_size}, median of {args.repeats} interleaved passes; "
         f"torch threads {torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s; "
         f"the config's own setting: train.packed {cfg.train.packed}, train.head_chunk {cfg.train.head_chunk}."
     )
