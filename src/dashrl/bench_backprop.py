@@ -132,7 +132,7 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
         s = sorted(seconds[n])[len(seconds[n]) // 2]  # the upper median repeat (of 2: the slower)
         rate = tokens / s
         rel = float((grads[n] - g0).norm() / g0.norm().clamp_min(1e-30))
-        results[n] = {"seconds": s, "tok_per_s": rate, "mfu": 6 * n_params * rate / (peak * 1e9), "mfu_needed": 6 * n_params * needed / s / (peak * 1e9), "grad_rel": rel, "grad_norm": float(grads[n].norm()), "loss": outs[n]["loss"]}
+        results[n] = {"seconds": s, "tok_per_s": rate, "mfu": 6 * n_params * rate / (peak * 1e9), "mfu_needed": 6 * n_params * needed / s / (peak * 1e9), "grad_rel": rel, "pass": trainers[n].logprob_pass, "grad_norm": float(grads[n].norm()), "loss": outs[n]["loss"]}
     header = (
         f"Backprop levers on {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}: one batch of {len(samples)} samples "
         f"({tokens} trained tokens counted, {needed} with each group's prompt once), micro-batch {cfg.train.micro_batch_size}, upper median of {args.repeats} interleaved passes; "

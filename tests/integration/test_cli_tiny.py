@@ -74,3 +74,9 @@ def test_bench_backprop_times_every_lever_on_one_batch(tmp_path, model_dir):
         assert abs(res[v]["loss"] - res["padded"]["loss"]) < 1e-6
         assert len(data["seconds"][v]) == 1 and res[v]["seconds"] > 0
     assert res["padded"]["mfu"] > 0
+    # each lever ran its own pass (an ignored lever would be exact in fp32 too)
+    assert res["padded"]["pass"] == "shared_prompt_logprobs, head_chunk 0"
+    assert res["head_chunk"]["pass"] == "shared_prompt_logprobs, head_chunk 1024"
+    assert res["packed"]["pass"] == "packed_logprobs, head_chunk 0"
+    assert res["packed_chunk"]["pass"] == "packed_logprobs, head_chunk 1024"
+    assert res["plain"]["pass"] == "completion_logprobs, head_chunk 0"

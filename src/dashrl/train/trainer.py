@@ -101,6 +101,7 @@ class Trainer:
         packed = cfg.train.packed and not gc and packable(model)
         fn = packed_logprobs if packed else shared_prompt_logprobs if shared else completion_logprobs
         self._logprobs = functools.partial(fn, chunk=cfg.train.head_chunk)
+        self.logprob_pass = f"{fn.__name__}, head_chunk {cfg.train.head_chunk}"  # which pass backprop runs (bench, tests)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._prompt_cache: dict[str, list[int]] = {}
         self.generate_calls = 0  # sampler.generate calls so far
