@@ -107,7 +107,16 @@ def signalling_task(*signums):
     return task
 
 
-def test_sigint_finishes_the_step_saves_and_says_how_to_resume(tmp_path, tiny_lm):
+@pytest.fixture
+def sigint_default():
+    """SIGINT as an interactive Python has it, whatever this test process inherited (a
+    background job of a script starts with SIGINT ignored); restored afterwards."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_sigint_finishes_the_step_saves_and_says_how_to_resume(tmp_path, tiny_lm, sigint_default):
     model, tok = tiny_lm
     task = signalling_task(signal.SIGINT)
     with pytest.raises(Interrupted) as err:
@@ -122,6 +131,18 @@ def test_sigint_finishes_the_step_saves_and_says_how_to_resume(tmp_path, tiny_lm
     fresh = make_tiny_model(len(tok))
     load_weights(fresh, latest_checkpoint(tmp_path / "run"))
     assert all(torch.equal(weights[k], v) for k, v in fresh.state_dict().items())
+
+
+def test_a_signal_the_process_ignores_stays_ignored(tmp_path, tiny_lm):
+    """A background job of a shell script starts with SIGINT ignored: Ctrl-C on the script must not stop it."""
+    model, tok = tiny_lm
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        res = train(config(tmp_path), model, tok, task=signalling_task(signal.SIGINT))
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert [r["step"] for r in read_metrics(res.run_dir / "metrics.jsonl")] == [1, 2, 3]
 
 
 def test_a_run_folder_with_another_config_is_not_resumed(tmp_path, tiny_lm):

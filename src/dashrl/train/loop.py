@@ -177,7 +177,9 @@ def find_resume_point(cfg: Config, run_dir: Path, resume: bool | None) -> Path |
 # -- signals ------------------------------------------------------------------------------
 class StopRequest:
     """SIGINT/SIGTERM handler: the first signal asks the loop to stop after the current
-    step; a second raises KeyboardInterrupt at once. Installed only in the main thread."""
+    step; a second raises KeyboardInterrupt at once. Installed only in the main thread, and
+    never over a signal the process was started with ignored (a shell script's background
+    job ignores SIGINT, so that Ctrl-C on the script does not reach it: that stays so)."""
 
     def __init__(self, quiet: bool):
         self.signum: int | None = None
@@ -187,7 +189,8 @@ class StopRequest:
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
