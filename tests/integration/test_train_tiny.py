@@ -81,18 +81,18 @@ def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm, mode, mo
     def reward(ex, text):  # even prompts: constant reward -> zero advantage -> filtered
         return 1.0 if ex.answer == "0" else float(len(text) % 2)
 
-    prompt_rows, sample_rows = [], []
+    prompt_rows, sample_rows, packed_tokens = [], [], []
     original = model.model.forward  # the trainer runs the decoder and applies the LM head itself
 
-    packed_tokens = []
-
     def spy(*args, **kwargs):
-        if torch.is_grad_enabled() and mode == "packed":  # one row: prompts once, completions but their last token
-            packed_tokens.append(kwargs["input_ids"].shape[1])
-        elif torch.is_grad_enabled():  # training forward passes (sampling runs under no_grad)
-            n = kwargs["input_ids"].shape[0]
-            # shared-prompt mode: a prompt pass (no cache yet), then the completions' pass
-            (sample_rows if not share_prompts or kwargs.get("past_key_values") is not None else prompt_rows).append(n)
+        if torch.is_grad_enabled():  # training forward passes (sampling runs under no_grad)
+            ids = kwargs["input_ids"]
+            if mode == "packed":  # one row: prompts once, completions but their last token
+                packed_tokens.append(ids.shape[1])
+            elif share_prompts and kwargs.get("past_key_values") is None:  # a prompt pass (no cache yet)
+                prompt_rows.append(ids.shape[0])
+            else:  # the completions' pass
+                sample_rows.append(ids.shape[0])
         return original(*args, **kwargs)
 
     model.model.forward = spy
@@ -113,10 +113,9 @@ def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm, mode, mo
     if mode == "packed":
         prompts = {s.group: len(s.prompt_ids) for s in kept}
         assert sum(packed_tokens) == sum(prompts.values()) + sum(len(s.completion_ids) - 1 for s in kept)
-        return
-    assert sum(sample_rows) == len(kept)
-    if share_prompts:
-        assert sum(prompt_rows) == len({s.group for s in kept})  # one prompt pass per kept group
+    else:
+        assert sum(sample_rows) == len(kept)
+        assert sum(prompt_rows) == (len({s.group for s in kept}) if share_prompts else 0)  # one prompt pass per kept group
 
 
 def test_all_filtered_step_is_skipped_without_forward(tmp_path, tiny_lm):
