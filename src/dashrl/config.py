@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence, get_type_hints
 
+from dashrl.kernels import CPU_ISAS
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -245,9 +247,16 @@ class TrainConfig:
     """torch's deterministic kernels (`torch.use_deterministic_algorithms`), so a run repeats bit
     for bit: without them the backward of the shared prompt pass (an accumulating index_put)
     rounds differently with where the allocator put its tensors."""
+    cpu_isa: str = ""
+    """Cap oneDNN's CPU instruction set (`ONEDNN_MAX_CPU_ISA`), e.g. `avx512_core_bf16`; empty =
+    the CPU's best. On CPUs with AMX tiles (Intel Xeon) bf16 runs repeat bit for bit only at the
+    same thread count; capped at `avx512_core_bf16` they repeat across thread counts too, at the
+    speed cost measured in docs/repeatability.md. No effect on CPUs without AMX (AMD EPYC)."""
 
     def __post_init__(self) -> None:
         _at_least("train.steps", self.steps, 1)
+        if self.cpu_isa:
+            _choice("train.cpu_isa", self.cpu_isa, CPU_ISAS)
         _check(self.lr > 0, "train.lr", f"expected > 0, got {self.lr}")
         _at_least("train.weight_decay", self.weight_decay, 0)
         _at_least("train.warmup_steps", self.warmup_steps, 0)

@@ -6,16 +6,19 @@ last digits, then the rewards). The cause: on CPU, torch's default accumulating
 shared prompt pass) rounds differently with where the allocator placed its tensors, so
 whatever a process did before (a checkpoint save, another run's history) moved the
 gradient. `train.deterministic` (on by default) selects torch's deterministic kernels.
-Before it, this test failed: run A's step-2 grad norm was 2.5738041, the resumed run's
-2.5736706. It runs the default path three ways that a history-, thread- or memory-dependent
-kernel would tell apart, and asks for the same weights, bit for bit:
 
-- run A: 2 steps straight, torch's default threads;
-- run B: the same 2-step run, but with one OpenMP thread and glibc filling every fresh
-  and freed heap block with a byte pattern (`MALLOC_PERTURB_`), SIGKILLed as soon as its
-  step-1 checkpoint is in place;
-- run C: `--resume` of B in a fresh process (default threads), which finishes step 2
-  without the first step's sampling and backprop having run in that process.
+The promise (docs/repeatability.md): bit for bit on the same kind of CPU at the same intra-op
+thread count. On CPUs with AMX tiles oneDNN's bf16 products depend on the thread count (this
+test failed on an Intel Xeon while it compared 2 threads with 1), so each checkpoint records
+the count and `--resume` restores it. The test runs the default path three ways that a
+history-, memory- or restore-dependent run would tell apart, and asks for the same weights:
+
+- run A: 2 steps straight, 2 threads;
+- run B: the same 2-step run, with glibc filling every fresh and freed heap block with a byte
+  pattern (`MALLOC_PERTURB_`), SIGKILLed as soon as its step-1 checkpoint is in place;
+- run C: `--resume` of B in a fresh process started with `OMP_NUM_THREADS=1`: it must run at
+  the recorded 2 threads (its checkpoint says so, which an AMD machine, where the count does
+  not change the bits, checks too) and finish step 2 as A did.
 
 Only the batch is shrunk (4 prompts x 8 completions, 32 new tokens) to keep the test short;
 the model, dtype, sampler, shared prompt pass and optimizer are the defaults.
@@ -31,7 +34,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from safetensors.torch import load_file
+
+from dashrl.kernels import available_cores
 
 ARGS = ["--train.steps", "2", "--algo.prompts_per_step", "4", "--sampler.max_new_tokens", "32",
         "--run.save_every", "1", "--run.keep_state", "all", "--run.loggers", "", "--run.quiet", "true"]  # fmt: skip
@@ -44,9 +50,10 @@ def _train(out: Path, name: str, *extra: str, env: dict | None = None) -> subpro
     return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _finish(proc: subprocess.Popen) -> None:
+def _finish(proc: subprocess.Popen) -> str:
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out
+    return out
 
 
 def _weights(run: Path, step: int) -> dict:
@@ -57,18 +64,24 @@ def _grad_norms(run: Path) -> list[float]:
     return [json.loads(line)["grad_norm"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_default_bf16_run_repeats_across_threads_heap_contents_and_resume(tmp_path):
-    a = _train(tmp_path, "a")
-    _finish(a)
-    b = _train(tmp_path, "b", env={"OMP_NUM_THREADS": "1", "MALLOC_PERTURB_": "85"})
+def _threads(run: Path, step: int) -> int:
+    return json.loads((run / "checkpoints" / f"step-{step:06d}" / "dashrl_state.json").read_text())["kernels"]["threads"]
+
+
+@pytest.mark.skipif(available_cores() < 2, reason="needs 2 cores: the resume restores 2 threads")
+def test_default_bf16_run_repeats_across_heap_contents_and_resume_at_its_thread_count(tmp_path):
+    _finish(_train(tmp_path, "a", env={"OMP_NUM_THREADS": "2"}))
+    b = _train(tmp_path, "b", env={"OMP_NUM_THREADS": "2", "MALLOC_PERTURB_": "85"})
     ckpt = tmp_path / "b" / "checkpoints"
     while not (ckpt / "latest").exists() and b.poll() is None:
         time.sleep(0.05)
     b.send_signal(signal.SIGKILL)
     b.communicate()
     assert not (ckpt / "step-000002").exists(), "run B finished before it was killed"
-    _finish(_train(tmp_path, "b", "--resume", str(tmp_path / "b")))
+    out = _finish(_train(tmp_path, "b", "--resume", str(tmp_path / "b"), env={"OMP_NUM_THREADS": "1"}))
 
+    assert "bit for bit" not in out, out  # nothing differs from the record: no warning
+    assert _threads(tmp_path / "a", 2) == _threads(tmp_path / "b", 1) == _threads(tmp_path / "b", 2) == 2
     assert _grad_norms(tmp_path / "a") == _grad_norms(tmp_path / "b")
     wa, wc = _weights(tmp_path / "a", 2), _weights(tmp_path / "b", 2)
     assert wa.keys() == wc.keys()

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dashrl import kernels
 from dashrl.config import Config, ConfigError, load_config, to_dict, to_toml
 from dashrl.io import atomic_write_text
 from dashrl.train.checkpoint import (
@@ -220,6 +221,7 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     from dashrl.train.preflight import validate_run
 
     run_dir, ckpt = validate_run(cfg, resume)  # before anything loads: one line, nothing left behind
+    kernels.apply_cpu_isa(cfg.train.cpu_isa)  # before torch's first product (oneDNN reads it once)
     sft_data = None
     if cfg.algo.schedule == "sft":  # a bad record: one line (file:line, field) before the model loads
         from dashrl.train.sft import load_sft_data
@@ -232,6 +234,9 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     info = read_info(ckpt) if ckpt else {"step": 0, "cycle": 0, "elapsed_s": 0.0}
     if info["step"] > total_opt:
         raise RunError(f"{ckpt} is at step {info['step']}, past train.steps ({cfg.train.steps}); resume with a larger --train.steps")
+    mismatch = kernels.restore(info.get("kernels"))  # the thread count the run's steps so far ran with
+    if mismatch:
+        print(f"[dashrl] warning: {mismatch}", file=sys.stderr)
 
     seed_everything(cfg.train.seed)
     model, tokenizer, task = prepare_run(cfg, model, tokenizer, task)
@@ -285,7 +290,8 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
     loggers = Loggers(cfg.run.loggers, run_dir, to_dict(cfg), first_step=opt_step + 1)
     if not cfg.run.quiet:
         verb = f"resuming {ckpt.name} of" if ckpt else "run folder"
-        print(f"[dashrl] {verb} {run_dir}", file=sys.stderr)  # before the bar, not on its line
+        k = kernels.record()
+        print(f"[dashrl] {verb} {run_dir} ({k['threads']} threads, {k['isa'] or 'cpu'})", file=sys.stderr)  # before the bar
     progress = Progress(total_opt, quiet=cfg.run.quiet, first_step=opt_step + 1)
     t_start, elapsed0 = time.perf_counter(), float(info.get("elapsed_s", 0.0))
 
@@ -354,7 +360,7 @@ def _save(cfg: Config, run_dir: Path, learner: Any, rows: list[dict[str, Any]], 
     """Save a resumable checkpoint, record it as best if it is, prune old ones."""
     trainer_state = learner.state_dict()  # on Ray: also pulls the weights into learner.model
     state = {"trainer": trainer_state, "rng": rng_state()} if cfg.run.keep_state != "none" else None
-    extra = {"cycle": cycle, "elapsed_s": elapsed, "interrupted": interrupted}
+    extra = {"cycle": cycle, "elapsed_s": elapsed, "interrupted": interrupted, "kernels": kernels.record()}
     try:
         path = save_checkpoint(run_dir, step, learner.model, learner.tokenizer, extra, state, cfg.run.save_dtype)
         if cfg.run.best:
