@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 import threading
 
+from dashrl.rewards.answer_form import screen
+
 MAX_ANSWER_CHARS = 500  # an extracted answer longer than this is not graded (0.0)
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*")
@@ -33,7 +35,7 @@ _ANSWER_IS_RE = re.compile(
 )
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _SPACING_BETWEEN_DIGITS_RE = re.compile(r"(?<=\d)\s*\\[,!;:]\s*(?=\d)")
-_SPACING_RE = re.compile(r"\\[,!;:]|\\q?quad\b")
+_SPACING_RE = re.compile(r"\\[,!;:]|(?<!\\)\\ |\\q?quad\b")  # `\ ` is a space, `\\ ` a new row
 
 
 def _braced(text: str, start: int) -> str | None:
@@ -86,12 +88,12 @@ def extract_answer(text: str) -> str | None:
 
 
 def normalize_latex(answer: str) -> str:
-    """Drop LaTeX spacing commands (`\\,` between digits is a thousands separator).
+    """Drop LaTeX spacing commands (`\\,` between digits is a thousands separator); `°` is `^\\circ`.
 
     >>> normalize_latex(r"1\\,000 \\text{ m}")
     '1000 \\\\text{ m}'
     """
-    answer = _SPACING_BETWEEN_DIGITS_RE.sub("", answer)
+    answer = _SPACING_BETWEEN_DIGITS_RE.sub("", answer).replace("°", "^\\circ ")
     return _SPACING_RE.sub(" ", answer).strip()
 
 
@@ -108,16 +110,19 @@ def math_equal(prediction: str, reference: str, timeout: float = 2.0) -> bool:
     True
     """
     try:
-        from math_verify import verify
-
         if not prediction or not reference or len(prediction) > MAX_ANSWER_CHARS:
             return False
+        verdict, prediction, reference = screen(normalize_latex(prediction), normalize_latex(reference))
+        if verdict is not None:
+            return verdict
+        from math_verify import verify
+
         in_main = threading.current_thread() is threading.main_thread()
         seconds = max(1, int(round(timeout))) if in_main else None
-        gold = _parse(normalize_latex(reference), seconds)
+        gold = _parse(reference, seconds)
         if not gold:  # unparseable reference: nothing matches it
             return False
-        pred = _parse(normalize_latex(prediction), seconds)
+        pred = _parse(prediction, seconds)
         if not pred:
             return False
         return bool(verify(gold, pred, timeout_seconds=seconds))
