@@ -135,7 +135,8 @@ UNITS = [
     "7 euros", "7 USD", "7 EUR", "7 GBP", "7 dollars", "7 yen", "7 rupees", "USD 7", "EUR 7", "Rs 7", "INR 7",
     "€7", "7€", "£7", "¥7", "\\$7", "7 \\text{ euros}", "7\\text{ USD}", "7 apples", "7 cookies",
     "7 people", "7 hours", "7 pounds", "7 kg", "7 km/h", "7 m/s^2", "7 m^2", "7 cm³", "7 sq. ft.",
-    "7 \\text{ m}^2", "7\\mathrm{cm}", "7 m", "7 °C", "7 liters of water", "7 kilómetros",
+    "7 \\text{ m}^2", "7\\mathrm{cm}", "7 m", "7 °C", "7 liters of water", "7 kilómetros", "7km",
+    "\\text{7 euros}",
     "7%", "7 percent", "about 7", "approximately 7 euros",
 ]  # fmt: skip
 
@@ -243,10 +244,12 @@ def test_one_rule_at_every_grading_place():
     assert _score(examples, texts, n=1, timeout=10.0) == expected  # dashrl eval, and the trainer's evaluation
     assert [integer_reward(c, r) for c, r in CASES] == expected
     for name in ("arithmetic", "wordproblems", "gsm8k"):  # the study trains and distills on these
-        task = make_task(TaskConfig(name=name, split="test", limit=5) if name == "gsm8k" else TaskConfig(name=name), 0)
+        cfg = TaskConfig(name=name, split="test", limit=5) if name == "gsm8k" else TaskConfig(name=name)
+        task = make_task(cfg, seed=0)
         assert task.score(examples, texts) == expected, name
     kept = select(texts, expected, k=len(texts))  # dashrl distill keeps what task.score graded 1.0
-    assert kept == list(dict.fromkeys(t for t, s in zip(texts, expected) if s == 1.0)) and "\\boxed{6 \\times 7}" not in kept
+    assert kept == list(dict.fromkeys(t for t, s in zip(texts, expected) if s == 1.0))
+    assert "\\boxed{6 \\times 7}" not in kept
 
 
 def test_math_equal_never_raises_on_odd_strings():

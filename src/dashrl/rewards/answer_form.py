@@ -44,7 +44,8 @@ NUMERIC_COMMANDS = frozenset(
     "frac dfrac tfrac cfrac sqrt pi cdot times div over ast log ln lg exp sin cos tan cot sec csc arcsin "
     "arccos arctan binom dbinom tbinom overline".split()
 )  # a reference using only these (and no letters) has one numeric value
-OPERATORS = {"frac": "/", "dfrac": "/", "tfrac": "/", "cfrac": "/", "over": "/", "div": "/", "times": "*", "cdot": "*", "ast": "*"}
+OPERATORS = {"frac": "/", "dfrac": "/", "tfrac": "/", "cfrac": "/", "over": "/", "div": "/"}
+OPERATORS |= {"times": "*", "cdot": "*", "ast": "*"}  # each command's operation; other commands count by name
 
 _FORMAT_RE = re.compile(
     r"\\(?:text(?:rm|bf|it|normal|sf|tt)?|math(?:rm|bf|it|sf|tt)|mbox|boldsymbol|bm|displaystyle|textstyle|"
@@ -58,6 +59,7 @@ _WORD_HEAD_RE = re.compile(r"^\s*([^\W\d_]{2,})\.?\s*(?=[-+]?[\d.\\$€£¥₹])
 _CURRENCY_RE = re.compile(rf"^\s*(?:{_CURRENCY})\s*|\s*(?:{_CURRENCY})\s*$")
 _PERCENT_WORD_RE = re.compile(r"(?<=[\d}])\s*(?:per\s?cent|pct)\.?\s*$", re.IGNORECASE)
 _TRAILING_PUNCT_RE = re.compile(r"[\s.,;:!?]+$")
+_WRAPPED_RE = re.compile(r"^\\(?:text\w*|mbox|math(?:rm|bf))\s*\{([^{}]*\d[^{}]*)\}$")  # \text{18 dollars}
 
 _VAR_LHS_RE = re.compile(r"^\s*(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?\w+\}?)?(?:\s*\([^()=]*\))?\s*=(?!=)\s*")
 _EQUALS_RE = re.compile(r"(?<![<>!=:\\])=(?!=)")
@@ -72,6 +74,9 @@ _SCI_RE = re.compile(
 _FRAC_RE = re.compile(r"\\[dtc]?frac\s*(?:\{\s*([-+]?\d+)\s*\}|(\d))\s*(?:\{\s*([-+]?\d+)\s*\}|(\d))")
 _SLASH_RE = re.compile(r"(?<![\w.#}^])(\d+)\s*/\s*(\d+)(?![\w.#{^])")
 _NOTATION_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\%|%|\\degree|" + _CURRENCY)
+_UNICODE = str.maketrans(
+    {"−": "-", "×": "*", "·": "*", "⋅": "*", "÷": "/", "√": "\\sqrt", "π": "\\pi", "²": "^2", "³": "^3"}
+)
 _PLAIN_RE = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
 
 
@@ -131,7 +136,7 @@ def strip_units(answer: str, words: bool = True) -> str:
     >>> strip_units("12\\\\text{ inches}"), strip_units("7 thousand"), strip_units("7x"), strip_units("7 i")
     ('12', '7 thousand', '7x', '7 i')
     """
-    text = _PERCENT_WORD_RE.sub(r"\\%", answer.strip())
+    text = _PERCENT_WORD_RE.sub(r"\\%", _WRAPPED_RE.sub(r"\1", answer.strip()))
     while True:
         before = text
         text = _TRAILING_PUNCT_RE.sub("", _CURRENCY_RE.sub("", text))
@@ -153,10 +158,12 @@ def strip_units(answer: str, words: bool = True) -> str:
 
 def _canon(answer: str) -> str:
     """Formatting, notation and separators dropped, for counting operations."""
-    text = _FORMAT_RE.sub("", answer)
+    text = re.sub(r"\\sqrt\s*\[[^\]]*\]", r"\\sqrt", _FORMAT_RE.sub("", answer))  # a root of any degree
     text = _NOTATION_RE.sub("", text)
-    text = text.replace("−", "-").replace("×", "*").replace("·", "*").replace("⋅", "*").replace("÷", "/")
-    text = text.replace("√", "\\sqrt").replace("π", "\\pi").replace("²", "^2").replace("³", "^3").replace("**", "^")
+    return _drop_thousands(text.translate(_UNICODE).replace("**", "^"))
+
+
+def _drop_thousands(text: str) -> str:
     return _THOUSANDS_RE.sub(lambda m: m.group(1) + re.sub(r"\D", "", m.group(2)), text)
 
 
@@ -221,7 +228,7 @@ def plain_number(answer: str) -> Fraction | None:
     >>> plain_number("1,000"), plain_number("-2.50"), plain_number("3+4")
     (Fraction(1000, 1), Fraction(-5, 2), None)
     """
-    text = _THOUSANDS_RE.sub(lambda m: m.group(1) + re.sub(r"\D", "", m.group(2)), answer.strip())
+    text = _drop_thousands(answer.strip())
     return Fraction(text) if _PLAIN_RE.fullmatch(text) else None
 
 
