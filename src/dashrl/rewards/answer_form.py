@@ -17,9 +17,10 @@ settles what it can with string rules alone, in microseconds:
   command or function name such as `\\binom`, `\\log`, `\\sum`), and the prediction loses when
   it has more of any kind. So `6 \\times 7`, `3+4` and `\\sqrt{4}` are wrong against 42, 7 and 2.
   Written values are not operations: integers, decimals, thousands separators, percent,
-  degrees, scientific notation (`2 \\times 10^{3}`, `1e6`), a fraction of integers in lowest
-  terms (`\\frac{3}{2}`, `-3/2`), a mixed number, and a coefficient written against a constant or
-  radical (`2\\pi`, `3\\sqrt{2}`). An unreduced fraction (`\\frac{84}{2}` against 42, `\\frac{6}{4}`
+  degrees, scientific notation (`2 \\times 10^{3}`, `1e6`), a coefficient written against a
+  constant or radical (`2\\pi`, `3\\sqrt{2}`), a mixed number, and a fraction in lowest terms: two
+  such terms whose coefficients share no factor (`\\frac{3}{2}`, `-3/2`, `\\frac{3\\pi}{4}`,
+  `\\pi/2`, `\\frac{1}{\\sqrt{3}}`; a root in it is still counted as a root). An unreduced fraction (`\\frac{84}{2}` against 42, `\\frac{6}{4}`
   against `\\frac{3}{2}`) is a division left to do, as in the PRM800K grader; a reference that is
   itself unreduced allows it.
 - **Plain numbers.** Two integers compare exactly; two decimals that are equal are equal. Only
@@ -71,8 +72,11 @@ _SCI_RE = re.compile(
     r"|(?<![\d.])10\s*\^\s*(?:\{\s*[-+]?\d+\s*\}|[-+]?\d+)"
     r"|\d(?:\.\d+)?[eE][-+]?\d+"
 )
-_FRAC_RE = re.compile(r"\\[dtc]?frac\s*(?:\{\s*([-+]?\d+)\s*\}|(\d))\s*(?:\{\s*([-+]?\d+)\s*\}|(\d))")
-_SLASH_RE = re.compile(r"(?<![\w.#}^])(\d+)\s*/\s*(\d+)(?![\w.#{^])")
+_ATOM = r"\\pi|\\sqrt\s*\{\s*\d+\s*\}|\\sqrt\s*\d"  # a constant or a root of an integer
+_MONO = rf"[-+]?\s*(?:\d+\s*(?:{_ATOM})?|{_ATOM})"  # 3, -2\pi, \sqrt{3}: one term, coefficient first
+_MONO_RE = re.compile(rf"\s*([-+]?)\s*(\d*)\s*({_ATOM})?\s*")
+_FRAC_RE = re.compile(rf"\\[dtc]?frac\s*(?:\{{({_MONO})\s*\}}|(\d))\s*(?:\{{({_MONO})\s*\}}|(\d))")
+_SLASH_RE = re.compile(rf"(?<![\w.#}}^])({_MONO})\s*/\s*({_MONO})(?![\w.#{{^(])")
 _NOTATION_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\%|%|\\degree|" + _CURRENCY)
 _UNICODE = str.maketrans(
     {"−": "-", "×": "*", "·": "*", "⋅": "*", "÷": "/", "√": "\\sqrt", "π": "\\pi", "²": "^2", "³": "^3"}
@@ -167,16 +171,20 @@ def _drop_thousands(text: str) -> str:
     return _THOUSANDS_RE.sub(lambda m: m.group(1) + re.sub(r"\D", "", m.group(2)), text)
 
 
-def _reduced(num: str, den: str) -> bool:
-    a, b = int(num), int(den)
-    return b > 1 and a != 0 and gcd(a, b) == 1
+def _lowest_terms(num: str, den: str) -> str | None:
+    """A fraction of two terms with coprime coefficients (`\\frac{3\\pi}{4}`, `1/\\sqrt{3}`), written as
+    a value (`#`, its roots kept to be counted); None when something divides out or the
+    denominator is a bare 1 or carries a sign."""
+    (sign_n, a, atom_n), (sign_d, b, atom_d) = (_MONO_RE.fullmatch(x).groups() for x in (num, den))
+    a, b = int(a or 1), int(b or 1)
+    if sign_d or a == 0 or b == 0 or gcd(a, b) != 1 or (b == 1 and not atom_d) or (atom_n and atom_n == atom_d):
+        return None
+    return "#" + "".join(atom for atom in (atom_n, atom_d) if atom and "sqrt" in atom)
 
 
 def _fraction(match: re.Match) -> str:
-    num, den = match.group(1) or match.group(2), match.group(3) or match.group(4)
-    if den.startswith("-"):
-        return match.group(0)
-    return "#" if _reduced(num, den) else match.group(0)
+    groups = [g for g in match.groups() if g is not None]
+    return _lowest_terms(*groups) or match.group(0)
 
 
 def computations(answer: str) -> Counter:
@@ -189,7 +197,7 @@ def computations(answer: str) -> Counter:
     """
     text = _SCI_RE.sub("#", _canon(answer))
     text = _FRAC_RE.sub(_fraction, text)
-    text = _SLASH_RE.sub(lambda m: "#" if _reduced(m.group(1), m.group(2)) else m.group(0), text)
+    text = _SLASH_RE.sub(_fraction, text)
     ops: Counter = Counter()
     ops["*"] += len(re.findall(r"\d\s+(?=\d)|\)\s*\(|\d\s*\(|\)\s*\d", text))  # juxtaposed numbers or groups
     for name in re.findall(r"\\([A-Za-z]+)", text):
