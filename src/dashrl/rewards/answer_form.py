@@ -3,26 +3,28 @@
 `screen(prediction, reference)` runs before any symbolic check (`math_grading.math_equal`) and
 settles what it can with string rules alone, in microseconds:
 
-- **Value side.** A reference `x = 3` is graded as `3`. When the reference is not itself an
-  equation, a prediction that is one (`14 + 11 = 25`) is graded by its final side, as the
-  Minerva grader does. Lists (`x = 2, x = 3`) and text (`x = 2 \\text{ or } x = 3`) stay whole.
-- **Units.** Against a numeric reference, words after the final number (`7 euros`, `7 USD`,
-  `7 km/h`, `7 \\text{ m}^2`), words or currency signs before it (`USD 7`, `€7`, `\\$7`) are not
-  part of the value. Any word counts as a unit except the few that change a value (`NOT_UNITS`:
-  `thousand`, `pi`, `or`, ...), so no list of units is needed. A single bare letter counts only
-  after a space and never as `e` or `i`: `7x` and `7 i` stay mathematics.
-- **Stated values.** Against a numeric reference (no variables, sets or relations), the
-  prediction may not leave more computation than the reference holds: `computations` counts
-  the operations in each (`+`/`-`, explicit `*`, `/`, `^`, `!`, `\\sqrt`, and every other
-  command or function name such as `\\binom`, `\\log`, `\\sum`), and the prediction loses when
-  it has more of any kind. So `6 \\times 7`, `3+4` and `\\sqrt{4}` are wrong against 42, 7 and 2.
-  Written values are not operations: integers, decimals, thousands separators, percent,
-  degrees, scientific notation (`2 \\times 10^{3}`, `1e6`), a coefficient written against a
-  constant or radical (`2\\pi`, `3\\sqrt{2}`), a mixed number, and a fraction in lowest terms: two
-  such terms whose coefficients share no factor (`\\frac{3}{2}`, `-3/2`, `\\frac{3\\pi}{4}`,
-  `\\pi/2`, `\\frac{1}{\\sqrt{3}}`; a root in it is still counted as a root). An unreduced fraction (`\\frac{84}{2}` against 42, `\\frac{6}{4}`
-  against `\\frac{3}{2}`) is a division left to do, as in the PRM800K grader; a reference that is
-  itself unreduced allows it.
+- **Numeric references only.** The rules below apply when the reference is one number (`42`,
+  `x = 3`, `\\frac{\\sqrt{3}}{2}`, `10\\text{ cm}`). Any other reference (algebra, an equation,
+  a set, an interval, text) goes to math-verify with the prediction unchanged, as it reads them.
+- **Value side.** A reference `x = 3` is graded as `3`; a prediction that is an equation
+  (`14 + 11 = 25`) by its final side, as the Minerva grader does. Lists (`x = 2, x = 3`) and
+  text (`x = 2 \\text{ or } x = 3`) stay whole.
+- **Units.** Words after the final number (`7 euros`, `7 USD`, `7 km/h`, `7 \\text{ m}^2`), words
+  or currency signs before it (`USD 7`, `€7`, `\\$7`) are not part of the value. Any word counts
+  as a unit except the few that change a value (`NOT_UNITS`: `thousand`, `pi`, `or`, ...), so no
+  list of units is needed. A single bare letter counts only after a space and never as `e` or
+  `i`: `7x` and `7 i` stay mathematics.
+- **Stated values.** The prediction may not leave more computation than the reference holds:
+  `computations` counts the operations in each (`+`/`-`, explicit `*`, `/`, `^`, `!`, `\\sqrt`,
+  and every other command or function name such as `\\binom`, `\\log`, `\\sum`), and the
+  prediction loses when it has more of any kind. So `6 \\times 7`, `3+4` and `\\sqrt{4}` are wrong
+  against 42, 7 and 2. Written values are not operations: integers, decimals, thousands
+  separators, percent, degrees, scientific notation (`2 \\times 10^{3}`, `1e6`), a coefficient
+  written against a constant or radical (`2\\pi`, `3\\sqrt{2}`), a mixed number, and a fraction in
+  lowest terms: two such terms whose coefficients share no factor (`\\frac{3}{2}`, `-3/2`,
+  `\\frac{3\\pi}{4}`, `\\pi/2`, `\\frac{1}{\\sqrt{3}}`; a root in it still counts as a root). An
+  unreduced fraction (`\\frac{84}{2}` against 42, `\\frac{6}{4}` against `\\frac{3}{2}`) is a
+  division left to do, as in the PRM800K grader; a reference that is itself unreduced allows it.
 - **Plain numbers.** Two integers compare exactly; two decimals that are equal are equal. Only
   what is left goes to math-verify (decimals it may round, fractions, radicals, sets, algebra).
 """
@@ -242,20 +244,18 @@ def plain_number(answer: str) -> Fraction | None:
 
 def screen(prediction: str, reference: str) -> tuple[bool | None, str, str]:
     """(verdict, prediction, reference): a verdict when string rules settle it, else None and
-    the two answers, reduced to their value sides, for the symbolic check.
+    the two answers for the symbolic check (their value sides, without units, when the
+    reference is a number; unchanged otherwise).
 
     >>> screen("6 \\\\times 7", "42")[0], screen("14 + 11 = 25", "25")[0], screen("7 euros", "7")[0]
     (False, True, True)
-    >>> screen("\\\\frac{1}{2}", "0.5")
-    (None, '\\\\frac{1}{2}', '0.5')
+    >>> screen("\\\\frac{1}{2}", "0.5"), screen("y - x = 1", "y = x + 1")
+    ((None, '\\\\frac{1}{2}', '0.5'), (None, 'y - x = 1', 'y = x + 1'))
     """
-    ref = value_side(reference.strip())
-    pred = prediction.strip() if _top_level(ref) else final_side(prediction.strip())
-    ref_units = strip_units(ref, words=False)
-    if not is_numeric(ref_units):
-        return None, pred, ref
-    ref = ref_units
-    pred = strip_units(final_side(strip_units(pred)))
+    ref = strip_units(value_side(reference.strip()), words=False)
+    if not is_numeric(ref):  # algebra, sets, intervals, text: math-verify alone, as it reads them
+        return None, prediction, reference
+    pred = strip_units(final_side(strip_units(prediction)))
     a, b = plain_number(pred), plain_number(ref)
     if a is not None and b is not None and (a == b or ("." not in pred and "." not in ref)):
         return a == b, pred, ref
