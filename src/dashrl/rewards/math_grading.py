@@ -7,13 +7,14 @@ Extraction (`extract_answer`), first rule that matches wins:
   4. the last number in the text (so base models that never box still get graded, as in the
      usual GSM8K evaluation). This is the loosest rule; it only ever returns a number.
 
-The answer must state a value (`dashrl.rewards.answer_form.screen`, string rules, no sympy):
-an equation counts by its final side, units and currency around the number are dropped, and
-against a numeric reference an answer that leaves a computation (`6 \\times 7`, `3+4`,
-`\\frac{84}{2}`) is wrong; two plain integers are compared there and then. What is left goes
-through math-verify (numbers, fractions, radicals, pi, intervals, sets, tuples, units, degrees,
-percent). Before all that, LaTeX spacing commands are dropped (`1\\,000` is 1000) and answers
-longer than `MAX_ANSWER_CHARS` score 0.0. docs/rewards.md says what the grader accepts.
+Against a numeric reference the answer must state a value (`dashrl.rewards.answer_form.screen`,
+string rules, no sympy): an equation counts by its final side, units and currency around the
+number are dropped, an answer that leaves a computation (`6 \\times 7`, `3+4`, `\\frac{84}{2}`)
+is wrong, and two plain integers are compared there and then. What is left, and every answer to
+a reference that is not a number, goes through math-verify (numbers, fractions, radicals, pi,
+intervals, sets, tuples, units, degrees, percent). Before all that, LaTeX spacing commands are
+dropped (`1\\,000` is 1000) and answers longer than `MAX_ANSWER_CHARS` score 0.0.
+docs/rewards.md says what the grader accepts.
 
 Safety: `math_reward` never raises and returns 0.0 for anything it cannot grade. A reference that
 does not parse scores 0.0 for every completion (some graders reward everything in that case).
@@ -141,6 +142,8 @@ def math_reward(completion: str, answer: str, timeout: float = 2.0) -> float:
 
     >>> math_reward(r"... so the total is \\boxed{1,000}.", "1000")
     1.0
+    >>> math_reward(r"\\boxed{6 \\times 7}", "42"), math_reward("The answer is 7 euros.", "7")
+    (0.0, 1.0)
     """
     extracted = extract_answer(completion) if isinstance(completion, str) else None
     if extracted is None or not isinstance(answer, str):
