@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from dashrl.data import Example
-from dashrl.data.arithmetic import arithmetic_example, integer_reward
+from dashrl.data.arithmetic import arithmetic_example
 from dashrl.data.wordproblems import wordproblem_example
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,10 +47,6 @@ class Task:
         return rewards(examples, completions)
 
 
-def _arithmetic_reward(example: Example, completion: str) -> float:
-    return integer_reward(completion, example.answer or "")
-
-
 def _from_examples(name: str, examples: list[Example], seed: int) -> Task:
     if not examples:
         raise ValueError(f"task {name!r} has no examples")
@@ -70,11 +66,11 @@ def _from_examples(name: str, examples: list[Example], seed: int) -> Task:
 
 
 def _arithmetic(cfg: "TaskConfig", seed: int) -> Task:
-    return Task("arithmetic", lambda i: arithmetic_example(seed, i, cfg.difficulty), None, _arithmetic_reward)
+    return Task("arithmetic", lambda i: arithmetic_example(seed, i, cfg.difficulty), None)
 
 
 def _wordproblems(cfg: "TaskConfig", seed: int) -> Task:
-    return Task("wordproblems", lambda i: wordproblem_example(seed, i, cfg.difficulty), None, _arithmetic_reward)
+    return Task("wordproblems", lambda i: wordproblem_example(seed, i, cfg.difficulty), None)
 
 
 def _dataset(name: str) -> Callable[["TaskConfig", int], Task]:

@@ -1,6 +1,6 @@
 """Rewards: plain functions `(completion, reference) -> float`, no trainer imports.
 
-- `math_reward(completion, answer)`: final answer vs reference through math-verify.
+- `math_reward(completion, answer)`: the final answer, a stated value, vs the reference (math-verify).
 - `code_reward(completion, tests)`: runs the program + tests in `dashrl.rewards.sandbox`.
 - `reward(example, completion)`: picks one of them by `example.kind` through `REWARDS`.
 

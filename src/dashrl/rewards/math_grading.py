@@ -7,9 +7,14 @@ Extraction (`extract_answer`), first rule that matches wins:
   4. the last number in the text (so base models that never box still get graded, as in the
      usual GSM8K evaluation). This is the loosest rule; it only ever returns a number.
 
-Equivalence goes through math-verify (numbers, fractions, radicals, pi, intervals, sets, tuples,
-`x = 3` vs `3`, units, degrees, percent). Before that, LaTeX spacing commands are dropped
-(`1\\,000` is 1000) and answers longer than `MAX_ANSWER_CHARS` score 0.0.
+Against a numeric reference the answer must state a value (`dashrl.rewards.answer_form.screen`,
+string rules, no sympy): an equation counts by its final side, units and currency around the
+number are dropped, an answer that leaves a computation (`6 \\times 7`, `3+4`, `\\frac{84}{2}`)
+is wrong, and two plain integers are compared there and then. What is left, and every answer to
+a reference that is not a number, goes through math-verify (numbers, fractions, radicals, pi,
+intervals, sets, tuples, units, degrees, percent). Before all that, LaTeX spacing commands are
+dropped (`1\\,000` is 1000) and answers longer than `MAX_ANSWER_CHARS` score 0.0.
+docs/rewards.md says what the grader accepts.
 
 Safety: `math_reward` never raises and returns 0.0 for anything it cannot grade. A reference that
 does not parse scores 0.0 for every completion (some graders reward everything in that case).
@@ -23,6 +28,8 @@ from __future__ import annotations
 import re
 import threading
 
+from dashrl.rewards.answer_form import screen
+
 MAX_ANSWER_CHARS = 500  # an extracted answer longer than this is not graded (0.0)
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*")
@@ -33,7 +40,7 @@ _ANSWER_IS_RE = re.compile(
 )
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _SPACING_BETWEEN_DIGITS_RE = re.compile(r"(?<=\d)\s*\\[,!;:]\s*(?=\d)")
-_SPACING_RE = re.compile(r"\\[,!;:]|\\q?quad\b")
+_SPACING_RE = re.compile(r"\\[,!;:]|(?<!\\)\\ |\\q?quad\b")  # `\ ` is a space, `\\ ` a new row
 
 
 def _braced(text: str, start: int) -> str | None:
@@ -86,12 +93,12 @@ def extract_answer(text: str) -> str | None:
 
 
 def normalize_latex(answer: str) -> str:
-    """Drop LaTeX spacing commands (`\\,` between digits is a thousands separator).
+    """Drop LaTeX spacing commands (`\\,` between digits is a thousands separator); `°` is `^\\circ`.
 
     >>> normalize_latex(r"1\\,000 \\text{ m}")
     '1000 \\\\text{ m}'
     """
-    answer = _SPACING_BETWEEN_DIGITS_RE.sub("", answer)
+    answer = _SPACING_BETWEEN_DIGITS_RE.sub("", answer).replace("°", "^\\circ ")
     return _SPACING_RE.sub(" ", answer).strip()
 
 
@@ -108,16 +115,19 @@ def math_equal(prediction: str, reference: str, timeout: float = 2.0) -> bool:
     True
     """
     try:
-        from math_verify import verify
-
         if not prediction or not reference or len(prediction) > MAX_ANSWER_CHARS:
             return False
+        verdict, prediction, reference = screen(normalize_latex(prediction), normalize_latex(reference))
+        if verdict is not None:
+            return verdict
+        from math_verify import verify
+
         in_main = threading.current_thread() is threading.main_thread()
         seconds = max(1, int(round(timeout))) if in_main else None
-        gold = _parse(normalize_latex(reference), seconds)
+        gold = _parse(reference, seconds)
         if not gold:  # unparseable reference: nothing matches it
             return False
-        pred = _parse(normalize_latex(prediction), seconds)
+        pred = _parse(prediction, seconds)
         if not pred:
             return False
         return bool(verify(gold, pred, timeout_seconds=seconds))
@@ -132,6 +142,8 @@ def math_reward(completion: str, answer: str, timeout: float = 2.0) -> float:
 
     >>> math_reward(r"... so the total is \\boxed{1,000}.", "1000")
     1.0
+    >>> math_reward(r"\\boxed{6 \\times 7}", "42"), math_reward("The answer is 7 euros.", "7")
+    (0.0, 1.0)
     """
     extracted = extract_answer(completion) if isinstance(completion, str) else None
     if extracted is None or not isinstance(answer, str):

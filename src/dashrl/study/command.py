@@ -147,7 +147,7 @@ def train_arms(plan: Plan) -> dict[tuple[str, int], str]:
 
     from dashrl.rewards import math_reward
 
-    math_reward("\\boxed{1}", "1")  # its lazy imports (math-verify, sympy) before the first arm's clock starts
+    math_reward("\\boxed{\\frac{1}{2}}", "0.5")  # a symbolic check: math-verify and sympy load before the first arm's clock
     skipped: dict[tuple[str, int], str] = {}
     for seed in plan.seeds:
         for arm in RL_ORDER:
