@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dashrl.hardware import log, matmul_peak, memory_bandwidth
+from dashrl.io import save_figure
 
 VARIANTS: dict[str, list[str]] = {
     "grpo": ["--algo.schedule", "grpo"],
@@ -149,7 +150,7 @@ def plot(results: dict[str, dict[str, float]], curves: dict[str, list[tuple[floa
     ax2.set_ylabel("mean reward of the step")
     ax2.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return True
 
