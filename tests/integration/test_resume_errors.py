@@ -239,3 +239,26 @@ def test_weights_only_checkpoints_offer_no_resume_on_a_signal(tmp_path, tiny_lm)
         train(config(tmp_path, run={"keep_state": "none"}), model, tok, task=signalling_task(signal.SIGTERM))
     assert "stopped after step 2 of 3" in str(err.value) and "nothing to resume" in str(err.value)
     assert "--resume" not in str(err.value)
+
+
+def test_a_second_signal_during_the_final_save_still_gives_the_hint(tmp_path, tiny_lm, monkeypatch):
+    """The first Ctrl-C finishes the step and saves; an impatient second one lands in that save:
+    the save is abandoned, the hint names the checkpoint a resume really continues from."""
+    import dashrl.train.loop as loop
+
+    model, tok = tiny_lm
+    real = loop.save_checkpoint
+
+    def save_checkpoint(run_dir, step, *args, **kwargs):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(run_dir, step, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_checkpoint)
+    with pytest.raises(Interrupted) as err:
+        train(config(tmp_path), model, tok, task=signalling_task(signal.SIGTERM))
+    assert str(err.value) == (
+        f"abandoned the save of step 2; the last checkpoint holds step 1; "
+        f"resume with: dashrl train --resume {tmp_path / 'run'} (it continues with step 2)"
+    )
+    assert latest_checkpoint(tmp_path / "run").name == "step-000001"

@@ -312,10 +312,13 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
     progress = Progress(total_opt, quiet=cfg.run.quiet, first_step=opt_step + 1)
     t_start, elapsed0 = time.perf_counter(), float(info.get("elapsed_s", 0.0))
 
+    saving = False  # what a second signal abandons: a step, or the save of the last one
+
     def save(interrupted: bool = False) -> Path:
-        nonlocal saved_step
+        nonlocal saved_step, saving
+        saving = True
         path = _save(cfg, run_dir, learner, rows, opt_step, cycle, elapsed0 + time.perf_counter() - t_start, interrupted)
-        saved_step = opt_step
+        saved_step, saving = opt_step, False
         return path
 
     try:
@@ -336,11 +339,12 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
                     every = cfg.run.save_every
                     if every and opt_step // every > max(saved_step, 0) // every and cycle < cfg.train.steps:
                         save()
-            except KeyboardInterrupt:  # a second signal: abandon the step, keep the last checkpoint
                 progress.close()
-                raise Interrupted(f"abandoned step {opt_step + 1}; {resume_hint(run_dir)}", stop.signum or signal.SIGINT) from None
-            progress.close()
-            path = save(interrupted=stop.signum is not None) if saved_step != opt_step else step_dir(run_dir, opt_step)
+                path = save(interrupted=stop.signum is not None) if saved_step != opt_step else step_dir(run_dir, opt_step)
+            except KeyboardInterrupt:  # a second signal: abandon the step (or the save), keep the last checkpoint
+                progress.close()
+                what = f"the save of step {opt_step}" if saving else f"step {opt_step + 1}"
+                raise Interrupted(f"abandoned {what}; {resume_hint(run_dir)}", stop.signum or signal.SIGINT) from None
             if stop.signum is not None:
                 raise Interrupted(f"stopped after step {opt_step} of {total_opt}; saved {path}; {resume_hint(run_dir)}", stop.signum)
     finally:
