@@ -117,15 +117,16 @@ def eval_config(args: argparse.Namespace) -> Any:
 
 
 def model_path(name: str, step: int | None) -> str:
-    """What `load_model` gets for `--model.name`: a run folder (it has `checkpoints/` and no
-    `config.json`) becomes its checkpoint of `step`, or its newest one; anything else is kept.
+    """What `load_model` gets for `--model.name`: a run folder (`checkpoints/` or `config.toml`,
+    and no `config.json`) becomes its checkpoint of `step`, or its newest one; anything else is kept.
     Raises ValueError, whose message names the folder and the steps it has.
 
     >>> model_path("smollm2-135m", None)
     'smollm2-135m'
     """
     run_dir = Path(name).expanduser()
-    if not ((run_dir / "checkpoints").is_dir() and not (run_dir / "config.json").is_file()):
+    is_run = (run_dir / "checkpoints").is_dir() or (run_dir / "config.toml").is_file()
+    if not is_run or (run_dir / "config.json").is_file():
         if step is not None:
             raise ValueError(f"--step picks a checkpoint of a run folder, and --model {name} is not one")
         return name

@@ -171,6 +171,9 @@ def test_a_run_folder_without_a_checkpoint_is_one_line(fake, tmp_path, capsys):
     run = fake_run(tmp_path, [])
     assert main(["eval", "--model", str(run), "--dataset", "arithmetic"]) == 1
     assert one_line(capsys) == f"dashrl: run folder {run} has no checkpoint yet"
+    (run / "checkpoints").rmdir()  # a run that died before its first save: config.toml only
+    assert main(["eval", "--model", str(run), "--dataset", "arithmetic"]) == 1
+    assert one_line(capsys) == f"dashrl: run folder {run} has no checkpoint yet"
     assert fake["load"] == []
 
 
