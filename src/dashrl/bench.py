@@ -19,6 +19,11 @@ interleaved, their MFU, start-up and weight-sync seconds, how far each backend's
 from the trainer's recomputation, and a roofline of one decode step (FLOPs and bytes against
 the measured matmul peak and copy bandwidth).
 
+One untimed warm-up step (of `dash` where it runs, on a throwaway copy of the weights) comes
+first, so that no variant's timed steps pay the process's start-up costs; the table's header says
+so. Ctrl-C stops the bench cleanly: the steps that every variant finished are written and printed
+as usual, with the header saying how many of the planned steps they are (exit status 130).
+
 Reported per variant: seconds per optimizer step and per sample, the time split, sampled
 and trained tokens/s, the reward over the run, model-FLOP utilisation of sampling and
 backprop against this machine's measured matmul peak, and ratios against `grpo` and `trl`.
@@ -37,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dashrl.hardware import log, matmul_peak, memory_bandwidth
+from dashrl.io import save_figure
 
 VARIANTS: dict[str, list[str]] = {
     "grpo": ["--algo.schedule", "grpo"],
@@ -149,7 +155,7 @@ def plot(results: dict[str, dict[str, float]], curves: dict[str, list[tuple[floa
     ax2.set_ylabel("mean reward of the step")
     ax2.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return True
 
@@ -180,14 +186,67 @@ def _workload(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`dashrl bench` in any mode; Ctrl-C ends it with one line and status 130, never a
+    traceback (the variant comparison first writes the steps it finished: `interleave`)."""
+    try:
+        if args.sampling:
+            return sampling_run(args)
+        if args.backprop:
+            from dashrl.bench_backprop import backprop_run
+
+            return backprop_run(args, _workload(args))
+        return variants_run(args)
+    except KeyboardInterrupt:
+        print("dashrl bench: interrupted", file=sys.stderr)
+        return 130
+
+
+def interleave(steppers: dict[str, Callable[[int], list[dict[str, Any]]]], steps: int) -> tuple[dict[str, list], dict[str, list], int]:
+    """Run `steps` steps of every variant in turn, the order rotating each step: the rows and
+    reward-against-time curves of each, and how many steps every variant finished. A Ctrl-C
+    stops it there and keeps only the steps that every variant finished, so the variants are
+    still compared on the same steps.
+
+    >>> rows, curves, done = interleave({"a": lambda step: [{"time/step_s": 1.0, "reward/mean": step / 2}]}, 2)
+    >>> done, len(rows["a"]), curves["a"]
+    (2, 2, [(1.0, 0.0), (2.0, 0.5)])
+    """
+    names = list(steppers)
+    rows: dict[str, list[dict[str, Any]]] = {v: [] for v in names}
+    curves: dict[str, list[tuple[float, float]]] = {v: [] for v in names}
+    clock = dict.fromkeys(names, 0.0)
+    done, finished = 0, dict.fromkeys(names, 0)  # steps every variant finished, and their rows
+    try:
+        for step in range(steps):
+            order = names[step % len(names) :] + names[: step % len(names)]
+            for v in order:
+                for row in steppers[v](step):
+                    rows[v].append(row)
+                    clock[v] += row["time/step_s"]
+                    curves[v].append((clock[v], row.get("reward/mean") or 0.0))
+                    log(f"step {step + 1}/{steps} {v}: {row['time/step_s']:.1f}s reward {row.get('reward/mean') or 0:.3f}")
+            done, finished = step + 1, {v: len(rows[v]) for v in names}
+    except KeyboardInterrupt:
+        log(f"interrupted in step {done + 1}: keeping the {done} step(s) that every variant finished")
+        rows = {v: rows[v][: finished[v]] for v in names}
+        curves = {v: curves[v][: finished[v]] for v in names}
+    return rows, curves, done
+
+
+def warm_up(cfg: Any, model: Any, tok: Any) -> None:
+    """One untimed step of `cfg`'s schedule on a throwaway copy of `model`, so that start-up
+    costs (allocator, thread pool, kernel caches) land on no variant's timed steps."""
+    from dashrl.train.schedules import SCHEDULE_FNS
+    from dashrl.train.trainer import Trainer
+
+    trainer = Trainer(cfg, copy.deepcopy(model), tok, optimizer_steps=1)
+    SCHEDULE_FNS[cfg.algo.schedule](trainer, trainer, 0)
+
+
+def variants_run(args: argparse.Namespace) -> int:
+    """The variant comparison: grpo, dash_nogf, dash (and trl, dash_vllm) interleaved."""
     from dashrl.config import ConfigError, load_config
 
-    if args.sampling:
-        return sampling_run(args)
-    if args.backprop:
-        from dashrl.bench_backprop import backprop_run
-
-        return backprop_run(args, _workload(args))
     try:
         names = _variant_names(args.variants)
     except ValueError as e:
@@ -222,6 +281,9 @@ def run(args: argparse.Namespace) -> int:
     log(f"matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
     base_model, tok = load_model(first.model.name, attn=first.model.attn)
     n_params = sum(p.numel() for p in base_model.parameters())
+    warm = next((v for v in ("dash", "dash_nogf", "grpo", "dash_vllm") if v in names), names[0])  # the cheapest step
+    log(f"warm-up: one untimed {warm} step on a throwaway copy of the weights (allocator, threads, caches)")
+    warm_up(cfgs[warm], base_model, tok)
     steppers: dict[str, Callable[[int], list[dict[str, Any]]]] = {}
     trl_info: dict[str, Any] = {}
     peer = None  # TRL's stepper, closed at the end
@@ -238,29 +300,25 @@ def run(args: argparse.Namespace) -> int:
             trainer = Trainer(cfgs[v], copy.deepcopy(base_model), tok, optimizer_steps=steps)
             steppers[v] = functools.partial(SCHEDULE_FNS[cfgs[v].algo.schedule], trainer, trainer)
     del base_model
-    rows: dict[str, list[dict[str, Any]]] = {v: [] for v in names}
-    clock: dict[str, float] = {v: 0.0 for v in names}
-    curves: dict[str, list[tuple[float, float]]] = {v: [] for v in names}
     try:
-        for step in range(steps):
-            order = names[step % len(names) :] + names[: step % len(names)]
-            for v in order:
-                for row in steppers[v](step):
-                    rows[v].append(row)
-                    clock[v] += row["time/step_s"]
-                    curves[v].append((clock[v], row.get("reward/mean") or 0.0))
-                    log(f"step {step + 1}/{steps} {v}: {row['time/step_s']:.1f}s reward {row.get('reward/mean') or 0:.3f}")
+        rows, curves, done = interleave(steppers, steps)
     finally:
         if peer is not None:
             peer.close()
+    if done == 0 and steps > 0:
+        print("dashrl bench: interrupted before every variant finished a step; nothing measured, nothing written", file=sys.stderr)
+        return 130
     compute = first.model.dtype
     results = {v: summarize_variant(rows[v], n_params, cfgs[v].algo.samples_per_step) for v in names}
     md = table(results, peak[compute])
     header = (
         f"Workload: {first.model.name}, task {first.task.name}, M={first.algo.prompts_per_step}, G={first.algo.group_size}, "
         f"max_new_tokens={first.sampler.max_new_tokens}, {steps} steps, compute {compute}; "
-        f"matmul peak fp32 {peak['fp32']:.0f} / bf16 {peak['bf16']:.0f} GFLOP/s; torch threads {torch.get_num_threads()}."
+        f"matmul peak fp32 {peak['fp32']:.0f} / bf16 {peak['bf16']:.0f} GFLOP/s; torch threads {torch.get_num_threads()}; "
+        f"one untimed {warm} warm-up step ran first."
     )
+    if done < steps:
+        header += f" Interrupted (Ctrl-C): {done} of {steps} steps per variant measured."
     if trl_info:
         header += f" TRL {trl_info['version']}, generation_batch_size {trl_info['generation_batch_size']}" + (
             " (probe s/sample: " + ", ".join(f"{g}: {t:.3f}" for g, t in trl_info["probe"].items()) + ")." if trl_info["probe"] else "."
@@ -271,7 +329,7 @@ def run(args: argparse.Namespace) -> int:
     has_png = plot(results, curves, out / "bench.png")
     print(header + "\n\n" + md)
     log(f"wrote {out / 'bench.md'}, {out / 'bench.json'}" + (f", {out / 'bench.png'}" if has_png else " (no PNG: matplotlib missing)"))
-    return 0
+    return 0 if done == steps else 130
 
 
 def _trl_peer(cfg: Any, base_model: Any, tok: Any, steps: int, gbs: int | None, out: Path) -> tuple[Any, dict[str, Any]]:

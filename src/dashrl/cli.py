@@ -2,7 +2,7 @@
 
     dashrl train [--config FILE.toml] [--section.field VALUE ...]
     dashrl train --resume RUN_DIR [--train.steps N]
-    dashrl eval --model PATH_OR_ID --dataset math500 [...]
+    dashrl eval --model PATH_OR_ID_OR_RUN_DIR --dataset math500 [...]
     dashrl report RUN_DIR [RUN_DIR ...] [--out DIR]
     dashrl config [--show SECTION] [--files]
     dashrl distill --teacher MODEL --task.name NAME --n 8 --out traces.jsonl

@@ -1,6 +1,7 @@
 """`dashrl eval`: sample from a model on named datasets or files, grade, print a table, write JSON.
 
     dashrl eval --model.name runs/qs/checkpoints/step-30 --dataset arithmetic   # as training evaluates
+    dashrl eval --model runs/qs --dataset arithmetic          # a run folder: its newest checkpoint (or --step N)
     dashrl eval --model.name smollm2-135m --dataset math500 --dataset gsm8k --n 8 --k 1,4,8 \\
         --sampler.temperature 0.6 --eval.max_new_tokens 1024 --out report.json
 
@@ -82,6 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per program for code datasets")
     parser.add_argument("--records", action="store_true", help="store per-example completions in the report")
     parser.add_argument("--out", default=None, help="write the JSON report here (checked before anything loads)")
+    parser.add_argument("--step", type=int, default=None, help="with --model RUN_DIR: its checkpoint of step N (default: the newest)")
     aliases = parser.add_argument_group("short aliases of config flags")
     for flag, key in ALIASES.items():
         aliases.add_argument(f"--{flag.replace('_', '-')}", dest=f"alias_{flag}", default=None, metavar="VALUE", help=f"= --{key}")
@@ -110,7 +112,35 @@ def eval_config(args: argparse.Namespace) -> Any:
             if name in NOT_HERE:
                 instead = f"; use {NOT_HERE[name]}" if NOT_HERE[name] else ""
                 raise ConfigError(f"--{name} does not apply to dashrl eval{instead}")
-    return load_config(args.config, flags, base={"eval": {"limit": 0}})
+    # task.name is train's: evaluation reads --dataset, and the field flags apply to its files
+    return load_config(args.config, [*flags, "--task.name", ""], base={"eval": {"limit": 0}})
+
+
+def model_path(name: str, step: int | None) -> str:
+    """What `load_model` gets for `--model.name`: a run folder (`checkpoints/` or `config.toml`,
+    and no `config.json`) becomes its checkpoint of `step`, or its newest one; anything else is kept.
+    Raises ValueError, whose message names the folder and the steps it has.
+
+    >>> model_path("smollm2-135m", None)
+    'smollm2-135m'
+    """
+    run_dir = Path(name).expanduser()
+    is_run = (run_dir / "checkpoints").is_dir() or (run_dir / "config.toml").is_file()
+    if not is_run or (run_dir / "config.json").is_file():
+        if step is not None:
+            raise ValueError(f"--step picks a checkpoint of a run folder, and --model {name} is not one")
+        return name
+    from dashrl.train.checkpoint import list_checkpoints, step_dir
+
+    found = list_checkpoints(run_dir)
+    if not found:
+        raise ValueError(f"run folder {run_dir} has no checkpoint yet")
+    if step is None:
+        return str(found[-1])
+    if step_dir(run_dir, step) not in found:
+        steps = ", ".join(str(int(p.name.removeprefix("step-"))) for p in found)
+        raise ValueError(f"run folder {run_dir} has no checkpoint of step {step}; it has steps {steps}")
+    return str(step_dir(run_dir, step))
 
 
 def check_output(path: str) -> str | None:
@@ -160,6 +190,12 @@ def run(args: argparse.Namespace) -> int:
     problem = check_output(args.out) if args.out else None
     if problem:
         return fail(problem, 1)
+    try:
+        model = model_path(cfg.model.name, args.step)
+    except ValueError as err:
+        return fail(str(err), 1)
+    if model != cfg.model.name:
+        print(f"[dashrl] evaluating {model}", file=sys.stderr)
     given = {flag for flag in (getattr(args, "overrides", None) or []) if flag.startswith("--sampler.temperature")}
     temperature = cfg.sampler.temperature if (given or args.alias_temperature is not None) else (0.0 if args.n == 1 else 1.0)
 
@@ -177,13 +213,13 @@ def run(args: argparse.Namespace) -> int:
 
     silence_transformers_bars()  # no loading bars in the table's way (or in a log file)
     try:
-        model, tokenizer = load_model(cfg.model.name, attn=cfg.model.attn)
+        policy, tokenizer = load_model(model, attn=cfg.model.attn)
     except ModelError as err:
         return fail(str(err), 1)
     from dashrl.eval import evaluate, format_table
     from dashrl.rollout import SamplingParams, make_sampler
 
-    sampler = make_sampler(cfg.sampler.backend, model=model, tokenizer=tokenizer, dtype=cfg.model.dtype)
+    sampler = make_sampler(cfg.sampler.backend, model=policy, tokenizer=tokenizer, dtype=cfg.model.dtype)
     params = SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=temperature, top_p=cfg.sampler.top_p,
                             top_k=cfg.sampler.top_k, batch_size=cfg.eval.batch_size)  # fmt: skip
     results: dict[str, Any] = {}
@@ -194,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         results[name]["seconds"] = round(time.monotonic() - start, 2)
     print(format_table(results))
     if args.out:
-        settings = {"model": vars(cfg.model), "difficulty": task.difficulty, "datasets": names, "split": args.split,
+        settings = {"model": {**vars(cfg.model), "checkpoint": model}, "difficulty": task.difficulty, "datasets": names, "split": args.split,
                     "n": args.n, "k": ks, "seed": args.seed, "temperature": temperature, "top_p": params.top_p,
                     "top_k": params.top_k, "max_new_tokens": params.max_new_tokens, "batch_size": params.batch_size,
                     "limit": cfg.eval.limit, "timeout": args.timeout}  # fmt: skip

@@ -84,8 +84,13 @@ class TaskConfig:
     completion's code in the sandbox); a record with tests is a code problem (default field: tests|test)."""
 
     def __post_init__(self) -> None:
+        from dashrl.data.tasks import PROCEDURAL  # the task registry names them (stdlib imports only)
+
         _check(1 <= self.difficulty <= 6, "task.difficulty", f"expected 1..6, got {self.difficulty}")
         _at_least("task.limit", self.limit, 0)
+        if self.name in PROCEDURAL:  # generated problems have no records to read fields from
+            for key in ("problem_field", "answer_field", "tests_field"):
+                _check(not getattr(self, key), f"task.{key}", f"{self.name} is a procedural task (it has no records to read fields from); field names apply to .jsonl files and hf: datasets")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Files written so that a crash never leaves half of one: the writer every dashrl command uses.
 
-- `atomic_write_text(path, text)`: a temporary file in the same folder, fsynced, renamed over
-  `path`, then the folder fsynced; a crash at any point leaves the old file whole.
+- `atomic_write_text(path, text)` / `atomic_write_bytes(path, data)`: a temporary file in the
+  same folder, fsynced, renamed over `path`, then the folder fsynced; a crash at any point
+  leaves the old file whole. `save_figure(fig, path)` writes a matplotlib figure that way
+  (`dashrl report`, `dashrl bench`, the study's figures).
 - `writable_problem(folder)`: why files cannot be created in `folder`, found by a real probe
   before any heavy work starts (`dashrl train`'s run folder, `dashrl eval --out`, `distill`).
 - `share(path)` / `fsync_dir(path)`: the pieces checkpoints (`dashrl.train.checkpoint`) use
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 
 def umask() -> int:
@@ -61,13 +65,30 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     >>> p = Path(tempfile.mkdtemp()) / "note.txt"; atomic_write_text(p, "hello\\n"); p.read_text()
     'hello\\n'
     """
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_figure(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> None:
+    """Render a matplotlib figure in memory, then write it with `atomic_write_bytes`: a crash or
+    a full disk while plotting leaves the previous picture whole (the format is the suffix's)."""
+    buffer = BytesIO()
+    fig.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", **savefig_kwargs)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder, fsync and rename.
+
+    >>> p = Path(tempfile.mkdtemp()) / "a.bin"; atomic_write_bytes(p, b"\\x00\\x01"); p.read_bytes()
+    b'\\x00\\x01'
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600 files; run files are for everyone to read
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -105,7 +105,8 @@ def resolve_model_path(spec: str) -> str:
     p = Path(spec).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():
-            raise ModelError(f"model folder {p} has no config.json (expected a save_pretrained folder)")
+            hint = f"; it is a run folder: pass one of its checkpoints, {p / 'checkpoints' / 'step-N'}" if (p / "checkpoints").is_dir() else ""
+            raise ModelError(f"model folder {p} has no config.json (expected a save_pretrained folder){hint}")
         return str(p)
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ModelError(f"model folder {spec} does not exist")
@@ -127,22 +128,34 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     return True
 
 
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be used now (HF_HUB_OFFLINE set, or no connection within
+    3 s), or None when it can. Shared by hub models (`hub_access`) and hub datasets."""
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return "HF_HUB_OFFLINE is set"
+    if hub_reachable():
+        return None
+    return f"{constants.ENDPOINT} cannot be reached (offline?)"
+
+
 def hub_access(repo_id: str) -> bool:
     """For a hub id: True to load it online, False to load it from the local cache only.
 
-    Fails at once, with a ModelError, when the hub cannot be reached (HF_HUB_OFFLINE set, or
-    no connection within 3 s) and the model is not cached: huggingface_hub would otherwise
-    retry for most of a minute before failing.
+    Fails at once, with a ModelError, when `repo_id` is not a valid hub id, or when the hub
+    cannot be reached (`hub_unreachable`) and the model is not cached: huggingface_hub would
+    otherwise retry for most of a minute before failing.
     """
-    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
 
-    cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    if constants.is_offline_mode():
-        reason = "HF_HUB_OFFLINE is set"
-    elif hub_reachable():
+    try:
+        cached = isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # huggingface_hub's HFValidationError: not owner/name
+        raise ModelError(f"model {repo_id!r} is neither a local model folder nor a hub id (owner/name)") from None
+    reason = hub_unreachable()
+    if reason is None:
         return True
-    else:
-        reason = f"{constants.ENDPOINT} cannot be reached (offline?)"
     if cached:
         return False
     raise ModelError(

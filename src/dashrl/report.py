@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from dashrl.io import save_figure
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -138,7 +140,7 @@ def _line_panels(runs: list[Run], keys: Sequence[tuple[str, str]], path: Path, b
     if labelled is not None:  # an sft run has no reward curve to label
         labelled.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return fig  # closed, still inspectable (tests read its legend)
 
@@ -166,7 +168,7 @@ def _time_split(runs: list[Run], path: Path) -> Any:
     ax.set_title("time split")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return fig  # closed, still inspectable (tests read its legend)
 

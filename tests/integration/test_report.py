@@ -110,3 +110,28 @@ def test_smoothed_curve_is_labelled_and_the_legend_leaves_the_bars_visible(tmp_p
     bars = [p.get_window_extent(renderer) for p in ax.patches if p.get_height() > 0]
     assert len(bars) == 5  # sampling, scoring, backprop, optimizer, sync (no "other" time here)
     assert not any(legend.overlaps(b) for b in bars)
+
+
+def test_a_full_disk_while_plotting_leaves_the_previous_report_whole(tmp_path, monkeypatch):
+    """Every picture is rendered in memory and renamed into place: a write that fails half-way
+    (here the disk fills while a PNG is written) leaves the last report's files as they were."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    fake_run(tmp_path / "a", "dash", 6, 1.0)
+    out = tmp_path / "cmp"
+    report([tmp_path / "a"], out=out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def torn(self, fname, *args, **kwargs):  # half a file, then the disk is full
+        target = open(fname, "wb") if isinstance(fname, (str, bytes)) or hasattr(fname, "__fspath__") else fname
+        target.write(b"\x89PNG\r\n")
+        if target is not fname:
+            target.close()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", torn)
+    with pytest.raises(ReportError, match="No space left on device"):
+        report([tmp_path / "a"], out=out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no torn PNG, no temp file left

@@ -293,7 +293,7 @@ def test_sigkill_anywhere_then_resume_is_bit_exact(tmp_path):
     ref, run = tmp_path / "ref", tmp_path / "run"
     stages = [
         (str(ref), None),
-        (str(run), "sample:1"),  # no checkpoint yet: the next stage starts over
+        (str(run), "sample:0"),  # no checkpoint and no logged step yet: the next stage starts over
         (str(run), "sigterm:2"),  # finishes cycle 2, saves step 3, exits 143
         (str(run), "backprop:3"),  # resumes from step 3
         (str(run), "save:3"),  # saves step 4 half-way: step 3 stays the newest whole one

@@ -200,3 +200,65 @@ def test_weights_only_checkpoints_are_never_overwritten_by_a_fresh_run(tmp_path,
     with pytest.raises(RunError, match="without trainer state .* cannot be resumed"):
         train(config(tmp_path, run={"keep_state": "none"}), make_tiny_model(len(tok)), tok, task=letter_task())
     assert (res.run_dir / "metrics.jsonl").read_text() == before
+
+
+def test_a_run_that_died_before_its_first_checkpoint_is_refused_not_replaced(tmp_path, tiny_lm, capsys):
+    """Steps logged, no checkpoint yet, stopped at once (a second signal): the hint offers no
+    resume, and the same command again refuses in one line instead of wiping the logged rows."""
+    from conftest import make_tiny_model
+
+    model, tok = tiny_lm
+    cfg = config(tmp_path, run={"save_every": 100})
+    with pytest.raises(Interrupted) as err:
+        train(cfg, model, tok, task=signalling_task(signal.SIGTERM, signal.SIGTERM))
+    run_dir = tmp_path / "run"
+    assert str(err.value).startswith("abandoned step 2; no resumable checkpoint exists, so there is nothing to resume; to start over")
+    assert "--resume" not in str(err.value) and latest_checkpoint(run_dir) is None
+    before = (run_dir / "metrics.jsonl").read_text()
+    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")] == [1]
+    with pytest.raises(RunError, match=r"holds 1 logged step\(s\) but no checkpoint .* to start over, move it aside \(mv "):
+        train(cfg, make_tiny_model(len(tok)), tok, task=letter_task())
+    assert (run_dir / "metrics.jsonl").read_text() == before
+    capsys.readouterr()
+    args = ["train", "--run.out_dir", str(tmp_path), "--run.name", "run", "--train.steps", "3", "--run.save_every", "100"]
+    assert main(args) == 1  # the CLI: one line, before any model loads
+    assert f"run folder {run_dir} holds 1 logged step(s) but no checkpoint" in one_line_error(capsys)
+    assert (run_dir / "metrics.jsonl").read_text() == before
+
+
+def test_the_resume_hint_names_the_step_a_resume_continues_with(tmp_path, tiny_lm):
+    model, tok = tiny_lm
+    with pytest.raises(Interrupted) as err:
+        train(config(tmp_path), model, tok, task=signalling_task(signal.SIGTERM, signal.SIGTERM))
+    assert str(err.value).endswith(f"the last checkpoint holds step 1; resume with: dashrl train --resume {tmp_path / 'run'} (it continues with step 2)")
+
+
+def test_weights_only_checkpoints_offer_no_resume_on_a_signal(tmp_path, tiny_lm):
+    model, tok = tiny_lm
+    with pytest.raises(Interrupted) as err:
+        train(config(tmp_path, run={"keep_state": "none"}), model, tok, task=signalling_task(signal.SIGTERM))
+    assert "stopped after step 2 of 3" in str(err.value) and "nothing to resume" in str(err.value)
+    assert "--resume" not in str(err.value)
+
+
+def test_a_second_signal_during_the_final_save_still_gives_the_hint(tmp_path, tiny_lm, monkeypatch):
+    """The first Ctrl-C finishes the step and saves; an impatient second one lands in that save:
+    the save is abandoned, the hint names the checkpoint a resume really continues from."""
+    import dashrl.train.loop as loop
+
+    model, tok = tiny_lm
+    real = loop.save_checkpoint
+
+    def save_checkpoint(run_dir, step, *args, **kwargs):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(run_dir, step, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "save_checkpoint", save_checkpoint)
+    with pytest.raises(Interrupted) as err:
+        train(config(tmp_path), model, tok, task=signalling_task(signal.SIGTERM))
+    assert str(err.value) == (
+        f"abandoned the save of step 2; the last checkpoint holds step 1; "
+        f"resume with: dashrl train --resume {tmp_path / 'run'} (it continues with step 2)"
+    )
+    assert latest_checkpoint(tmp_path / "run").name == "step-000001"

@@ -28,6 +28,8 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
         (["--run.loggers", "tensorbord,wandb"], "unknown logger 'tensorbord'; did you mean 'tensorboard'?"),
         (["--run.name", "a/b"], "config run.name: expected a folder name without path separators"),
         (["--run.keep_last", "-1"], "config run.keep_last: expected >= 0"),
+        (["--task.problem_field", "q"], "config task.problem_field: arithmetic is a procedural task (it has no records to read fields from)"),
+        (["--task.name", "wordproblems", "--task.tests_field", "t"], "config task.tests_field: wordproblems is a procedural task"),
     ],
 )
 def test_bad_overrides_name_the_key_and_the_fix(overrides, expected):
@@ -77,3 +79,8 @@ def test_the_ray_path_takes_every_schedule_and_in_training_eval():
         assert load_config(overrides=["--dist.samplers", "1", "--algo.schedule", schedule]).algo.schedule == schedule
     cfg = load_config(overrides=["--dist.samplers", "1", "--eval.every", "2", "--eval.datasets", "gsm8k"])
     assert cfg.eval.every == 2
+
+
+def test_field_flags_apply_to_dataset_tasks():
+    task = load_config(overrides=["--task.name", "data.jsonl", "--task.problem_field", "q", "--task.answer_field", "a"]).task
+    assert (task.problem_field, task.answer_field) == ("q", "a")

@@ -135,3 +135,54 @@ def test_an_unwritable_output_fails_before_anything_loads(fake, capsys, tmp_path
     assert main(["eval", "--model", "m", "--dataset", "gsm8k", "--out", str(tmp_path)]) == 1
     assert "is a folder" in one_line(capsys)
     assert fake["load"] == [] and fake["samplers"] == []
+
+
+def fake_run(tmp_path, steps):
+    """A run folder with whole checkpoints of `steps` (their info files are what makes them whole)."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.toml").write_text('[task]\nname = "arithmetic"\n')
+    for step in steps:
+        ckpt = run / "checkpoints" / f"step-{step:06d}"
+        ckpt.mkdir()
+        (ckpt / "config.json").write_text("{}")
+        (ckpt / "dashrl_state.json").write_text(json.dumps({"step": step}))
+    return run
+
+
+def test_a_run_folder_is_evaluated_at_its_newest_checkpoint_or_the_step_asked(fake, tmp_path, capsys):
+    run = fake_run(tmp_path, [2, 4, 6])
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", str(run), "--dataset", "arithmetic", "--limit", "2", "--out", str(out)]) == 0
+    assert fake["load"] == [str(run / "checkpoints" / "step-000006")]
+    assert json.loads(out.read_text())["settings"]["model"]["checkpoint"] == str(run / "checkpoints" / "step-000006")
+    assert f"evaluating {run / 'checkpoints' / 'step-000006'}" in capsys.readouterr().err
+    assert main(["eval", "--model.name", str(run), "--step", "4", "--dataset", "arithmetic", "--limit", "2"]) == 0
+    assert fake["load"][-1] == str(run / "checkpoints" / "step-000004")
+    capsys.readouterr()
+    assert main(["eval", "--model", str(run), "--step", "5", "--dataset", "arithmetic"]) == 1
+    assert one_line(capsys) == f"dashrl: run folder {run} has no checkpoint of step 5; it has steps 2, 4, 6"
+    assert main(["eval", "--model", "m", "--step", "5", "--dataset", "arithmetic"]) == 1
+    assert "--step picks a checkpoint of a run folder, and --model m is not one" in one_line(capsys)
+    assert len(fake["load"]) == 2  # the refusals load nothing
+
+
+def test_a_run_folder_without_a_checkpoint_is_one_line(fake, tmp_path, capsys):
+    run = fake_run(tmp_path, [])
+    assert main(["eval", "--model", str(run), "--dataset", "arithmetic"]) == 1
+    assert one_line(capsys) == f"dashrl: run folder {run} has no checkpoint yet"
+    (run / "checkpoints").rmdir()  # a run that died before its first save: config.toml only
+    assert main(["eval", "--model", str(run), "--dataset", "arithmetic"]) == 1
+    assert one_line(capsys) == f"dashrl: run folder {run} has no checkpoint yet"
+    assert fake["load"] == []
+
+
+def test_field_flags_are_refused_on_procedural_sets_and_read_for_files(fake, tmp_path, capsys):
+    assert main(["eval", "--model", "m", "--dataset", "arithmetic", "--problem-field", "q"]) == 1
+    assert "'arithmetic' is a procedural set (it has no records to read fields from)" in one_line(capsys)
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"q": "What is 2 + 3?", "a": 5}) + "\n")
+    run = fake_run(tmp_path, [1])  # a run of the procedural arithmetic task: its task.name is not eval's
+    args = ["eval", "--config", str(run / "config.toml"), "--model", "m", "--dataset", str(data), "--problem-field", "q", "--answer-field", "a"]
+    assert main(args) == 0
+    assert fake["samplers"][-1].problems == ["What is 2 + 3?"]

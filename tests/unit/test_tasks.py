@@ -53,3 +53,13 @@ def test_named_dataset_task_loads_and_grades():
     assert task.size == 5
     ex = task.get(0)
     assert task.score([ex, ex], [f"so \\boxed{{{ex.answer}}}", "\\boxed{-1}"]) == [1.0, 0.0]
+
+
+def test_a_dataset_task_with_no_problems_is_a_dataset_error(tmp_path):
+    from dashrl.config import TaskConfig
+    from dashrl.data.datasets import DatasetError
+    from dashrl.data.tasks import make_task
+
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(DatasetError, match=r"empty.jsonl: no problems to train on"):
+        make_task(TaskConfig(name=str(tmp_path / "empty.jsonl")), seed=0)

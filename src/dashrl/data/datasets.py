@@ -363,8 +363,25 @@ def _load_hub(name: str, split: str | None) -> Iterator[tuple[str, dict]]:
         import datasets  # noqa: F401 - optional dependency
     except ImportError:
         raise DatasetError(f"{name}: hub datasets need the `datasets` package (pip install datasets)") from None
+    from dashrl.models import hub_unreachable
+
     repo, _, config = name[3:].partition(":")
-    rows = datasets.load_dataset(repo, config or None, split=split or "train")
+    reason = hub_unreachable()  # one 3 s probe, instead of datasets' retries against a hub that is not there
+    was_offline = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = was_offline or reason is not None  # unreachable: read the local cache only
+    try:
+        rows = datasets.load_dataset(repo, config or None, split=split or "train")
+    except (ConnectionError, FileNotFoundError) as err:  # datasets' "not on the hub, not in the cache"
+        if reason is None:
+            raise DatasetError(f"{name}: {' '.join(str(err).split())}") from None
+        raise DatasetError(
+            f"{name}: the dataset is not in the local Hugging Face cache and {reason}; download it on a machine "
+            "with access, or save it as a .jsonl file and pass its path"
+        ) from None
+    except ValueError as err:  # a split or config the dataset does not have
+        raise DatasetError(f"{name}: {' '.join(str(err).split())}") from None
+    finally:
+        datasets.config.HF_HUB_OFFLINE = was_offline
     for number, record in enumerate(rows, start=1):
         yield f"{name}[{split or 'train'}]:{number}", dict(record)
 

@@ -75,7 +75,7 @@ def _wordproblems(cfg: "TaskConfig", seed: int) -> Task:
 
 def _dataset(name: str) -> Callable[["TaskConfig", int], Task]:
     def make(cfg: "TaskConfig", seed: int) -> Task:
-        from dashrl.data.datasets import load_dataset
+        from dashrl.data.datasets import DatasetError, load_dataset
 
         examples = load_dataset(
             name,
@@ -85,6 +85,8 @@ def _dataset(name: str) -> Callable[["TaskConfig", int], Task]:
             tests_field=cfg.tests_field or None,
             limit=cfg.limit or None,
         )
+        if not examples:
+            raise DatasetError(f"{name}: no problems to train on (an empty file, split or limit)")
         return _from_examples(name, examples, seed)
 
     return make
@@ -96,6 +98,7 @@ TASKS: dict[str, Callable[["TaskConfig", int], Task]] = {
     "gsm8k": _dataset("gsm8k"),
     "math": _dataset("math_train"),
 }
+PROCEDURAL = ("arithmetic", "wordproblems")  # generated problems: no records, so no fields, split or limit
 
 
 def make_task(cfg: "TaskConfig", seed: int) -> Task:

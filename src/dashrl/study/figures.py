@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dashrl import stats
+from dashrl.io import save_figure
 from dashrl.study.findings import ArmResult, curve, step_seconds, trained_abs_adv
 
 FIGURES = ("reward_time.png", "abs_adv.png", "gen_length_kl.png", "pass_at_k.png")
@@ -22,7 +23,7 @@ def _save(fig: Any, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -29,12 +29,14 @@ def load_eval_sets(names: list[str], limit: int, difficulty: int = 1, split: str
     'arith-1--1-0'
     """
     from dashrl.data.arithmetic import arithmetic_example
-    from dashrl.data.datasets import check_dataset_name, load_dataset
+    from dashrl.data.datasets import DatasetError, check_dataset_name, load_dataset
     from dashrl.data.wordproblems import EVAL_SETS, eval_set
 
     sets: dict[str, list[Example]] = {}
     for name in names:
         check_dataset_name(name, also=("arithmetic", *EVAL_SETS))
+        if (name == "arithmetic" or name in EVAL_SETS) and any(fields.values()):
+            raise DatasetError(f"{name!r} is a procedural set (it has no records to read fields from); field names apply to files only")
         if name == "arithmetic":
             sets[name] = [arithmetic_example(EVAL_SEED, i, difficulty) for i in range(limit or 100)]
         elif name in EVAL_SETS:  # held-out word problems and their OOD variants, around `difficulty`

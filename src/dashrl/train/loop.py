@@ -56,7 +56,7 @@ from dashrl.train.checkpoint import (
     update_best,
 )
 from dashrl.train.evaluation import PeriodicEval
-from dashrl.train.metrics import Loggers, MetricsWriter, Progress, summarize, truncate_metrics
+from dashrl.train.metrics import Loggers, MetricsWriter, Progress, read_metrics, summarize, truncate_metrics
 
 # Fields a resume may change; any other change would make it a different run.
 RESUMABLE_CHANGES = ("train.steps",)
@@ -83,6 +83,23 @@ class RunResult:
 
 def resume_command(run_dir: Path) -> str:
     return f"dashrl train --resume {shlex.quote(str(run_dir))}"
+
+
+def start_over(run_dir: Path) -> str:
+    """How to start a run afresh in `run_dir` without losing what is there: move it aside."""
+    folder = shlex.quote(str(run_dir))
+    return f"to start over, move it aside (mv {folder} {shlex.quote(str(run_dir) + '.old')}) or remove it, or choose another --run.name"
+
+
+def resume_hint(run_dir: Path) -> str:
+    """What a resume of `run_dir` would do, read from the folder itself (the checkpoint that a
+    resume loads), so the hint holds however the run stopped, and offers no resume where no
+    resumable checkpoint exists."""
+    ckpt = latest_checkpoint(run_dir) if run_dir.is_dir() else None
+    if ckpt is None:
+        return f"no resumable checkpoint exists, so there is nothing to resume; {start_over(run_dir)}"
+    step = read_info(ckpt)["step"]
+    return f"the last checkpoint holds step {step}; resume with: {resume_command(run_dir)} (it continues with step {step + 1})"
 
 
 def seed_everything(seed: int) -> None:
@@ -158,7 +175,13 @@ def find_resume_point(cfg: Config, run_dir: Path, resume: bool | None) -> Path |
         if run_dir.is_dir() and latest_checkpoint(run_dir, resumable=False):  # run.keep_state = "none"
             raise RunError(f"run folder {run_dir} holds checkpoints without trainer state (run.keep_state = none); it cannot be resumed; choose another --run.name")
         if resume:
-            raise RunError(f"run folder {run_dir} has no checkpoint to resume from (none was saved yet)")
+            raise RunError(f"run folder {run_dir} has no checkpoint to resume from (none was saved yet); {start_over(run_dir)}")
+        logged = len(read_metrics(run_dir / "metrics.jsonl")) if (run_dir / "metrics.jsonl").is_file() else 0
+        if logged:  # a run that died before its first checkpoint: its logged steps are not thrown away
+            raise RunError(
+                f"run folder {run_dir} holds {logged} logged step(s) but no checkpoint (the run stopped before its "
+                f"first save), so it cannot be resumed and a new run would overwrite them; {start_over(run_dir)}"
+            )
         return None
     if resume is False:
         raise RunError(f"run folder {run_dir} already holds a run; choose another --run.name or resume it with: {resume_command(run_dir)}")
@@ -295,10 +318,13 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
     progress = Progress(total_opt, quiet=cfg.run.quiet, first_step=opt_step + 1)
     t_start, elapsed0 = time.perf_counter(), float(info.get("elapsed_s", 0.0))
 
+    saving = False  # what a second signal abandons: a step, or the save of the last one
+
     def save(interrupted: bool = False) -> Path:
-        nonlocal saved_step
+        nonlocal saved_step, saving
+        saving = True
         path = _save(cfg, run_dir, learner, rows, opt_step, cycle, elapsed0 + time.perf_counter() - t_start, interrupted)
-        saved_step = opt_step
+        saved_step, saving = opt_step, False
         return path
 
     try:
@@ -319,19 +345,14 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
                     every = cfg.run.save_every
                     if every and opt_step // every > max(saved_step, 0) // every and cycle < cfg.train.steps:
                         save()
-            except KeyboardInterrupt:  # a second signal: abandon the step, keep the last checkpoint
                 progress.close()
-                last = f"step {saved_step}" if saved_step >= 0 else "nothing (no checkpoint yet)"
-                raise Interrupted(
-                    f"abandoned step {opt_step + 1}; the last checkpoint holds {last}; resume with: {resume_command(run_dir)}",
-                    stop.signum or signal.SIGINT,
-                ) from None
-            progress.close()
-            path = save(interrupted=stop.signum is not None) if saved_step != opt_step else step_dir(run_dir, opt_step)
+                path = save(interrupted=stop.signum is not None) if saved_step != opt_step else step_dir(run_dir, opt_step)
+            except KeyboardInterrupt:  # a second signal: abandon the step (or the save), keep the last checkpoint
+                progress.close()
+                what = f"the save of step {opt_step}" if saving else f"step {opt_step + 1}"
+                raise Interrupted(f"abandoned {what}; {resume_hint(run_dir)}", stop.signum or signal.SIGINT) from None
             if stop.signum is not None:
-                raise Interrupted(
-                    f"stopped after step {opt_step} of {total_opt}; saved {path}; resume with: {resume_command(run_dir)}", stop.signum
-                )
+                raise Interrupted(f"stopped after step {opt_step} of {total_opt}; saved {path}; {resume_hint(run_dir)}", stop.signum)
     finally:
         writer.close()
         loggers.close()

@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
+from dashrl.io import atomic_write_text
+
 
 class MetricsWriter:
     """Appends one JSON line per optimizer step to `metrics.jsonl`, flushed and fsynced.
@@ -68,8 +70,6 @@ def truncate_metrics(path: Path, last_step: int) -> list[dict[str, Any]]:
     A resume calls this with the checkpoint's step, so the steps run again after it are
     logged once, not twice, and a torn line left by a crash disappears.
     """
-    from dashrl.io import atomic_write_text
-
     path = Path(path)
     if not path.is_file():
         return []
@@ -156,7 +156,7 @@ class _WandB:
 
         id_file = run_dir / "wandb_id"
         run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
-        id_file.write_text(run_id + "\n")
+        atomic_write_text(id_file, run_id + "\n")
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "dashrl"), name=run_dir.name, id=run_id, resume="allow", config=config, dir=str(run_dir))
 
     def log(self, scalars: dict[str, float], step: int) -> None:
@@ -178,7 +178,7 @@ class _MLflow:
             mlflow.start_run(run_id=id_file.read_text().strip())
         else:
             run = mlflow.start_run(run_name=run_dir.name)
-            id_file.write_text(run.info.run_id + "\n")
+            atomic_write_text(id_file, run.info.run_id + "\n")
             mlflow.log_params({f"{sec}.{k}": v for sec, vals in config.items() for k, v in vals.items()})
 
     def log(self, scalars: dict[str, float], step: int) -> None:
