@@ -358,6 +358,10 @@ class LoraConfig:
     targets: str = "all-linear"
     """Modules that get adapters: `all-linear` (every linear layer of the decoder, not the
     LM head) or comma-separated module names (e.g. `q_proj,v_proj`)."""
+    save_merged: bool = False
+    """Also write the merged full model into each checkpoint, in its subfolder `merged` (as
+    big as a full fine-tuning checkpoint), loadable by plain transformers. Without it,
+    `dashrl eval --model.name CHECKPOINT` merges the adapter into its base itself."""
 
     def __post_init__(self) -> None:
         _at_least("lora.r", self.r, 0)

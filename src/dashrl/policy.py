@@ -30,6 +30,7 @@ import torch
 
 ADAPTER = "default"  # peft's adapter name
 ADAPTER_FILE = "adapter_model.safetensors"
+MERGED = "merged"  # subfolder of a LoRA checkpoint holding the merged model (lora.save_merged)
 
 
 class Policy:
@@ -41,6 +42,7 @@ class Policy:
 
     def __init__(self, model: Any, lora: Any = None, seed: int = 0, reference: bool = False, ref_dtype: str = "fp32"):
         self.lora = lora is not None and lora.r > 0
+        self.save_merged = self.lora and lora.save_merged
         self.module = _with_adapters(model, lora, seed) if self.lora else model
         self.model = self.module.get_base_model() if self.lora else model  # the causal LM (adapters injected in place)
         self._ref = None
@@ -104,15 +106,15 @@ class Policy:
     # -- checkpoint files ----------------------------------------------------------------------
     def save(self, folder: Path, dtype: str = "fp32") -> dict[str, torch.Tensor] | None:
         """Write the weight files into `folder`; returns the exact weights to keep beside them
-        when the files are rounded (bf16), else None. LoRA adapters are always written in fp32."""
+        when the files are rounded (bf16), else None. LoRA adapters are always written in fp32;
+        with `lora.save_merged` the merged model too, in `dtype`, in the subfolder `merged`."""
         if self.lora:
             self.module.save_pretrained(folder)
+            if self.save_merged:  # a folder of its own: transformers would apply the adapter beside it again
+                _save_model(self.sampler_model(), Path(folder) / MERGED, dtype)
             return None
-        if dtype == "bf16":
-            _save_bf16(self.model, Path(folder))
-            return self.model.state_dict()
-        self.model.save_pretrained(folder)
-        return None
+        _save_model(self.model, Path(folder), dtype)
+        return self.model.state_dict() if dtype == "bf16" else None
 
     def load(self, ckpt: Path, exact: dict[str, torch.Tensor] | None = None) -> None:
         """Load the weights `save` wrote into `ckpt` (or `exact`, the weights it returned)."""
@@ -183,9 +185,12 @@ def _merged(model: Any) -> dict[str, torch.Tensor]:
     return state
 
 
-def _save_bf16(model: Any, folder: Path) -> None:
-    """`save_pretrained` with bf16 weights and `dtype = bfloat16` in config.json; the
-    model itself (the fp32 master copy) is left as it is."""
+def _save_model(model: Any, folder: Path, dtype: str) -> None:
+    """`save_pretrained` in fp32, or with bf16 weights and `dtype = bfloat16` in config.json
+    (the model itself, the fp32 master copy, is left as it is)."""
+    if dtype != "bf16":
+        model.save_pretrained(folder)
+        return
     cast: dict[int, Any] = {}  # by storage: tied weights stay one tensor, saved once
     weights = {}
     for k, v in model.state_dict().items():

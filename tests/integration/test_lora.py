@@ -169,3 +169,27 @@ def load_file_adapters(ckpt):
     from safetensors.torch import load_file
 
     return load_file(ckpt / "adapter_model.safetensors")
+
+
+@pytest.mark.parametrize("save_merged", [False, True])
+def test_lora_checkpoint_evaluates_stand_alone(tmp_path, model_dir, save_merged):
+    """`dashrl eval --model.name CHECKPOINT` loads through `load_model`: the base that
+    adapter_config.json names with the adapter merged, or (`lora.save_merged`) the merged
+    model written into CHECKPOINT/merged."""
+    from dashrl.models import load_model
+
+    model, tok = load_model(model_dir)
+    cfg = config(tmp_path, lora={**LORA, "save_merged": save_merged}, model={"name": model_dir}, train={"steps": 2, "lr": 5e-2})
+    res = train(cfg, model, tok, task=letter_task())
+    ckpt = latest(res)
+    assert (ckpt / "merged" / "model.safetensors").is_file() == save_merged
+    assert not (ckpt / "model.safetensors").exists()  # beside adapter files, transformers would apply the adapter again
+    merged, tok2 = load_model(str(ckpt / "merged" if save_merged else ckpt))
+    assert type(merged).__name__ == "LlamaForCausalLM" and tok2.pad_token_id is not None
+    ids = torch.tensor([[5, 9, 17, 33, 40, 41, 60]])
+    with torch.no_grad():
+        want = res.trainer.policy.module.eval()(ids).logits
+        base = load_model(model_dir)[0](ids).logits
+        got = merged(ids).logits
+    assert not torch.allclose(want, base, atol=1e-4)
+    assert torch.allclose(got, want, atol=1e-5)

@@ -103,7 +103,7 @@ def save_checkpoint(
     """
     import torch
 
-    from dashrl.policy import as_policy
+    from dashrl.policy import MERGED, as_policy
 
     if save_dtype not in SAVE_DTYPES:
         raise ValueError(f"save_dtype: expected one of {', '.join(SAVE_DTYPES)}, got {save_dtype!r}")
@@ -120,6 +120,8 @@ def save_checkpoint(
         if exact is not None and state is not None:
             state = {**state, MASTER_KEY: exact}
         tokenizer.save_pretrained(tmp)
+        if (tmp / MERGED).is_dir():  # a LoRA checkpoint's merged model: a whole model folder
+            tokenizer.save_pretrained(tmp / MERGED)
         if state is not None:
             torch.save(state, tmp / STATE_FILE)
         (tmp / INFO_FILE).write_text(json.dumps({"step": step, "weights_dtype": save_dtype, **(extra or {})}, indent=1))
