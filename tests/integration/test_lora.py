@@ -193,3 +193,14 @@ def test_lora_checkpoint_evaluates_stand_alone(tmp_path, model_dir, save_merged)
         got = merged(ids).logits
     assert not torch.allclose(want, base, atol=1e-4)
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_lora_with_gradient_checkpointing_gives_the_plain_gradient(tmp_path):
+    """Frozen embeddings give the checkpointed blocks no input that requires grad unless the
+    policy asks for one: without it the adapters would get no gradient at all."""
+    norms = []
+    for gc in (False, True):
+        model, tok = lm()
+        cfg = config(tmp_path / str(gc), lora=LORA, model={"gradient_checkpointing": gc}, train={"steps": 1, "packed": False, "share_prompts": False})
+        norms.append(train(cfg, model, tok, task=letter_task()).rows[0]["grad_norm"])
+    assert norms[0] > 0 and norms[1] == pytest.approx(norms[0], rel=1e-5)
