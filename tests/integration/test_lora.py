@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 
 import pytest
 import torch
@@ -133,36 +134,83 @@ def test_lora_sigkill_then_resume_is_bit_exact(tmp_path):
             assert r.get(key) == s.get(key), (r["step"], key)
 
 
-def test_lora_on_one_sampler_one_trainer_is_the_single_process_run(tmp_path):
-    pytest.importorskip("ray")
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster for this module's Ray tests (started only when one runs)."""
+    ray = pytest.importorskip("ray")
     import os
     import sys
     from pathlib import Path
 
-    import ray
-
-    sections = {"lora": LORA, "algo": {"beta": 0.05}, "sampler": {"batch_size": 4}, "train": {"steps": 3, "lr": 1e-2}}
-    single_model, tok = lm()
-    single = train(config(tmp_path, run={"name": "single"}, **sections), single_model, tok, task=letter_task())
     paths = [str(Path(__file__).resolve().parents[2] / "src")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in paths)}})  # fmt: skip
-    try:
-        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the task travels to the actors
-        dist_model, tok = lm()
-        dist = train(config(tmp_path, run={"name": "d11"}, dist={"samplers": 1, "trainers": 1}, **sections), dist_model, tok, task=letter_task())
-    finally:
-        ray.shutdown()
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the task and model class travel to the actors
+    yield
+    ray.shutdown()
+
+
+RAY_RUN = {"lora": LORA, "algo": {"beta": 0.05}, "sampler": {"batch_size": 4}, "train": {"steps": 3, "lr": 1e-2}}
+
+
+def _peft_keys(saved):
+    """peft's file names (`...lora_A.weight`) as the policy's state names them (`...lora_A.default.weight`)."""
+    return {k.replace("lora_A.weight", "lora_A.default.weight").replace("lora_B.weight", "lora_B.default.weight"): v for k, v in saved.items()}
+
+
+def test_lora_on_one_sampler_one_trainer_is_the_single_process_run(tmp_path, ray_cluster):
+    single_model, tok = lm()
+    single = train(config(tmp_path, run={"name": "single"}, **RAY_RUN), single_model, tok, task=letter_task())
+    dist_model, tok = lm()
+    dist = train(config(tmp_path, run={"name": "d11"}, dist={"samplers": 1, "trainers": 1}, **RAY_RUN), dist_model, tok, task=letter_task())
     assert len(single.rows) == len(dist.rows) == 3
     for a, b in zip(single.rows, dist.rows):
         for k in ("reward/mean", "loss", "grad_norm", "kl", "filter/kept_frac"):
             assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), (a["step"], k)
     assert dist.rows[-1]["time/scoring_s"] > 0  # scored on the sampler actor, and logged
-    want, got = single.trainer.policy.state_dict(), load_file_adapters(latest(dist))
-    assert want.keys() == {k.replace("lora_A.weight", "lora_A.default.weight").replace("lora_B.weight", "lora_B.default.weight") for k in got}
+    want, got = single.trainer.policy.state_dict(), _peft_keys(load_file_adapters(latest(dist)))
+    assert want.keys() == got.keys()
     for k, v in got.items():
-        key = k.replace("lora_A.weight", "lora_A.default.weight").replace("lora_B.weight", "lora_B.default.weight")
-        assert torch.allclose(want[key], v, atol=3e-5, rtol=1e-4), k
+        assert torch.allclose(want[k], v, atol=3e-5, rtol=1e-4), k
+
+
+class DyingLlama:
+    """Mixin for the tiny Llama: a trainer process dies at its 3rd training forward pass (in step 2),
+    once per marker file (the replacement actor, a new process, finds the marker)."""
+
+    marker = ""
+    training_forwards = 0
+
+    @classmethod
+    def _can_set_attn_implementation(cls):  # transformers cannot read this test-made class's source in an actor
+        return True
+
+    @property
+    def base_model(self):
+        if torch.is_grad_enabled():
+            DyingLlama.training_forwards += 1
+            if DyingLlama.training_forwards >= 3 and not os.path.exists(DyingLlama.marker):
+                open(DyingLlama.marker, "w").write("died")
+                os._exit(1)
+        return super().base_model
+
+
+def test_lora_dead_trainer_is_rebuilt_from_the_published_adapters(tmp_path, ray_cluster):
+    """A LoRA trainer actor dies mid-backprop of step 2: the group restarts from step 1's
+    published adapters and optimizer state, and the run ends bit for bit as the undisturbed one."""
+    sections = {**RAY_RUN, "dist": {"samplers": 1, "trainers": 2}, "algo": {"beta": 0.05, "filter_threshold": -1.0}}
+    ref_model, tok = lm()
+    ref = train(config(tmp_path, run={"name": "ref"}, **sections), ref_model, tok, task=letter_task())
+    model, tok = lm()
+    DyingLlama.marker = str(tmp_path / "died")
+    model.__class__ = type("DyingTinyLlama", (DyingLlama, type(model)), {})
+    res = train(config(tmp_path, run={"name": "death"}, **sections), model, tok, task=letter_task())
+    assert (tmp_path / "died").exists()
+    assert [r["dist/trainer_restarts"] for r in res.rows] == [0, 1, 0]
+    for a, b in zip(ref.rows, res.rows):
+        assert all(a[k] == b[k] for k in ("reward/mean", "loss", "grad_norm", "kl")), a["step"]
+    want, got = load_file_adapters(latest(ref)), load_file_adapters(latest(res))
+    assert all(torch.equal(want[k], got[k]) for k in want)
 
 
 def load_file_adapters(ckpt):
