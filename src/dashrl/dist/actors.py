@@ -6,8 +6,8 @@
   `dashrl.dist.units`); reloads weights once per step.
 - `RolloutStore` (in `dashrl.dist.store`): the queue trainers fetch deliveries from.
 - `TrainerWorker`: a learner (the caller's `make_learner`: `dashrl.train.trainer.Learner`
-  in `dashrl train`, which holds no sampler) that backprops what it fetches from the store, then all-reduces
-  gradients with torch.distributed and takes the optimizer step; every trainer steps on
+  in `dashrl train`, which holds no sampler) that backprops what it fetches from the
+  store, then all-reduces gradients with torch.distributed and takes the optimizer step; every trainer steps on
   the same summed gradient, so all hold the same weights. Rank 0 publishes its policy's
   trained weights (numpy arrays, read in place by samplers on its node; the adapters only
   with LoRA) and its optimizer state once per step.
@@ -256,8 +256,9 @@ class TrainerWorker:
 
 def allreduce_grads(model: Any, nonfinite: bool, world: int) -> bool:
     """Sum the gradients of `model.parameters()` (a Policy's: the trained ones) over all
-    trainers in ONE all-reduce; returns whether any rank saw a non-finite loss. A parameter without a gradient on every rank keeps `grad = None`, as
-    in the single process (AdamW would otherwise move it by its momentum)."""
+    trainers in ONE all-reduce; returns whether any rank saw a non-finite loss. A parameter
+    without a gradient on every rank keeps `grad = None`, as in the single process (AdamW
+    would otherwise move it by its momentum)."""
     if world == 1:
         return nonfinite
     import torch.distributed as dist

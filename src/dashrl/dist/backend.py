@@ -485,9 +485,8 @@ class RayLearner:
 def ray_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, make_learner: Any) -> Iterator[tuple[RaySource, RayLearner]]:
     """Connect to (or start) Ray, start the actors, each trainer actor around
     `make_learner(cfg, model, tokenizer, optimizer_steps, task=task)`; yields `(source,
-    learner)`. On the way out
-    the driver's `model` (its policy) gets the newest weights, then the actors (and a cluster this call
-    started) go away."""
+    learner)`. On the way out the driver's `model` (through its policy) gets the newest
+    weights, then the actors (and a cluster this call started) go away."""
     import ray
 
     started = connect(cfg)
