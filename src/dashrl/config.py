@@ -360,6 +360,41 @@ class DistConfig:
 
 
 @dataclass(frozen=True)
+class LoraConfig:
+    r: int = 0
+    """LoRA rank: 0 = full fine-tuning (the default); > 0 trains low-rank adapters through
+    peft (docs/lora.md), the base weights frozen and the KL reference the base itself."""
+    alpha: float = 16.0
+    """LoRA scaling numerator: the adapter's update is scaled by alpha / r."""
+    dropout: float = 0.0
+    """Dropout on the adapter's input. Above 0 the trainer's logprobs are no longer the
+    sampler's (ratios differ from 1), and runs depend on the dropout's random draws."""
+    targets: str = "all-linear"
+    """Modules that get adapters: `all-linear` (every linear layer of the decoder, not the
+    LM head) or comma-separated module names (e.g. `q_proj,v_proj`)."""
+    save_merged: bool = False
+    """Also write the merged full model into each checkpoint, in its subfolder `merged` (as
+    big as a full fine-tuning checkpoint), loadable by plain transformers. Without it,
+    `dashrl eval --model.name CHECKPOINT` merges the adapter into its base itself."""
+
+    def __post_init__(self) -> None:
+        _at_least("lora.r", self.r, 0)
+        _check(self.alpha > 0, "lora.alpha", f"expected > 0, got {self.alpha}")
+        _check(0 <= self.dropout < 1, "lora.dropout", f"expected 0 <= dropout < 1, got {self.dropout}")
+        _check(bool(self.target_modules), "lora.targets", "expected `all-linear` or module names")
+        if self.r > 0:
+            import importlib.util
+
+            _check(importlib.util.find_spec("peft") is not None, "lora.r", "LoRA needs peft: pip install 'dashrl[lora]'")
+
+    @property
+    def target_modules(self) -> str | list[str]:
+        """`targets` as peft's `target_modules` takes it."""
+        names = [t.strip() for t in self.targets.split(",") if t.strip()]
+        return "all-linear" if names == ["all-linear"] else names
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     every: int = 0
     """Evaluate every N optimizer steps and after the last one (0 = never)."""
@@ -396,6 +431,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
     dist: DistConfig = field(default_factory=DistConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:

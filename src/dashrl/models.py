@@ -178,6 +178,9 @@ def load_model(spec: str, attn: str = "sdpa") -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    folder = Path(spec).expanduser()
+    if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
+        return load_adapter(folder, attn)
     path = resolve_model_path(spec)
     local = {} if Path(path).exists() or hub_access(path) else {"local_files_only": True}
     try:
@@ -187,6 +190,29 @@ def load_model(spec: str, attn: str = "sdpa") -> tuple[Any, Any]:
         raise ModelError(f"could not load model {spec!r}: {' '.join(str(e).split())}") from None
     prepare_tokenizer(tok)
     return model, tok
+
+
+def load_adapter(folder: Path, attn: str = "sdpa") -> tuple[Any, Any]:
+    """`(model, tokenizer)` from a LoRA checkpoint (peft's adapter files): the base model its
+    `adapter_config.json` names, with the adapter merged into its weights.
+
+    >>> model, tok = load_adapter(Path("runs/x/checkpoints/step-000030"))  # doctest: +SKIP
+    """
+    import json
+
+    from transformers import AutoTokenizer
+
+    base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ModelError(f"{folder / 'adapter_config.json'}: base_model_name_or_path is empty; load the base yourself and apply the adapter with peft")
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ModelError(f"{folder} is a LoRA adapter; loading it needs peft: pip install 'dashrl[lora]'") from None
+    model, tok = load_model(base, attn=attn)
+    if (folder / "tokenizer_config.json").is_file():
+        tok = prepare_tokenizer(AutoTokenizer.from_pretrained(folder))
+    return PeftModel.from_pretrained(model, folder).merge_and_unload(), tok
 
 
 def prepare_tokenizer(tok: Any) -> Any:

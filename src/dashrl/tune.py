@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     G = cfg.algo.group_size
     sampling: dict[int, float] = {}
     for bs in sorted(args.batch_sizes):
-        tr.params = dataclasses.replace(tr.params, batch_size=bs)
+        tr.source.params = dataclasses.replace(tr.source.params, batch_size=bs)
         n_prompts = max(1, -(-bs // G))  # at least one full inference batch
         try:
             ro = tr.rollout(tr.task.batch(0, n_prompts), seed=0)

@@ -199,6 +199,7 @@ def _stage(spec: dict, run_dir: Path, kill: str | None) -> None:
             "train": {"steps": spec.get("steps", 6), "micro_batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "lr_schedule": "cosine"},
             "run": {"out_dir": str(run_dir.parent), "name": run_dir.name, "quiet": True, "save_every": spec.get("save_every", 2), "keep_last": 2, "loggers": ""},
             "dist": spec.get("dist", {}),
+            "lora": spec.get("lora", {}),
             "sft": {"data": spec["sft_data"]} if "sft_data" in spec else {},
             "eval": spec.get("eval", {}),
         }

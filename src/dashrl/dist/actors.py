@@ -1,14 +1,16 @@
 """The three Ray actors of a distributed run, as plain classes (`ray.remote` wraps them in
 `dashrl.dist.backend`, so importing this module needs no Ray).
 
-- `SamplerWorker`: its own copy of the policy and a sampler backend; samples, scores and
-  filters whole units (see `dashrl.dist.units`); reloads weights once per step.
+- `SamplerWorker`: its own copy of the policy (`dashrl.policy.Policy`) and a sampler
+  backend on the policy's sampling weights; samples and scores whole units (see
+  `dashrl.dist.units`); reloads weights once per step.
 - `RolloutStore` (in `dashrl.dist.store`): the queue trainers fetch deliveries from.
-- `TrainerWorker`: a learner (the caller's `make_learner`: `dashrl.train.trainer.Trainer`
-  in `dashrl train`) that backprops what it fetches from the store, then all-reduces
-  gradients with torch.distributed and takes the optimizer step; every trainer steps on
-  the same summed gradient, so all hold the same weights. Rank 0 publishes weights (numpy
-  arrays, read in place by samplers on its node) and its optimizer state once per step.
+- `TrainerWorker`: a learner (the caller's `make_learner`: `dashrl.train.trainer.Learner`
+  in `dashrl train`, which holds no sampler) that backprops what it fetches from the
+  store, then all-reduces gradients with torch.distributed and takes the optimizer step; every trainer steps on
+  the same summed gradient, so all hold the same weights. Rank 0 publishes its policy's
+  trained weights (numpy arrays, read in place by samplers on its node; the adapters only
+  with LoRA) and its optimizer state once per step.
 
 This package imports nothing from `dashrl.train`: the loop hands the learner class in,
 so the training loop sits above its transport (`tests/unit/test_import_graph.py`).
@@ -69,14 +71,16 @@ class SamplerWorker:
 
     def __init__(self, cfg: Config, model: Any, tokenizer: Any, task: Any, index: int):
         from dashrl.data.prompts import build_prompt
+        from dashrl.policy import make_policy
         from dashrl.rollout import make_sampler
 
         self.cfg, self.task, self.index = cfg, task, index
         d = cfg.dist
         first = index * max(1, int(d.cpus_per_sampler)) if d.pin_cores else None
-        self.model = _place(model, d.gpus_per_sampler, d.cpus_per_sampler, first).requires_grad_(False).eval()
+        model = _place(model, d.gpus_per_sampler, d.cpus_per_sampler, first).requires_grad_(False).eval()
+        self.policy = make_policy(cfg, model, reference=False)
         self.tokenizer = tokenizer
-        self.sampler = make_sampler(cfg.sampler.backend, model=self.model, tokenizer=tokenizer, dtype=cfg.model.dtype)
+        self.sampler = make_sampler(cfg.sampler.backend, model=self.policy.sampler_model(), tokenizer=tokenizer, dtype=cfg.model.dtype)
         self.params = sampling_params(cfg)
         self.version = 0  # optimizer steps of the weights held
         self._prompts: dict[str, list[int]] = {}
@@ -87,13 +91,9 @@ class SamplerWorker:
 
     def load_weights(self, state: Mapping[str, Any], version: int = 0) -> float:
         """Load the step's weights: numpy arrays read in place from the object store
-        (`weights_to_numpy`), copied once, into this actor's own parameters; returns seconds."""
+        (`weights_to_numpy`), copied once into the sampler (merged first with LoRA); returns seconds."""
         t0 = time.perf_counter()
-        tensors = weights_from_numpy(state)
-        if getattr(self.sampler, "model", None) is self.model:  # the backend decodes with our copy itself
-            self.model.load_state_dict(tensors, strict=True)
-        else:
-            self.sampler.load_weights(tensors)
+        self.sampler.load_weights(self.policy.for_sampler(weights_from_numpy(state)))
         self.version = version
         return time.perf_counter() - t0
 
@@ -178,8 +178,8 @@ def free_port() -> int:
 
 class TrainerWorker:
     """One data-parallel backprop worker around `make_learner(cfg, model, tokenizer,
-    optimizer_steps, task=task)`: an object with `model`, `optimizer`, `backprop`,
-    `optimizer_step`, `lr`, `state_dict` and `load_state_dict` (the `Trainer`)."""
+    optimizer_steps, task=task)`: an object with `policy`, `optimizer`, `backprop`,
+    `optimizer_step`, `lr`, `state_dict` and `load_state_dict` (the `Learner`)."""
 
     def __init__(self, cfg: Config, make_learner: Any, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, rank: int, world: int):
         self.rank, self.world = rank, world
@@ -227,7 +227,7 @@ class TrainerWorker:
     def optimizer_step(self, nonfinite: bool) -> dict[str, Any]:
         """All-reduce the gradients (ONE call), then the optimizer step every rank takes alike."""
         t0 = time.perf_counter()
-        nonfinite = allreduce_grads(self.trainer.model, nonfinite, self.world)
+        nonfinite = allreduce_grads(self.trainer.policy, nonfinite, self.world)
         allreduce_s = time.perf_counter() - t0
         return {**self.trainer.optimizer_step(nonfinite=nonfinite), "allreduce_s": allreduce_s}
 
@@ -238,11 +238,11 @@ class TrainerWorker:
     def publish(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """`(weights, trainer state)`, both as numpy arrays: what samplers load and what a
         replaced trainer restarts from; returned into the object store once (rank 0)."""
-        return weights_to_numpy(self.trainer.model.state_dict()), state_to_numpy(self.trainer.state_dict())
+        return weights_to_numpy(self.trainer.policy.state_dict()), state_to_numpy(self.trainer.state_dict())
 
     def restore(self, weights: Mapping[str, Any], state: dict[str, Any]) -> int:
         """Take the state `publish` gave (gradients dropped)."""
-        self.trainer.model.load_state_dict(weights_from_numpy(weights), strict=True)
+        self.trainer.policy.load_state_dict(weights_from_numpy(weights))
         self.trainer.load_state_dict(state_from_numpy(state))
         self.trainer.optimizer.zero_grad(set_to_none=True)
         return self.rank
@@ -255,9 +255,10 @@ class TrainerWorker:
 
 
 def allreduce_grads(model: Any, nonfinite: bool, world: int) -> bool:
-    """Sum gradients over all trainers in ONE all-reduce; returns whether any rank saw a
-    non-finite loss. A parameter without a gradient on every rank keeps `grad = None`, as
-    in the single process (AdamW would otherwise move it by its momentum)."""
+    """Sum the gradients of `model.parameters()` (a Policy's: the trained ones) over all
+    trainers in ONE all-reduce; returns whether any rank saw a non-finite loss. A parameter
+    without a gradient on every rank keeps `grad = None`, as in the single process (AdamW
+    would otherwise move it by its momentum)."""
     if world == 1:
         return nonfinite
     import torch.distributed as dist

@@ -143,12 +143,12 @@ class Cluster:
         """Rank 0's weights and trainer state into the object store, once; samplers read them from there."""
         self.weights_ref, self.state_ref = self.trainers[0].publish.options(num_returns=2).remote()
 
-    def pull(self, model: Any) -> None:
-        """Load the newest published weights into `model` (a driver-side copy)."""
+    def pull(self, policy: Any) -> None:
+        """Load the newest published weights into `policy` (the driver's `dashrl.policy.Policy`)."""
         import ray
 
         if self.weights_ref is not None:
-            model.load_state_dict(weights_from_numpy(ray.get(self.weights_ref)), strict=True)
+            policy.load_state_dict(weights_from_numpy(ray.get(self.weights_ref)))
 
     def close(self) -> None:
         import ray
@@ -164,8 +164,8 @@ class Cluster:
 class RaySource:
     """`RolloutSource` on sampler actors."""
 
-    def __init__(self, cl: Cluster, model: Any):
-        self.cl, self.cfg, self.task, self.model = cl, cl.cfg, cl.task, model
+    def __init__(self, cl: Cluster, policy: Any):
+        self.cl, self.cfg, self.task, self.policy = cl, cl.cfg, cl.task, policy
         self._eval_sampler: Any = None
 
     def rollout(self, examples: Sequence[Any], seed: int, first_group: int = 0) -> Rollouts:
@@ -198,13 +198,14 @@ class RaySource:
         return [SampleRef(s.group, 0, s.reward, s.advantage, s.num_tokens, s.finish_reason, ray.put([s]), s.version) for s in samples]
 
     def eval_sampler(self) -> Any:
-        """A sampler on the driver's copy of the model, loaded with the newest weights."""
+        """A sampler on the driver's policy, loaded with the newest weights."""
         from dashrl.rollout import make_sampler
 
-        self.cl.pull(self.model)
+        p = self.policy
+        self.cl.pull(p)
         if self._eval_sampler is None:
-            self._eval_sampler = make_sampler(self.cfg.sampler.backend, model=self.model, tokenizer=self.cl.tokenizer, dtype=self.cfg.model.dtype)
-        self._eval_sampler.load_weights(self.model.state_dict())
+            self._eval_sampler = make_sampler(self.cfg.sampler.backend, model=p.sampler_model(), tokenizer=self.cl.tokenizer, dtype=self.cfg.model.dtype)
+        self._eval_sampler.load_weights(p.sampler_weights())
         return self._eval_sampler
 
 
@@ -254,7 +255,10 @@ class _Job:
                 self.submit(unit, (i + 1) % H)
         reports.sort(key=lambda r: r[0].unit)
         samples = [s for rep, refs in reports for s in rep.refs(refs, self.G)]
-        metrics: dict[str, float] = {**rollout_metrics(samples), "time/sampling_s": time.perf_counter() - t0, "time/scoring_s": 0.0}
+        # Scoring runs on the samplers, inside the wall time: the busiest sampler's share of it.
+        wall = time.perf_counter() - t0
+        scoring = max((sum(rep.scoring_s for rep, _ in reports if rep.worker == i) for i in range(H)), default=0.0)
+        metrics: dict[str, float] = {**rollout_metrics(samples), "time/sampling_s": max(wall - scoring, 0.0), "time/scoring_s": scoring}
         metrics["dist/sampler_restarts"] = restarts
         for i in range(H):
             mine = [rep for rep, _ in reports if rep.worker == i]
@@ -323,8 +327,9 @@ class RayLearner:
     group (after a death) replays them from the last finished step's state.
     """
 
-    def __init__(self, cl: Cluster, model: Any, tokenizer: Any):
-        self.cl, self.cfg, self.model, self.tokenizer = cl, cl.cfg, model, tokenizer
+    def __init__(self, cl: Cluster, policy: Any, tokenizer: Any):
+        self.cl, self.cfg, self.policy, self.tokenizer = cl, cl.cfg, policy, tokenizer
+        self.model = policy.module
         self.deliveries: list[Delivery] = []
         self.trainer_restarts = 0
         self._pending: list[tuple[list[Any], Norm]] = []  # backprop calls since the last step
@@ -376,12 +381,12 @@ class RayLearner:
     def state_dict(self) -> dict[str, Any]:
         """Rank 0's optimizer, scheduler and counters (every rank holds the same), and with
         `dist.overlap` the batches already sampled ahead (waited for: `AHEAD_KEY`); also
-        pulls the newest weights into `self.model`, which the checkpoint saves."""
+        pulls the newest weights into `self.policy`, which the checkpoint saves."""
         import ray
 
         from dashrl.dist.actors import state_from_numpy
 
-        self.cl.pull(self.model)
+        self.cl.pull(self.policy)
         if self.cl.state_ref is None:
             state = ray.get(self.cl.trainers[0].publish.options(num_returns=2).remote()[1])
         else:
@@ -391,7 +396,7 @@ class RayLearner:
         return {**state, AHEAD_KEY: ahead} if ahead else state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Give every trainer `self.model`'s weights (the loop loaded the checkpoint into it) and `state`."""
+        """Give every trainer `self.policy`'s weights (the loop loaded the checkpoint into it) and `state`."""
         import ray
 
         from dashrl.dist.actors import state_to_numpy, weights_to_numpy
@@ -399,7 +404,7 @@ class RayLearner:
         cl = self.cl
         state = dict(state)
         import_ahead(cl, state.pop(AHEAD_KEY, []))
-        cl.weights_ref, cl.state_ref = ray.put(weights_to_numpy(self.model.state_dict())), ray.put(state_to_numpy(state))
+        cl.weights_ref, cl.state_ref = ray.put(weights_to_numpy(self.policy.state_dict())), ray.put(state_to_numpy(state))
         cl.version = int(state["scheduler"]["last_epoch"])
         ray.get([t.restore.remote(cl.weights_ref, cl.state_ref) for t in cl.trainers])
 
@@ -480,9 +485,8 @@ class RayLearner:
 def ray_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, make_learner: Any) -> Iterator[tuple[RaySource, RayLearner]]:
     """Connect to (or start) Ray, start the actors, each trainer actor around
     `make_learner(cfg, model, tokenizer, optimizer_steps, task=task)`; yields `(source,
-    learner)`. On the way out
-    the driver's `model` gets the newest weights, then the actors (and a cluster this call
-    started) go away."""
+    learner)`. On the way out the driver's `model` (through its policy) gets the newest
+    weights, then the actors (and a cluster this call started) go away."""
     import ray
 
     started = connect(cfg)
@@ -490,9 +494,12 @@ def ray_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_st
     try:
         if not cfg.run.quiet:
             _log(f"{cfg.dist.samplers} samplers, {cfg.dist.trainers} trainers")
-        cl = Cluster(cfg, model, tokenizer, task, optimizer_steps, make_learner)
-        yield RaySource(cl, model), RayLearner(cl, model, tokenizer)
-        cl.pull(model)
+        from dashrl.policy import make_policy
+
+        cl = Cluster(cfg, model, tokenizer, task, optimizer_steps, make_learner)  # the actors get the model as it is
+        policy = make_policy(cfg, model, reference=False)  # the driver's: checkpoints, evaluation, the final weights
+        yield RaySource(cl, policy), RayLearner(cl, policy, tokenizer)
+        cl.pull(policy)
     finally:
         if cl is not None:
             cl.close()

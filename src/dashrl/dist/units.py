@@ -13,14 +13,15 @@ a unit, or whether a unit was sampled again after its first sampler died.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from dashrl.data import Example
 from dashrl.dist.store import Delivery
 from dashrl.rollout import Completion, Sampler, SamplingParams
-from dashrl.rollout.samples import Sample, SampleRef, score_groups
+from dashrl.rollout.samples import Sample, SampleRef, pack_groups, sample_and_score
+
+__all__ = ["Unit", "UnitResult", "TrainReport", "plan_units", "generate_at", "sample_unit", "pack_groups", "check_deliveries"]
 
 
 @dataclass(frozen=True)
@@ -88,19 +89,18 @@ def sample_unit(
     group_offset: int = 0,
     version: int = 0,
 ) -> tuple[UnitResult, list[list[Sample]]]:
-    """Sample and score one unit (`dashrl.rollout.samples.score_groups`, as one process does);
-    returns its report and its samples, one list per group.
+    """Sample and score one unit (`dashrl.rollout.samples.sample_and_score`, as one process
+    does); returns its report and its samples, one list per group.
 
     `examples` are the unit's own B prompts; `unit` indexes them within ONE sampling call
     (its seeds), `group_offset` is that call's first group within the step. Gradient
     filtering is the schedule's, on the driver, before any forward pass.
     """
     G = group_size
-    prompts = [prompt_ids(ex) for ex in examples for _ in range(G)]
-    t0 = time.perf_counter()
-    completions = generate_at(sampler, prompts, params, seed, unit.first_group * G)
-    t1 = time.perf_counter()
-    samples = score_groups(examples, prompts, completions, score, G, scale_advantages, group_offset + unit.first_group, version)
+    ro = sample_and_score(
+        sampler, prompt_ids, score, examples, G, params, seed, unit.first_group * G, group_offset + unit.first_group, scale_advantages, version
+    )
+    samples = ro.samples
     groups = [samples[b * G : (b + 1) * G] for b in range(len(examples))]
     report = UnitResult(
         unit=unit.index,
@@ -109,34 +109,11 @@ def sample_unit(
         advantages=[s.advantage for s in samples],
         lengths=[s.num_tokens for s in samples],
         finish_reasons=[s.finish_reason for s in samples],
-        sampling_s=t1 - t0,
-        scoring_s=time.perf_counter() - t1,
+        sampling_s=ro.metrics["time/sampling_s"],
+        scoring_s=ro.metrics["time/scoring_s"],
         version=version,
     )
     return report, groups
-
-
-def pack_groups(kept: Sequence[tuple[int, int]], size: int) -> list[list[int]]:
-    """Pack `(group, kept samples)` pairs, in order, into deliveries of whole groups holding
-    at most `size` samples (a larger group travels alone); empty groups are left out.
-
-    >>> pack_groups([(0, 3), (1, 0), (2, 2), (3, 5), (4, 1)], 4)
-    [[0], [2], [3], [4]]
-    >>> pack_groups([(0, 1), (1, 2), (2, 1), (3, 4)], 4)
-    [[0, 1, 2], [3]]
-    """
-    out: list[list[int]] = []
-    current: list[int] = []
-    filled = 0
-    for group, n in kept:
-        if n == 0:
-            continue
-        if current and filled + n > size:
-            out.append(current)
-            current, filled = [], 0
-        current.append(group)
-        filled += n
-    return out + ([current] if current else [])
 
 
 def check_deliveries(step: int, deliveries: Sequence[Delivery], expected: dict[int, int]) -> None:

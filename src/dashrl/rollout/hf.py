@@ -100,7 +100,8 @@ DECODERS = ("static", "plain")
 class HFSampler:
     """Sampler over a transformers causal LM.
 
-    With `dtype="fp32"` it decodes with the trainer's own model (nothing to sync). With
+    With `dtype="fp32"` it decodes with the model it is given (the trainer's own one, then
+    nothing to sync; `dashrl.policy.Policy.sampler_model` gives a merged copy for LoRA). With
     `dtype="bf16"` it keeps its own pure-bf16 copy of the weights, like an inference
     worker: decoding in bf16 weights is ~25% faster here than under autocast, and
     `load_weights` refreshes the copy in one `load_state_dict` call per step.
@@ -122,7 +123,6 @@ class HFSampler:
         self.prepack = True  # static decoder: bf16 CPU weights reordered once per call for oneDNN (False: for A/B runs)
         self.compile = False  # static decoder: torch.compile the per-layer code around attention (see bench --sampling)
         self._compiled: Any = None
-        self._source = model
         self.model = model
         if dtype == "bf16" and next(model.parameters()).dtype != torch.bfloat16:
             self.model = copy.deepcopy(model).to(torch.bfloat16).requires_grad_(False).eval()
@@ -131,8 +131,9 @@ class HFSampler:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
 
     def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
-        if self.model is self._source:
-            return  # decoding with the trainer's own weights: already current
+        own = self.model.state_dict()
+        if all(k in own and own[k].data_ptr() == v.data_ptr() for k, v in state.items()):
+            return  # the very tensors it decodes with (the trainer's own fp32 model): already current
         self.model.load_state_dict(state, strict=True)
 
     def generate(

@@ -92,6 +92,62 @@ def score_groups(
     ]
 
 
+def sample_and_score(
+    sampler: Any,
+    prompt_ids: Callable[[Any], list[int]],
+    score: Callable[[Sequence[Any], Sequence[str]], list[float]],
+    examples: Sequence[Any],
+    group_size: int,
+    params: Any,
+    seed: int,
+    start: int = 0,
+    first_group: int = 0,
+    scale: bool = True,
+    version: int = 0,
+) -> Rollouts:
+    """Sample G completions of each example in ONE `sampler.generate` call, score them and give
+    each its group advantage: the one function the local source and the Ray sampler actors run.
+
+    `start` is the index of this call's first sample within the sampling call it is part of
+    (its seeds, see `Sampler.generate`); `first_group` is the group id of its first example.
+    The metrics hold `time/sampling_s` and `time/scoring_s`.
+    """
+    import time
+
+    G = group_size
+    prompts = [prompt_ids(ex) for ex in examples for _ in range(G)]
+    t0 = time.perf_counter()
+    completions = sampler.generate(prompts, params, seed=seed, start=start)
+    t1 = time.perf_counter()
+    samples = score_groups(examples, prompts, completions, score, G, scale, first_group, version)
+    metrics = {**rollout_metrics(samples), "time/sampling_s": t1 - t0, "time/scoring_s": time.perf_counter() - t1}
+    return Rollouts(samples, metrics)
+
+
+def pack_groups(kept: Sequence[tuple[int, int]], size: int) -> list[list[int]]:
+    """Pack `(group, samples)` pairs, in order, into packs of whole groups holding at most
+    `size` samples (a larger group goes alone); empty groups are left out. The one packer of
+    micro-batches (`dashrl.train.batching`) and of the Ray trainers' deliveries.
+
+    >>> pack_groups([(0, 3), (1, 0), (2, 2), (3, 5), (4, 1)], 4)
+    [[0], [2], [3], [4]]
+    >>> pack_groups([(0, 1), (1, 2), (2, 1), (3, 4)], 4)
+    [[0, 1, 2], [3]]
+    """
+    out: list[list[int]] = []
+    current: list[int] = []
+    filled = 0
+    for group, n in kept:
+        if n == 0:
+            continue
+        if current and filled + n > size:
+            out.append(current)
+            current, filled = [], 0
+        current.append(group)
+        filled += n
+    return out + ([current] if current else [])
+
+
 def rollout_metrics(samples: Sequence[Any]) -> dict[str, float]:
     """Reward, accuracy, advantage and length statistics of one pass (Sample or SampleRef).
 

@@ -7,14 +7,15 @@ from typing import Sequence
 
 import torch
 
-from dashrl.rollout.samples import Sample
+from dashrl.rollout.samples import Sample, pack_groups
 
 
 def micro_batches(samples: Sequence[Sample], by: str, size: int, token_budget: int = 4096) -> list[list[int]]:
     """Cut sample indices into micro-batches; every index appears exactly once.
 
     - `samples`: at most `size` samples each, sorted by length so padding is small.
-    - `groups`: whole groups together (a group is split only when larger than `size`).
+    - `groups`: whole groups together (`dashrl.rollout.samples.pack_groups`); a group larger
+      than `size` alone, cut into micro-batches of `size`.
     - `tokens`: sorted by length, as many as fit `token_budget` padded tokens (at least one).
 
     >>> s = [Sample([1], [2] * n, [0.0] * n, 0.0, 1.0, n // 2, "stop") for n in (1, 5, 2, 4)]
@@ -22,20 +23,14 @@ def micro_batches(samples: Sequence[Sample], by: str, size: int, token_budget: i
     [[1, 3], [2, 0]]
     """
     if by == "groups":
-        out: list[list[int]] = []
-        order: dict[int, list[int]] = {}
+        members: dict[int, list[int]] = {}
         for i, s in enumerate(samples):
-            order.setdefault(s.group, []).append(i)
-        current: list[int] = []
-        for members in order.values():
-            if current and len(current) + len(members) > size:
-                out.append(current)
-                current = []
-            while len(members) > size:
-                out.append(members[:size])
-                members = members[size:]
-            current = current + members
-        return out + ([current] if current else [])
+            members.setdefault(s.group, []).append(i)
+        out: list[list[int]] = []
+        for pack in pack_groups([(g, len(m)) for g, m in members.items()], size):
+            flat = [i for g in pack for i in members[g]]
+            out += [flat[j : j + size] for j in range(0, len(flat), size)]  # only a lone group larger than `size` is cut
+        return out
     ranked = sorted(range(len(samples)), key=lambda i: -samples[i].length)
     if by == "samples":
         return [ranked[i : i + size] for i in range(0, len(ranked), size)]

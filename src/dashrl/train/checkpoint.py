@@ -3,7 +3,8 @@
 A checkpoint is a folder `RUN/checkpoints/step-NNNNNN` (NNNNNN = optimizer steps done) with
 
 - the weights and tokenizer from `save_pretrained` (loadable by plain transformers), in
-  fp32 or, with `run.save_dtype = "bf16"`, in bf16 (half the size, for sharing);
+  fp32 or, with `run.save_dtype = "bf16"`, in bf16 (half the size, for sharing); with LoRA
+  (`lora.r > 0`) peft's adapter files instead, in fp32 (`dashrl.policy`);
 - `trainer_state.pt`: optimizer and LR-scheduler state, every RNG state (python, numpy,
   torch) and the step counters: what `dashrl train --resume` needs to go on bit for bit
   (plus the fp32 master weights when the weights file is bf16). The optimizer moments are
@@ -88,6 +89,9 @@ def save_checkpoint(
 ) -> Path:
     """Save weights + tokenizer (`save_pretrained`), `state` (a torch file) and `extra` (JSON).
 
+    `model` is a `dashrl.policy.Policy` (a LoRA policy writes peft's adapter files instead
+    of the whole model) or a plain transformers model.
+
     `save_dtype="bf16"` writes the weights file in bf16; `state`, if given, then also holds
     the fp32 weights (`MASTER_KEY`), which `load_weights(model, ckpt, state)` restores.
     Written into a temporary folder, then renamed to `checkpoints/step-NNNNNN`; the file
@@ -99,6 +103,8 @@ def save_checkpoint(
     """
     import torch
 
+    from dashrl.policy import MERGED, as_policy
+
     if save_dtype not in SAVE_DTYPES:
         raise ValueError(f"save_dtype: expected one of {', '.join(SAVE_DTYPES)}, got {save_dtype!r}")
     ckpt_root = Path(run_dir) / "checkpoints"
@@ -107,15 +113,15 @@ def save_checkpoint(
     if is_complete(final):
         atomic_write_text(ckpt_root / "latest", final.name + "\n")
         return final
+    policy = as_policy(model)
     tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=".tmp-"))
     try:
-        if save_dtype == "bf16":
-            _save_bf16(model, tmp)
-            if state is not None:
-                state = {**state, MASTER_KEY: model.state_dict()}
-        else:
-            model.save_pretrained(tmp)
+        exact = policy.save(tmp, save_dtype)
+        if exact is not None and state is not None:
+            state = {**state, MASTER_KEY: exact}
         tokenizer.save_pretrained(tmp)
+        if (tmp / MERGED).is_dir():  # a LoRA checkpoint's merged model: a whole model folder
+            tokenizer.save_pretrained(tmp / MERGED)
         if state is not None:
             torch.save(state, tmp / STATE_FILE)
         (tmp / INFO_FILE).write_text(json.dumps({"step": step, "weights_dtype": save_dtype, **(extra or {})}, indent=1))
@@ -133,24 +139,6 @@ def save_checkpoint(
     fsync_dir(ckpt_root)
     atomic_write_text(ckpt_root / "latest", final.name + "\n")
     return final
-
-
-def _save_bf16(model: Any, folder: Path) -> None:
-    """`save_pretrained` with bf16 weights and `dtype = bfloat16` in config.json; the
-    model itself (the fp32 master copy) is left as it is."""
-    import torch
-
-    cast: dict[int, Any] = {}  # by storage: tied weights stay one tensor, saved once
-    weights = {}
-    for k, v in model.state_dict().items():
-        if v.is_floating_point():
-            v = cast.setdefault(v.data_ptr(), v.to(torch.bfloat16))
-        weights[k] = v
-    model.save_pretrained(folder, state_dict=weights)
-    config = folder / "config.json"
-    data = json.loads(config.read_text())
-    data["dtype"] = "bfloat16"
-    config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def is_complete(ckpt: Path) -> bool:
@@ -182,31 +170,16 @@ def read_info(ckpt: Path) -> dict[str, Any]:
 
 # -- load ---------------------------------------------------------------------------------
 def load_weights(model: Any, ckpt: Path, state: dict[str, Any] | None = None) -> None:
-    """Copy the weights saved in `ckpt` into `model` in place, exactly.
+    """Copy the weights saved in `ckpt` into `model` (a Policy or a transformers model) in place, exactly.
 
     If `state` (the checkpoint's `load_state`) holds fp32 master weights (a bf16 weights
     file), those are loaded instead, so a resume stays bit-exact. Tied weights (saved once
     by `save_pretrained`) are the only keys allowed to be missing.
     """
-    from safetensors.torch import load_file
+    from dashrl.policy import as_policy
 
-    weights: dict[str, Any] = {}
-    if state is not None and MASTER_KEY in state:
-        weights = dict(state[MASTER_KEY])
-    else:
-        files = sorted(Path(ckpt).glob("*.safetensors"))
-        if not files:
-            raise FileNotFoundError(f"{ckpt} holds no .safetensors weights")
-        for f in files:
-            weights.update(load_file(f))
-    result = model.load_state_dict(weights, strict=False)
-    if result.unexpected_keys:
-        raise ValueError(f"{ckpt}: weights that the model does not have: {result.unexpected_keys[:5]}")
-    params = model.state_dict()
-    loaded_ptrs = {params[k].data_ptr() for k in weights if k in params}
-    untied = [k for k in result.missing_keys if params[k].data_ptr() not in loaded_ptrs]
-    if untied:
-        raise ValueError(f"{ckpt}: weights missing from the checkpoint: {untied[:5]}")
+    exact = state.get(MASTER_KEY) if state is not None else None
+    as_policy(model).load(Path(ckpt), exact)
 
 
 def load_state(ckpt: Path) -> dict[str, Any]:

@@ -282,12 +282,12 @@ def open_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, total_opt: 
     sampler and trainer actors on Ray when `dist.samplers > 0` (`dashrl.dist.backend`)."""
     import contextlib
 
-    from dashrl.train.trainer import Trainer
+    from dashrl.train.trainer import Learner, Trainer
 
-    if cfg.dist.samplers > 0:  # the trainer actors wrap the same Trainer
+    if cfg.dist.samplers > 0:  # the trainer actors wrap the Learner (no sampler)
         from dashrl.dist import ray_backend
 
-        return ray_backend(cfg, model, tokenizer, task, total_opt, Trainer)
+        return ray_backend(cfg, model, tokenizer, task, total_opt, Learner)
     trainer = Trainer(cfg, model, tokenizer, total_opt, task=task)
     return contextlib.nullcontext((trainer, trainer))
 
@@ -298,7 +298,7 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
         best = best_checkpoint(run_dir)
         prune_checkpoints(run_dir, cfg.run.keep_last, keep=[best] if best else [])  # leftovers of a crash
         state = load_state(ckpt)
-        load_weights(learner.model, ckpt, state)
+        load_weights(learner.policy, ckpt, state)
         learner.load_state_dict(state["trainer"])
         learner.sync()  # the samplers' own copies
         set_rng_state(state["rng"])
@@ -379,11 +379,11 @@ def _write_row(writer: MetricsWriter, row: dict[str, Any]) -> None:
 
 def _save(cfg: Config, run_dir: Path, learner: Any, rows: list[dict[str, Any]], step: int, cycle: int, elapsed: float, interrupted: bool) -> Path:
     """Save a resumable checkpoint, record it as best if it is, prune old ones."""
-    trainer_state = learner.state_dict()  # on Ray: also pulls the weights into learner.model
+    trainer_state = learner.state_dict()  # on Ray: also pulls the weights into learner.policy
     state = {"trainer": trainer_state, "rng": rng_state()} if cfg.run.keep_state != "none" else None
     extra = {"cycle": cycle, "elapsed_s": elapsed, "interrupted": interrupted, "kernels": kernels.record()}
     try:
-        path = save_checkpoint(run_dir, step, learner.model, learner.tokenizer, extra, state, cfg.run.save_dtype)
+        path = save_checkpoint(run_dir, step, learner.policy, learner.tokenizer, extra, state, cfg.run.save_dtype)
         if cfg.run.best:
             value = next((r[cfg.run.best] for r in reversed(rows) if isinstance(r.get(cfg.run.best), (int, float))), None)
             if value is not None:

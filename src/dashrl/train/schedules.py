@@ -54,7 +54,7 @@ class Learner(Protocol):
     """What turns samples into an optimizer step."""
 
     cfg: Config
-    model: Any
+    policy: Any  # dashrl.policy.Policy: what checkpoints save and load
     tokenizer: Any
 
     def backprop(self, samples: Sequence[Any], norm: Norm) -> dict[str, float]:

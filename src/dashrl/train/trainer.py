@@ -1,16 +1,18 @@
 """The pieces every update schedule is built from: rollout, backprop, optimizer step, sync.
 
 The schedules in `dashrl.train.schedules` talk to two interfaces (`RolloutSource`,
-`Learner` in `dashrl.train.schedules`). In one process, `Trainer` is both: it holds
-the model, sampler, optimizer and task. On Ray (`dashrl.dist.backend`) the source is
-the sampler actors and the learner a group of trainer actors, each wrapping a
-`Trainer`. All sampling results live in CPU memory as `Sample` records until a
-micro-batch asks for them.
+`Learner` in `dashrl.train.schedules`). `Learner` here holds the policy
+(`dashrl.policy.Policy`), the optimizer, backprop and their state, and no sampler;
+`LocalSource` holds the sampler and the task. In one process `Trainer` is a `Learner`
+with its `LocalSource`, both interfaces in one object. On Ray (`dashrl.dist.backend`)
+the source is the sampler actors and the learner a group of trainer actors, each
+wrapping a `Learner`; the local source and the sampler actors sample and score through
+one function (`dashrl.rollout.samples.sample_and_score`). All sampling results live in
+CPU memory as `Sample` records until a micro-batch asks for them.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
 import os
@@ -25,8 +27,9 @@ from dashrl.data import Example
 from dashrl.data.prompts import build_prompt
 from dashrl.data.tasks import Task, make_task
 from dashrl.models import autocast_ctx
+from dashrl.policy import Policy, make_policy
 from dashrl.rollout import SamplingParams, make_sampler
-from dashrl.rollout.samples import Rollouts, Sample, rollout_metrics, sample_seed, score_groups
+from dashrl.rollout.samples import Rollouts, Sample, sample_and_score, sample_seed
 from dashrl.train.batching import collate, micro_batches
 from dashrl.totals import Totals
 from dashrl.train.logprobs import completion_logprobs, packable, packed_logprobs, shared_prompt_logprobs
@@ -61,36 +64,28 @@ def deterministic_kernels(on: bool) -> None:
     torch.use_deterministic_algorithms(on, warn_only=True)
 
 
-class Trainer:
-    """Model, sampler, optimizer and task of one run, and the operations on them."""
+class Learner:
+    """Policy, optimizer and LR schedule of one run, and backprop and the optimizer step on them.
+
+    `model` is the raw transformers model (`lora.r > 0` wraps it with adapters in place).
+    """
 
     def __init__(self, cfg: Config, model: Any, tokenizer: Any, optimizer_steps: int, task: Task | None = None):
         deterministic_kernels(cfg.train.deterministic)
         self.cfg = cfg
-        self.model = model
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
+        self.policy: Policy = make_policy(cfg, model)
+        self.model = self.policy.module  # what trains (the peft wrapper with LoRA)
         if cfg.model.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
-        self.ref_model = None
-        if cfg.algo.beta > 0:  # frozen copy of the initial policy, only when the KL term is on
-            self.ref_model = copy.deepcopy(model).requires_grad_(False).eval()
-            if cfg.model.dtype == "bf16":
-                self.ref_model.to(torch.bfloat16)
-        self.sampler = make_sampler(cfg.sampler.backend, model=model, tokenizer=tokenizer, dtype=cfg.model.dtype)
-        self.params = SamplingParams(
-            max_new_tokens=cfg.sampler.max_new_tokens,
-            temperature=cfg.sampler.temperature,
-            top_p=cfg.sampler.top_p,
-            top_k=cfg.sampler.top_k,
-            batch_size=cfg.sampler.batch_size,
-        )
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+            self.policy.model.gradient_checkpointing_enable()
+            if self.policy.lora:  # frozen embeddings: the checkpointed blocks need an input that requires grad
+                self.policy.model.enable_input_require_grads()
+        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda s: lr_lambda(s, cfg.train.warmup_steps, optimizer_steps, cfg.train.lr_schedule),
         )
-        self.task: Task = task if task is not None else make_task(cfg.task, cfg.train.seed)
         a = cfg.algo
         self.loss_fn = make_loss(a.loss, aggregation=a.aggregation, clip_eps=a.clip_eps)
         self.kl_term = KLTerm(a.beta, a.kl_estimator, a.aggregation) if a.beta > 0 else None
@@ -98,33 +93,12 @@ class Trainer:
         # the packed pass after its attention function is switched back: use the plain pass.
         gc = cfg.model.gradient_checkpointing
         shared = cfg.train.share_prompts and not gc
-        packed = cfg.train.packed and not gc and packable(model)
+        packed = cfg.train.packed and not gc and packable(self.policy.model)
         fn = packed_logprobs if packed else shared_prompt_logprobs if shared else completion_logprobs
         self._logprobs = functools.partial(fn, chunk=cfg.train.head_chunk)
         self.logprob_pass = f"{fn.__name__}, head_chunk {cfg.train.head_chunk}"  # which pass backprop runs (bench, tests)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self._prompt_cache: dict[str, list[int]] = {}
-        self.generate_calls = 0  # sampler.generate calls so far
         self.forward_samples = 0  # samples that went through a training forward pass
-
-    # -- sampling -----------------------------------------------------------------
-    def prompt_ids(self, ex: Example) -> list[int]:
-        if ex.id not in self._prompt_cache:
-            self._prompt_cache[ex.id] = build_prompt(self.tokenizer, ex)
-        return self._prompt_cache[ex.id]
-
-    def rollout(self, examples: Sequence[Example], seed: int, first_group: int = 0) -> Rollouts:
-        """Sample G completions for each example in ONE generate call, score, compute advantages."""
-        G = self.cfg.algo.group_size
-        prompts = [self.prompt_ids(ex) for ex in examples for _ in range(G)]
-        t0 = time.perf_counter()
-        completions = self.sampler.generate(prompts, self.params, seed=seed)
-        self.generate_calls += 1
-        t1 = time.perf_counter()
-        a = self.cfg.algo
-        samples = score_groups(examples, prompts, completions, self.task.score, G, a.scale_advantages, first_group, self.version)
-        metrics = {**rollout_metrics(samples), "time/sampling_s": t1 - t0, "time/scoring_s": time.perf_counter() - t1}
-        return Rollouts(samples, metrics)
 
     # -- backprop -------------------------------------------------------------------
     def backprop(self, samples: Sequence[Sample], norm: Norm) -> dict[str, float]:
@@ -137,15 +111,16 @@ class Trainer:
         t0 = time.perf_counter()
         totals = Totals()
         trained_tokens, nonfinite = 0, False
+        model = self.policy.model
         self.model.train()
         for idx in micro_batches(samples, cfg.train.micro_batch_by, cfg.train.micro_batch_size, cfg.train.token_budget):
             mb = collate([samples[i] for i in idx], self.pad_id, self.device)
             ref_logprobs = None
-            with autocast_ctx(self.model, cfg.model.dtype):
-                if self.ref_model is not None:
-                    with torch.no_grad():
-                        ref_logprobs = self._logprobs(self.ref_model, mb, self._temperature)
-                logprobs = self._logprobs(self.model, mb, self._temperature)  # [N, T]
+            with autocast_ctx(model, cfg.model.dtype):
+                if self.kl_term is not None:
+                    with torch.no_grad(), self.policy.reference() as ref:
+                        ref_logprobs = self._logprobs(ref, mb, self._temperature)
+                logprobs = self._logprobs(model, mb, self._temperature)  # [N, T]
                 inputs = LossInputs(logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask, norm)
                 loss, metrics = self.loss_fn(inputs)
                 if self.kl_term is not None:  # the one place the KL term joins the loss
@@ -177,11 +152,11 @@ class Trainer:
     def lr(self) -> float:
         return float(self.scheduler.get_last_lr()[0])
 
-    # -- optimizer and sync --------------------------------------------------------------
+    # -- optimizer ----------------------------------------------------------------------
     def optimizer_step(self, nonfinite: bool) -> dict[str, Any]:
         """Clip, step, schedule; skipped (gradients dropped) when the loss or norm is not finite."""
         t0 = time.perf_counter()
-        params = [p for p in self.model.parameters() if p.grad is not None]
+        params = [p for p in self.policy.parameters() if p.grad is not None]
         max_norm = self.cfg.train.max_grad_norm if self.cfg.train.max_grad_norm > 0 else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else 0.0
         out: dict[str, Any] = {"grad_norm": grad_norm, "lr": self.scheduler.get_last_lr()[0]}
@@ -196,34 +171,93 @@ class Trainer:
         out["time/optimizer_s"] = time.perf_counter() - t0
         return out
 
+    # -- checkpoint state (weights are saved and loaded separately) ----------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What a resume needs besides the weights: optimizer, LR schedule and counters."""
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "forward_samples": self.forward_samples}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()`; load the weights first."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.forward_samples = int(state["forward_samples"])
+
+
+class LocalSource:
+    """The rollout source of one process: a sampler on the policy's sampling weights, and the task."""
+
+    def __init__(self, cfg: Config, policy: Policy, tokenizer: Any, task: Task):
+        self.cfg, self.tokenizer, self.task = cfg, tokenizer, task
+        self.sampler = make_sampler(cfg.sampler.backend, model=policy.sampler_model(), tokenizer=tokenizer, dtype=cfg.model.dtype)
+        s = cfg.sampler
+        self.params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, batch_size=s.batch_size)
+        self._prompt_cache: dict[str, list[int]] = {}
+        self.generate_calls = 0  # sampler.generate calls so far
+
+    def prompt_ids(self, ex: Example) -> list[int]:
+        if ex.id not in self._prompt_cache:
+            self._prompt_cache[ex.id] = build_prompt(self.tokenizer, ex)
+        return self._prompt_cache[ex.id]
+
+    def rollout(self, examples: Sequence[Example], seed: int, first_group: int = 0, version: int = 0) -> Rollouts:
+        """Sample G completions for each example in ONE generate call, score, compute advantages."""
+        a = self.cfg.algo
+        ro = sample_and_score(self.sampler, self.prompt_ids, self.task.score, examples, a.group_size, self.params, seed,
+                              first_group=first_group, scale=a.scale_advantages, version=version)  # fmt: skip
+        self.generate_calls += 1
+        return ro
+
+    def load_weights(self, policy: Policy) -> float:
+        """Give the sampler the policy's current weights (one transfer); returns seconds."""
+        t0 = time.perf_counter()
+        self.sampler.load_weights(policy.sampler_weights())
+        return time.perf_counter() - t0
+
+
+class Trainer(Learner):
+    """One process: a `Learner` and its `LocalSource`, the `Learner` and `RolloutSource` in one object."""
+
+    def __init__(self, cfg: Config, model: Any, tokenizer: Any, optimizer_steps: int, task: Task | None = None):
+        super().__init__(cfg, model, tokenizer, optimizer_steps)
+        self.source = LocalSource(cfg, self.policy, tokenizer, task if task is not None else make_task(cfg.task, cfg.train.seed))
+
+    @property
+    def task(self) -> Task:
+        return self.source.task
+
+    @property
+    def sampler(self) -> Any:
+        return self.source.sampler
+
+    @property
+    def generate_calls(self) -> int:
+        return self.source.generate_calls
+
+    def prompt_ids(self, ex: Example) -> list[int]:
+        return self.source.prompt_ids(ex)
+
+    def rollout(self, examples: Sequence[Example], seed: int, first_group: int = 0) -> Rollouts:
+        """Sample G completions for each example in ONE generate call, score, compute advantages."""
+        return self.source.rollout(examples, seed, first_group, self.version)
+
     def ahead(self, step: int) -> None:
         """One process samples each step when it comes (no overlap)."""
 
     def eval_sampler(self) -> Any:
         """A sampler holding the current weights, for in-training evaluation."""
-        return self.sampler
+        return self.source.sampler
 
     def sync(self) -> float:
         """Send the new weights to the sampler (one transfer); returns seconds."""
-        t0 = time.perf_counter()
-        self.sampler.load_weights(self.model.state_dict())
-        return time.perf_counter() - t0
+        return self.source.load_weights(self.policy)
 
-    # -- checkpoint state (weights are saved and loaded separately) ----------------------
     def state_dict(self) -> dict[str, Any]:
-        """What a resume needs besides the weights: optimizer, LR schedule and counters."""
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "generate_calls": self.generate_calls,
-            "forward_samples": self.forward_samples,
-        }
+        return {**super().state_dict(), "generate_calls": self.source.generate_calls}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()`; load the weights first, then call `sync()`."""
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.generate_calls = int(state["generate_calls"])
-        self.forward_samples = int(state["forward_samples"])
+        super().load_state_dict(state)
+        self.source.generate_calls = int(state.get("generate_calls", 0))
 
-__all__ = ["Trainer", "lr_lambda", "sample_seed"]  # sample_seed lives in dashrl.rollout.samples
+
+__all__ = ["Learner", "LocalSource", "Trainer", "lr_lambda", "sample_seed"]  # sample_seed lives in dashrl.rollout.samples
