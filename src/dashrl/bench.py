@@ -246,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
             order = names[step % len(names) :] + names[: step % len(names)]
             for v in order:
                 for row in steppers[v](step):
+                    row.pop("_samples", None)  # the run loop's sample log; a bench keeps numbers only
                     rows[v].append(row)
                     clock[v] += row["time/step_s"]
                     curves[v].append((clock[v], row.get("reward/mean") or 0.0))

@@ -106,7 +106,7 @@ class SamplerWorker:
         """Returns `(UnitResult, samples of group 0, of group 1, ...)`: one object each."""
         a = self.cfg.algo
         report, groups = sample_unit(
-            self.sampler, self._prompt_ids, self.task.score, examples, unit, a.group_size, self.params, seed,
+            self.sampler, self._prompt_ids, self.task.grade, examples, unit, a.group_size, self.params, seed,
             a.scale_advantages, group_offset, self.version,
         )
         report.worker = self.index

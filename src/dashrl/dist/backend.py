@@ -243,6 +243,12 @@ class _Job:
             unit, i, actor, refs = self.pending.pop(ready[0])
             try:
                 reports.append((ray.get(ready[0]), refs))
+            except ray.exceptions.RayTaskError as e:  # the sampler's scoring raised: a reward function's fault
+                from dashrl.rewards.funcs import RewardError
+
+                if isinstance(e.cause, RewardError):
+                    raise RewardError(str(e.cause)) from None
+                raise
             except ray.exceptions.RayActorError as e:
                 self.tries[unit.index] = self.tries.get(unit.index, 0) + 1
                 if self.tries[unit.index] > MAX_UNIT_RETRIES:

@@ -65,20 +65,22 @@ class UnitResult:
     scoring_s: float
     version: int = 0  # optimizer steps of the weights that sampled it
     worker: int = -1
+    infos: list[dict] = field(default_factory=list)  # per sample: text, rewards per function, correct
 
     def refs(self, group_refs: Sequence[Any], group_size: int) -> list[SampleRef]:
         """The unit's samples as driver-side records, `group_refs[b]` holding group b's samples."""
         G = group_size
+        infos = self.infos or [{}] * len(self.rewards)
         return [
-            SampleRef(self.first_group + i // G, i % G, r, a, n, f, group_refs[i // G], self.version)
-            for i, (r, a, n, f) in enumerate(zip(self.rewards, self.advantages, self.lengths, self.finish_reasons))
+            SampleRef(self.first_group + i // G, i % G, r, a, n, f, group_refs[i // G], self.version, info)
+            for i, (r, a, n, f, info) in enumerate(zip(self.rewards, self.advantages, self.lengths, self.finish_reasons, infos))
         ]
 
 
 def sample_unit(
     sampler: Sampler,
     prompt_ids: Callable[[Example], list[int]],
-    score: Callable[[Sequence[Example], Sequence[str]], list[float]],
+    grade: Callable[[Sequence[Example], Sequence[Any]], Any],
     examples: Sequence[Example],
     unit: Unit,
     group_size: int,
@@ -100,7 +102,7 @@ def sample_unit(
     t0 = time.perf_counter()
     completions = generate_at(sampler, prompts, params, seed, unit.first_group * G)
     t1 = time.perf_counter()
-    samples = score_groups(examples, prompts, completions, score, G, scale_advantages, group_offset + unit.first_group, version)
+    samples = score_groups(examples, prompts, completions, grade, G, scale_advantages, group_offset + unit.first_group, version)
     groups = [samples[b * G : (b + 1) * G] for b in range(len(examples))]
     report = UnitResult(
         unit=unit.index,
@@ -112,6 +114,7 @@ def sample_unit(
         sampling_s=t1 - t0,
         scoring_s=time.perf_counter() - t1,
         version=version,
+        infos=[s.info for s in samples],
     )
     return report, groups
 

@@ -120,6 +120,18 @@ class Loggers:
                 self._warn(f"{name} failed ({type(e).__name__}: {e}); logging without it")
                 self._active.pop(name)
 
+    def log_samples(self, records: list[dict[str, Any]], step: int) -> None:
+        """The step's logged groups (`dashrl.train.sample_log`) as a table, for loggers that show one."""
+        if not records:
+            return
+        for name, logger in list(self._active.items()):
+            if hasattr(logger, "table"):
+                try:
+                    logger.table(records, step)
+                except Exception as e:
+                    self._warn(f"{name} failed ({type(e).__name__}: {e}); logging without it")
+                    self._active.pop(name)
+
     def close(self) -> None:
         for logger in self._active.values():
             try:
@@ -144,6 +156,12 @@ class _TensorBoard:
             self.writer.add_scalar(k, v, step)
         self.writer.flush()
 
+    def table(self, records: list[dict[str, Any]], step: int) -> None:
+        from dashrl.train.sample_log import markdown_table
+
+        self.writer.add_text("samples", markdown_table(records), step)
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.close()
 
@@ -161,6 +179,13 @@ class _WandB:
 
     def log(self, scalars: dict[str, float], step: int) -> None:
         self.run.log(scalars, step=step)
+
+    def table(self, records: list[dict[str, Any]], step: int) -> None:
+        import wandb
+
+        cols = ["step", "group", "prompt", "completion", "reward", "advantage", "kept"]
+        rows = [[r["step"], r["group"], r["prompt"], c["text"], c["reward"], c["advantage"], c["kept"]] for r in records for c in r["completions"]]
+        self.run.log({"samples": wandb.Table(columns=cols, data=rows)}, step=step)
 
     def close(self) -> None:
         self.run.finish()

@@ -90,7 +90,7 @@ class Trainer:
             self.optimizer,
             lambda s: lr_lambda(s, cfg.train.warmup_steps, optimizer_steps, cfg.train.lr_schedule),
         )
-        self.task: Task = task if task is not None else make_task(cfg.task, cfg.train.seed)
+        self.task: Task = task if task is not None else make_task(cfg.task, cfg.train.seed, reward=cfg.reward)
         a = cfg.algo
         self.loss_fn = make_loss(a.loss, aggregation=a.aggregation, clip_eps=a.clip_eps)
         self.kl_term = KLTerm(a.beta, a.kl_estimator, a.aggregation) if a.beta > 0 else None
@@ -122,7 +122,7 @@ class Trainer:
         self.generate_calls += 1
         t1 = time.perf_counter()
         a = self.cfg.algo
-        samples = score_groups(examples, prompts, completions, self.task.score, G, a.scale_advantages, first_group, self.version)
+        samples = score_groups(examples, prompts, completions, self.task.grade, G, a.scale_advantages, first_group, self.version)
         metrics = {**rollout_metrics(samples), "time/sampling_s": t1 - t0, "time/scoring_s": time.perf_counter() - t1}
         return Rollouts(samples, metrics)
 
