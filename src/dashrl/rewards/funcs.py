@@ -79,7 +79,7 @@ def integer_reward_fn(completions: Sequence[Any], answer: Sequence[Any], **kwarg
     >>> integer_reward_fn(["9 * 3 = 27.", "28"], ["27", "27"])
     [1.0, 0.0]
     """
-    from dashrl.data.arithmetic import integer_reward
+    from dashrl.rewards.integer import integer_reward
 
     return [None if a is None else integer_reward(_text(c), str(a)) for c, a in zip(completions, answer)]
 
