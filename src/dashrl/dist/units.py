@@ -5,7 +5,8 @@ A step's batch is M prompts x G samples, group-major: sample `i` belongs to grou
 samples, chunk `c` seeded by `(seed, c * batch_size)`. A *unit* is the smallest run of
 whole chunks that is also a run of whole groups, `lcm(batch_size, G)` samples: a
 sampler actor decodes a unit chunk by chunk with exactly the seeds the single process
-would use, scores it and computes its groups' advantages. So what is sampled depends
+would use; the driver scores it (`score_report`: the reward functions run in the driver
+process on every path) and computes its groups' advantages. So what is sampled depends
 on (seed, step, weights) only, never on how many samplers there are, which sampler ran
 a unit, or whether a unit was sampled again after its first sampler died.
 """
@@ -80,7 +81,7 @@ class UnitResult:
 def sample_unit(
     sampler: Sampler,
     prompt_ids: Callable[[Example], list[int]],
-    grade: Callable[[Sequence[Example], Sequence[Any]], Any],
+    grade: Callable[[Sequence[Example], Sequence[Any]], Any] | None,
     examples: Sequence[Example],
     unit: Unit,
     group_size: int,
@@ -91,7 +92,9 @@ def sample_unit(
     version: int = 0,
 ) -> tuple[UnitResult, list[list[Sample]]]:
     """Sample and score one unit (`dashrl.rollout.samples.score_groups`, as one process does);
-    returns its report and its samples, one list per group.
+    returns its report and its samples, one list per group. With `grade` None the unit is left
+    unscored (rewards and advantages 0; the report carries texts and token ids) for the driver
+    to score with `score_report`: the sampler actors run no reward function.
 
     `examples` are the unit's own B prompts; `unit` indexes them within ONE sampling call
     (its seeds), `group_offset` is that call's first group within the step. Gradient
@@ -102,7 +105,10 @@ def sample_unit(
     t0 = time.perf_counter()
     completions = generate_at(sampler, prompts, params, seed, unit.first_group * G)
     t1 = time.perf_counter()
-    samples = score_groups(examples, prompts, completions, grade, G, scale_advantages, group_offset + unit.first_group, version)
+    samples = score_groups(examples, prompts, completions, grade or _unscored, G, scale_advantages, group_offset + unit.first_group, version)
+    if grade is None:
+        for s, c in zip(samples, completions):
+            s.info["token_ids"] = c.token_ids
     groups = [samples[b * G : (b + 1) * G] for b in range(len(examples))]
     report = UnitResult(
         unit=unit.index,
@@ -117,6 +123,35 @@ def sample_unit(
         infos=[s.info for s in samples],
     )
     return report, groups
+
+
+def _unscored(examples: Sequence[Example], completions: Sequence[Any]) -> Any:
+    from dashrl.rewards.funcs import Scored
+
+    return Scored([0.0] * len(completions), {})
+
+
+def score_report(
+    report: UnitResult, examples: Sequence[Example], grade: Callable[[Sequence[Example], Sequence[Any]], Any], group_size: int, scale: bool
+) -> UnitResult:
+    """Score, on the driver, a unit its sampler left unscored: the rewards, advantages and per-sample
+    `info` that `score_groups` gives in one process, from the report's texts and token ids.
+
+    >>> from dashrl.rewards.funcs import Scored
+    >>> rep = UnitResult(0, 0, [0.0] * 2, [0.0] * 2, [1, 1], ["stop"] * 2, 0.0, 0.0,
+    ...                  infos=[{"text": t, "prompt_ids": [1], "token_ids": [2]} for t in ("a", "b")])
+    >>> score_report(rep, [Example(id="1", problem="p")], lambda e, c: Scored([float(x.text == "a") for x in c], {}), 2, True).advantages
+    [0.7070068120956421, -0.7070068120956421]
+    """
+    t0 = time.perf_counter()
+    completions = [Completion(info["token_ids"], info["text"], [], f) for info, f in zip(report.infos, report.finish_reasons)]
+    prompts = [info["prompt_ids"] for info in report.infos]
+    samples = score_groups(examples, prompts, completions, grade, group_size, scale, report.first_group, report.version)
+    report.rewards = [s.reward for s in samples]
+    report.advantages = [s.advantage for s in samples]
+    report.infos = [s.info for s in samples]
+    report.scoring_s = time.perf_counter() - t0
+    return report
 
 
 def pack_groups(kept: Sequence[tuple[int, int]], size: int) -> list[list[int]]:

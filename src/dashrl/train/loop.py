@@ -368,8 +368,11 @@ def _guarded_step(step_fn: Any, source: Any, learner: Any, cycle: int, opt_step:
     try:
         return step_fn(source, learner, cycle)
     except RewardError as e:
-        kept = f"the last checkpoint (step {saved_step}) is intact" if saved_step >= 0 else "no checkpoint was saved yet"
-        raise RunError(f"{e} at step {opt_step + 1}; {kept}; fix the function and resume with: {resume_command(run_dir)}") from e
+        if saved_step >= 0:
+            then = f"the last checkpoint (step {saved_step}) is intact; fix the function and resume with: {resume_command(run_dir)}"
+        else:
+            then = "no checkpoint was saved yet; fix the function and run again"
+        raise RunError(f"{e} at step {opt_step + 1}; {then}") from e
 
 
 def _write_row(writer: MetricsWriter, row: dict[str, Any]) -> None:
