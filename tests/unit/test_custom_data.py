@@ -114,3 +114,17 @@ def test_config_errors(args, message):
     with pytest.raises(ConfigError) as err:
         load_config(overrides=args)
     assert str(err.value).startswith(message)
+
+
+def test_hub_subset_and_split_reach_datasets(monkeypatch):
+    import datasets
+
+    seen = {}
+
+    def fake(repo, config=None, split=None):
+        seen.update(repo=repo, config=config, split=split)
+        return [{"question": "q", "answer": "1"}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    (ex,) = make_task(TaskConfig(name="hf:openai/gsm8k", subset="main", split="test"), seed=0).batch(0, 1)
+    assert seen == {"repo": "openai/gsm8k", "config": "main", "split": "test"} and ex.answer == "1"

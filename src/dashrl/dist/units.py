@@ -13,6 +13,7 @@ a unit, or whether a unit was sampled again after its first sampler died.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -106,10 +107,12 @@ def sample_unit(
     completions = generate_at(sampler, prompts, params, seed, unit.first_group * G)
     t1 = time.perf_counter()
     samples = score_groups(examples, prompts, completions, grade or _unscored, G, scale_advantages, group_offset + unit.first_group, version)
+    infos = [s.info for s in samples]  # travel in the report, to the driver
     if grade is None:
-        for s, c in zip(samples, completions):
-            s.info["token_ids"] = c.token_ids
-    groups = [samples[b * G : (b + 1) * G] for b in range(len(examples))]
+        for info, c in zip(infos, completions):
+            info["token_ids"] = c.token_ids
+    stored = [dataclasses.replace(s, info={}) for s in samples]  # what trainers fetch: no texts
+    groups = [stored[b * G : (b + 1) * G] for b in range(len(examples))]
     report = UnitResult(
         unit=unit.index,
         first_group=group_offset + unit.first_group,
@@ -120,7 +123,7 @@ def sample_unit(
         sampling_s=t1 - t0,
         scoring_s=time.perf_counter() - t1,
         version=version,
-        infos=[s.info for s in samples],
+        infos=infos,
     )
     return report, groups
 

@@ -385,11 +385,22 @@ def summarize(rows: Sequence[dict[str, Any]]) -> str:
         "|---|---|",
         f"| reward, first {w} | {reward[0]:.3f} |",
         f"| reward, last {w} | {reward[1]:.3f} |",
-        f"| accuracy, first / last {w} | {acc[0]:.3f} / {acc[1]:.3f} |",
+        *_func_lines(rows, w),
+        *([f"| accuracy, first / last {w} | {acc[0]:.3f} / {acc[1]:.3f} |"] if any("accuracy" in r for r in rows) else []),
         f"| seconds per step | {total / len(rows):.1f} |",
         f"| samples kept by the filter | {(sum(kept) / len(kept) if kept else float('nan')):.1%} |",
     ] + [f"| time share: {k} | {v:.1%} |" for k, v in share.items()]
     return "\n".join(lines) + f"\n\nfirst / last: {WINDOW_RULE}."
+
+
+def _func_lines(rows: Sequence[dict[str, Any]], w: str) -> list[str]:
+    """One line per reward function (`reward/<name>`), first / last; none for the task's own reward.
+
+    >>> _func_lines([{"reward/mean": 1.0, "reward/std": 0.0, "reward/fmt": 0.5}], "step")
+    ['| reward/fmt, first / last step | 0.500 / 0.500 |']
+    """
+    names = sorted({k for r in rows for k in r if k.startswith("reward/") and k not in ("reward/mean", "reward/std")})
+    return [f"| {k}, first / last {w} | {first_last(rows, k)[0]:.3f} / {first_last(rows, k)[1]:.3f} |" for k in names]
 
 
 def _loss_summary(rows: Sequence[dict[str, Any]], w: str) -> str:
