@@ -83,7 +83,7 @@ def test_reward_that_raises_keeps_checkpoints_and_resume_continues(tmp_path, tin
                       train={"steps": 3}, run={"save_every": 1})  # fmt: skip
     import copy
 
-    initial = copy.deepcopy(model)
+    initial, reference = copy.deepcopy(model), copy.deepcopy(model)
     with pytest.raises(RunError) as err:
         train(cfg, model, tok)
     msg = str(err.value)
@@ -102,6 +102,14 @@ def test_reward_that_raises_keeps_checkpoints_and_resume_continues(tmp_path, tin
     # the weighted sum: reward/mean = mean(integer) + 0.5 * mean(flaky) (neither returns None)
     for r in rows:
         assert r["reward/mean"] == pytest.approx(r["reward/integer"] + 0.5 * r["reward/flaky"])
+    # and the resumed run is the run that never failed, bit for bit
+    import torch
+
+    whole = train(tiny_config(tmp_path, task={"name": "arithmetic"}, reward={"funcs": f"integer,{rewards}:flaky", "weights": "1,0.5"},
+                              train={"steps": 3}, run={"name": "whole"}), reference, tok)  # fmt: skip
+    assert [r["reward/mean"] for r in read_metrics(whole.run_dir / "metrics.jsonl")] == [r["reward/mean"] for r in rows]
+    for (n, p), q in zip(initial.state_dict().items(), reference.state_dict().values()):
+        assert torch.equal(p, q), n
 
 
 def test_bad_function_fails_before_the_model_loads(tmp_path):
@@ -123,3 +131,27 @@ def test_sample_log_is_bounded(tmp_path, tiny_lm):
 
     log = SampleLog(res.run_dir, 1, 1e-6, tok, 0.01)  # a cap already reached: nothing more is written
     assert log.write(4, [object()]) == []
+
+
+def test_python_api_validates_before_the_model_loads(tmp_path):
+    import dashrl
+    from dashrl.config import ConfigError
+    from dashrl.data.datasets import DatasetError
+
+    base = {"model.name": "/nonexistent/model", "run.out_dir": str(tmp_path)}  # any model load would fail differently
+
+    def fmt(completions, **kwargs):
+        return [0.0] * len(completions)
+
+    def positional(text):
+        return [0.0]
+
+    with pytest.raises(ConfigError, match=r"^config: unknown key 'train.stesp'; did you mean 'steps'\?"):
+        dashrl.train({**base, "train.stesp": 2}, dataset=[{"prompt": "x"}], reward_funcs=[fmt])
+    with pytest.raises(DatasetError, match=r"^dataset:row 2: field 'prompt' message 0 should be"):
+        dashrl.train(base, dataset=[{"prompt": "x"}, {"prompt": [{"content": "y"}]}], reward_funcs=[fmt])
+    with pytest.raises(RunError, match=r"^reward function 'positional' cannot take the call"):
+        dashrl.train(base, dataset=[{"prompt": "x"}], reward_funcs=[positional])
+    with pytest.raises(RunError, match=r"^2 reward functions but 1 weights"):
+        dashrl.train(base, dataset=[{"prompt": "x"}], reward_funcs=[fmt, "integer"], reward_weights=[1.0])
+    assert not any(tmp_path.iterdir())  # nothing left behind

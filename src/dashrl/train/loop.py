@@ -100,7 +100,6 @@ def prepare_run(cfg: Config, model: Any, tokenizer: Any, task: Any) -> tuple[Any
     """
     if task is None:
         from dashrl.data.tasks import make_task
-
         from dashrl.rewards.funcs import RewardError
 
         try:

@@ -12,6 +12,7 @@ MiB. A resume drops the lines after the checkpoint's step, as for `metrics.jsonl
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -77,9 +78,14 @@ class SampleLog:
         if not samples or self.groups == 0 or (self.max_bytes and self.size >= self.max_bytes):
             return []
         records = group_records(step, samples, self.groups, self.threshold, self._decode)
-        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(text)
+        text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as e:  # the log is a window on the run, never a reason to stop it
+            print(f"[dashrl] warning: cannot write {self.path} ({e.strerror or e}); no more samples are logged", file=sys.stderr)
+            self.groups = 0
+            return []
         self.size += len(text.encode("utf-8"))
         return records
 
