@@ -98,6 +98,8 @@ def test_reward_that_raises_keeps_checkpoints_and_resume_continues(tmp_path, tin
     res = train(cfg, initial, tok, resume=True)
     rows = read_metrics(res.run_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3]
+    logged = [(r["step"], r["group"]) for r in map(json.loads, (run_dir / "samples.jsonl").read_text().splitlines())]
+    assert logged == [(1, 0), (1, 1), (2, 0), (2, 1), (3, 0), (3, 1)]  # run.sample_groups = 2, each step once
     assert all({"reward/integer", "reward/flaky", "accuracy"} <= set(r) for r in rows)
     # the weighted sum: reward/mean = mean(integer) + 0.5 * mean(flaky) (neither returns None)
     for r in rows:
@@ -155,3 +157,18 @@ def test_python_api_validates_before_the_model_loads(tmp_path):
     with pytest.raises(RunError, match=r"^2 reward functions but 1 weights"):
         dashrl.train(base, dataset=[{"prompt": "x"}], reward_funcs=[fmt, "integer"], reward_weights=[1.0])
     assert not any(tmp_path.iterdir())  # nothing left behind
+
+
+def test_tensorboard_gets_the_sample_table(tmp_path, tiny_lm):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model, tok = tiny_lm
+    res = train(tiny_config(tmp_path, task={"name": "arithmetic"}, run={"loggers": "tensorboard", "sample_groups": 1}), model, tok)
+    acc = EventAccumulator(str(res.run_dir / "tensorboard"), size_guidance={"tensors": 0})
+    acc.Reload()
+    assert "samples/text_summary" in acc.Tags()["tensors"]
+    events = acc.Tensors("samples/text_summary")
+    assert [e.step for e in events] == [1, 2]
+    text = events[0].tensor_proto.string_val[0].decode()
+    assert text.startswith("| step | group | prompt | completion | reward | advantage | kept |") and "What is" in text
