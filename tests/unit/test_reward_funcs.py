@@ -93,6 +93,13 @@ def test_async_function_is_awaited():
 
     assert score(reward_funcs([later]), ["p"], ["abc"], [[1]], {})[0] == [3.0]
 
+    import asyncio
+
+    async def inside_a_loop():  # as in a notebook, where an event loop is already running
+        return score(reward_funcs([later]), ["p"], ["abcd"], [[1]], {})[0]
+
+    assert asyncio.run(inside_a_loop()) == [4.0]
+
 
 def test_load_module_and_file(tmp_path):
     assert load_reward_fn("os.path:basename").__name__ == "basename"

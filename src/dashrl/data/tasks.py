@@ -87,8 +87,13 @@ def grade_with(
 ) -> "Scored":
     """Score completions with TRL-convention functions (`dashrl.rewards.funcs.score`).
 
-    The task's own check gives `correct`: taken from its built-in among `funcs` when it is
-    there, else run once more when every example has a reference, else None (no accuracy).
+    The task's own check gives `correct`: computed by `own_check` (the task's `_own_check`:
+    None where an example has no reference), or None without one (no accuracy).
+
+    >>> from types import SimpleNamespace as C
+    >>> from dashrl.rewards.funcs import reward_funcs
+    >>> grade_with(reward_funcs(["integer"]), [Example(id="1", problem="2+2?", answer="4")], [C(text="4", token_ids=[7])]).rewards
+    [1.0]
     """
     from dashrl.rewards.funcs import Scored, score
 

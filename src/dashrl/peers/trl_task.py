@@ -26,7 +26,11 @@ from typing import Any, Sequence
 
 def ordered_records(task: Any, steps: int, per_step: int, tokenizer: Any) -> list[dict[str, Any]]:
     """The records of steps 0..steps-1 in dashrl's order: `prompt` as TRL takes it (messages, or
-    the text dashrl renders for a plain problem), every other column as it is."""
+    the text dashrl renders for a plain problem), every other column as it is.
+
+    >>> ordered_records(make_task(cfg.task, 0, reward=cfg.reward), steps=2, per_step=8, tokenizer=tok)[0]["prompt"]  # doctest: +SKIP
+    [{'role': 'user', 'content': 'What is 3 + 5?'}]
+    """
     from dashrl.data.prompts import prompt_string
 
     rows = []
@@ -37,7 +41,11 @@ def ordered_records(task: Any, steps: int, per_step: int, tokenizer: Any) -> lis
 
 
 def run_trl(cfg: Any, model: Any = None, tokenizer: Any = None) -> Path:
-    """Train `cfg`'s task with TRL's GRPOTrainer; returns the path of `trl_metrics.jsonl`."""
+    """Train `cfg`'s task with TRL's GRPOTrainer; returns the path of `trl_metrics.jsonl`.
+
+    >>> run_trl(load_config(None, ["--task.name", "sums.parquet", "--reward.funcs", "my_rewards.py:correct_reward"]))  # doctest: +SKIP
+    PosixPath('runs/trl/trl_metrics.jsonl')
+    """
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
     from trl import GRPOTrainer

@@ -37,7 +37,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 
 class RewardError(ValueError):
-    """A reward function that cannot be loaded or returned something unusable; one line names it."""
+    """A reward function that cannot be loaded or returned something unusable; one line names it.
+
+    >>> try:
+    ...     load_reward_fn("nope")
+    ... except RewardError as e:
+    ...     print(str(e).split(";")[0])
+    unknown reward function 'nope'
+    """
 
 
 def _text(completion: Any) -> str:
@@ -93,7 +100,11 @@ REWARD_FUNCS: dict[str, Callable[..., list[float | None]]] = {
 
 @dataclass(frozen=True)
 class RewardFn:
-    """One reward function of a run: its name (as logged), the callable and its weight."""
+    """One reward function of a run: its name (as logged), the callable and its weight.
+
+    >>> RewardFn("fmt", lambda completions, **kw: [1.0] * len(completions), 0.5).weight
+    0.5
+    """
 
     name: str
     fn: Callable[..., Any]
@@ -193,7 +204,7 @@ def check_signature(funcs: Sequence[RewardFn], columns: Sequence[str]) -> None:
     ...     check_signature(reward_funcs([bad]), ["answer"])
     ... except RewardError as e:
     ...     print(str(e).split(";")[0])
-    reward function 'bad' cannot take the call fn(prompts=, completions=, completion_ids=, answer=)
+    reward function 'bad' cannot take the call fn(prompts=, completions=, completion_ids=, answer=) (missing a required argument: 'text')
     """
     keys = ["prompts", "completions", "completion_ids", *[c for c in columns if c != "prompt"]]
     for f in funcs:
@@ -213,9 +224,16 @@ def check_signature(funcs: Sequence[RewardFn], columns: Sequence[str]) -> None:
 
 def _call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     out = fn(**kwargs)
-    if inspect.isawaitable(out):
+    if not inspect.isawaitable(out):
+        return out
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # the usual case: no event loop in this thread
         return asyncio.run(_awaited(out))
-    return out
+    import concurrent.futures  # called from inside an event loop (a notebook): await it on a thread of its own
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _awaited(out)).result()
 
 
 async def _awaited(aw: Any) -> Any:
@@ -225,7 +243,11 @@ async def _awaited(aw: Any) -> Any:
 @dataclass
 class Scored:
     """The rewards of a batch: the weighted sum per sample, each function's values (None where
-    it did not apply), and the task's own correctness check (None where there is none)."""
+    it did not apply), and the task's own correctness check (None where there is none).
+
+    >>> Scored([1.5, 0.0], {"fmt": [0.5, None], "integer": [1.0, 0.0]}, [1.0, 0.0]).rewards
+    [1.5, 0.0]
+    """
 
     rewards: list[float]
     per_func: dict[str, list[float | None]]

@@ -75,6 +75,14 @@ class Interrupted(RuntimeError):
 
 @dataclass
 class RunResult:
+    """What a finished run returns (`train`, and `dashrl.train` from Python): its folder, its
+    metric rows (as in `metrics.jsonl`) and the learner (whose `model` holds the final weights).
+
+    >>> result = dashrl.train({"train.steps": 2})  # doctest: +SKIP
+    >>> result.run_dir, result.rows[-1]["reward/mean"]  # doctest: +SKIP
+    (PosixPath('runs/dash-20261205-120000'), 0.4375)
+    """
+
     run_dir: Path
     rows: list[dict[str, Any]]
     trainer: Any

@@ -62,7 +62,11 @@ def group_records(step: int, samples: Sequence[Any], groups: int, threshold: flo
 
 
 class SampleLog:
-    """Appends `group_records` to `RUN/samples.jsonl` until the file reaches `max_mb` MiB."""
+    """Appends `group_records` to `RUN/samples.jsonl` until the file reaches `max_mb` MiB.
+
+    >>> log = SampleLog(Path("runs/x"), groups=2, max_mb=20, tokenizer=tok, threshold=0.01)  # doctest: +SKIP
+    >>> log.write(1, rollouts.samples)  # the records written  # doctest: +SKIP
+    """
 
     def __init__(self, run_dir: Path, groups: int, max_mb: float, tokenizer: Any, threshold: float | None):
         self.path = Path(run_dir) / SAMPLES_FILE
@@ -91,7 +95,11 @@ class SampleLog:
 
 
 def read_samples(path: Path, limit: int = 3) -> list[dict[str, Any]]:
-    """The last `limit` logged groups of `samples.jsonl` (torn lines skipped)."""
+    """The last `limit` logged groups of `samples.jsonl` (torn lines skipped).
+
+    >>> read_samples(Path("runs/sums/samples.jsonl"), 2)[-1]["completions"][0]["text"]  # doctest: +SKIP
+    'The answer is \\boxed{7}.'
+    """
     path = Path(path)
     if not path.is_file():
         return []
