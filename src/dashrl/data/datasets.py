@@ -398,8 +398,10 @@ def _rows(ds: Any, label: str) -> Iterator[tuple[str, dict]]:
 
 def _load_table(path: str, split: str | None) -> Iterator[tuple[str, dict]]:
     """Rows of a .parquet / .csv / .json file or a `save_to_disk` folder, through `datasets`."""
-    import datasets  # imported only for these formats: `import dashrl` stays light
-
+    try:
+        import datasets  # imported only for these formats: `import dashrl` stays light
+    except ImportError:
+        raise DatasetError(f"{path}: reading it needs the `datasets` package (pip install datasets)") from None
     datasets.disable_progress_bars()
     try:
         if _is_saved_dataset(path):
