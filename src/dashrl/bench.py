@@ -221,6 +221,7 @@ def interleave(steppers: dict[str, Callable[[int], list[dict[str, Any]]]], steps
             order = names[step % len(names) :] + names[: step % len(names)]
             for v in order:
                 for row in steppers[v](step):
+                    row.pop("_samples", None)  # the run loop's sample log; a bench keeps numbers only
                     rows[v].append(row)
                     clock[v] += row["time/step_s"]
                     curves[v].append((clock[v], row.get("reward/mean") or 0.0))

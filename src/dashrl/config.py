@@ -68,9 +68,19 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TaskConfig:
     name: str = "arithmetic"
-    """Training task: `arithmetic` or `wordproblems` (procedural), `gsm8k`, `math`, or a dataset name/path."""
+    """Training task: `arithmetic` or `wordproblems` (procedural), `gsm8k`, `math`, a dataset name, a
+    .jsonl / .jsonl.gz / .json / .parquet / .csv file, a folder written by `datasets.save_to_disk`,
+    or `hf:owner/name` (docs/custom-tasks.md)."""
     split: str = "train"
     """Dataset split to train on."""
+    subset: str = ""
+    """Hub datasets only: the configuration (subset) name, e.g. `main` for `hf:openai/gsm8k`."""
+    system_prompt: str = ""
+    """A system message put before every prompt (chat prompts that have one keep their own);
+    empty = none, as today."""
+    template: str = ""
+    """The user message of a plain-text problem, with `{problem}` and any dataset column in braces,
+    e.g. `Solve: {problem}`; empty = the problem plus the answer-format instruction."""
     difficulty: int = 1
     """Procedural tasks: digits per operand for `arithmetic`, steps per problem for `wordproblems` (1-6)."""
     limit: int = 0
@@ -87,10 +97,47 @@ class TaskConfig:
         from dashrl.data.tasks import PROCEDURAL  # the task registry names them (stdlib imports only)
 
         _check(1 <= self.difficulty <= 6, "task.difficulty", f"expected 1..6, got {self.difficulty}")
+        if self.template:
+            import string
+
+            try:
+                names = [f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None]
+            except ValueError as e:
+                raise ConfigError(f"config task.template: {e} (write a literal brace as {{{{ or }}}})") from None
+            _check("problem" in names, "task.template", f"expected a {{problem}} placeholder, got {self.template!r}")
         _at_least("task.limit", self.limit, 0)
         if self.name in PROCEDURAL:  # generated problems have no records to read fields from
             for key in ("problem_field", "answer_field", "tests_field"):
                 _check(not getattr(self, key), f"task.{key}", f"{self.name} is a procedural task (it has no records to read fields from); field names apply to .jsonl files and hf: datasets")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    funcs: str = ""
+    """Comma-separated reward functions in TRL's convention: built-ins (`math`, `code`, `integer`),
+    `module:function` or `path/to/file.py:function` (docs/custom-tasks.md). Empty = the task's own reward."""
+    weights: str = ""
+    """Comma-separated weights, one per function (empty = all 1). A sample's reward is the weighted
+    sum, a function's None counting as 0."""
+
+    def __post_init__(self) -> None:
+        names = self.func_names
+        _check(all(names), "reward.funcs", f"expected comma-separated names, got an empty entry in {self.funcs!r}")
+        if self.weights.strip():
+            try:
+                [float(w) for w in self.weights.split(",")]
+            except ValueError:
+                raise ConfigError(f"config reward.weights: expected comma-separated numbers, got {self.weights!r}") from None
+            n = len(self.weights.split(","))
+            _check(n == len(names), "reward.weights", f"{n} weights for {len(names)} functions in reward.funcs ({self.funcs!r})")
+
+    @property
+    def func_names(self) -> list[str]:
+        return [f.strip() for f in self.funcs.split(",")] if self.funcs.strip() else []
+
+    @property
+    def weight_values(self) -> list[float]:
+        return [float(w) for w in self.weights.split(",")] if self.weights.strip() else []
 
 
 @dataclass(frozen=True)
@@ -306,6 +353,11 @@ class RunConfig:
     A logger whose package is not installed is skipped with one warning."""
     quiet: bool = False
     """No progress bar; one plain line per step (for CI and logs)."""
+    sample_groups: int = 2
+    """Groups per step written to `samples.jsonl` in the run folder (prompt, completions, rewards
+    per function, advantages, filter decision) and to the loggers' sample table; 0 = none."""
+    sample_log_mb: int = 20
+    """`samples.jsonl` stops growing at this many MiB (0 = no cap)."""
 
     def __post_init__(self) -> None:
         _at_least("run.save_every", self.save_every, 0)
@@ -313,6 +365,8 @@ class RunConfig:
         _choice("run.best_mode", self.best_mode, ("max", "min"))
         _choice("run.keep_state", self.keep_state, ("latest", "all", "none"))
         _choice("run.save_dtype", self.save_dtype, ("fp32", "bf16"))
+        _at_least("run.sample_groups", self.sample_groups, 0)
+        _at_least("run.sample_log_mb", self.sample_log_mb, 0)
         _check(
             self.name == "" or ("/" not in self.name and "\\" not in self.name and self.name not in (".", "..")),
             "run.name",
@@ -425,6 +479,7 @@ class EvalConfig:
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
@@ -699,7 +754,7 @@ def _toml_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
-    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
     return f'"{s}"'
 
 

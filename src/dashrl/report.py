@@ -225,7 +225,20 @@ def markdown(runs: list[Run], plots: Sequence[Path], out: Path) -> str:
     lines.append("")
     for p in plots:
         lines += [f"![{p.stem}]({p.relative_to(out)})", ""]
+    lines += _samples_section(runs)
     return "\n".join(lines)
+
+
+def _samples_section(runs: list[Run], groups: int = 2) -> list[str]:
+    """The last `groups` logged groups of each run's samples.jsonl (`dashrl.train.sample_log`)."""
+    from dashrl.train.sample_log import SAMPLES_FILE, markdown_table, read_samples
+
+    out = []
+    for run in runs:
+        records = read_samples(run.path / SAMPLES_FILE, groups)
+        if records:
+            out += [f"## What `{run.label}` wrote (last {len(records)} logged groups of {SAMPLES_FILE})", "", markdown_table(records), ""]
+    return out
 
 
 def report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Path:

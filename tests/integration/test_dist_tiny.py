@@ -52,17 +52,33 @@ def letter_task() -> Task:
     return Task(name="letters", get=get, size=None, reward=reward)
 
 
+class _FatalProblem(str):
+    """A problem text whose rendering into a prompt kills a sampler actor once (per marker file).
+    Rewards run in the driver, so the kill sits where only a sampler goes: building the prompt."""
+
+    marker: Path
+    driver: int
+
+    def strip(self, *args):  # dashrl.data.prompts.prompt_text strips the problem
+        if os.getpid() != self.driver and not self.marker.exists():
+            self.marker.write_text("died")
+            os._exit(1)  # the sampler actor dies mid-batch, its other units under way
+        return str.strip(self, *args)
+
+
 def dying_task(marker: Path) -> Task:
-    """`letter_task` whose scoring kills its process once (the first time, per marker file)."""
+    """`letter_task` whose problem 3 kills the sampler actor that first renders it."""
     base = letter_task()
 
-    def reward(ex: Example, text: str) -> float:
-        if ex.id == "3" and not marker.exists():
-            marker.write_text("died")
-            os._exit(1)  # the sampler actor dies mid-batch, after generating
-        return base.reward(ex, text)
+    def get(i: int) -> Example:
+        ex = base.get(i)
+        if ex.id != "3":
+            return ex
+        problem = _FatalProblem(ex.problem)
+        problem.marker, problem.driver = marker, os.getpid()
+        return Example(id=ex.id, problem=problem, answer=ex.answer)
 
-    return Task(name="letters", get=base.get, size=None, reward=reward)
+    return Task(name="letters", get=get, size=None, reward=base.reward)
 
 
 def config(tmp_path, name, **sections):
@@ -286,3 +302,30 @@ def test_sft_runs_unchanged_on_ray(tmp_path):
     assert_same_weights(ref_model, model)
     assert [r["sft/completion_tokens"] for r in res.rows] == [r["sft/completion_tokens"] for r in ref.rows]
     assert all("reward/mean" not in r for r in res.rows) and res.rows[-1]["loss"] < res.rows[0]["loss"]
+
+
+def test_reward_functions_run_in_the_driver_on_ray(tmp_path):
+    """A user's function is called in this process (it may hold state; it need not pickle), once
+    per unit, and its fault stops the run in one line as on the local path (naming a record of
+    whichever unit came back first)."""
+    from dashrl.config import TaskConfig
+    from dashrl.data.tasks import make_task
+    from dashrl.train.loop import RunError
+
+    pids = []
+
+    def where(completions, **kwargs):
+        pids.append(os.getpid())
+        return [float("a" in c) for c in completions]
+
+    task = make_task(TaskConfig(name="arithmetic"), 0, funcs=["integer", where])
+    res, _ = run(config(tmp_path, "funcs", dist={"samplers": 2, "trainers": 1}), task=task)
+    assert pids == [os.getpid()] * 8  # 2 steps x 4 units (batch_size 4 = one group of 4)
+    assert all({"reward/integer", "reward/where", "accuracy"} <= set(r) for r in res.rows)
+
+    def broken(completions, **kwargs):
+        return [1.0] * (len(completions) - 1)
+
+    task = make_task(TaskConfig(name="arithmetic"), 0, funcs=[broken])
+    with pytest.raises(RunError, match=r"^reward function 'broken' returned 3 values for 4 completions \(record 'arith-1-0-\d' \.\.\.\) at step 1; no checkpoint was saved yet; fix the function and run again$"):
+        run(config(tmp_path, "broken", dist={"samplers": 2, "trainers": 1}), task=task)

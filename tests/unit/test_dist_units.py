@@ -89,3 +89,32 @@ def test_pin_cores_pins_every_thread_and_wraps_round_the_cores():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_driver_scoring_of_an_unscored_unit_is_what_the_sampler_would_have_scored(tiny_lm):
+    """Ray's samplers return units unscored and the driver scores them (`score_report`): the
+    rewards, advantages and sample-log info equal scoring in place, and the stored samples
+    (what trainers fetch) carry no texts."""
+    from dashrl.config import TaskConfig
+    from dashrl.data.prompts import build_prompt
+    from dashrl.data.tasks import make_task
+    from dashrl.dist.units import Unit, sample_unit, score_report
+    from dashrl.rollout.hf import HFSampler
+
+    model, tok = tiny_lm
+
+    def odd(completions, **kwargs):
+        return [float(len(c) % 2) if c else None for c in completions]
+
+    task = make_task(TaskConfig(name="arithmetic"), 0, funcs=["integer", odd], weights=[1.0, 0.5])
+    examples = task.batch(0, 2)
+    params = SamplingParams(max_new_tokens=5, temperature=1.0, batch_size=4)
+    args = (examples, Unit(0, 0, 2), 4, params, 3, True, 0, 0)
+    scored, groups = sample_unit(HFSampler(model, tok), lambda ex: build_prompt(tok, ex), task.grade, *args)
+    raw, raw_groups = sample_unit(HFSampler(model, tok), lambda ex: build_prompt(tok, ex), None, *args)
+    assert raw.rewards == [0.0] * 8 and all("token_ids" in i for i in raw.infos)
+    late = score_report(raw, examples, task.grade, 4, True)
+    assert late.rewards == scored.rewards and late.advantages == scored.advantages
+    assert late.infos == scored.infos and set(late.infos[0]) == {"text", "prompt_ids", "rewards", "correct"}
+    assert all(s.info == {} for g in groups + raw_groups for s in g)
+    assert [s.completion_ids for g in raw_groups for s in g] == [s.completion_ids for g in groups for s in g]

@@ -24,6 +24,13 @@ MODULES = [
     "dashrl.study.arms",
     "dashrl.study.findings",
     "dashrl.study.tables",
+    "dashrl.rewards.funcs",
+    "dashrl.rewards.integer",
+    "dashrl.data.tasks",
+    "dashrl.data.prompts",
+    "dashrl.train.sample_log",
+    "dashrl.train.api",
+    "dashrl.train.metrics",
 ]
 
 

@@ -12,6 +12,9 @@ class Example:
 
     `kind` picks the reward: "math" compares `answer` by equivalence, "code" runs
     `tests` (a self-contained Python script of assertions) against the program.
+    `messages` is a chat prompt (a list of `{"role", "content"}` dicts) rendered with the
+    model's chat template instead of `problem`; `columns` holds the dataset record's columns,
+    which reward functions receive as keywords (`dashrl.rewards.funcs`).
     """
 
     id: str
@@ -20,3 +23,5 @@ class Example:
     kind: str = "math"
     tests: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # dataset, subject, level, entry_point, ...
+    messages: list[dict[str, str]] | None = None
+    columns: dict[str, Any] = field(default_factory=dict)

@@ -328,7 +328,21 @@ def _load_named(name: str, split: str | None, limit: int | None) -> list[Example
     return examples
 
 
-def _from_record(record: dict, where: str, source: str, fields: dict[str, str | None]) -> Example:
+def _chat_messages(value: Any, where: str, key: str) -> list[dict[str, str]] | None:
+    """A field holding TRL's conversational prompt (a list of role/content dicts), checked; else None."""
+    if not isinstance(value, list):
+        return None
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise DatasetError(f"{where}: field {key!r} message {i} should be {{'role': str, 'content': str}}, got {m!r:.80}")
+    if not value:
+        raise DatasetError(f"{where}: field {key!r} is an empty message list")
+    return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
+def _from_record(
+    record: dict, where: str, source: str, fields: dict[str, str | None], require_reference: bool = True
+) -> Example:
     def pick(role: str, candidates: tuple[str, ...], optional: bool) -> Any:
         if fields[role]:
             return _get(record, fields[role], where, (str, int, float), optional)
@@ -342,23 +356,72 @@ def _from_record(record: dict, where: str, source: str, fields: dict[str, str | 
             f"(fields present: {sorted(record)}); name it with --task.{role}_field"
         )
 
-    problem = pick("problem", ("problem", "question", "prompt"), optional=False)
+    prompt_key = fields["problem"] or "prompt"
+    messages = _chat_messages(record.get(prompt_key), where, prompt_key)
+    if messages is not None:  # TRL's conversational format: the last user message is the problem text
+        problem = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
+    else:
+        problem = pick("problem", ("problem", "question", "prompt"), optional=False)
     tests = pick("tests", ("tests", "test"), optional=True)
-    answer = pick("answer", ("answer",), optional=tests is not None)
-    if tests is None and answer is None:
+    answer = pick("answer", ("answer",), optional=tests is not None or not require_reference)
+    if tests is None and answer is None and require_reference:
         raise DatasetError(f"{where}: field 'answer' is empty")
     ident = record.get("id", record.get("task_id", where.rsplit(":", 1)[-1]))
+    answer = None if answer is None else _number(answer)
+    tests = None if tests is None else str(tests)
+    columns = {**record, **({"answer": answer} if answer is not None else {}), **({"tests": tests} if tests is not None else {})}
     return Example(
         id=str(ident),
         problem=str(problem),
-        answer=None if answer is None else _number(answer),
+        answer=answer,
         kind="code" if tests is not None else "math",
-        tests=None if tests is None else str(tests),
+        tests=tests,
         meta={"dataset": source, **{k: record[k] for k in ("subject", "level") if k in record}},
+        messages=messages,
+        columns=columns,
     )
 
 
-def _load_hub(name: str, split: str | None) -> Iterator[tuple[str, dict]]:
+TABLE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json"}  # suffix -> `datasets` builder
+
+
+def _is_saved_dataset(path: str) -> bool:
+    """A folder written by `datasets.save_to_disk` (a Dataset or a DatasetDict)."""
+    p = Path(path)
+    return p.is_dir() and any((p / f).is_file() for f in ("dataset_info.json", "state.json", "dataset_dict.json"))
+
+
+def _rows(ds: Any, label: str) -> Iterator[tuple[str, dict]]:
+    for number, record in enumerate(ds, start=1):
+        yield f"{label}:row {number}", dict(record)
+
+
+def _load_table(path: str, split: str | None) -> Iterator[tuple[str, dict]]:
+    """Rows of a .parquet / .csv / .json file or a `save_to_disk` folder, through `datasets`."""
+    try:
+        import datasets  # imported only for these formats: `import dashrl` stays light
+    except ImportError:
+        raise DatasetError(f"{path}: reading it needs the `datasets` package (pip install datasets)") from None
+    datasets.disable_progress_bars()
+    try:
+        if _is_saved_dataset(path):
+            ds = datasets.load_from_disk(path)
+            if isinstance(ds, datasets.DatasetDict):
+                if (split or "train") not in ds:
+                    raise DatasetError(f"{path}: no split {split or 'train'!r}; splits: {', '.join(ds)} (--task.split)")
+                ds = ds[split or "train"]
+        else:
+            if not Path(path).is_file():
+                raise DatasetError(f"{path}: no such file")
+            ds = datasets.load_dataset(TABLE_FORMATS[Path(path).suffix], data_files=path, split="train")
+    except DatasetError:
+        raise
+    except Exception as e:  # noqa: BLE001 - pyarrow / datasets parse errors: one line naming the file
+        raise DatasetError(f"{path}: cannot read it as {Path(path).suffix or 'a saved dataset'} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    return _rows(ds, path)
+
+
+def _load_hub(name: str, split: str | None, subset: str | None = None) -> Iterator[tuple[str, dict]]:
     try:
         import datasets  # noqa: F401 - optional dependency
     except ImportError:
@@ -370,7 +433,7 @@ def _load_hub(name: str, split: str | None) -> Iterator[tuple[str, dict]]:
     was_offline = datasets.config.HF_HUB_OFFLINE
     datasets.config.HF_HUB_OFFLINE = was_offline or reason is not None  # unreachable: read the local cache only
     try:
-        rows = datasets.load_dataset(repo, config or None, split=split or "train")
+        rows = datasets.load_dataset(repo, config or subset or None, split=split or "train")
     except (ConnectionError, FileNotFoundError) as err:  # datasets' "not on the hub, not in the cache"
         if reason is None:
             raise DatasetError(f"{name}: {' '.join(str(err).split())}") from None
@@ -387,7 +450,7 @@ def _load_hub(name: str, split: str | None) -> Iterator[tuple[str, dict]]:
 
 
 def _is_path_like(name: str) -> bool:
-    return name.startswith("hf:") or name.endswith((".jsonl", ".jsonl.gz", ".json")) or os.sep in name
+    return name.startswith("hf:") or name.endswith((".jsonl", ".jsonl.gz", *TABLE_FORMATS)) or os.sep in name or _is_saved_dataset(name)
 
 
 def check_dataset_name(name: str, also: Sequence[str] = ()) -> None:
@@ -414,8 +477,15 @@ def load_dataset(
     answer_field: str | None = None,
     tests_field: str | None = None,
     limit: int | None = None,
+    subset: str | None = None,
+    require_reference: bool = True,
 ) -> list[Example]:
-    """Load a named dataset, a local JSONL(.gz) file or `hf:owner/name` as a list of `Example`.
+    """Load a named dataset, a local file (.jsonl, .jsonl.gz, .json, .parquet, .csv), a
+    `datasets.save_to_disk` folder or `hf:owner/name` as a list of `Example`.
+
+    Every record's columns are kept (`Example.columns`); a `prompt` column holding chat messages
+    becomes `Example.messages`. `require_reference=False` (reward functions of the user's own)
+    accepts records without an answer or tests.
 
     >>> [len(load_dataset("math500")), load_dataset("gsm8k", "train", limit=1)[0].answer]
     [500, '72']
@@ -429,12 +499,14 @@ def load_dataset(
     fields = {"problem": problem_field, "answer": answer_field, "tests": tests_field}
     check_dataset_name(name_or_path)
     if name_or_path.startswith("hf:"):
-        rows: Iterator[tuple[str, dict]] = _load_hub(name_or_path, split)
+        rows: Iterator[tuple[str, dict]] = _load_hub(name_or_path, split, subset)
+    elif name_or_path.endswith(tuple(TABLE_FORMATS)) or _is_saved_dataset(name_or_path):
+        rows = _load_table(name_or_path, split)
     else:
         rows = iter_jsonl(name_or_path)
     examples = []
     for where, record in rows:
         if limit is not None and len(examples) >= limit:
             break
-        examples.append(_from_record(record, where, name_or_path, fields))
+        examples.append(_from_record(record, where, name_or_path, fields, require_reference))
     return examples

@@ -17,8 +17,24 @@ def prompt_text(example: Example) -> str:
     return f"{example.problem.strip()}\n{suffix}"
 
 
+def render_messages(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """Chat messages as the model sees them: its chat template with the generation prompt
+    (system message kept); without a template, `role: content` lines and `assistant:`.
+
+    >>> class Plain: chat_template = None
+    >>> render_messages(Plain(), [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}])
+    'system: Be brief.\\nuser: 2+2?\\nassistant:'
+    """
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
+
+
 def prompt_string(tokenizer: Any, example: Example) -> str:
-    """The full prompt as text: the chat template for instruct models, the plain template otherwise."""
+    """The full prompt as text: the chat template for instruct models, the plain template otherwise;
+    an example with chat `messages` is those messages through the chat template."""
+    if example.messages is not None:
+        return render_messages(tokenizer, example.messages)
     text = prompt_text(example)
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)

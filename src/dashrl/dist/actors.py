@@ -2,8 +2,8 @@
 `dashrl.dist.backend`, so importing this module needs no Ray).
 
 - `SamplerWorker`: its own copy of the policy (`dashrl.policy.Policy`) and a sampler
-  backend on the policy's sampling weights; samples and scores whole units (see
-  `dashrl.dist.units`); reloads weights once per step.
+  backend on the policy's sampling weights; samples whole units (see `dashrl.dist.units`),
+  which the driver scores; reloads weights once per step.
 - `RolloutStore` (in `dashrl.dist.store`): the queue trainers fetch deliveries from.
 - `TrainerWorker`: a learner (the caller's `make_learner`: `dashrl.train.trainer.Learner`
   in `dashrl train`, which holds no sampler) that backprops what it fetches from the
@@ -17,6 +17,8 @@ so the training loop sits above its transport (`tests/unit/test_import_graph.py`
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import socket
 import time
@@ -106,7 +108,7 @@ class SamplerWorker:
         """Returns `(UnitResult, samples of group 0, of group 1, ...)`: one object each."""
         a = self.cfg.algo
         report, groups = sample_unit(
-            self.sampler, self._prompt_ids, self.task.score, examples, unit, a.group_size, self.params, seed,
+            self.sampler, self._prompt_ids, None, examples, unit, a.group_size, self.params, seed,  # scored on the driver
             a.scale_advantages, group_offset, self.version,
         )
         report.worker = self.index
@@ -214,8 +216,9 @@ class TrainerWorker:
                 rep.queue_wait_s += time.perf_counter() - t0
                 break
             delivery, members = got
-            groups = ray.get([ref for ref, _ in members])
-            samples = [group[i] for group, (_, idx) in zip(groups, members) for i in idx]
+            groups = ray.get([ref for ref, _, _ in members])
+            # the driver scored the samples: its advantages, not the store's placeholders
+            samples = [dataclasses.replace(group[i], advantage=adv) for group, (_, idx, advs) in zip(groups, members) for i, adv in zip(idx, advs)]
             t1 = time.perf_counter()
             rep.queue_wait_s += t1 - t0
             totals.add(self.trainer.backprop(samples, norm), len(samples))

@@ -5,9 +5,12 @@
 
 - `RaySource`: one sampling call cuts its prompts into units (`dashrl.dist.units`) and
   hands them round-robin to the H sampler actors at once (the paper's preemptive sampling
-  of the whole batch). Each unit comes back as a small report (rewards, advantages,
-  lengths) plus one object per group that stays in the Ray object store; the driver
-  holds `SampleRef`s, so the schedule filters and normalises on the driver, before any
+  of the whole batch). Each unit comes back as a small report (texts, token ids,
+  lengths) plus one object per group that stays in the Ray object store. The driver
+  scores each report as it arrives, while the samplers go on with the other units: the
+  reward functions run in the driver process, as in one process, so a function may hold
+  state (a client, a cache, a judge model loaded once), need not pickle, and a fault
+  stops the run in one line. The driver holds `SampleRef`s, so the schedule filters and normalises on the driver, before any
   forward pass, without the tokens.
 - `RayLearner`: `backprop` packs the kept samples into whole-group deliveries, fills the
   rollout store and has every trainer backprop its share; `optimizer_step` all-reduces
@@ -55,7 +58,7 @@ from dashrl.algo import Norm
 from dashrl.config import Config
 from dashrl.dist.actors import SamplerWorker, TrainerWorker, weights_from_numpy
 from dashrl.dist.store import Delivery, RolloutStore
-from dashrl.dist.units import TrainReport, UnitResult, check_deliveries, pack_groups, plan_units
+from dashrl.dist.units import TrainReport, UnitResult, check_deliveries, pack_groups, plan_units, score_report
 from dashrl.rollout.samples import Rollouts, Sample, SampleRef, rollout_metrics
 
 MAX_UNIT_RETRIES = 3
@@ -243,7 +246,7 @@ class _Job:
             ready, _ = ray.wait(list(self.pending), num_returns=1)
             unit, i, actor, refs = self.pending.pop(ready[0])
             try:
-                reports.append((ray.get(ready[0]), refs))
+                report = ray.get(ready[0])
             except ray.exceptions.RayActorError as e:
                 self.tries[unit.index] = self.tries.get(unit.index, 0) + 1
                 if self.tries[unit.index] > MAX_UNIT_RETRIES:
@@ -253,16 +256,19 @@ class _Job:
                     _log(f"sampler {i} died while sampling; restarting it and sampling its units again")
                     cl.restart_sampler(i)
                 self.submit(unit, (i + 1) % H)
+                continue
+            # rewards run here, in the driver, while the samplers go on with the other units
+            examples = self.examples[unit.first_group : unit.first_group + unit.num_groups]
+            reports.append((score_report(report, examples, cl.task.grade, self.G, cl.cfg.algo.scale_advantages), refs))
         reports.sort(key=lambda r: r[0].unit)
         samples = [s for rep, refs in reports for s in rep.refs(refs, self.G)]
-        # Scoring runs on the samplers, inside the wall time: the busiest sampler's share of it.
-        wall = time.perf_counter() - t0
-        scoring = max((sum(rep.scoring_s for rep, _ in reports if rep.worker == i) for i in range(H)), default=0.0)
-        metrics: dict[str, float] = {**rollout_metrics(samples), "time/sampling_s": max(wall - scoring, 0.0), "time/scoring_s": scoring}
+        # Scoring runs in the driver, as each unit arrives, while the samplers work on the rest.
+        scoring_s = sum(rep.scoring_s for rep, _ in reports)
+        metrics: dict[str, float] = {**rollout_metrics(samples), "time/sampling_s": time.perf_counter() - t0 - scoring_s, "time/scoring_s": scoring_s}
         metrics["dist/sampler_restarts"] = restarts
         for i in range(H):
             mine = [rep for rep, _ in reports if rep.worker == i]
-            busy = sum(r.sampling_s + r.scoring_s for r in mine)
+            busy = sum(r.sampling_s for r in mine)
             metrics[f"dist/sampler{i}/time_s"] = busy
             metrics[f"dist/sampler{i}/tokens_per_s"] = sum(sum(r.lengths) for r in mine) / busy if busy else 0.0
         return Rollouts(samples, metrics)
@@ -413,10 +419,12 @@ class RayLearner:
         import ray
 
         cl = self.cl
-        members: dict[int, tuple[Any, list[int]]] = {}
+        members: dict[int, tuple[Any, list[int], list[float]]] = {}  # group -> (object ref, member indices, advantages)
         for s in samples:
-            members.setdefault(s.group, (s.ref, []))[1].append(s.index)
-        kept = {g: len(idx) for g, (_, idx) in members.items()}
+            ref, idx, advs = members.setdefault(s.group, (s.ref, [], []))
+            idx.append(s.index)
+            advs.append(s.advantage)
+        kept = {g: len(idx) for g, (_, idx, _) in members.items()}
         packs = pack_groups(sorted(kept.items()), self.cfg.train.micro_batch_size)
         deliveries = [(gs, sum(kept[g] for g in gs), [members[g] for g in gs]) for gs in packs]
         call = self._calls

@@ -38,7 +38,8 @@ class RolloutStore:
         self.step = -1
 
     def fill(self, step: int, deliveries: list[tuple[list[int], int, list]], world: int = 1) -> int:
-        """`deliveries`: `(group ids, samples, [(group object ref, member indices)...])`, in order."""
+        """`deliveries`: `(group ids, samples, [(group object ref, member indices, their advantages)...])`,
+        in order (the advantages are the driver's: it scores the samples)."""
         self.step = step
         self.queues = {r: deque(deliveries[r::world]) for r in range(world)}
         return len(deliveries)

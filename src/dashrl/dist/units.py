@@ -5,13 +5,16 @@ A step's batch is M prompts x G samples, group-major: sample `i` belongs to grou
 samples, chunk `c` seeded by `(seed, c * batch_size)`. A *unit* is the smallest run of
 whole chunks that is also a run of whole groups, `lcm(batch_size, G)` samples: a
 sampler actor decodes a unit chunk by chunk with exactly the seeds the single process
-would use, scores it and computes its groups' advantages. So what is sampled depends
+would use; the driver scores it (`score_report`: the reward functions run in the driver
+process on every path) and computes its groups' advantages. So what is sampled depends
 on (seed, step, weights) only, never on how many samplers there are, which sampler ran
 a unit, or whether a unit was sampled again after its first sampler died.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -19,7 +22,7 @@ from typing import Any, Callable, Sequence
 from dashrl.data import Example
 from dashrl.dist.store import Delivery
 from dashrl.rollout import Completion, Sampler, SamplingParams
-from dashrl.rollout.samples import Sample, SampleRef, pack_groups, sample_and_score
+from dashrl.rollout.samples import Sample, SampleRef, pack_groups, sample_and_score, score_groups
 
 __all__ = ["Unit", "UnitResult", "TrainReport", "plan_units", "generate_at", "sample_unit", "pack_groups", "check_deliveries"]
 
@@ -66,20 +69,22 @@ class UnitResult:
     scoring_s: float
     version: int = 0  # optimizer steps of the weights that sampled it
     worker: int = -1
+    infos: list[dict] = field(default_factory=list)  # per sample: text, rewards per function, correct
 
     def refs(self, group_refs: Sequence[Any], group_size: int) -> list[SampleRef]:
         """The unit's samples as driver-side records, `group_refs[b]` holding group b's samples."""
         G = group_size
+        infos = self.infos or [{}] * len(self.rewards)
         return [
-            SampleRef(self.first_group + i // G, i % G, r, a, n, f, group_refs[i // G], self.version)
-            for i, (r, a, n, f) in enumerate(zip(self.rewards, self.advantages, self.lengths, self.finish_reasons))
+            SampleRef(self.first_group + i // G, i % G, r, a, n, f, group_refs[i // G], self.version, info)
+            for i, (r, a, n, f, info) in enumerate(zip(self.rewards, self.advantages, self.lengths, self.finish_reasons, infos))
         ]
 
 
 def sample_unit(
     sampler: Sampler,
     prompt_ids: Callable[[Example], list[int]],
-    score: Callable[[Sequence[Example], Sequence[str]], list[float]],
+    grade: Callable[[Sequence[Example], Sequence[Any]], Any] | None,
     examples: Sequence[Example],
     unit: Unit,
     group_size: int,
@@ -90,7 +95,9 @@ def sample_unit(
     version: int = 0,
 ) -> tuple[UnitResult, list[list[Sample]]]:
     """Sample and score one unit (`dashrl.rollout.samples.sample_and_score`, as one process
-    does); returns its report and its samples, one list per group.
+    does); its report and its samples, one list per group. With `grade` None the unit is left
+    unscored (rewards and advantages 0; the report carries texts and token ids) for the driver
+    to score with `score_report`: the sampler actors run no reward function.
 
     `examples` are the unit's own B prompts; `unit` indexes them within ONE sampling call
     (its seeds), `group_offset` is that call's first group within the step. Gradient
@@ -98,10 +105,16 @@ def sample_unit(
     """
     G = group_size
     ro = sample_and_score(
-        sampler, prompt_ids, score, examples, G, params, seed, unit.first_group * G, group_offset + unit.first_group, scale_advantages, version
-    )
+        sampler, prompt_ids, grade or _unscored, examples, G, params, seed, unit.first_group * G, group_offset + unit.first_group,
+        scale_advantages, version,
+    )  # fmt: skip
     samples = ro.samples
-    groups = [samples[b * G : (b + 1) * G] for b in range(len(examples))]
+    infos = [s.info for s in samples]  # travel in the report, to the driver
+    if grade is None:
+        for info, s in zip(infos, samples):
+            info["token_ids"] = s.completion_ids
+    stored = [dataclasses.replace(s, info={}) for s in samples]  # what trainers fetch: no texts
+    groups = [stored[b * G : (b + 1) * G] for b in range(len(examples))]
     report = UnitResult(
         unit=unit.index,
         first_group=group_offset + unit.first_group,
@@ -112,8 +125,38 @@ def sample_unit(
         sampling_s=ro.metrics["time/sampling_s"],
         scoring_s=ro.metrics["time/scoring_s"],
         version=version,
+        infos=infos,
     )
     return report, groups
+
+
+def _unscored(examples: Sequence[Example], completions: Sequence[Any]) -> Any:
+    from dashrl.rewards.funcs import Scored
+
+    return Scored([0.0] * len(completions), {})
+
+
+def score_report(
+    report: UnitResult, examples: Sequence[Example], grade: Callable[[Sequence[Example], Sequence[Any]], Any], group_size: int, scale: bool
+) -> UnitResult:
+    """Score, on the driver, a unit its sampler left unscored: the rewards, advantages and per-sample
+    `info` that `score_groups` gives in one process, from the report's texts and token ids.
+
+    >>> from dashrl.rewards.funcs import Scored
+    >>> rep = UnitResult(0, 0, [0.0] * 2, [0.0] * 2, [1, 1], ["stop"] * 2, 0.0, 0.0,
+    ...                  infos=[{"text": t, "prompt_ids": [1], "token_ids": [2]} for t in ("a", "b")])
+    >>> score_report(rep, [Example(id="1", problem="p")], lambda e, c: Scored([float(x.text == "a") for x in c], {}), 2, True).advantages
+    [0.7070068120956421, -0.7070068120956421]
+    """
+    t0 = time.perf_counter()
+    completions = [Completion(info["token_ids"], info["text"], [], f) for info, f in zip(report.infos, report.finish_reasons)]
+    prompts = [info["prompt_ids"] for info in report.infos]
+    samples = score_groups(examples, prompts, completions, grade, group_size, scale, report.first_group, report.version)
+    report.rewards = [s.reward for s in samples]
+    report.advantages = [s.advantage for s in samples]
+    report.infos = [s.info for s in samples]
+    report.scoring_s = time.perf_counter() - t0
+    return report
 
 
 def check_deliveries(step: int, deliveries: Sequence[Delivery], expected: dict[int, int]) -> None:

@@ -216,17 +216,34 @@ def trl_dataset(cfg: Any, tokenizer: Any, task: Any, steps: int) -> tuple[Any, l
 def build_trainer(cfg: Any, model: Any, tokenizer: Any, steps: int, generation_batch_size: int, out_dir: str) -> tuple[Any, list[float]]:
     """A GRPOTrainer on dashrl's workload (module docstring) and the list its reward calls append to."""
     from transformers import PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from dashrl.data.tasks import make_task
 
     task = make_task(cfg.task, cfg.train.seed)
     dataset, examples = trl_dataset(cfg, tokenizer, task, steps)
+    args = grpo_args(cfg, steps, generation_batch_size, out_dir)
+    log: list[float] = []
+
+    def reward(prompts: list[Any], completions: list[str], idx: list[int], **_: Any) -> list[float]:
+        scores = task.score([examples[i] for i in idx], completions)
+        log.extend(scores)
+        return scores
+
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)  # TRL's per-step log dicts; the bench prints its own lines
+    return trainer, log
+
+
+def grpo_args(cfg: Any, steps: int, generation_batch_size: int, out_dir: str, **extra: Any) -> Any:
+    """TRL's `GRPOConfig` for dashrl's settings `cfg` (the module docstring says which match)."""
+    from trl import GRPOConfig
+
     n = cfg.algo.samples_per_step
     mbs = cfg.train.micro_batch_size
     # transformers 5 renames gradient_checkpointing; TRL still uses the old name at every step
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
-    args = GRPOConfig(
+    return GRPOConfig(
         output_dir=out_dir,
         use_cpu=not _has_cuda(),
         bf16=cfg.model.dtype == "bf16",
@@ -252,17 +269,8 @@ def build_trainer(cfg: Any, model: Any, tokenizer: Any, steps: int, generation_b
         logging_steps=1,
         disable_tqdm=True,
         dataloader_num_workers=0,
+        **extra,
     )
-    log: list[float] = []
-
-    def reward(prompts: list[Any], completions: list[str], idx: list[int], **_: Any) -> list[float]:
-        scores = task.score([examples[i] for i in idx], completions)
-        log.extend(scores)
-        return scores
-
-    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset, processing_class=tokenizer)
-    trainer.remove_callback(PrinterCallback)  # TRL's per-step log dicts; the bench prints its own lines
-    return trainer, log
 
 
 def probe_generation_batch_size(cfg: Any, model: Any, tokenizer: Any, out_dir: str, log: Callable[[str], None] = print) -> tuple[int, dict[int, float]]:

@@ -39,6 +39,7 @@ class Sample:
     group: int  # index of the prompt's group within the step's batch
     finish_reason: str
     version: int = 0  # optimizer steps the sampling policy had taken
+    info: dict[str, Any] = field(default_factory=dict)  # text, rewards per function, correct (sample log, metrics)
 
     @property
     def length(self) -> int:
@@ -61,6 +62,7 @@ class SampleRef:
     finish_reason: str
     ref: Any = None
     version: int = 0
+    info: dict[str, Any] = field(default_factory=dict)  # as `Sample.info`
 
 
 @dataclass
@@ -75,19 +77,29 @@ def score_groups(
     examples: Sequence[Any],
     prompts: Sequence[list[int]],
     completions: Sequence[Any],
-    score: Callable[[Sequence[Any], Sequence[str]], list[float]],
+    grade: Callable[[Sequence[Any], Sequence[Any]], Any],
     group_size: int,
     scale: bool,
     first_group: int = 0,
     version: int = 0,
 ) -> list[Sample]:
-    """Score `len(examples) * G` completions (group-major) and give each its group advantage."""
+    """Score `len(examples) * G` completions (group-major) and give each its group advantage.
+
+    `grade(examples, completions)` is `Task.grade`: it returns a `dashrl.rewards.funcs.Scored`
+    (the summed rewards, each function's values, the task's own check), kept per sample in `info`.
+    """
     G = group_size
-    scores = score([examples[i // G] for i in range(len(completions))], [c.text for c in completions])
+    scored = grade([examples[i // G] for i in range(len(completions))], completions)
+    scores = scored.rewards
     rewards = torch.tensor(scores, dtype=torch.float32).view(len(examples), G)  # [B, G]
     advantages = group_advantages(rewards, scale=scale).view(-1).tolist()  # [B * G]
+    infos = [
+        {"text": c.text, "prompt_ids": prompts[i], "rewards": {k: v[i] for k, v in scored.per_func.items()},
+         "correct": scored.correct[i] if scored.correct is not None else None}
+        for i, c in enumerate(completions)
+    ]  # fmt: skip
     return [
-        Sample(prompts[i], c.token_ids, c.logprobs, float(scores[i]), advantages[i], first_group + i // G, c.finish_reason, version)
+        Sample(prompts[i], c.token_ids, c.logprobs, float(scores[i]), advantages[i], first_group + i // G, c.finish_reason, version, infos[i])
         for i, c in enumerate(completions)
     ]
 
@@ -95,7 +107,7 @@ def score_groups(
 def sample_and_score(
     sampler: Any,
     prompt_ids: Callable[[Any], list[int]],
-    score: Callable[[Sequence[Any], Sequence[str]], list[float]],
+    grade: Callable[[Sequence[Any], Sequence[Any]], Any],
     examples: Sequence[Any],
     group_size: int,
     params: Any,
@@ -119,7 +131,7 @@ def sample_and_score(
     t0 = time.perf_counter()
     completions = sampler.generate(prompts, params, seed=seed, start=start)
     t1 = time.perf_counter()
-    samples = score_groups(examples, prompts, completions, score, G, scale, first_group, version)
+    samples = score_groups(examples, prompts, completions, grade, G, scale, first_group, version)
     metrics = {**rollout_metrics(samples), "time/sampling_s": t1 - t0, "time/scoring_s": time.perf_counter() - t1}
     return Rollouts(samples, metrics)
 
@@ -148,6 +160,30 @@ def pack_groups(kept: Sequence[tuple[int, int]], size: int) -> list[list[int]]:
     return out + ([current] if current else [])
 
 
+def accuracy_metrics(samples: Sequence[Any]) -> dict[str, float]:
+    """`accuracy` from the task's own check (`info["correct"]`), absent where the task has none;
+    and `reward/<name>` for each reward function. Samples without `info` (supervised records)
+    count `reward >= 1` as correct.
+
+    >>> s = [SampleRef(0, i, 1.0, 0.0, 1, "stop", info={"correct": c, "rewards": {"fmt": f}}) for i, (c, f) in enumerate([(1.0, 0.5), (0.0, None)])]
+    >>> accuracy_metrics(s)
+    {'accuracy': 0.5, 'reward/fmt': 0.5}
+    >>> accuracy_metrics([SampleRef(0, 0, 2.0, 0.0, 1, "stop", info={"correct": None, "rewards": {}})])
+    {}
+    """
+    from dashrl.rewards.funcs import func_means
+
+    if not any(s.info for s in samples):
+        return {"accuracy": sum(s.reward >= 1.0 for s in samples) / len(samples)}
+    out: dict[str, float] = {}
+    checked = [s.info["correct"] for s in samples if s.info.get("correct") is not None]
+    if checked:
+        out["accuracy"] = sum(checked) / len(checked)
+    names = list(dict.fromkeys(k for s in samples for k in s.info.get("rewards", {})))
+    out.update(func_means({k: [s.info.get("rewards", {}).get(k) for s in samples] for k in names}))
+    return out
+
+
 def rollout_metrics(samples: Sequence[Any]) -> dict[str, float]:
     """Reward, accuracy, advantage and length statistics of one pass (Sample or SampleRef).
 
@@ -164,7 +200,7 @@ def rollout_metrics(samples: Sequence[Any]) -> dict[str, float]:
     return {
         "reward/mean": float(rewards.mean()),
         "reward/std": float(rewards.std()) if n > 1 else 0.0,
-        "accuracy": float((rewards >= 1.0).float().mean()),
+        **accuracy_metrics(samples),
         "adv/abs_mean": float(adv.abs().mean()),
         "gen/mean_tokens": n_tok / n,
         "gen/truncated_frac": sum(s.finish_reason == "length" for s in samples) / n,

@@ -76,6 +76,14 @@ class Interrupted(RuntimeError):
 
 @dataclass
 class RunResult:
+    """What a finished run returns (`train`, and `dashrl.train` from Python): its folder, its
+    metric rows (as in `metrics.jsonl`) and the learner (whose `model` holds the final weights).
+
+    >>> result = dashrl.train({"train.steps": 2})  # doctest: +SKIP
+    >>> result.run_dir, result.rows[-1]["reward/mean"]  # doctest: +SKIP
+    (PosixPath('runs/dash-20261205-120000'), 0.4375)
+    """
+
     run_dir: Path
     rows: list[dict[str, Any]]
     trainer: Any
@@ -118,8 +126,12 @@ def prepare_run(cfg: Config, model: Any, tokenizer: Any, task: Any) -> tuple[Any
     """
     if task is None:
         from dashrl.data.tasks import make_task
+        from dashrl.rewards.funcs import RewardError
 
-        task = make_task(cfg.task, cfg.train.seed)
+        try:
+            task = make_task(cfg.task, cfg.train.seed, reward=cfg.reward)
+        except RewardError as e:
+            raise RunError(str(e)) from None
     if cfg.run.quiet:  # no transformers progress bars (loading, saving shards) in quiet runs
         from transformers.utils import logging as hf_logging
 
@@ -310,6 +322,7 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
     evaluator = PeriodicEval(cfg.eval, tokenizer, cfg.task.difficulty)
     opt_step, cycle, saved_step = info["step"], info["cycle"], info["step"] if ckpt else -1
     writer = MetricsWriter(run_dir / "metrics.jsonl")
+    samples_log = _sample_log(cfg, run_dir, tokenizer, info["step"] if ckpt else 0)
     loggers = Loggers(cfg.run.loggers, run_dir, to_dict(cfg), first_step=opt_step + 1)
     if not cfg.run.quiet:
         verb = f"resuming {ckpt.name} of" if ckpt else "run folder"
@@ -331,10 +344,11 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
         with StopRequest(cfg.run.quiet) as stop:
             try:
                 while cycle < cfg.train.steps and stop.signum is None:
-                    new_rows = step_fn(source, learner, cycle)
+                    new_rows = _guarded_step(step_fn, source, learner, cycle, opt_step, saved_step, run_dir)
                     cycle += 1
                     for i, row in enumerate(new_rows):
                         opt_step += 1
+                        loggers.log_samples(samples_log.write(opt_step, row.pop("_samples", None)), opt_step)
                         if evaluator.due(opt_step, last=cycle == cfg.train.steps and i == len(new_rows) - 1):
                             row = {**row, **evaluator.run(source.eval_sampler())}
                         row = {"step": opt_step, **row, "time/elapsed_s": elapsed0 + time.perf_counter() - t_start}
@@ -365,6 +379,34 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
         print(summary)
         print(f"[dashrl] checkpoint: {path}\n[dashrl] metrics: {run_dir / 'metrics.jsonl'}", file=sys.stderr)
     return RunResult(run_dir, rows, learner)
+
+
+def _sample_log(cfg: Config, run_dir: Path, tokenizer: Any, last_step: int) -> Any:
+    """The run's `samples.jsonl` writer; lines past `last_step` (a resume's checkpoint) are dropped."""
+    from dashrl.train.sample_log import SAMPLES_FILE, SampleLog
+
+    path = run_dir / SAMPLES_FILE
+    try:
+        if path.is_file() or last_step:
+            truncate_metrics(path, last_step)
+    except OSError as e:
+        raise RunError(f"cannot write {path}: {e.strerror or e}") from None
+    threshold = None if cfg.algo.schedule == "grpo" else cfg.algo.filter_threshold  # grpo filters nothing
+    return SampleLog(run_dir, cfg.run.sample_groups, cfg.run.sample_log_mb, tokenizer, threshold)
+
+
+def _guarded_step(step_fn: Any, source: Any, learner: Any, cycle: int, opt_step: int, saved_step: int, run_dir: Path) -> list[dict[str, Any]]:
+    """One step; a reward function's fault stops the run in one line, the checkpoints untouched."""
+    from dashrl.rewards.funcs import RewardError
+
+    try:
+        return step_fn(source, learner, cycle)
+    except RewardError as e:
+        if saved_step >= 0:
+            then = f"the last checkpoint (step {saved_step}) is intact; fix the function and resume with: {resume_command(run_dir)}"
+        else:
+            then = "no checkpoint was saved yet; fix the function and run again"
+        raise RunError(f"{e} at step {opt_step + 1}; {then}") from e
 
 
 def _write_row(writer: MetricsWriter, row: dict[str, Any]) -> None:

@@ -120,6 +120,18 @@ class Loggers:
                 self._warn(f"{name} failed ({type(e).__name__}: {e}); logging without it")
                 self._active.pop(name)
 
+    def log_samples(self, records: list[dict[str, Any]], step: int) -> None:
+        """The step's logged groups (`dashrl.train.sample_log`) as a table, for loggers that show one."""
+        if not records:
+            return
+        for name, logger in list(self._active.items()):
+            if hasattr(logger, "table"):
+                try:
+                    logger.table(records, step)
+                except Exception as e:
+                    self._warn(f"{name} failed ({type(e).__name__}: {e}); logging without it")
+                    self._active.pop(name)
+
     def close(self) -> None:
         for logger in self._active.values():
             try:
@@ -144,6 +156,12 @@ class _TensorBoard:
             self.writer.add_scalar(k, v, step)
         self.writer.flush()
 
+    def table(self, records: list[dict[str, Any]], step: int) -> None:
+        from dashrl.train.sample_log import markdown_table
+
+        self.writer.add_text("samples", markdown_table(records), step)
+        self.writer.flush()
+
     def close(self) -> None:
         self.writer.close()
 
@@ -161,6 +179,13 @@ class _WandB:
 
     def log(self, scalars: dict[str, float], step: int) -> None:
         self.run.log(scalars, step=step)
+
+    def table(self, records: list[dict[str, Any]], step: int) -> None:
+        import wandb
+
+        cols = ["step", "group", "prompt", "completion", "reward", "advantage", "kept"]
+        rows = [[r["step"], r["group"], r["prompt"], c["text"], c["reward"], c["advantage"], c["kept"]] for r in records for c in r["completions"]]
+        self.run.log({"samples": wandb.Table(columns=cols, data=rows)}, step=step)
 
     def close(self) -> None:
         self.run.finish()
@@ -360,11 +385,22 @@ def summarize(rows: Sequence[dict[str, Any]]) -> str:
         "|---|---|",
         f"| reward, first {w} | {reward[0]:.3f} |",
         f"| reward, last {w} | {reward[1]:.3f} |",
-        f"| accuracy, first / last {w} | {acc[0]:.3f} / {acc[1]:.3f} |",
+        *_func_lines(rows, w),
+        *([f"| accuracy, first / last {w} | {acc[0]:.3f} / {acc[1]:.3f} |"] if any("accuracy" in r for r in rows) else []),
         f"| seconds per step | {total / len(rows):.1f} |",
         f"| samples kept by the filter | {(sum(kept) / len(kept) if kept else float('nan')):.1%} |",
     ] + [f"| time share: {k} | {v:.1%} |" for k, v in share.items()]
     return "\n".join(lines) + f"\n\nfirst / last: {WINDOW_RULE}."
+
+
+def _func_lines(rows: Sequence[dict[str, Any]], w: str) -> list[str]:
+    """One line per reward function (`reward/<name>`), first / last; none for the task's own reward.
+
+    >>> _func_lines([{"reward/mean": 1.0, "reward/std": 0.0, "reward/fmt": 0.5}], "step")
+    ['| reward/fmt, first / last step | 0.500 / 0.500 |']
+    """
+    names = sorted({k for r in rows for k in r if k.startswith("reward/") and k not in ("reward/mean", "reward/std")})
+    return [f"| {k}, first / last {w} | {first_last(rows, k)[0]:.3f} / {first_last(rows, k)[1]:.3f} |" for k in names]
 
 
 def _loss_summary(rows: Sequence[dict[str, Any]], w: str) -> str:

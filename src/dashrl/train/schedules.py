@@ -112,6 +112,8 @@ def make_row(lrn: Learner, ro: Rollouts | None, bp: dict[str, float], opt: dict[
     row["tokens/trained_per_s"] = row["train/tokens"] / row["time/backprop_s"] if row["time/backprop_s"] else 0.0
     if "skipped" in opt:
         row["skipped"] = opt["skipped"]
+    if ro is not None:
+        row["_samples"] = ro.samples  # for the run's sample log; the loop takes it out of the row
     return row
 
 

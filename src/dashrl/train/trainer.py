@@ -202,7 +202,7 @@ class LocalSource:
     def rollout(self, examples: Sequence[Example], seed: int, first_group: int = 0, version: int = 0) -> Rollouts:
         """Sample G completions for each example in ONE generate call, score, compute advantages."""
         a = self.cfg.algo
-        ro = sample_and_score(self.sampler, self.prompt_ids, self.task.score, examples, a.group_size, self.params, seed,
+        ro = sample_and_score(self.sampler, self.prompt_ids, self.task.grade, examples, a.group_size, self.params, seed,
                               first_group=first_group, scale=a.scale_advantages, version=version)  # fmt: skip
         self.generate_calls += 1
         return ro
@@ -219,7 +219,7 @@ class Trainer(Learner):
 
     def __init__(self, cfg: Config, model: Any, tokenizer: Any, optimizer_steps: int, task: Task | None = None):
         super().__init__(cfg, model, tokenizer, optimizer_steps)
-        self.source = LocalSource(cfg, self.policy, tokenizer, task if task is not None else make_task(cfg.task, cfg.train.seed))
+        self.source = LocalSource(cfg, self.policy, tokenizer, task if task is not None else make_task(cfg.task, cfg.train.seed, reward=cfg.reward))
 
     @property
     def task(self) -> Task:

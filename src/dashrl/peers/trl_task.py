@@ -1,0 +1,97 @@
+"""A user's task (data + TRL-convention reward functions) through TRL's own `GRPOTrainer`.
+
+The same command line as `dashrl train`, so one task runs through both with the same settings:
+
+    python -m dashrl.peers.trl_task --task.name sums.parquet \\
+        --reward.funcs my_rewards.py:correct_reward,my_rewards.py:format_reward --reward.weights 1,0.2 \\
+        --train.steps 20 --run.name sums-trl
+
+The reward functions are loaded by dashrl's registry and handed to TRL unchanged (with
+`reward_weights`); the dataset is the task's records in the order dashrl draws them (so both
+see the same prompts at each step), chat prompts as message lists, which TRL renders with the
+same chat template. Plain-text problems are rendered as dashrl renders them. The GRPOConfig is
+`dashrl.peers.trl_grpo.grpo_args` (generation batch = one optimizer step, as DASH samples).
+Writes `RUN/trl_metrics.jsonl`: per optimizer step TRL's logged reward, each function's mean,
+and the wall-clock seconds since the start, for a time-to-reward comparison with `dashrl train`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+
+def ordered_records(task: Any, steps: int, per_step: int, tokenizer: Any) -> list[dict[str, Any]]:
+    """The records of steps 0..steps-1 in dashrl's order: `prompt` as TRL takes it (messages, or
+    the text dashrl renders for a plain problem), every other column as it is.
+
+    >>> ordered_records(make_task(cfg.task, 0, reward=cfg.reward), steps=2, per_step=8, tokenizer=tok)[0]["prompt"]  # doctest: +SKIP
+    [{'role': 'user', 'content': 'What is 3 + 5?'}]
+    """
+    from dashrl.data.prompts import prompt_string
+
+    rows = []
+    for ex in (ex for s in range(steps) for ex in task.batch(s, per_step)):
+        cols = {k: v for k, v in (ex.columns or {"answer": ex.answer}).items() if k != "prompt"}
+        rows.append({**cols, "prompt": ex.messages if ex.messages is not None else prompt_string(tokenizer, ex)})
+    return rows
+
+
+def run_trl(cfg: Any, model: Any = None, tokenizer: Any = None) -> Path:
+    """Train `cfg`'s task with TRL's GRPOTrainer; returns the path of `trl_metrics.jsonl`.
+
+    >>> run_trl(load_config(None, ["--task.name", "sums.parquet", "--reward.funcs", "my_rewards.py:correct_reward"]))  # doctest: +SKIP
+    PosixPath('runs/trl/trl_metrics.jsonl')
+    """
+    from datasets import Dataset
+    from transformers import PrinterCallback, TrainerCallback
+    from trl import GRPOTrainer
+
+    from dashrl.data.tasks import make_task
+    from dashrl.peers.trl_grpo import grpo_args
+
+    task = make_task(cfg.task, cfg.train.seed, reward=cfg.reward)
+    if not task.funcs:
+        raise SystemExit("dashrl.peers.trl_task: give the reward functions with --reward.funcs")
+    if model is None:
+        from dashrl.models import load_model
+
+        model, tokenizer = load_model(cfg.model.name, attn=cfg.model.attn)
+    run_dir = Path(cfg.run.out_dir) / (cfg.run.name or "trl")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = Dataset.from_list(ordered_records(task, cfg.train.steps, cfg.algo.prompts_per_step, tokenizer))
+    args = grpo_args(cfg, cfg.train.steps, cfg.algo.samples_per_step, str(run_dir / "trl"), reward_weights=[f.weight for f in task.funcs])
+    out = run_dir / "trl_metrics.jsonl"
+    t0 = time.perf_counter()
+
+    class Log(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
+            if logs and "reward" in logs:
+                row = {"step": state.global_step, "time/elapsed_s": time.perf_counter() - t0, "reward/mean": logs["reward"]}
+                row.update({f"reward/{k.split('/')[1]}": v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")})
+                with open(out, "a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+
+    trainer = GRPOTrainer(model=model, reward_funcs=[f.fn for f in task.funcs], args=args, train_dataset=data, processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(Log())
+    trainer.train()
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from dashrl.config import load_config
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    path = None
+    if args[:1] == ["--config"]:
+        path, args = args[1], args[2:]
+    print(run_trl(load_config(path, args)))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

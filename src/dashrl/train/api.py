@@ -1,0 +1,80 @@
+"""`dashrl.train(...)`: the Python entry point, with the CLI's validation and one-line errors.
+
+    import dashrl
+    result = dashrl.train({"train.steps": 2}, dataset=rows, reward_funcs=[fmt], reward_weights=[0.5])
+    result.run_dir, result.rows[-1]["reward/mean"]
+
+Reward callables follow TRL's convention (`dashrl.rewards.funcs`). They live in this process
+only: the run folder's `config.toml` records `[reward]` names but not callables, so resuming a
+run trained with callables is `dashrl.train(..., resume=True)` with the same callables.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+
+def config_from(overrides: Any = None) -> Any:
+    """A `Config` from a dict of `"section.field": value`, a `Config`, or a TOML path (None = defaults).
+
+    >>> config_from({"train.steps": 3, "algo.group_size": 4}).train.steps
+    3
+    """
+    from dashrl.config import Config, ConfigError, build_config, load_config
+
+    if overrides is None:
+        return load_config()
+    if isinstance(overrides, Config):
+        return overrides
+    if isinstance(overrides, (str, os.PathLike)):
+        return load_config(Path(overrides))
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"overrides: expected a dict of 'section.field': value, a Config or a TOML path, got {type(overrides).__name__}")
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in overrides.items():
+        sec, dot, name = str(key).partition(".")
+        if not dot:
+            raise ConfigError(f"overrides: expected 'section.field' keys, got {key!r}")
+        nested.setdefault(sec, {})[name] = value
+    return build_config(nested)
+
+
+def train(
+    overrides: Any = None,
+    *,
+    dataset: Sequence[Mapping[str, Any]] | Any = None,
+    reward_funcs: Sequence[Any] = (),
+    reward_weights: Sequence[float] = (),
+    resume: bool | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+) -> Any:
+    """Train as `dashrl train` does; returns the run's `RunResult` (`run_dir`, `rows`: the metric rows).
+
+    `dataset`: a list of dicts or a `datasets.Dataset` (None = `task.name`); `reward_funcs`:
+    callables in TRL's convention or `[reward]` names, after any in `reward.funcs`;
+    `reward_weights`: one per callable (default 1). A reward function that raises stops the
+    run with an exception whose first line names it; the checkpoints already written stay.
+
+    >>> import dashrl
+    >>> def short(completions, **kwargs): return [1.0 if len(c) < 20 else 0.0 for c in completions]
+    >>> result = dashrl.train({"train.steps": 1}, dataset=[{"prompt": "Say hi"}], reward_funcs=[short])  # doctest: +SKIP
+    >>> result.rows[-1]["reward/short"]  # doctest: +SKIP
+    0.25
+    """
+    from dashrl.data.tasks import make_task, task_from_records
+    from dashrl.rewards.funcs import RewardError
+    from dashrl.train.loop import RunError
+    from dashrl.train.loop import train as run_loop
+
+    cfg = config_from(overrides)
+    try:
+        if dataset is not None:
+            task = task_from_records(dataset, cfg.task, cfg.train.seed, reward_funcs, reward_weights, reward=cfg.reward)
+        else:
+            task = make_task(cfg.task, cfg.train.seed, reward=cfg.reward, funcs=reward_funcs, weights=reward_weights)
+    except RewardError as e:
+        raise RunError(str(e)) from None
+    return run_loop(cfg, model=model, tokenizer=tokenizer, task=task, resume=resume)
