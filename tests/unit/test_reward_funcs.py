@@ -107,7 +107,7 @@ def test_load_module_and_file(tmp_path):
     f.write_text("def fmt(completions, **kw):\n    return [1.0 for _ in completions]\n")
     fn = load_reward_fn(f"{f}:fmt")
     assert fn(completions=["a", "b"]) == [1.0, 1.0]
-    import cloudpickle
+    from ray import cloudpickle  # Ray's own copy: the test extra installs Ray, not cloudpickle
 
     assert cloudpickle.loads(cloudpickle.dumps(fn))(completions=["a"]) == [1.0]  # travels to Ray actors by value
 
