@@ -97,10 +97,14 @@ def record() -> dict[str, Any]:
     """
     import torch
 
-    name, flags = _cpuinfo()
     env = {k: os.environ[k] for k in KERNEL_ENV if k in os.environ}
+    return {"threads": torch.get_num_threads(), "cpu": _cpuinfo()[0], "isa": cpu_isa(), "torch": torch.__version__, "env": env}
+
+
+def cpu_isa() -> str:
+    """The oneDNN ISA this process's bf16 products run with: the CPU's best, under any cap set."""
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", ""))
-    return {"threads": torch.get_num_threads(), "cpu": name, "isa": effective_isa(flags, cap), "torch": torch.__version__, "env": env}
+    return effective_isa(_cpuinfo()[1], cap)
 
 
 def available_cores() -> int:

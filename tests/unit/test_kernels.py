@@ -58,7 +58,7 @@ def _probe(cap: str) -> tuple[list[str], list[str]]:
 
 
 def _amx_cpu() -> bool:
-    return kernels.thread_dependent(kernels.effective_isa(kernels._cpuinfo()[1], ""))
+    return kernels.thread_dependent(kernels.effective_isa(kernels._cpuinfo()[1], ""))  # whatever this process's cap
 
 
 @pytest.mark.skipif(kernels.available_cores() < 2, reason="needs 2 cores")
