@@ -9,7 +9,7 @@ import pytest
 
 from dashrl.config import TaskConfig
 from dashrl.data import Example
-from dashrl.data.tasks import Task, grade_with, make_task, task_from_records
+from dashrl.data.tasks import grade_with, make_task, task_from_records
 from dashrl.rewards.funcs import RewardError, check_signature, func_means, load_reward_fn, reward_funcs, score
 
 
