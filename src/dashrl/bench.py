@@ -169,7 +169,7 @@ def _variant_names(spec: str | None) -> list[str]:
         if "trl" not in names:
             log("TRL is not installed: skipping the trl variant (pip install 'dashrl[bench]')")
         if not vllm:
-            log("vLLM is not installed: skipping the dash_vllm variant (see the README's inference backends)")
+            log("vLLM is not installed: skipping the dash_vllm variant (see docs/backends.md)")
         return names
     names = [v.strip() for v in spec.split(",") if v.strip()]
     unknown = [v for v in names if v not in VARIANTS]
@@ -449,7 +449,7 @@ def _sampling_backends(spec: str | None) -> list[str]:
     if unknown or not names:
         raise ValueError(f"unknown sampling backend(s) {unknown}; valid: {sorted(SAMPLING_BACKENDS)}")
     if "vllm" in names and not vllm:
-        raise ValueError("the vllm backend needs vLLM (see the README's inference backends)")
+        raise ValueError("the vllm backend needs vLLM (see docs/backends.md)")
     return names
 
 

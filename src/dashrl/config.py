@@ -290,7 +290,7 @@ class TrainConfig:
     """Backprop each micro-batch as one packed row without padding (a group's prompt once, then its
     completions; positions restart per sequence, attention block-diagonal per group, one SDPA call per
     piece). Same values and gradients as the padded pass up to float rounding; 2.1-2.4x faster on
-    256-token completions (README Performance). Models whose attention this pass does not
+    256-token completions (docs/performance.md). Models whose attention this pass does not
     reproduce (sliding windows, logit soft-capping, no transformers attention interface), and
     runs with model.gradient_checkpointing, use the padded pass instead."""
     seed: int = 0

@@ -21,7 +21,7 @@ Variants:
 
 Why `base` has no multiplication: SmolLM2-135M-Instruct, greedy, solved 26% of one-step
 and 2% of two-step problems when a third of the events multiply (100 held-out problems
-each); see the README for the measured accuracies that set the default difficulty.
+each); see docs/study.md for the measured accuracies that set the default difficulty.
 """
 
 from __future__ import annotations

