@@ -8,7 +8,7 @@ import pytest
 
 from dashrl.data.datasets import load_dataset
 from dashrl.eval import evaluate
-from dashrl.cli_eval import add_arguments, run
+from dashrl.cli.eval import add_arguments, run
 from dashrl.rollout import SamplingParams, make_sampler
 
 

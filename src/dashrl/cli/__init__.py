@@ -1,5 +1,9 @@
 """`dashrl` command line: parses the config first, imports heavy modules lazily.
 
+One module per command, each with `add_arguments(parser)` and `run(args) -> int`: `cli.train`,
+`cli.eval` and `cli.config` here; `report`, `bench`, `tune`, `distill` and `study.command` sit
+beside the code they drive. `COMMANDS` below is the whole list.
+
     dashrl train [--config FILE.toml] [--section.field VALUE ...]
     dashrl train --resume RUN_DIR [--train.steps N]
     dashrl eval --model PATH_OR_ID_OR_RUN_DIR --dataset math500 [...]
@@ -21,12 +25,12 @@ from typing import Sequence
 
 # name -> (module, help): each module has add_arguments(parser) and run(args) -> int
 COMMANDS = {
-    "train": ("dashrl.cli_train", "train a policy with DASH, GRPO or PPO schedules"),
-    "eval": ("dashrl.cli_eval", "evaluate a model on math and code datasets"),
+    "train": ("dashrl.cli.train", "train a policy with DASH, GRPO or PPO schedules"),
+    "eval": ("dashrl.cli.eval", "evaluate a model on math and code datasets"),
     "report": ("dashrl.report", "plot one or more runs and write a markdown summary"),
     "bench": ("dashrl.bench", "time grpo, DASH without and with filtering side by side"),
     "tune": ("dashrl.tune", "measure and pick the inference batch size and micro-batch size"),
-    "config": ("dashrl.cli_config", "list every config field (type, default, doc) and the shipped run files"),
+    "config": ("dashrl.cli.config", "list every config field (type, default, doc) and the shipped run files"),
     "distill": ("dashrl.distill", "keep a teacher model's correct solutions to a task as SFT data"),
     "study": ("dashrl.study.command", "run the paper's arms, evaluate them alike, and judge its five findings"),
 }
@@ -64,6 +68,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.overrides = rest
     return int(importlib.import_module(args._module).run(args) or 0)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
