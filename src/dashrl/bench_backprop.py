@@ -5,7 +5,7 @@ variant backprops that same batch through the same model, the variants interleav
 order rotating (machine noise hits all alike), with an untimed warm-up pass each:
 
 - `padded`: the shared-prompt pass over padded micro-batches (a group's prompt once, its KV
-  reused for the G completions) with the model's own LM head: the default before issue 14;
+  reused for the G completions) with the model's own LM head: the former default;
 - `head_chunk`: the same with `--train.head_chunk 1024` (the LM head applied 1024 rows at a time,
   no `[tokens, vocab]` logits kept for backward);
 - `packed`: `--train.packed true` (a micro-batch as one row without padding);
