@@ -35,6 +35,7 @@ COMMANDS = {
     "study": ("dashrl.study.command", "run the paper's arms, evaluate them alike, and judge its five findings"),
 }
 TAKES_OVERRIDES = ("train", "eval", "bench", "tune", "distill", "study")  # commands that accept --section.field VALUE
+RUNS_TORCH = ("train", "eval", "bench", "tune", "distill", "study")  # their OpenMP settings are chosen first (dashrl.openmp)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,5 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest and args.command not in TAKES_OVERRIDES:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.overrides = rest
+    if args.command in RUNS_TORCH:
+        from dashrl import openmp
+
+        openmp.apply()  # before any command imports torch (libgomp reads its settings once)
     return int(importlib.import_module(args._module).run(args) or 0)
 
