@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -147,17 +148,24 @@ def measure(args: argparse.Namespace, policy: str, tmp: Path) -> dict[str, Any]:
     env.update(policy_env(policy))
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     files = {n: tmp / f"{policy}-{n}" for n in ("ready-alone", "go-alone", "ready-a", "ready-b", "go-pair")}
-    alone = _start(args, env, files["ready-alone"], files["go-alone"])
-    _wait_ready([alone], [files["ready-alone"]])
-    files["go-alone"].touch()
-    solo = _finish(alone)
-    print(f"[bench_shared] {policy} alone: " + ", ".join(f"{p} {mean(s):.2f}s" for p, s in solo["seconds"].items()), file=sys.stderr)
-    a = _start(args, env, files["ready-a"], files["go-pair"])
-    _wait_ready([a], [files["ready-a"]])
-    b = _start(args, env, files["ready-b"], files["go-pair"])  # its OpenMP choice sees the first one busy
-    _wait_ready([a, b], [files["ready-a"], files["ready-b"]])
-    files["go-pair"].touch()
-    pair = [_finish(a), _finish(b)]
+    started: list[subprocess.Popen] = []
+    try:
+        started.append(_start(args, env, files["ready-alone"], files["go-alone"]))
+        _wait_ready(started[:1], [files["ready-alone"]])
+        files["go-alone"].touch()
+        solo = _finish(started[0])
+        print(f"[bench_shared] {policy} alone: " + ", ".join(f"{p} {mean(s):.2f}s" for p, s in solo["seconds"].items()), file=sys.stderr)
+        started.append(_start(args, env, files["ready-a"], files["go-pair"]))
+        _wait_ready(started[1:], [files["ready-a"]])
+        started.append(_start(args, env, files["ready-b"], files["go-pair"]))  # its OpenMP choice sees the first one busy
+        _wait_ready(started[1:], [files["ready-a"], files["ready-b"]])
+        files["go-pair"].touch()
+        pair = [_finish(started[1]), _finish(started[2])]
+    finally:  # an interrupted or failed measurement leaves no worker behind
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     print(f"[bench_shared] {policy} two at once: " + "; ".join(", ".join(f"{p} {mean(s):.2f}s" for p, s in w["seconds"].items()) for w in pair), file=sys.stderr)
     return {
         "alone": {p: mean(s) for p, s in solo["seconds"].items()},
@@ -192,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dashrl bench_shared: {e}", file=sys.stderr)
         return 2
     results: dict[str, dict[str, Any]] = {}
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `timeout` or a kill: end the workers too
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for n in names:
