@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-
 from dashrl.cli import main
 from dashrl.config import load_config
 

@@ -4,7 +4,6 @@ real graders (math-verify and the sandbox). A random model scores ~0; we check t
 import argparse
 import json
 
-
 from dashrl.data.datasets import load_dataset
 from dashrl.eval import evaluate
 from dashrl.cli.eval import add_arguments, run
