@@ -12,7 +12,8 @@ is alone (2.1 s -> 4.5 s on that loop: every region pays a wake-up).
 So dashrl chooses per process, at its start (`choose`):
 
 - other processes already keep cores busy (`other_busy_cores`, sampled from /proc/stat over
-  the cores this process may use) -> `OMP_WAIT_POLICY=PASSIVE`;
+  the cores this process may use, or in a container with a CPU quota from its own cgroup's
+  usage) -> `OMP_WAIT_POLICY=PASSIVE`;
 - otherwise a bounded spin, `GOMP_SPINCOUNT=SPIN`: back-to-back kernels still find their
   threads awake, while a wait that is long (or a core that another process needs) is given up
   after a fraction of a millisecond instead of several;
@@ -32,6 +33,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Mapping
 
 SPIN = 10000  # GOMP_SPINCOUNT when the machine is free: tens to hundreds of microseconds of spinning
@@ -39,6 +41,7 @@ BUSY_CORES = 0.5  # other processes' busy cores from which a run waits passively
 MARK = "DASHRL_OPENMP"  # the choice, in words
 CHOSEN_BY = "DASHRL_OPENMP_PID"  # the process that made it (a child process chooses again)
 SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")  # what a child process (a Ray worker) starts with
+CGROUP = Path("/sys/fs/cgroup")  # a container's own cgroup (v2), where its CPU quota and usage are
 
 
 def _cpu_jiffies(cores: set[int]) -> tuple[int, int] | None:
@@ -59,23 +62,39 @@ def _cpu_jiffies(cores: set[int]) -> tuple[int, int] | None:
     return (busy, total) if total else None
 
 
-def other_busy_cores(interval: float = 0.25) -> float | None:
-    """How many of this process's cores other processes keep busy, sampled over `interval`
-    seconds (this process sleeps meanwhile); None where /proc/stat cannot be read."""
+def _container_cpu_seconds(root: Path) -> float | None:
+    """CPU seconds used so far by this container's processes, where it runs under a CPU quota
+    (cgroup v2 `cpu.max`); None without one (then the machine's /proc/stat is this process's share)."""
+    try:
+        if (root / "cpu.max").read_text().split()[0] == "max":
+            return None
+        for line in (root / "cpu.stat").read_text().splitlines():
+            if line.startswith("usage_usec "):
+                return int(line.split()[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def other_busy_cores(interval: float = 0.25, cgroup: Path = CGROUP) -> float | None:
+    """How many cores other processes keep busy, sampled over `interval` seconds (this process
+    sleeps meanwhile): in a container with a CPU quota, its other processes (the host's load is
+    not this container's to share); else every process, over the cores this process may use.
+    None where neither can be read."""
     try:
         cores = set(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return None
-    before, own0 = _cpu_jiffies(cores), sum(os.times()[:2])
+    used0, before, own0 = _container_cpu_seconds(cgroup), _cpu_jiffies(cores), sum(os.times()[:2])
     t0 = time.monotonic()
     time.sleep(interval)
-    after, own1 = _cpu_jiffies(cores), sum(os.times()[:2])
-    if before is None or after is None:
+    used1, after, own1 = _container_cpu_seconds(cgroup), _cpu_jiffies(cores), sum(os.times()[:2])
+    elapsed = time.monotonic() - t0
+    if used0 is not None and used1 is not None:
+        return max(0.0, (used1 - used0 - (own1 - own0)) / elapsed)
+    if before is None or after is None or after[1] <= before[1]:
         return None
     busy, total = after[0] - before[0], after[1] - before[1]
-    if total <= 0:
-        return None
-    elapsed = time.monotonic() - t0
     return max(0.0, len(cores) * busy / total - (own1 - own0) / elapsed)
 
 

@@ -101,3 +101,23 @@ def test_other_busy_cores_counts_a_busy_process_and_not_itself():
         spinner.kill()
         spinner.wait()
     assert busy is not None and busy >= 0.7  # the spinner keeps (about) one core busy
+
+
+def test_in_a_container_with_a_cpu_quota_only_its_own_processes_count(tmp_path):
+    """Under a cgroup CPU quota the host's /proc/stat is not this container's share: the
+    container's usage counter is read instead (here a fake one that gains 1 CPU second)."""
+    import threading
+
+    (tmp_path / "cpu.max").write_text("200000 100000\n")
+    (tmp_path / "cpu.stat").write_text("usage_usec 5000000\nuser_usec 1\n")
+    later = threading.Timer(0.1, lambda: (tmp_path / "cpu.stat").write_text("usage_usec 6000000\nuser_usec 1\n"))
+    later.start()
+    busy = openmp.other_busy_cores(0.5, cgroup=tmp_path)
+    later.join()
+    assert busy is not None and 1.5 <= busy <= 2.05  # 1 CPU second over about half a second
+    (tmp_path / "cpu.max").write_text("max 100000\n")  # no quota: the machine's counters, not the cgroup's
+    later = threading.Timer(0.1, lambda: (tmp_path / "cpu.stat").write_text("usage_usec 106000000\nuser_usec 1\n"))
+    later.start()
+    busy = openmp.other_busy_cores(0.5, cgroup=tmp_path)
+    later.join()
+    assert busy is not None and busy <= len(os.sched_getaffinity(0))  # the fake 100 CPU seconds would give ~200
