@@ -22,10 +22,10 @@ So dashrl chooses per process, at its start (`choose`):
 
 The thread count is not changed: it stays torch's (or `OMP_NUM_THREADS`), so a run's bits do
 not depend on what else the machine was doing (on AMX CPUs they depend on the thread count,
-docs/repeatability.md), and a run alone is as fast as before. The choice is kept in the
-environment (`MARK`) for the run's log line; Ray's workers start with the same settings
-(`inherited`), and any other child process chooses again. Imports only the standard library. Measured in docs/shared-machine.md
-(`python -m dashrl.bench_shared`).
+docs/repeatability.md), and a run alone keeps all its cores. The choice, in words, is kept in
+the environment (`MARK`) for the run's log line. Child processes inherit the settings (Ray's
+workers through the runtime environment, `inherited`) and report them as set. Imports only the
+standard library. `python -m dashrl.bench_shared` measures each policy (docs/shared-machine.md).
 """
 
 from __future__ import annotations
