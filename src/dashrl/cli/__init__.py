@@ -71,5 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dashrl import openmp
 
         openmp.apply()  # before any command imports torch (libgomp reads its settings once)
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except BrokenPipeError:  # `dashrl config | head`: the reader has gone; no traceback for that
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail too
+        return 141  # 128 + SIGPIPE, as a shell reports a command whose reader left
 
