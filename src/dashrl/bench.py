@@ -187,7 +187,8 @@ def _workload(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """`dashrl bench` in any mode; Ctrl-C ends it with one line and status 130, never a
-    traceback (the variant comparison first writes the steps it finished: `interleave`)."""
+    traceback (each mode first writes what it finished: the steps every variant took
+    (`interleave`), the repeats every backend or lever finished)."""
     try:
         if args.sampling:
             return sampling_run(args)
@@ -507,18 +508,31 @@ def sampling_run(args: argparse.Namespace) -> int:
         results[n] = {"startup_s": startup, "sync_s": sorted(syncs)[1], "tokens": {b: 0 for b in batches}, "seconds": {b: 0.0 for b in batches}}
         log(f"{n}: start-up {startup:.1f}s, sync {results[n]['sync_s']:.2f}s")
     last: dict[str, Any] = {}
-    for rep in range(args.repeats):
-        for b in batches:
-            params = SamplingParams(sc.max_new_tokens, sc.temperature, sc.top_p, sc.top_k, batch_size=b)
-            for n in names[rep % len(names) :] + names[: rep % len(names)]:  # the order rotates
-                t0 = time.perf_counter()
-                out = samplers[n].generate(rows[b], params, seed=rep)
-                dt = time.perf_counter() - t0
-                ntok = sum(len(c.token_ids) for c in out)
-                results[n]["tokens"][b] += ntok
-                results[n]["seconds"][b] += dt
-                last[n] = out
-                log(f"repeat {rep + 1}/{args.repeats} batch {b} {n}: {ntok} tokens in {dt:.1f}s ({ntok / dt:.0f} tok/s)")
+    done = 0  # repeats that every backend finished at every batch size: a Ctrl-C keeps only those
+    try:
+        for rep in range(args.repeats):
+            this: dict[str, dict[int, tuple[int, float]]] = {n: {} for n in names}
+            for b in batches:
+                params = SamplingParams(sc.max_new_tokens, sc.temperature, sc.top_p, sc.top_k, batch_size=b)
+                for n in names[rep % len(names) :] + names[: rep % len(names)]:  # the order rotates
+                    t0 = time.perf_counter()
+                    out = samplers[n].generate(rows[b], params, seed=rep)
+                    dt = time.perf_counter() - t0
+                    ntok = sum(len(c.token_ids) for c in out)
+                    this[n][b] = (ntok, dt)
+                    if b == max(batches):
+                        last[n] = out
+                    log(f"repeat {rep + 1}/{args.repeats} batch {b} {n}: {ntok} tokens in {dt:.1f}s ({ntok / dt:.0f} tok/s)")
+            for n in names:
+                for b, (ntok, dt) in this[n].items():
+                    results[n]["tokens"][b] += ntok
+                    results[n]["seconds"][b] += dt
+            done = rep + 1
+    except KeyboardInterrupt:
+        if not done:
+            print("dashrl bench: interrupted before every backend finished a repeat; nothing measured, nothing written", file=sys.stderr)
+            return 130
+        log(f"interrupted in repeat {done + 1}: keeping the {done} repeat(s) that every backend finished")
     for n in names:  # the trainer's recomputation of the largest batch's last samples
         out = last[n]
         samples = [Sample(list(p), c.token_ids, c.logprobs, 0.0, 1.0, i // G, c.finish_reason) for i, (p, c) in enumerate(zip(rows[max(batches)], out))]
@@ -535,10 +549,12 @@ def sampling_run(args: argparse.Namespace) -> int:
     completion_len = sum(len(c.token_ids) for c in last[names[0]]) / len(big) / 2  # the mean position a step decodes at
     header = (
         f"Sampler backends on {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}, G={G}, "
-        f"max_new_tokens={sc.max_new_tokens}, T={sc.temperature}, {args.repeats} interleaved calls per backend and batch; "
+        f"max_new_tokens={sc.max_new_tokens}, T={sc.temperature}, {done} interleaved calls per backend and batch; "
         f"torch threads {torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s, copy bandwidth {bandwidth:.1f} GB/s; "
         f"mean prompt {prompt_len:.0f} tokens, mean completion {2 * completion_len:.0f} tokens."
     )
+    if done < args.repeats:
+        header += f" Interrupted (Ctrl-C): {done} of {args.repeats} repeats measured."
     md = sampling_table(results, batches, peak, n_params)
     roof = roofline_table(model.config, n_params, G, prompt_len, completion_len, batches, bandwidth, peak)
     text = f"{header}\n\n{md}\n\nRoofline of one decode step (bf16, at the mean position {prompt_len + completion_len:.0f}):\n\n{roof}\n"
@@ -548,4 +564,4 @@ def sampling_run(args: argparse.Namespace) -> int:
     payload = {"workload": header, "peak_gflops": peak, "bandwidth_gbs": bandwidth, "results": results}
     atomic_write_text(out_dir / "sampling.json", json.dumps(payload, indent=1, default=str))
     print(text)
-    return 0
+    return 0 if done == args.repeats else 130

@@ -5,7 +5,7 @@ variant backprops that same batch through the same model, the variants interleav
 order rotating (machine noise hits all alike), with an untimed warm-up pass each:
 
 - `padded`: the shared-prompt pass over padded micro-batches (a group's prompt once, its KV
-  reused for the G completions) with the model's own LM head: the default before issue 14;
+  reused for the G completions) with the model's own LM head: the former default;
 - `head_chunk`: the same with `--train.head_chunk 1024` (the LM head applied 1024 rows at a time,
   no `[tokens, vocab]` logits kept for backward);
 - `packed`: `--train.packed true` (a micro-batch as one row without padding);
@@ -111,18 +111,27 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
     grads: dict[str, Any] = {}
     seconds: dict[str, list[float]] = {n: [] for n in names}
     outs: dict[str, dict[str, float]] = {}
-    for rep in range(args.repeats + 1):  # pass 0 warms up and records the gradients
-        order = names[rep % len(names) :] + names[: rep % len(names)]
-        for n in order:
-            model.zero_grad(set_to_none=True)
-            t0 = time.perf_counter()
-            outs[n] = trainers[n].backprop(samples, norm)
-            dt = time.perf_counter() - t0
-            if rep == 0:
-                grads[n] = grad_vector(model)
-            else:
-                seconds[n].append(dt)
-            log(f"{'warm-up' if rep == 0 else f'repeat {rep}/{args.repeats}'} {n}: {dt:.2f}s")
+    done = 0  # timed repeats that every lever finished: a Ctrl-C keeps only those
+    try:
+        for rep in range(args.repeats + 1):  # pass 0 warms up and records the gradients
+            order = names[rep % len(names) :] + names[: rep % len(names)]
+            for n in order:
+                model.zero_grad(set_to_none=True)
+                t0 = time.perf_counter()
+                outs[n] = trainers[n].backprop(samples, norm)
+                dt = time.perf_counter() - t0
+                if rep == 0:
+                    grads[n] = grad_vector(model)
+                else:
+                    seconds[n].append(dt)
+                log(f"{'warm-up' if rep == 0 else f'repeat {rep}/{args.repeats}'} {n}: {dt:.2f}s")
+            done = rep
+    except KeyboardInterrupt:
+        if not done:
+            print("dashrl bench: interrupted before every lever finished a timed pass; nothing measured, nothing written", file=sys.stderr)
+            return 130
+        log(f"interrupted in repeat {done + 1}: keeping the {done} repeat(s) that every lever finished")
+        seconds = {n: times[:done] for n, times in seconds.items()}
     model.zero_grad(set_to_none=True)
     tokens = outs[BASE]["train/tokens"]
     needed = sum(len(p) for p in {s.group: s.prompt_ids for s in samples}.values()) + sum(len(s.completion_ids) for s in samples)
@@ -135,14 +144,16 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
         results[n] = {"seconds": s, "tok_per_s": rate, "mfu": 6 * n_params * rate / (peak * 1e9), "mfu_needed": 6 * n_params * needed / s / (peak * 1e9), "grad_rel": rel, "pass": trainers[n].logprob_pass, "grad_norm": float(grads[n].norm()), "loss": outs[n]["loss"]}
     header = (
         f"Backprop levers on {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}: one batch of {len(samples)} samples "
-        f"({tokens} trained tokens counted, {needed} with each group's prompt once), micro-batch {cfg.train.micro_batch_size}, upper median of {args.repeats} interleaved passes; "
+        f"({tokens} trained tokens counted, {needed} with each group's prompt once), micro-batch {cfg.train.micro_batch_size}, upper median of {done} interleaved passes; "
         f"torch threads {torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s; "
         f"the config's own setting: train.packed {cfg.train.packed}, train.head_chunk {cfg.train.head_chunk}."
     )
+    if done < args.repeats:
+        header += f" Interrupted (Ctrl-C): {done} of {args.repeats} repeats measured."
     text = f"{header}\n\n{backprop_table(results)}\n"
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "backprop.md", text)
     atomic_write_text(out_dir / "backprop.json", json.dumps({"workload": header, "peak_gflops": peak, "results": results, "seconds": seconds}, indent=1))
     print(text)
-    return 0
+    return 0 if done == args.repeats else 130

@@ -84,7 +84,8 @@ class TaskConfig:
     difficulty: int = 1
     """Procedural tasks: digits per operand for `arithmetic`, steps per problem for `wordproblems` (1-6)."""
     limit: int = 0
-    """Use only the first N problems (0 = all)."""
+    """Use only the first N problems (0 = all); on a procedural task, the first N generated problems,
+    reshuffled each epoch as a dataset's are."""
     problem_field: str = ""
     """Local JSONL only: the field holding the problem text."""
     answer_field: str = ""
@@ -109,6 +110,8 @@ class TaskConfig:
         if self.name in PROCEDURAL:  # generated problems have no records to read fields from
             for key in ("problem_field", "answer_field", "tests_field"):
                 _check(not getattr(self, key), f"task.{key}", f"{self.name} is a procedural task (it has no records to read fields from); field names apply to .jsonl files and hf: datasets")
+            _check(self.split == "train", "task.split", f"{self.name} is a procedural task (it has no splits: its problems are generated); --eval.datasets {self.name} evaluates on its held-out problems")
+            _check(not self.subset, "task.subset", f"{self.name} is a procedural task (it has no subsets); --task.subset applies to hf: datasets")
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from dashrl.cli import main
 from dashrl.config import load_config
 

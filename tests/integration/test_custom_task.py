@@ -159,6 +159,21 @@ def test_python_api_validates_before_the_model_loads(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing left behind
 
 
+def test_python_records_take_field_names_and_a_limit(tmp_path):
+    """With `dataset=`, the default task name (a procedural task, which has no fields) does not
+    apply: `task.problem_field` and `task.limit` read the records, and the run gets as far as
+    loading the model."""
+    import dashrl
+    from dashrl.models import ModelError
+
+    def fmt(completions, **kwargs):
+        return [0.0] * len(completions)
+
+    overrides = {"model.name": "/nonexistent/model", "run.out_dir": str(tmp_path), "task.problem_field": "q", "task.limit": 1}
+    with pytest.raises(ModelError):
+        dashrl.train(overrides, dataset=[{"q": "1+1?", "answer": "2"}, {"q": "2+2?", "answer": "4"}], reward_funcs=[fmt])
+
+
 def test_tensorboard_gets_the_sample_table(tmp_path, tiny_lm):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

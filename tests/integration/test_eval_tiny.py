@@ -4,11 +4,9 @@ real graders (math-verify and the sandbox). A random model scores ~0; we check t
 import argparse
 import json
 
-import pytest
-
 from dashrl.data.datasets import load_dataset
 from dashrl.eval import evaluate
-from dashrl.cli_eval import add_arguments, run
+from dashrl.cli.eval import add_arguments, run
 from dashrl.rollout import SamplingParams, make_sampler
 
 

@@ -77,3 +77,11 @@ def test_help_and_config_listing_stay_light():
         "bad = [m for m in ('torch', 'transformers', 'tqdm', 'numpy') if m in sys.modules]\nassert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_reader_that_leaves_early_is_no_traceback():
+    """`dashrl config | head -3`: the pipe closes before the listing is written."""
+    proc = subprocess.Popen([sys.executable, "-m", "dashrl.cli", "config"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before the first write
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == "", err

@@ -11,7 +11,7 @@ import pytest
 
 from dashrl.data import Example
 from dashrl.eval import evaluate, format_table, pass_at_k
-from dashrl.cli_eval import add_arguments, run, write_json_atomic
+from dashrl.cli.eval import add_arguments, run, write_json_atomic
 from dashrl.rollout import Completion, SamplingParams
 
 

@@ -4,7 +4,7 @@ imports under `if TYPE_CHECKING:` do not.
 
 The layers this keeps: `dist` (Ray, the transport) is below `train` (the loop hands it the
 `Trainer` class), `eval` (evaluation sets and grading) is below `train`, entry points
-(`cli_*`, `bench`, `tune`, ...) are on top, and atomic writes live in `dashrl.io`.
+(`cli`, `bench`, `tune`, ...) are on top, and atomic writes live in `dashrl.io`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
     "modules, heavy",
     [
         ("dashrl.rewards", ("torch", "math_verify", "sympy", "numpy")),
-        ("dashrl.cli_eval, dashrl.eval", ("torch", "transformers", "math_verify", "sympy", "numpy")),
+        ("dashrl.cli.eval, dashrl.eval", ("torch", "transformers", "math_verify", "sympy", "numpy")),
         ("dashrl.cli, dashrl.bench, dashrl.peers.trl_grpo, dashrl.distill, dashrl.data.sft, dashrl.stats, dashrl.study.command, dashrl.study.tables, dashrl.study.arms", ("torch", "transformers", "trl", "datasets")),
     ],
 )

@@ -105,16 +105,14 @@ def test_the_cache_rename_notice_of_transformers_is_silenced():
     import logging
     import warnings
 
-    from transformers.utils import logging as hf_logging
-
     from dashrl.train.metrics import silence_transformers_bars
 
     silence_transformers_bars()
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("default")
         silence_transformers_bars()  # its filter goes on top of the default one
-        warnings.warn("`past_key_values` is deprecated and will be removed in version 5.40.0", FutureWarning)
-        warnings.warn("something else is deprecated", FutureWarning)
+        warnings.warn("`past_key_values` is deprecated and will be removed in version 5.40.0", FutureWarning)  # noqa: B028
+        warnings.warn("something else is deprecated", FutureWarning)  # noqa: B028
     assert [str(w.message) for w in seen] == ["something else is deprecated"]
     handlers = logging.getLogger("transformers").handlers
     assert handlers

@@ -63,3 +63,26 @@ def test_a_dataset_task_with_no_problems_is_a_dataset_error(tmp_path):
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(DatasetError, match=r"empty.jsonl: no problems to train on"):
         make_task(TaskConfig(name=str(tmp_path / "empty.jsonl")), seed=0)
+
+
+@pytest.mark.parametrize("name, generate", [("arithmetic", arithmetic_example), ("wordproblems", None)])
+def test_limit_on_a_procedural_task_is_a_pool_of_its_first_problems(name, generate):
+    from dashrl.data.wordproblems import wordproblem_example
+
+    generate = generate or wordproblem_example
+    task = make_task(TaskConfig(name=name, limit=3, difficulty=2), seed=5)
+    first = [generate(5, i, 2).problem for i in range(3)]
+    assert task.size == 3
+    epochs = [[ex.problem for ex in task.batch(e, 3)] for e in range(4)]
+    assert all(sorted(epoch) == sorted(first) for epoch in epochs)  # each epoch: the same 3, each once
+    assert len({tuple(epoch) for epoch in epochs}) > 1  # reshuffled per epoch, as a dataset is
+    assert make_task(TaskConfig(name=name, difficulty=2), seed=5).size is None  # no limit: endless
+
+
+@pytest.mark.parametrize("flag, value", [("split", "test"), ("subset", "main")])
+def test_split_and_subset_on_a_procedural_task_are_refused_in_one_line(flag, value):
+    from dashrl.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=rf"^config task.{flag}: wordproblems is a procedural task \(it has no"):
+        load_config(overrides=["--task.name", "wordproblems", f"--task.{flag}", value])
+    assert load_config(overrides=["--task.name", "gsm8k", f"--task.{flag}", value]).task.name == "gsm8k"

@@ -160,7 +160,7 @@ TASKS: dict[str, Callable[["TaskConfig", int], Task]] = {
     "gsm8k": _dataset("gsm8k"),
     "math": _dataset("math_train"),
 }
-PROCEDURAL = ("arithmetic", "wordproblems")  # generated problems: no records, so no fields, split or limit
+PROCEDURAL = ("arithmetic", "wordproblems")  # generated problems: no records, so no fields, split or subset
 
 
 def wrap_prompt(example: Example, cfg: "TaskConfig", where: str = "") -> Example:
@@ -223,6 +223,8 @@ def make_task(cfg: "TaskConfig", seed: int, reward: "RewardConfig | None" = None
     loaded = _load_funcs(reward, funcs, weights)
     if cfg.name in TASKS:
         task = TASKS[cfg.name](cfg, seed)
+        if cfg.limit and task.size is None:  # a pool of the first N generated problems, cycled as a dataset
+            task = _from_examples(task.name, [task.get(i) for i in range(cfg.limit)], seed)
     else:
         task = _dataset(cfg.name)(cfg, seed, require_reference=not loaded)
     return _finish(task, cfg, loaded)

@@ -73,14 +73,18 @@ def _log(msg: str) -> None:
 def connect(cfg: Config) -> bool:
     """Join `dist.address`, or start a local cluster sized for the actors; True if this call
     connected (then `ray.shutdown()` at the end stops a local cluster, or only disconnects).
-    Workers get this process's PYTHONPATH, so they import the same dashrl."""
+    Workers get this process's PYTHONPATH, so they import the same dashrl, and its OpenMP
+    settings (`dashrl.openmp`), chosen before their torch loads."""
     import ray
 
     d = cfg.dist
     if ray.is_initialized():  # the caller's cluster (tests): theirs to shut down
         return False
+    from dashrl import openmp
+
     paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}} if paths else None
+    env_vars = {**({"PYTHONPATH": os.pathsep.join(paths)} if paths else {}), **openmp.inherited()}  # the driver's OpenMP choice
+    env = {"env_vars": env_vars} if env_vars else None
     if d.address:
         ray.init(address=d.address, log_to_driver=False, runtime_env=env)
         return True

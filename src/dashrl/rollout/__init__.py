@@ -13,7 +13,7 @@ This is the same quantity the trainer recomputes, so on-policy ratios are exactl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover

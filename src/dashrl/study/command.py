@@ -251,7 +251,7 @@ def collect(plan: Plan, skipped: dict[tuple[str, int], str]) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Run `dashrl study`; one line on stderr and status 2 (bad flags) or 1 (a run or model failed)."""
-    from dashrl.cli_train import fail
+    from dashrl.cli.train import fail
     from dashrl.config import ConfigError
     from dashrl.data.datasets import DatasetError
     from dashrl.models import ModelError

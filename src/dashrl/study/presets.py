@@ -8,7 +8,7 @@ ones so that every arm runs in minutes (a smoke run, not a measurement).
 - `cpu` (the default): SmolLM2-135M-Instruct on one-step word problems (`wordproblems`,
   difficulty 1), chosen by measurement (docs/study.md): the base model
   solves 36% of held-out one-step problems greedily (10% sampled at T = 0.7), inside
-  the issue's 15-60% band; two steps give 6%, GSM8K 2%, so those leave nothing to
+  the 15-60% band the study asks for (room to improve, and a signal); two steps give 6%, GSM8K 2%, so those leave nothing to
   compare. The task ships worked solutions (SFT-H) and three out-of-distribution sets
   (more steps, ten times larger numbers, multiplication events). Accuracy is greedy
   accuracy (one decode per problem, no sampling noise); pass@k samples n = 8 at the

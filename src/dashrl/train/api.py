@@ -53,7 +53,8 @@ def train(
 ) -> Any:
     """Train as `dashrl train` does; returns the run's `RunResult` (`run_dir`, `rows`: the metric rows).
 
-    `dataset`: a list of dicts or a `datasets.Dataset` (None = `task.name`); `reward_funcs`:
+    `dataset`: a list of dicts or a `datasets.Dataset` (None = `task.name`; given, the run's
+    `task.name` is `dataset` unless set, and `task.*_field` and `task.limit` apply to it); `reward_funcs`:
     callables in TRL's convention or `[reward]` names, after any in `reward.funcs`;
     `reward_weights`: one per callable (default 1). A reward function that raises stops the
     run with an exception whose first line names it; the checkpoints already written stay.
@@ -64,11 +65,16 @@ def train(
     >>> result.rows[-1]["reward/short"]  # doctest: +SKIP
     0.25
     """
+    from dashrl import openmp
+
+    openmp.apply()  # before torch loads (the caller's own `import torch` first leaves it unchanged; the log says so)
     from dashrl.data.tasks import make_task, task_from_records
     from dashrl.rewards.funcs import RewardError
     from dashrl.train.loop import RunError
     from dashrl.train.loop import train as run_loop
 
+    if dataset is not None and (overrides is None or isinstance(overrides, Mapping)) and "task.name" not in (overrides or {}):
+        overrides = {**(overrides or {}), "task.name": "dataset"}  # the records, not the default procedural task
     cfg = config_from(overrides)
     try:
         if dataset is not None:

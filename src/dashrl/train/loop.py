@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dashrl import kernels
+from dashrl import kernels, openmp
 from dashrl.config import Config, ConfigError, load_config, to_dict, to_toml
 from dashrl.io import atomic_write_text
 from dashrl.train.checkpoint import (
@@ -252,6 +252,7 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     >>> from dashrl.config import load_config
     >>> train(load_config(overrides=["--train.steps", "2"]))  # doctest: +SKIP
     """
+    openmp.apply()  # the OpenMP wait policy, before torch loads where the caller has not loaded it yet
     from dashrl.train.metrics import silence_transformers_bars
     from dashrl.train.preflight import validate_run
 
@@ -327,7 +328,7 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
     if not cfg.run.quiet:
         verb = f"resuming {ckpt.name} of" if ckpt else "run folder"
         k = kernels.record()
-        print(f"[dashrl] {verb} {run_dir} ({k['threads']} threads, {k['isa'] or 'cpu'})", file=sys.stderr)  # before the bar
+        print(f"[dashrl] {verb} {run_dir} ({k['threads']} threads, {k['isa'] or 'cpu'}, {openmp.apply()})", file=sys.stderr)  # before the bar
     progress = Progress(total_opt, quiet=cfg.run.quiet, first_step=opt_step + 1)
     t_start, elapsed0 = time.perf_counter(), float(info.get("elapsed_s", 0.0))
 

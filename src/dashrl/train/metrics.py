@@ -283,7 +283,9 @@ class Progress:
     """The run's console: a tqdm bar sized to the terminal on a TTY, else (or when quiet)
     one plain line per step, each at most the terminal width (80 without a terminal).
 
-    >>> p = Progress(2, quiet=True); p.update({"step": 1}); p.close()  # doctest: +SKIP
+    >>> import sys
+    >>> p = Progress(2, quiet=True, stream=sys.stdout); p.update({"step": 1, "reward/mean": 0.5}); p.close()
+    step 1/2 reward 0.500 acc - kept - | 0.0s/step eta ...
     """
 
     def __init__(self, total: int, quiet: bool = False, stream: TextIO | None = None, first_step: int = 1):

@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     >>> run(parser.parse_args(["--model", "smollm2-135m", "--dataset", "gsm8k", "--limit", "4"]))  # doctest: +SKIP
     0
     """
-    from dashrl.cli_train import fail
+    from dashrl.cli.train import fail
     from dashrl.config import ConfigError
     from dashrl.data.datasets import DatasetError
 

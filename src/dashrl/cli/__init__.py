@@ -1,5 +1,9 @@
 """`dashrl` command line: parses the config first, imports heavy modules lazily.
 
+One module per command, each with `add_arguments(parser)` and `run(args) -> int`: `cli.train`,
+`cli.eval` and `cli.config` here; `report`, `bench`, `tune`, `distill` and `study.command` sit
+beside the code they drive. `COMMANDS` below is the whole list.
+
     dashrl train [--config FILE.toml] [--section.field VALUE ...]
     dashrl train --resume RUN_DIR [--train.steps N]
     dashrl eval --model PATH_OR_ID_OR_RUN_DIR --dataset math500 [...]
@@ -21,16 +25,17 @@ from typing import Sequence
 
 # name -> (module, help): each module has add_arguments(parser) and run(args) -> int
 COMMANDS = {
-    "train": ("dashrl.cli_train", "train a policy with DASH, GRPO or PPO schedules"),
-    "eval": ("dashrl.cli_eval", "evaluate a model on math and code datasets"),
+    "train": ("dashrl.cli.train", "train a policy with DASH, GRPO or PPO schedules"),
+    "eval": ("dashrl.cli.eval", "evaluate a model on math and code datasets"),
     "report": ("dashrl.report", "plot one or more runs and write a markdown summary"),
     "bench": ("dashrl.bench", "time grpo, DASH without and with filtering side by side"),
     "tune": ("dashrl.tune", "measure and pick the inference batch size and micro-batch size"),
-    "config": ("dashrl.cli_config", "list every config field (type, default, doc) and the shipped run files"),
+    "config": ("dashrl.cli.config", "list every config field (type, default, doc) and the shipped run files"),
     "distill": ("dashrl.distill", "keep a teacher model's correct solutions to a task as SFT data"),
     "study": ("dashrl.study.command", "run the paper's arms, evaluate them alike, and judge its five findings"),
 }
 TAKES_OVERRIDES = ("train", "eval", "bench", "tune", "distill", "study")  # commands that accept --section.field VALUE
+RUNS_TORCH = ("train", "eval", "bench", "tune", "distill", "study")  # their OpenMP settings are chosen first (dashrl.openmp)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest and args.command not in TAKES_OVERRIDES:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.overrides = rest
-    return int(importlib.import_module(args._module).run(args) or 0)
+    if args.command in RUNS_TORCH:
+        from dashrl import openmp
 
+        openmp.apply()  # before any command imports torch (libgomp reads its settings once)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except BrokenPipeError:  # `dashrl config | head`: the reader has gone; no traceback for that
+        import os
 
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail too
+        return 141  # 128 + SIGPIPE, as a shell reports a command whose reader left
+

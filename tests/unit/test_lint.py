@@ -1,0 +1,17 @@
+"""`ruff check src tests` passes with the rules in pyproject.toml (skipped where ruff is not installed)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (pip install -e '.[test]')")
+def test_ruff_check_passes():
+    proc = subprocess.run(["ruff", "check", "--no-cache", "src", "tests"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
