@@ -61,3 +61,63 @@ def test_sharded_trainers_equal_replicated_trainers_and_one_process(tmp_path, sh
     assert all(r["grad_norm"] > 0 for r in res.rows)
     moved = max(float((p - q).abs().max()) for p, q in zip(make_tiny_model(len(make_tokenizer())).state_dict().values(), model.state_dict().values()))
     assert moved > 1e-3  # it trained
+
+
+class DyingShardedLlama:
+    """Mixin for the tiny Llama: a sharded trainer process dies at its 3rd training forward pass
+    (step 2: each rank runs its two deliveries of a step as two passes of the model's own forward),
+    once per marker file (the replacement actors find the marker)."""
+
+    marker = ""
+    training_forwards = 0
+
+    @classmethod
+    def _can_set_attn_implementation(cls):
+        return True  # as test_dist_tiny.DyingLlama: keeps the packed pass of the undisturbed run
+
+    def forward(self, *args, **kwargs):  # a sharded trainer runs the model's own forward
+        if torch.is_grad_enabled():
+            DyingShardedLlama.training_forwards += 1
+            if DyingShardedLlama.training_forwards >= 3 and not Path(DyingShardedLlama.marker).exists():
+                Path(DyingShardedLlama.marker).write_text("died")
+                os._exit(1)
+        return super().forward(*args, **kwargs)
+
+
+def test_dead_sharded_trainer_is_replaced_and_the_run_is_unchanged(tmp_path, sharded):
+    """A sharded trainer dies mid-backprop of step 2: the group is rebuilt from step 1's whole
+    state (each new rank keeps its shard), the step runs again, and the run ends bit for bit
+    as the undisturbed sharded run."""
+    tok = make_tokenizer()
+    model = make_tiny_model(len(tok))
+    DyingShardedLlama.marker = str(tmp_path / "died")
+    model.__class__ = type("DyingShardedTinyLlama", (DyingShardedLlama, type(model)), {})
+    cfg = config(tmp_path, "tdeath", train={"steps": 3}, algo=NO_FILTER, dist=SHARD)
+    res = train(cfg, model, tok, task=letter_task())
+    assert (tmp_path / "died").exists()
+    assert [r["dist/trainer_restarts"] for r in res.rows] == [0, 1, 0]
+    ref, ref_model = sharded
+    assert_same_rows(ref.rows, res.rows)
+    for (n, p), q in zip(ref_model.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(p, q), n
+
+
+def test_sharded_run_resumes_bit_exact_after_sigkill_and_saves_a_plain_model(tmp_path):
+    """The driver is SIGKILLed while the sharded trainers backprop step 2; the resumed run ends
+    with the uninterrupted run's weights, bit for bit. The checkpoint is one whole model that
+    plain transformers loads (the trainers' shards gathered once)."""
+    from test_resume import assert_same_run, final_weights, run_plan
+    from transformers import AutoModelForCausalLM
+
+    from dashrl.train.checkpoint import latest_checkpoint
+
+    address = ray.get_runtime_context().gcs_address
+    ref, run_dir = tmp_path / "ref", tmp_path / "run"
+    stages = [(str(ref), None), (str(run_dir), "backprop:1"), (str(run_dir), None)]
+    spec = {"schedule": "dash", "steps": 2, "save_every": 1, "dist": {**SHARD, "address": address}}
+    results = run_plan(tmp_path, spec, stages)
+    assert [r["code"] for r in results] == [0, -9, 0], [r["log"][-2000:] for r in results]
+    assert_same_run(ref, run_dir, 2)
+    loaded = AutoModelForCausalLM.from_pretrained(latest_checkpoint(run_dir))
+    for k, v in final_weights(run_dir).items():
+        assert torch.equal(loaded.state_dict()[k], v), k
