@@ -23,8 +23,8 @@ parameters, gradients and AdamW state are DTensor shards. What changes for the c
 - the logprob pass gets its hidden states from `decoder_states`, which runs the model's
   own forward (FSDP gathers and frees each layer around it; after that forward the head
   weight stays gathered for the chunked head and its gradient);
-- `state_dict()` gathers the whole weights (every rank calls it; the tensors are the
-  full ones on every rank) and `load_state_dict()` takes whole weights and keeps each
+- `state_dict()` gathers the whole weights (every rank calls it; a rank that does not
+  publish keeps none of them) and `load_state_dict()` takes whole weights and keeps each
   rank's shard; `gather` / `shard_optimizer_state` do the same for the optimizer state,
   so publish, restore and checkpoints hold the replicated layout (`docs/sharding.md`);
 - `lockstep(n)`: every rank must run as many forward/backward passes as every other
@@ -109,11 +109,12 @@ class Policy:
         return self.sampler_weights()
 
     # -- trained weights ---------------------------------------------------------------------
-    def state_dict(self) -> dict[str, torch.Tensor]:
+    def state_dict(self, keep: bool = True) -> dict[str, torch.Tensor]:
         """The trained weights: the whole model, or the adapters only (LoRA). Sharded: the
-        whole weights, gathered (a collective: every rank calls it)."""
+        whole weights, gathered (a collective: every rank calls it); `keep=False` drops
+        each gathered tensor at once (a rank that does not publish) and gives None for it."""
         if self.sharded:
-            return self.gather(self.model.state_dict())
+            return self.gather(self.model.state_dict(), keep)
         if not self.lora:
             return self.model.state_dict()
         return {k: v for k, v in self.module.state_dict().items() if "lora_" in k}
@@ -133,18 +134,19 @@ class Policy:
             raise ValueError(f"adapter weights do not match the model: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}")
 
     # -- sharding ------------------------------------------------------------------------------
-    def gather(self, obj: Any) -> Any:
+    def gather(self, obj: Any, keep: bool = True) -> Any:
         """`obj` (a state dict, an optimizer state, nested) with every shard replaced by the
         whole tensor (one all-gather each, in the same order on every rank); tensors that
-        were one tensor stay one."""
+        were one tensor stay one. `keep=False`: None instead, each whole tensor freed at once."""
         from torch.distributed.tensor import DTensor
 
-        seen: dict[int, torch.Tensor] = {}
+        seen: dict[int, torch.Tensor | None] = {}
 
         def full(x: Any) -> Any:
             if isinstance(x, DTensor):
                 if id(x) not in seen:
-                    seen[id(x)] = x.full_tensor()
+                    whole = x.full_tensor()
+                    seen[id(x)] = whole if keep else None
                 return seen[id(x)]
             if isinstance(x, dict):
                 return {k: full(v) for k, v in x.items()}

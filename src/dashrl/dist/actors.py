@@ -265,11 +265,12 @@ class TrainerWorker:
         Sharded, every rank calls it (the whole state is gathered, in the replicated
         layout); the others return `(None, None)`."""
         policy = self.trainer.policy
-        weights, state = policy.state_dict(), self.trainer.state_dict()
+        keep = self.rank == 0  # sharded: the others take part in the gathers and keep nothing
+        weights, state = policy.state_dict(keep=keep), self.trainer.state_dict()
         if policy.sharded:
-            state = policy.gather(state)
-            if self.rank != 0:
-                return None, None
+            state = policy.gather(state, keep)
+        if not keep:
+            return None, None
         return weights_to_numpy(weights), state_to_numpy(state)
 
     def restore(self, weights: Mapping[str, Any], state: dict[str, Any]) -> int:
