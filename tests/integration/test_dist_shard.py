@@ -121,3 +121,16 @@ def test_sharded_run_resumes_bit_exact_after_sigkill_and_saves_a_plain_model(tmp
     loaded = AutoModelForCausalLM.from_pretrained(latest_checkpoint(run_dir))
     for k, v in final_weights(run_dir).items():
         assert torch.equal(loaded.state_dict()[k], v), k
+
+
+@pytest.mark.parametrize("schedule", ["grpo", pytest.param("ppo_mini", marks=pytest.mark.slow)])
+def test_sharded_schedules_equal_one_process(tmp_path, schedule):
+    """grpo: a backprop call per micro-batch and a KL term against a sharded reference copy;
+    ppo_mini: several optimizer steps per sampling cycle. Each is the one-process run."""
+    algo = {"schedule": schedule, **({"ppo_k": 2} if schedule == "ppo_mini" else {})}
+    ref, ref_model = run(config(tmp_path, f"{schedule}-one", algo=algo))
+    res, model = run(config(tmp_path, f"{schedule}-shard", algo=algo, dist=SHARD))
+    assert_same_rows(ref.rows, res.rows)
+    assert_same_weights(ref_model, model)
+    if schedule == "grpo":
+        assert all(r["kl"] != 0 for r in res.rows[1:])
