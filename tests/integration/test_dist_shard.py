@@ -134,3 +134,49 @@ def test_sharded_schedules_equal_one_process(tmp_path, schedule):
     assert_same_weights(ref_model, model)
     if schedule == "grpo":
         assert all(r["kl"] != 0 for r in res.rows[1:])
+
+
+class NanOnRankOne:
+    """Mixin: on trainer rank 1 only, the decoder's output is NaN in its first two training
+    passes (its two deliveries of step 1); rank 0 sees finite losses."""
+
+    training_forwards = 0
+
+    @classmethod
+    def _can_set_attn_implementation(cls):
+        return True
+
+    def forward(self, *args, **kwargs):
+        import torch.distributed as dist
+
+        poison = torch.is_grad_enabled() and dist.is_initialized() and dist.get_rank() == 1
+        if poison:
+            NanOnRankOne.training_forwards += 1
+            poison = NanOnRankOne.training_forwards <= 2
+        if not poison:
+            return super().forward(*args, **kwargs)
+
+        def nan(module, args, out):
+            out.last_hidden_state = out.last_hidden_state * float("nan")
+            return out
+
+        hook = self.model.register_forward_hook(nan, prepend=True)  # before the hook that reads the output
+        try:
+            return super().forward(*args, **kwargs)
+        finally:
+            hook.remove()
+
+
+def test_nonfinite_loss_on_one_sharded_rank_skips_the_step_on_every_rank(tmp_path):
+    """Rank 1's loss is NaN in step 1: both ranks still run their passes (no rank waits on a
+    collective the other skipped), both skip the step and drop the NaN gradients, and step 2 trains."""
+    tok = make_tokenizer()
+    model = make_tiny_model(len(tok))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.__class__ = type("NanTinyLlama", (NanOnRankOne, type(model)), {})
+    res = train(config(tmp_path, "nan", algo=NO_FILTER, dist=SHARD), model, tok, task=letter_task())
+    assert [r.get("skipped") for r in res.rows] == ["nonfinite_loss", None]
+    assert res.rows[1]["grad_norm"] > 0
+    after = model.state_dict()
+    assert all(torch.isfinite(v).all() for v in after.values())
+    assert any(not torch.equal(before[k], v) for k, v in after.items())
