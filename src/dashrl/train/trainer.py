@@ -130,7 +130,7 @@ class Learner:
                     kl_loss, kl_metrics = self.kl_term(inputs, ref_logprobs)
                     loss, metrics = loss + kl_loss, {**metrics, **kl_metrics}
             self.forward_samples += len(idx)
-            trained_tokens += mb.num_tokens
+            trained_tokens += mb.num_tokens if idx else 0
             if not torch.isfinite(loss):
                 nonfinite = True
                 if self.policy.sharded:  # every rank backprops alike (collectives); the step is skipped
