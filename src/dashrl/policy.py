@@ -175,7 +175,7 @@ class Policy:
             return 0
         import torch.distributed as dist
 
-        most = torch.tensor([n], dtype=torch.long)
+        most = torch.tensor([n], dtype=torch.long, device=next(self.model.parameters()).device)  # nccl: a GPU tensor
         dist.all_reduce(most, op=dist.ReduceOp.MAX)
         return int(most) - n
 
