@@ -102,6 +102,7 @@ def test_dead_sharded_trainer_is_replaced_and_the_run_is_unchanged(tmp_path, sha
         assert torch.equal(p, q), n
 
 
+@pytest.mark.slow
 def test_sharded_run_resumes_bit_exact_after_sigkill_and_saves_a_plain_model(tmp_path):
     """The driver is SIGKILLed while the sharded trainers backprop step 2; the resumed run ends
     with the uninterrupted run's weights, bit for bit. The checkpoint is one whole model that
@@ -167,6 +168,7 @@ class NanOnRankOne:
             hook.remove()
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_on_one_sharded_rank_skips_the_step_on_every_rank(tmp_path):
     """Rank 1's loss is NaN in step 1: both ranks still run their passes (no rank waits on a
     collective the other skipped), both skip the step and drop the NaN gradients, and step 2 trains."""
