@@ -114,7 +114,11 @@ class Policy:
         whole weights, gathered (a collective: every rank calls it); `keep=False` drops
         each gathered tensor at once (a rank that does not publish) and gives None for it."""
         if self.sharded:
-            return self.gather(self.model.state_dict(), keep)
+            state = self.model.state_dict()  # a tied weight: one DTensor per key, each gathered once here
+            first: dict[int, str] = {}
+            owner = {name: first.setdefault(id(p), name) for name, p in self.model.named_parameters(remove_duplicate=False)}
+            whole = self.gather({k: v for k, v in state.items() if owner.get(k, k) == k}, keep)
+            return {k: whole[owner.get(k, k)] for k in state}
         if not self.lora:
             return self.model.state_dict()
         return {k: v for k, v in self.module.state_dict().items() if "lora_" in k}
