@@ -404,9 +404,14 @@ class DistConfig:
     """Pin each actor to CPU cores of its own (os.sched_setaffinity; sampler i first, then
     trainer r), as many as its cpus_per_* (wrapping round the node's cores): actors on one
     node stop trading cores. Ray itself only counts CPUs, it does not pin them."""
+    shard: str = "none"
+    """`none`: every trainer actor holds the whole model, its gradients and AdamW state
+    (gradients all-reduced). `full`: FSDP2 shards all three across the trainer actors
+    (docs/sharding.md); needs sampler actors and at least 2 trainers, full fine-tuning."""
 
     def __post_init__(self) -> None:
         _at_least("dist.samplers", self.samplers, 0)
+        _choice("dist.shard", self.shard, ("none", "full"))
         _at_least("dist.trainers", self.trainers, 1)
         for key in ("cpus_per_sampler", "cpus_per_trainer"):
             _check(getattr(self, key) > 0, f"dist.{key}", f"expected > 0, got {getattr(self, key)}")
@@ -504,6 +509,12 @@ class Config:
             _check(self.dist.samplers > 0, d, "sampling ahead needs sampler actors (--dist.samplers >= 1)")
             _check(self.algo.schedule != "grpo", d, "grpo samples per micro-batch; overlap runs dash, ppo_multi, ppo_mini")
             _check(self.algo.loss == "ppo_clip", d, f"samples drawn ahead are off-policy: needs --algo.loss ppo_clip (got {self.algo.loss!r})")
+        if self.dist.shard == "full":
+            d = "dist.shard"
+            _check(self.dist.samplers > 0, d, "sharding splits the model over Ray trainer actors: needs --dist.samplers >= 1")
+            _check(self.dist.trainers >= 2, d, f"one trainer holds the whole model anyway: needs --dist.trainers >= 2 (got {self.dist.trainers})")
+            _check(self.lora.r == 0, d, "LoRA trains adapters only, small enough to replicate: use --dist.shard none with --lora.r")
+            _check(not self.model.gradient_checkpointing, d, "not supported with --model.gradient_checkpointing yet")
         if self.algo.schedule == "grpo":
             _check(
                 self.train.micro_batch_size % self.algo.group_size == 0,

@@ -16,6 +16,20 @@ A `Policy` gives
 
 LoRA goes through peft (`lora.r > 0`); its adapters start from seeded random draws
 (`train.seed`), so every process of a run builds the same ones.
+
+Sharded (`shard=True`, `dist.shard = "full"`, in the Ray trainer actors of one
+torch.distributed group): FSDP2 (`fully_shard`) per decoder layer, then the whole model;
+parameters, gradients and AdamW state are DTensor shards. What changes for the callers:
+- the logprob pass gets its hidden states from `decoder_states`, which runs the model's
+  own forward (FSDP gathers and frees each layer around it; after that forward the head
+  weight stays gathered for the chunked head and its gradient);
+- `state_dict()` gathers the whole weights (every rank calls it; a rank that does not
+  publish keeps none of them) and `load_state_dict()` takes whole weights and keeps each
+  rank's shard; `gather` / `shard_optimizer_state` do the same for the optimizer state,
+  so publish, restore and checkpoints hold the replicated layout (`docs/sharding.md`);
+- `lockstep(n)`: every rank must run as many forward/backward passes as every other
+  (each is collective), so a rank with fewer micro-batches runs empty ones;
+- `clip_grad_norm` takes the norm over all shards.
 """
 
 from __future__ import annotations
@@ -41,8 +55,9 @@ class Policy:
     >>> opt = torch.optim.AdamW(p.parameters())  # doctest: +SKIP
     """
 
-    def __init__(self, model: Any, lora: Any = None, seed: int = 0, reference: bool = False, ref_dtype: str = "fp32"):
+    def __init__(self, model: Any, lora: Any = None, seed: int = 0, reference: bool = False, ref_dtype: str = "fp32", shard: bool = False):
         self.lora = lora is not None and lora.r > 0
+        self.sharded = shard
         self.save_merged = self.lora and lora.save_merged
         self.module = _with_adapters(model, lora, seed) if self.lora else model
         self.model = self.module.get_base_model() if self.lora else model  # the causal LM (adapters injected in place)
@@ -51,6 +66,12 @@ class Policy:
             self._ref = copy.deepcopy(model).requires_grad_(False).eval()
             if ref_dtype == "bf16":
                 self._ref.to(torch.bfloat16)
+        if shard:
+            if self.lora:
+                raise ValueError("a LoRA policy is not sharded (dist.shard full needs lora.r = 0)")
+            for m in (self._ref, self.model):
+                if m is not None:
+                    _fully_shard(m)
 
     def parameters(self) -> list[torch.nn.Parameter]:
         """The parameters the optimizer steps, in module order."""
@@ -88,14 +109,26 @@ class Policy:
         return self.sampler_weights()
 
     # -- trained weights ---------------------------------------------------------------------
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """The trained weights: the whole model, or the adapters only (LoRA)."""
+    def state_dict(self, keep: bool = True) -> dict[str, torch.Tensor]:
+        """The trained weights: the whole model, or the adapters only (LoRA). Sharded: the
+        whole weights, gathered (a collective: every rank calls it); `keep=False` drops
+        each gathered tensor at once (a rank that does not publish) and gives None for it."""
+        if self.sharded:
+            state = self.model.state_dict()  # a tied weight: one DTensor per key, each gathered once here
+            first: dict[int, str] = {}
+            owner = {name: first.setdefault(id(p), name) for name, p in self.model.named_parameters(remove_duplicate=False)}
+            whole = self.gather({k: v for k, v in state.items() if owner.get(k, k) == k}, keep)
+            return {k: whole[owner.get(k, k)] for k in state}
         if not self.lora:
             return self.model.state_dict()
         return {k: v for k, v in self.module.state_dict().items() if "lora_" in k}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Load what `state_dict()` gave, exactly (every key must match)."""
+        """Load what `state_dict()` gave, exactly (every key must match). Sharded: each rank
+        keeps its own shard of the whole weights (no communication)."""
+        if self.sharded:
+            _load_shards(self.model, state)
+            return
         if not self.lora:
             self.model.load_state_dict(state, strict=True)
             return
@@ -103,6 +136,64 @@ class Policy:
         missing = [k for k in result.missing_keys if "lora_" in k]
         if missing or result.unexpected_keys:
             raise ValueError(f"adapter weights do not match the model: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}")
+
+    # -- sharding ------------------------------------------------------------------------------
+    def gather(self, obj: Any, keep: bool = True) -> Any:
+        """`obj` (a state dict, an optimizer state, nested) with every shard replaced by the
+        whole tensor (one all-gather each, in the same order on every rank); tensors that
+        were one tensor stay one. `keep=False`: None instead, each whole tensor freed at once."""
+        from torch.distributed.tensor import DTensor
+
+        seen: dict[int, torch.Tensor | None] = {}
+
+        def full(x: Any) -> Any:
+            if isinstance(x, DTensor):
+                if id(x) not in seen:
+                    whole = x.full_tensor()
+                    seen[id(x)] = whole if keep else None
+                return seen[id(x)]
+            if isinstance(x, dict):
+                return {k: full(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple)):
+                return type(x)(full(v) for v in x)
+            return x
+
+        return full(obj)
+
+    def shard_optimizer_state(self, optimizer: torch.optim.Optimizer) -> None:
+        """After `optimizer.load_state_dict(whole)`: keep of each whole moment only this
+        rank's shard, laid out as its parameter (no communication)."""
+        from torch.distributed.tensor import DTensor, distribute_tensor
+
+        for p, state in optimizer.state.items():
+            if not isinstance(p, DTensor):
+                continue
+            for k, v in state.items():
+                if isinstance(v, torch.Tensor) and not isinstance(v, DTensor) and v.shape == p.shape:
+                    state[k] = distribute_tensor(v.to(p.dtype), p.device_mesh, p.placements, src_data_rank=None)
+
+    def lockstep(self, n: int) -> int:
+        """How many empty micro-batches this rank runs after its `n`: as many as the rank
+        with the most has more (0 when not sharded)."""
+        if not self.sharded:
+            return 0
+        import torch.distributed as dist
+
+        most = torch.tensor([n], dtype=torch.long, device=next(self.model.parameters()).device)  # nccl: a GPU tensor
+        dist.all_reduce(most, op=dist.ReduceOp.MAX)
+        return int(most) - n
+
+    def clip_grad_norm(self, params: list[torch.nn.Parameter], max_norm: float) -> float:
+        """Scale the gradients of `params` to total 2-norm at most `max_norm`; returns the norm
+        before (over all shards when sharded: every rank gets the same)."""
+        from torch.distributed.tensor import DTensor
+
+        grads = [p.grad for p in params if p.grad is not None]
+        total = torch.nn.utils.get_total_norm(grads, 2.0)
+        if isinstance(total, DTensor):
+            total = total.full_tensor()
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+        return float(total)
 
     # -- checkpoint files ----------------------------------------------------------------------
     def save(self, folder: Path, dtype: str = "fp32") -> dict[str, torch.Tensor] | None:
@@ -151,16 +242,72 @@ class Policy:
             raise ValueError(f"{ckpt}: weights missing from the checkpoint: {untied[:5]}")
 
 
-def make_policy(cfg: Any, model: Any, reference: bool | None = None) -> Policy:
+def make_policy(cfg: Any, model: Any, reference: bool | None = None, shard: bool = False) -> Policy:
     """The run's policy around `model` (`cfg.lora`, seeded by `cfg.train.seed`); with a KL
-    reference when `cfg.algo.beta > 0` unless `reference` says otherwise."""
+    reference when `cfg.algo.beta > 0` unless `reference` says otherwise; sharded over the
+    torch.distributed group with `shard` (a trainer actor of `dist.shard = "full"`)."""
     ref = cfg.algo.beta > 0 if reference is None else reference
-    return Policy(model, cfg.lora, cfg.train.seed, reference=ref, ref_dtype=cfg.model.dtype)
+    return Policy(model, cfg.lora, cfg.train.seed, reference=ref, ref_dtype=cfg.model.dtype, shard=shard)
 
 
 def as_policy(model: Any) -> Policy:
     """`model` itself if it is a Policy, else a full fine-tuning Policy around it."""
     return model if isinstance(model, Policy) else Policy(model)
+
+
+def decoder_states(model: Any, **inputs: Any) -> Any:
+    """The decoder's output for `inputs` (`last_hidden_state`, `past_key_values`), without
+    the LM head: `model.base_model(**inputs)`. A sharded model runs its own forward instead
+    (FSDP gathers the weights in hooks around it; the inner decoder alone would meet
+    sharded embeddings), with the logits of one position only, and the decoder's output is
+    taken as it passes."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if not isinstance(model, FSDPModule):
+        return model.base_model(**inputs)
+    seen: list[Any] = []
+    hook = model.base_model.register_forward_hook(lambda module, args, out: seen.append(out))
+    try:
+        model(**inputs, logits_to_keep=1)
+    finally:
+        hook.remove()
+    return seen[0]
+
+
+def _fully_shard(model: Any) -> None:
+    """FSDP2 over the default torch.distributed group: each decoder layer its own unit (gathered
+    only while it runs), then the rest (embeddings, final norm, head). Gradients are summed
+    over ranks, not averaged: the loss is already normalised by the whole batch, as the
+    replicated trainers' all-reduce sums."""
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+
+    layers = getattr(model.base_model, "layers", None)
+    if layers is None:
+        raise ValueError(f"{type(model).__name__}: no decoder layers at .base_model.layers to shard")
+    for layer in layers:
+        fully_shard(layer)
+    fully_shard(model)
+    for m in model.modules():
+        if isinstance(m, FSDPModule):
+            m.set_gradient_divide_factor(1.0)
+            m.set_force_sum_reduction_for_comms(True)  # gloo has no pre-multiplied sum
+
+
+def _load_shards(model: Any, state: dict[str, torch.Tensor]) -> None:
+    """Copy into each sharded parameter and buffer of `model` its rank's part of the whole tensor in `state`."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    own = model.state_dict()
+    missing, unexpected = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+    if missing or unexpected:
+        raise ValueError(f"weights do not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    with torch.no_grad():
+        for k, t in own.items():
+            if isinstance(t, DTensor):
+                part = distribute_tensor(state[k].to(t.dtype), t.device_mesh, t.placements, src_data_rank=None)
+                t.to_local().copy_(part.to_local())
+            else:
+                t.copy_(state[k])
 
 
 def _with_adapters(model: Any, lora: Any, seed: int) -> Any:

@@ -30,6 +30,10 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
         (["--run.keep_last", "-1"], "config run.keep_last: expected >= 0"),
         (["--task.problem_field", "q"], "config task.problem_field: arithmetic is a procedural task (it has no records to read fields from)"),
         (["--task.name", "wordproblems", "--task.tests_field", "t"], "config task.tests_field: wordproblems is a procedural task"),
+        (["--dist.shard", "ful"], "config dist.shard: expected one of none, full, got 'ful'; did you mean 'full'?"),
+        (["--dist.shard", "full"], "config dist.shard: sharding splits the model over Ray trainer actors: needs --dist.samplers >= 1"),
+        (["--dist.shard", "full", "--dist.samplers", "1"], "config dist.shard: one trainer holds the whole model anyway: needs --dist.trainers >= 2 (got 1)"),
+        (["--dist.shard", "full", "--dist.samplers", "1", "--dist.trainers", "2", "--lora.r", "8"], "config dist.shard: LoRA trains adapters only"),
     ],
 )
 def test_bad_overrides_name_the_key_and_the_fix(overrides, expected):

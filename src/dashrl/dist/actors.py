@@ -10,7 +10,10 @@
   store, then all-reduces gradients with torch.distributed and takes the optimizer step; every trainer steps on
   the same summed gradient, so all hold the same weights. Rank 0 publishes its policy's
   trained weights (numpy arrays, read in place by samplers on its node; the adapters only
-  with LoRA) and its optimizer state once per step.
+  with LoRA) and its optimizer state once per step. With `dist.shard = "full"` each holds
+  a shard of the weights, gradients and optimizer state (FSDP2, `dashrl.policy`): FSDP
+  sums the gradients (reduce-scatter) during backward, and publishing gathers the whole
+  state once per step, every rank taking part and rank 0 returning it.
 
 This package imports nothing from `dashrl.train`: the loop hands the learner class in,
 so the training loop sits above its transport (`tests/unit/test_import_graph.py`).
@@ -186,9 +189,12 @@ class TrainerWorker:
     def __init__(self, cfg: Config, make_learner: Any, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, rank: int, world: int):
         self.rank, self.world = rank, world
         d = cfg.dist
+        self.sharded = d.shard == "full"
         first = d.samplers * max(1, int(d.cpus_per_sampler)) + rank * max(1, int(d.cpus_per_trainer)) if d.pin_cores else None
         model = _place(model, d.gpus_per_trainer, d.cpus_per_trainer, first)
-        self.trainer = make_learner(cfg, model, tokenizer, optimizer_steps, task=task)
+        self._learner_args = (cfg, model, tokenizer, optimizer_steps, task)
+        self._make_learner = make_learner
+        self.trainer: Any = None  # built by `init_group`: a sharded learner needs the process group
 
     def rendezvous(self) -> str:
         """`tcp://IP:PORT` of a free port on this node, for torch.distributed's TCP store."""
@@ -201,6 +207,9 @@ class TrainerWorker:
 
         if self.world > 1:
             dist.init_process_group(backend, init_method=init_method, rank=self.rank, world_size=self.world)
+        cfg, model, tokenizer, optimizer_steps, task = self._learner_args
+        self.trainer = self._make_learner(cfg, model, tokenizer, optimizer_steps, task=task)
+        self._learner_args = None  # the learner holds the model (sharded: its shard only)
         return self.rank
 
     def backprop(self, step: int, norm: Norm, store: Any) -> TrainReport:
@@ -209,6 +218,7 @@ class TrainerWorker:
 
         rep = TrainReport(rank=self.rank)
         totals = Totals()
+        held: list = []  # sharded: every delivery first, then one backprop call (`Policy.lockstep`)
         while True:
             t0 = time.perf_counter()
             got = ray.get(store.next.remote(self.rank))
@@ -221,16 +231,27 @@ class TrainerWorker:
             samples = [dataclasses.replace(group[i], advantage=adv) for group, (_, idx, advs) in zip(groups, members) for i, adv in zip(idx, advs)]
             t1 = time.perf_counter()
             rep.queue_wait_s += t1 - t0
+            rep.deliveries.append(delivery)
+            if self.sharded:
+                held += samples
+                continue
             totals.add(self.trainer.backprop(samples, norm), len(samples))
             rep.backprop_s += time.perf_counter() - t1
-            rep.deliveries.append(delivery)
+        if self.sharded:  # also with no delivery: the other ranks' passes need this one's
+            t1 = time.perf_counter()
+            totals.add(self.trainer.backprop(held, norm), len(held))
+            rep.backprop_s += time.perf_counter() - t1
         rep.totals = totals.result()
         return rep
 
     def optimizer_step(self, nonfinite: bool) -> dict[str, Any]:
-        """All-reduce the gradients (ONE call), then the optimizer step every rank takes alike."""
+        """All-reduce the gradients (ONE call; sharded: FSDP reduced them in backward, only the
+        non-finite flag is shared), then the optimizer step every rank takes alike."""
         t0 = time.perf_counter()
-        nonfinite = allreduce_grads(self.trainer.policy, nonfinite, self.world)
+        if self.sharded:
+            nonfinite = any_rank(nonfinite, self.trainer.device)
+        else:
+            nonfinite = allreduce_grads(self.trainer.policy, nonfinite, self.world)
         allreduce_s = time.perf_counter() - t0
         return {**self.trainer.optimizer_step(nonfinite=nonfinite), "allreduce_s": allreduce_s}
 
@@ -238,15 +259,27 @@ class TrainerWorker:
         """The learning rate of the next optimizer step."""
         return self.trainer.lr()
 
-    def publish(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def publish(self) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """`(weights, trainer state)`, both as numpy arrays: what samplers load and what a
-        replaced trainer restarts from; returned into the object store once (rank 0)."""
-        return weights_to_numpy(self.trainer.policy.state_dict()), state_to_numpy(self.trainer.state_dict())
+        replaced trainer restarts from; returned into the object store once (rank 0).
+        Sharded, every rank calls it (the whole state is gathered, in the replicated
+        layout); the others return `(None, None)`."""
+        policy = self.trainer.policy
+        keep = self.rank == 0  # sharded: the others take part in the gathers and keep nothing
+        weights, state = policy.state_dict(keep=keep), self.trainer.state_dict()
+        if policy.sharded:
+            state = policy.gather(state, keep)
+        if not keep:
+            return None, None
+        return weights_to_numpy(weights), state_to_numpy(state)
 
     def restore(self, weights: Mapping[str, Any], state: dict[str, Any]) -> int:
-        """Take the state `publish` gave (gradients dropped)."""
-        self.trainer.policy.load_state_dict(weights_from_numpy(weights))
+        """Take the state `publish` gave (gradients dropped); sharded, each rank keeps its shard."""
+        policy = self.trainer.policy
+        policy.load_state_dict(weights_from_numpy(weights))
         self.trainer.load_state_dict(state_from_numpy(state))
+        if policy.sharded:
+            policy.shard_optimizer_state(self.trainer.optimizer)
         self.trainer.optimizer.zero_grad(set_to_none=True)
         return self.rank
 
@@ -255,6 +288,15 @@ class TrainerWorker:
 
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def any_rank(flag: bool, device: Any) -> bool:
+    """Whether `flag` holds on any trainer (one all-reduce of one number, on `device`: nccl needs a GPU tensor)."""
+    import torch.distributed as dist
+
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t[0] > 0)
 
 
 def allreduce_grads(model: Any, nonfinite: bool, world: int) -> bool:

@@ -147,8 +147,11 @@ class Cluster:
             ray.get([t.restore.remote(self.weights_ref, self.state_ref) for t in self.trainers])
 
     def publish(self) -> None:
-        """Rank 0's weights and trainer state into the object store, once; samplers read them from there."""
-        self.weights_ref, self.state_ref = self.trainers[0].publish.options(num_returns=2).remote()
+        """Rank 0's weights and trainer state into the object store, once; samplers read them
+        from there. Sharded (`dist.shard = "full"`), every rank takes part in gathering them."""
+        publishers = self.trainers if self.cfg.dist.shard == "full" else self.trainers[:1]
+        refs = [t.publish.options(num_returns=2).remote() for t in publishers]
+        self.weights_ref, self.state_ref = refs[0]
 
     def pull(self, policy: Any) -> None:
         """Load the newest published weights into `policy` (the driver's `dashrl.policy.Policy`)."""
@@ -398,9 +401,8 @@ class RayLearner:
 
         self.cl.pull(self.policy)
         if self.cl.state_ref is None:
-            state = ray.get(self.cl.trainers[0].publish.options(num_returns=2).remote()[1])
-        else:
-            state = ray.get(self.cl.state_ref)
+            self.cl.publish()
+        state = ray.get(self.cl.state_ref)
         state = state_from_numpy(state)
         ahead = export_ahead(self.cl)
         return {**state, AHEAD_KEY: ahead} if ahead else state

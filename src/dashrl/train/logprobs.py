@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import torch
 
+from dashrl.policy import decoder_states
 from dashrl.train.batching import Collated
 
 
@@ -144,7 +145,8 @@ def completion_logprobs(model: Any, batch: Collated, temperature: float = 1.0, c
     T, P = batch.completion_ids.shape[1], batch.prompt_len
     # Index tensor, not a slice: the hidden states are gathered contiguously.
     keep = torch.arange(P - 1, P - 1 + T, device=batch.input_ids.device)
-    out = model.base_model(
+    out = decoder_states(
+        model,
         input_ids=batch.input_ids,
         attention_mask=batch.attention_mask,
         position_ids=batch.position_ids,
@@ -164,7 +166,8 @@ def shared_prompt_logprobs(model: Any, batch: Collated, temperature: float = 1.0
     """
     T, P = batch.completion_ids.shape[1], batch.prompt_len
     uniq, owner = torch.unique(batch.prompt_rows, return_inverse=True)  # [U], [N]
-    out = model.base_model(
+    out = decoder_states(
+        model,
         input_ids=batch.input_ids[uniq, :P],
         attention_mask=batch.attention_mask[uniq, :P],
         position_ids=batch.position_ids[uniq, :P],
@@ -174,7 +177,8 @@ def shared_prompt_logprobs(model: Any, batch: Collated, temperature: float = 1.0
     if T > 1:
         cache = out.past_key_values  # the name every supported transformers takes, as in rollout/hf.py
         cache.batch_select_indices(owner)  # [U, ...] -> [N, ...], differentiable indexing
-        rest = model.base_model(
+        rest = decoder_states(
+            model,
             input_ids=batch.completion_ids[:, : T - 1],
             attention_mask=batch.attention_mask[:, : P + T - 1],
             position_ids=batch.position_ids[:, P : P + T - 1],
@@ -309,7 +313,7 @@ def packed_logprobs(model: Any, batch: Collated, temperature: float = 1.0, chunk
     ALL_MASK_ATTENTION_FUNCTIONS.register(PACKED_ATTN, _no_mask)
     pk = pack(batch)
     with _attention(model, PACKED_ATTN):
-        out = model.base_model(input_ids=pk.input_ids, position_ids=pk.position_ids, use_cache=False, dashrl_pieces=pk.pieces)
+        out = decoder_states(model, input_ids=pk.input_ids, position_ids=pk.position_ids, use_cache=False, dashrl_pieces=pk.pieces)
     hidden = out.last_hidden_state[0, pk.rows]  # [M, H]
     targets = batch.completion_ids.reshape(-1)[pk.flat]
     mask = torch.ones_like(targets)

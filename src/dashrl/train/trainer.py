@@ -75,7 +75,7 @@ class Learner:
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
-        self.policy: Policy = make_policy(cfg, model)
+        self.policy: Policy = make_policy(cfg, model, shard=cfg.dist.shard == "full")  # sharded: built in a trainer actor
         self.model = self.policy.module  # what trains (the peft wrapper with LoRA)
         if cfg.model.gradient_checkpointing:
             self.policy.model.gradient_checkpointing_enable()
@@ -92,7 +92,8 @@ class Learner:
         # Activation checkpointing drops the KV cache the shared prompt pass hands on, and recomputes
         # the packed pass after its attention function is switched back: use the plain pass.
         gc = cfg.model.gradient_checkpointing
-        shared = cfg.train.share_prompts and not gc
+        # Sharded, each decoder pass is collective: the shared prompt pass makes one or two, as the batch has it.
+        shared = cfg.train.share_prompts and not gc and not self.policy.sharded
         packed = cfg.train.packed and not gc and packable(self.policy.model)
         fn = packed_logprobs if packed else shared_prompt_logprobs if shared else completion_logprobs
         self._logprobs = functools.partial(fn, chunk=cfg.train.head_chunk)
@@ -113,8 +114,10 @@ class Learner:
         trained_tokens, nonfinite = 0, False
         model = self.policy.model
         self.model.train()
-        for idx in micro_batches(samples, cfg.train.micro_batch_by, cfg.train.micro_batch_size, cfg.train.token_budget):
-            mb = collate([samples[i] for i in idx], self.pad_id, self.device)
+        batches = micro_batches(samples, cfg.train.micro_batch_by, cfg.train.micro_batch_size, cfg.train.token_budget)
+        batches += [[]] * self.policy.lockstep(len(batches))  # sharded: empty ones, as many as other ranks have more
+        for idx in batches:
+            mb = collate([samples[i] for i in idx] or [self._empty], self.pad_id, self.device)
             ref_logprobs = None
             with autocast_ctx(model, cfg.model.dtype):
                 if self.kl_term is not None:
@@ -127,16 +130,24 @@ class Learner:
                     kl_loss, kl_metrics = self.kl_term(inputs, ref_logprobs)
                     loss, metrics = loss + kl_loss, {**metrics, **kl_metrics}
             self.forward_samples += len(idx)
-            trained_tokens += mb.num_tokens
+            trained_tokens += mb.num_tokens if idx else 0
             if not torch.isfinite(loss):
                 nonfinite = True
+                if self.policy.sharded:  # every rank backprops alike (collectives); the step is skipped
+                    loss.backward()
                 continue
             loss.backward()
-            totals.add({"loss": float(loss.detach()), **metrics}, len(idx))
+            if idx:
+                totals.add({"loss": float(loss.detach()), **metrics}, len(idx))
         out = totals.result()
         out.update({"time/backprop_s": time.perf_counter() - t0, "train/tokens": trained_tokens, "train/samples": len(samples)})
         out["nonfinite"] = float(nonfinite)
         return out
+
+    @property
+    def _empty(self) -> Sample:
+        """A micro-batch's stand-in with no completion tokens: a pass whose gradient is 0."""
+        return Sample([self.pad_id], [], [], 0.0, 0.0, -1, "pad")
 
     @property
     def _temperature(self) -> float:
@@ -158,7 +169,7 @@ class Learner:
         t0 = time.perf_counter()
         params = [p for p in self.policy.parameters() if p.grad is not None]
         max_norm = self.cfg.train.max_grad_norm if self.cfg.train.max_grad_norm > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else 0.0
+        grad_norm = self.policy.clip_grad_norm(params, max_norm) if params else 0.0
         out: dict[str, Any] = {"grad_norm": grad_norm, "lr": self.scheduler.get_last_lr()[0]}
         if nonfinite or not math.isfinite(grad_norm):
             out["skipped"] = "nonfinite_loss" if nonfinite else "nonfinite_grad"
