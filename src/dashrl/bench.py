@@ -237,11 +237,11 @@ def interleave(steppers: dict[str, Callable[[int], list[dict[str, Any]]]], steps
 def warm_up(cfg: Any, model: Any, tok: Any) -> None:
     """One untimed step of `cfg`'s schedule on a throwaway copy of `model`, so that start-up
     costs (allocator, thread pool, kernel caches) land on no variant's timed steps."""
-    from dashrl.train.schedules import SCHEDULE_FNS
+    from dashrl.train.schedules import SCHEDULE_FNS, schedule_name
     from dashrl.train.trainer import Trainer
 
     trainer = Trainer(cfg, copy.deepcopy(model), tok, optimizer_steps=1)
-    SCHEDULE_FNS[cfg.algo.schedule](trainer, trainer, 0)
+    SCHEDULE_FNS[schedule_name(cfg)](trainer, trainer, 0)
 
 
 def variants_run(args: argparse.Namespace) -> int:
@@ -271,7 +271,7 @@ def variants_run(args: argparse.Namespace) -> int:
     from dashrl.io import atomic_write_text
     from dashrl.train.loop import seed_everything
     from dashrl.train.metrics import silence_transformers_bars
-    from dashrl.train.schedules import SCHEDULE_FNS
+    from dashrl.train.schedules import SCHEDULE_FNS, schedule_name
     from dashrl.train.trainer import Trainer
 
     silence_transformers_bars()  # the bench prints its own lines
@@ -299,7 +299,7 @@ def variants_run(args: argparse.Namespace) -> int:
                 return 2
         else:
             trainer = Trainer(cfgs[v], copy.deepcopy(base_model), tok, optimizer_steps=steps)
-            steppers[v] = functools.partial(SCHEDULE_FNS[cfgs[v].algo.schedule], trainer, trainer)
+            steppers[v] = functools.partial(SCHEDULE_FNS[schedule_name(cfgs[v])], trainer, trainer)
     del base_model
     try:
         rows, curves, done = interleave(steppers, steps)
