@@ -45,11 +45,11 @@ from dashrl.hardware import log, matmul_peak, memory_bandwidth
 from dashrl.io import save_figure
 
 VARIANTS: dict[str, list[str]] = {
-    "grpo": ["--algo.schedule", "grpo"],
-    "dash_nogf": ["--algo.schedule", "dash", "--algo.filter_threshold", "-1"],
-    "dash": ["--algo.schedule", "dash"],
+    "grpo": ["--algo.name", "grpo"],
+    "dash_nogf": ["--algo.name", "dash", "--algo.filter_threshold", "-1"],
+    "dash": ["--algo.name", "dash"],
     "trl": [],  # shared settings only: TRL runs its own algorithm (see dashrl.peers.trl_grpo)
-    "dash_vllm": ["--algo.schedule", "dash", "--sampler.backend", "vllm"],
+    "dash_vllm": ["--algo.name", "dash", "--sampler.backend", "vllm"],
 }
 
 # The paper's regime (sampling dominates a GRPO step) scaled to a CPU, and a smoke variant.

@@ -5,14 +5,14 @@ Which arm is which (the paper's names against dashrl's flags):
 | arm | the paper's | dashrl |
 |---|---|---|
 | `base` | the base model | no training, evaluated as it is |
-| `dash` | DASH (keeps the KL term) | `--algo.schedule dash --algo.beta <preset.dash_beta>` |
-| `dash_nokl` | No-KL | `--algo.schedule dash --algo.beta 0` (dashrl's `dash` default) |
+| `dash` | DASH (keeps the KL term) | `--algo.name dash --algo.beta <preset.dash_beta>` |
+| `dash_nokl` | No-KL | `--algo.name dash --algo.beta 0` (dashrl's `dash` default) |
 | `nogf` | No-GF (DASH without gradient filtering) | `dash`, same beta, `--algo.filter_threshold -1` |
-| `grpo` | GRPO (standard implementation) | `--algo.schedule grpo` (beta 0.04, no filter) |
-| `ppo_multi` | PPO-Multi (K passes over all M x G samples) | `--algo.schedule ppo_multi --algo.ppo_k 3`, DASH's beta |
-| `ppo_mini` | PPO-Mini (K mini-batches of M / K prompts) | `--algo.schedule ppo_mini --algo.ppo_k <K>`, DASH's beta |
-| `sft_h` | SFT-H (human-written solutions) | `--algo.schedule sft --sft.data human` |
-| `sft_m` | SFT-M (a stronger model's correct traces) | `--algo.schedule sft --sft.data <traces.jsonl>` |
+| `grpo` | GRPO (standard implementation) | `--algo.name grpo` (beta 0.04, no filter) |
+| `ppo_multi` | PPO-Multi (K passes over all M x G samples) | `--algo.name ppo_multi --algo.ppo_k 3`, DASH's beta |
+| `ppo_mini` | PPO-Mini (K mini-batches of M / K prompts) | `--algo.name ppo_mini --algo.ppo_k <K>`, DASH's beta |
+| `sft_h` | SFT-H (human-written solutions) | `--algo.name sft --sft.data human` |
+| `sft_m` | SFT-M (a stronger model's correct traces) | `--algo.name sft --sft.data <traces.jsonl>` |
 
 Every arm of one seed shares the model, task, prompts (the task stream of `train.seed`)
 and sampling seeds. The PPO arms save a checkpoint at every sampling cycle (bf16
@@ -77,7 +77,7 @@ ARMS: dict[str, Arm] = {
 TEACHER_ARM = "dash"  # SFT-M distils the paper's DASH unless --teacher is given
 # Fields the arms set themselves: a study-wide override of one would change what an arm is.
 STUDY_RUN_FIELDS = ("quiet", "loggers", "save_every", "keep_last")  # run.* a study may set for every arm
-ARM_FIELDS = ("algo.schedule", "algo.beta", "algo.filter_threshold", "algo.ppo_k", "train.seed", "sft.data")
+ARM_FIELDS = ("algo.name", "algo.schedule", "algo.beta", "algo.filter_threshold", "algo.ppo_k", "train.seed", "sft.data")
 
 
 def check_overrides(overrides: Sections) -> None:

@@ -12,14 +12,14 @@ from dashrl.study.tables import arms_table, findings, render_finding, results_ta
 
 FLAGS = {
     "base": "(no training)",
-    "dash": "--algo.schedule dash --algo.beta {beta}",
-    "dash_nokl": "--algo.schedule dash --algo.beta 0",
-    "nogf": "--algo.schedule dash --algo.beta {beta} --algo.filter_threshold -1",
-    "grpo": "--algo.schedule grpo",
-    "ppo_multi": "--algo.schedule ppo_multi --algo.ppo_k {multi_k} --algo.beta {beta}",
-    "ppo_mini": "--algo.schedule ppo_mini --algo.ppo_k {mini_k} --algo.beta {beta}",
-    "sft_h": "--algo.schedule sft --sft.data human",
-    "sft_m": "--algo.schedule sft --sft.data {traces}",
+    "dash": "--algo.name dash --algo.beta {beta}",
+    "dash_nokl": "--algo.name dash --algo.beta 0",
+    "nogf": "--algo.name dash --algo.beta {beta} --algo.filter_threshold -1",
+    "grpo": "--algo.name grpo",
+    "ppo_multi": "--algo.name ppo_multi --algo.ppo_k {multi_k} --algo.beta {beta}",
+    "ppo_mini": "--algo.name ppo_mini --algo.ppo_k {mini_k} --algo.beta {beta}",
+    "sft_h": "--algo.name sft --sft.data human",
+    "sft_m": "--algo.name sft --sft.data {traces}",
 }
 
 HOW_TO_READ = f"""How to read the verdicts: a directional claim is **reproduced** when the 95% interval of our
