@@ -153,7 +153,7 @@ def test_sft_from_a_jsonl_file_leaves_a_whole_run_folder(tmp_path, model_dir, ca
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step-000006"
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     saved = (run_dir / "config.toml").read_text()
-    assert 'schedule = "sft"' in saved and 'loss = "sft"' in saved and "[sft]" in saved
+    assert 'name = "sft"' in saved and 'loss = "sft"' in saved and "[sft]" in saved
     capsys.readouterr()
     assert main(["report", str(run_dir)]) == 0
     md = (run_dir / "report" / "report.md").read_text()

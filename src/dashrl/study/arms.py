@@ -45,19 +45,19 @@ class Arm:
 
 
 def _dash(beta_of: Callable[[Preset], float], **algo: Any) -> Callable[[Preset, str], Sections]:
-    return lambda p, data: {"algo": {"schedule": "dash", "beta": beta_of(p), **algo}}
+    return lambda p, data: {"algo": {"name": "dash", "beta": beta_of(p), **algo}}
 
 
 def _ppo(schedule: str, k_of: Callable[[Preset], int]) -> Callable[[Preset, str], Sections]:
     # every cycle saved (bf16 weights) so the run can be read at DASH's wall-clock
     return lambda p, data: {
-        "algo": {"schedule": schedule, "ppo_k": k_of(p), "beta": p.dash_beta},
+        "algo": {"name": schedule, "ppo_k": k_of(p), "beta": p.dash_beta},
         "run": {"save_every": k_of(p), "keep_last": 0, "save_dtype": "bf16"},
     }
 
 
 def _sft(p: Preset, data: str) -> Sections:
-    return {"algo": {"schedule": "sft"}, "sft": {"data": data}}
+    return {"algo": {"name": "sft"}, "sft": {"data": data}}
 
 
 ARMS: dict[str, Arm] = {
@@ -67,7 +67,7 @@ ARMS: dict[str, Arm] = {
         Arm("dash", "DASH (with KL)", "rl", _dash(lambda p: p.dash_beta)),
         Arm("dash_nokl", "No-KL (DASH, beta 0)", "rl", _dash(lambda p: 0.0)),
         Arm("nogf", "No-GF (DASH without filtering)", "rl", _dash(lambda p: p.dash_beta, filter_threshold=-1.0)),
-        Arm("grpo", "GRPO", "rl", lambda p, data: {"algo": {"schedule": "grpo"}}),
+        Arm("grpo", "GRPO", "rl", lambda p, data: {"algo": {"name": "grpo"}}),
         Arm("ppo_multi", "PPO-Multi", "rl", _ppo("ppo_multi", lambda p: p.ppo_multi_k)),
         Arm("ppo_mini", "PPO-Mini", "rl", _ppo("ppo_mini", lambda p: p.ppo_mini_k)),
         Arm("sft_h", "SFT-H", "sft", _sft),
