@@ -84,6 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=2, help="--sampling / --backprop: timed calls per backend and batch size, or per lever")
     p.add_argument("--backends", default=None, help="--sampling: comma-separated, from hf, hf_plain, hf_noshare, hf_noprepack, hf_compiled, vllm (default: all but hf_compiled)")
     p.add_argument("--backprop", action="store_true", help="time the trainer's backprop levers (head_chunk, packed) on one sampled batch")
+    p.add_argument("--algos", action="store_true", help="compare sample selection: grpo, DASH's filter, DAPO's dynamic sampling, both (dashrl.bench_algos; word problems at 256 tokens)")
     p.add_argument("--levers", default=None, help="--backprop: comma-separated, from padded, head_chunk, packed, packed_chunk, plain (default: all)")
     p.epilog = "Extra --section.field VALUE overrides apply to every variant."
 
@@ -195,6 +196,10 @@ def run(args: argparse.Namespace) -> int:
             from dashrl.bench_backprop import backprop_run
 
             return backprop_run(args, _workload(args))
+        if getattr(args, "algos", False):
+            from dashrl.bench_algos import algos_run
+
+            return algos_run(args, QUICK if args.quick else WORDS)
         return variants_run(args)
     except KeyboardInterrupt:
         print("dashrl bench: interrupted", file=sys.stderr)

@@ -31,6 +31,12 @@ MODULES = [
     "dashrl.train.sample_log",
     "dashrl.train.api",
     "dashrl.train.metrics",
+    "dashrl.algo.registry",
+    "dashrl.algo.dapo",
+    "dashrl.algo.gspo",
+    "dashrl.algo.rloo",
+    "dashrl.train.schedules",
+    "dashrl.bench_algos",
 ]
 
 

@@ -138,8 +138,11 @@ def _step(lrn: Learner, ro: Rollouts | None, bp: dict[str, float], kept: int, to
 def _update(lrn: Learner, ro: Rollouts | None, kept: list, norm: Norm, total: int, t0: float) -> Row:
     """Backprop `kept` with `norm`, then `_step`; everything filtered: no forward pass, no step."""
     if not kept:
-        return make_row(lrn, ro, {}, {"skipped": "all_filtered"}, 0, total, t0, 0.0)
-    return _step(lrn, ro, lrn.backprop(kept, norm), len(kept), total, t0)
+        row = make_row(lrn, ro, {}, {"skipped": "all_filtered"}, 0, total, t0, 0.0)
+    else:
+        row = _step(lrn, ro, lrn.backprop(kept, norm), len(kept), total, t0)
+    row["train/grad_samples"] = sum(1 for s in kept if s.advantage != 0)  # trained samples that carry gradient
+    return row
 
 
 def _first(src: RolloutSource, step: int) -> Rollouts:
@@ -190,8 +193,10 @@ def dynamic_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
     norm = full_norm(batch, cfg.sampler.max_new_tokens)
     threshold = a.filter_threshold if get_algorithm(a.name).filters else -1.0
     row = _update(lrn, ro, keep(batch, threshold), norm, len(batch), t0)
+    cost = [p.metrics.get("time/sampling_s", 0.0) + p.metrics.get("time/scoring_s", 0.0) for p in parts]  # per round
     row.update({"train/groups": len(chosen_set), "dynamic/prompts_sampled": drawn, "dynamic/rounds": rounds,
-                "dynamic/cap_hit": int(len(chosen) < M)})  # fmt: skip
+                "dynamic/cap_hit": int(len(chosen) < M), "dynamic/first_round_s": cost[0], "dynamic/refill_s": sum(cost[1:]),
+                "dynamic/first_round_prompts": len(parts[0].samples) // G})  # fmt: skip
     return [row]
 
 
