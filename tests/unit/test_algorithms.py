@@ -208,7 +208,7 @@ class FakeSource:
 
     def __init__(self, cfg):
         self.cfg, self.calls = cfg, []
-        self.task = SimpleNamespace(get=lambda i: i)
+        self.task = SimpleNamespace(get=lambda i: i, batch=lambda step, n: [step * n + j for j in range(n)])
 
     def rollout(self, examples, seed, first_group=0):
         from dashrl.rollout.samples import Rollouts, Sample

@@ -180,7 +180,8 @@ def dynamic_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
     chosen: list[int] = []  # group ids, in sampling order
     drawn, size, rounds = 0, math.ceil(M * a.oversample), 0
     while rounds < a.max_rounds and len(chosen) < M:
-        examples = [src.task.get(prompt_index(step, j, M)) for j in range(drawn, drawn + size)]
+        first = src.task.batch(step, M) if drawn == 0 else []  # round 1 begins with the step's own batch
+        examples = first + [src.task.get(prompt_index(step, j, M)) for j in range(max(drawn, M), drawn + size)]
         ro = src.rollout(examples, sample_seed(cfg.train.seed, step, rounds), first_group=drawn)
         adv = torch.tensor([s.advantage for s in ro.samples]).view(size, G)  # [B, G]
         chosen += [drawn + b for b in informative_groups(adv).nonzero().flatten().tolist()]
