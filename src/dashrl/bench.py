@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, "algos", False):
             from dashrl.bench_algos import algos_run
 
-            return algos_run(args, QUICK if args.quick else WORDS)
+            return algos_run(args, QUICK if args.quick else WORDS, interleave, warm_up)
         return variants_run(args)
     except KeyboardInterrupt:
         print("dashrl bench: interrupted", file=sys.stderr)

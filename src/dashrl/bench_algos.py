@@ -116,8 +116,9 @@ def _names(spec: str | None) -> list[str]:
     return names
 
 
-def algos_run(args: argparse.Namespace, workload: list[str]) -> int:
-    """The comparison: build each variant's config, warm up once, interleave, print the table."""
+def algos_run(args: argparse.Namespace, workload: list[str], interleave: Callable[..., Any], warm_up: Callable[..., Any]) -> int:
+    """The comparison: build each variant's config, warm up once, interleave, print the table
+    (`interleave` and `warm_up` are `dashrl.bench`'s, handed over so that imports point down)."""
     from dashrl.config import ConfigError, load_config
 
     try:
@@ -133,7 +134,6 @@ def algos_run(args: argparse.Namespace, workload: list[str]) -> int:
         print(f"dashrl bench: {e}", file=sys.stderr)
         return 2
 
-    from dashrl.bench import interleave, warm_up
     from dashrl.io import atomic_write_text
     from dashrl.models import load_model
     from dashrl.train.loop import seed_everything

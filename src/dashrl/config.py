@@ -176,10 +176,8 @@ class SamplerConfig:
 @dataclass(frozen=True)
 class AlgoConfig:
     name: str = "dash"
-    """Algorithm (`dashrl.algo.registry`, `docs/algorithms.md`): `dash` (sample M x G at once,
-    filter, ONE step), `grpo` (generate per micro-batch, PPO ratio, KL), `ppo_multi` (K steps over
-    all samples), `ppo_mini` (K mini-batches), `sft` (supervised records, no sampling), `dapo`
-    (clip-higher, overlong shaping, dynamic sampling), `dr_grpo`, `gspo`, `rloo`."""
+    """Algorithm: `dash` (the paper's method) or another name registered in `dashrl.algo.registry`
+    (docs/algorithms.md describes each; a wrong name prints them all)."""
     schedule: str = ""
     """Former name of `algo.name`, still accepted (with a one-line note); set to the name it resolves."""
     prompts_per_step: int = 8
@@ -188,8 +186,7 @@ class AlgoConfig:
     group_size: int = 8
     """G: completions per prompt."""
     loss: str = ""
-    """Policy loss (dashrl.algo.LOSSES): empty = the algorithm's (`pg` for dash, `sft` for sft,
-    `gspo` for gspo, `ppo_clip` otherwise)."""
+    """Policy loss (dashrl.algo.LOSSES): empty = the algorithm's (`pg` for dash)."""
     clip_eps: float = -1.0
     """PPO clip range epsilon (DAPO's epsilon_low); negative = the algorithm's: 0.2, gspo 3e-4."""
     epsilon_high: float = -1.0
@@ -219,8 +216,8 @@ class AlgoConfig:
     """Reward lost by a completion that reaches the token cap (with overlong_window > 0)."""
     dynamic_sampling: bool = False
     """Train each step on exactly M groups whose rewards are not all equal, drawing more prompts
-    in over-sampled rounds as needed (DAPO's dynamic sampling; always on for dapo). Algorithms
-    that sample once per step (dash, dapo, dr_grpo, gspo, rloo)."""
+    in over-sampled rounds as needed (DAPO's dynamic sampling; always on for dapo). For the
+    algorithms that sample once per step (the `dash` schedule)."""
     oversample: float = 1.0
     """With dynamic sampling: the first round samples ceil(M x this) prompts at once (the
     preemptive over-sample); later rounds are sized from the informative share seen so far."""
@@ -229,7 +226,7 @@ class AlgoConfig:
     than M informative groups trains on those it has, and its row says `dynamic/cap_hit`."""
 
     def __post_init__(self) -> None:
-        from dashrl.algo.registry import NAMES, get
+        from dashrl.algo.registry import ALGORITHMS, NAMES, get
 
         if self.schedule and self.schedule != self.name:  # the former flag: an alias of name
             _check(self.name == "dash", "algo.schedule", f"is the former name of algo.name; give one of them (got {self.schedule!r} and {self.name!r})")
@@ -259,7 +256,8 @@ class AlgoConfig:
         _at_least("algo.oversample", self.oversample, 1)
         _at_least("algo.max_rounds", self.max_rounds, 1)
         if self.dynamic_sampling:
-            _check(spec.schedule == "dash", "algo.dynamic_sampling", f"needs an algorithm that samples once per step (dash, dapo, dr_grpo, gspo, rloo), not {self.name!r}")
+            once = ", ".join(n for n, a in ALGORITHMS.items() if a.schedule == "dash")
+            _check(spec.schedule == "dash", "algo.dynamic_sampling", f"needs an algorithm that samples once per step ({once}), not {self.name!r}")
         if spec.schedule == "ppo_mini":
             _check(
                 self.prompts_per_step % self.ppo_k == 0,
@@ -282,7 +280,9 @@ class AlgoConfig:
     @property
     def samples_per_step(self) -> int:
         """Sequences trained on per optimizer step: M x G, or M records for sft."""
-        return self.prompts_per_step if self.name == "sft" else self.prompts_per_step * self.group_size
+        from dashrl.algo.registry import get
+
+        return self.prompts_per_step if get(self.name).supervised else self.prompts_per_step * self.group_size
 
 
 @dataclass(frozen=True)
@@ -537,28 +537,29 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
+        from dashrl.algo.registry import get
+
+        spec = get(self.algo.name)
         n = self.algo.samples_per_step
         _check(
-            self.train.micro_batch_size <= n or self.algo.name == "sft",  # sft: one micro-batch then holds the step
+            self.train.micro_batch_size <= n or spec.supervised,  # sft: one micro-batch then holds the step
             "train.micro_batch_size",
             f"{self.train.micro_batch_size} is larger than the batch (prompts_per_step x group_size = {n})",
         )
         if self.dist.overlap > 0:
             d = "dist.overlap"
             _check(self.dist.samplers > 0, d, "sampling ahead needs sampler actors (--dist.samplers >= 1)")
-            _check(self.algo.name != "grpo", d, "grpo samples per micro-batch; overlap runs dash, ppo_multi, ppo_mini")
+            _check(spec.schedule != "grpo", d, "grpo samples per micro-batch; overlap runs the other schedules")
             _check(not self.algo.dynamic_sampling, d, "dynamic sampling decides a step's rounds from its own samples; it does not sample ahead")
             _check(self.algo.loss == "ppo_clip", d, f"samples drawn ahead are off-policy: needs --algo.loss ppo_clip (got {self.algo.loss!r})")
         if self.algo.overlong_window < 0:  # the algorithm's: dapo penalises the last quarter of the token cap
-            from dashrl.algo.registry import get
-
-            object.__setattr__(self.algo, "overlong_window", self.sampler.max_new_tokens // 4 if get(self.algo.name).overlong else 0)
+            object.__setattr__(self.algo, "overlong_window", self.sampler.max_new_tokens // 4 if spec.overlong else 0)
         _check(
             self.algo.overlong_window < self.sampler.max_new_tokens or self.algo.overlong_window == 0,
             "algo.overlong_window",
             f"expected below sampler.max_new_tokens ({self.sampler.max_new_tokens}), got {self.algo.overlong_window}",
         )
-        if self.algo.name == "grpo":
+        if spec.schedule == "grpo":
             _check(
                 self.train.micro_batch_size % self.algo.group_size == 0,
                 "train.micro_batch_size",

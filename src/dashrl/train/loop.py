@@ -258,7 +258,9 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     run_dir, ckpt = validate_run(cfg, resume)  # before anything loads: one line, nothing left behind
     kernels.apply_cpu_isa(cfg.train.cpu_isa)  # before torch's first product (oneDNN reads it once)
     sft_data = None
-    if cfg.algo.name == "sft":  # a bad record: one line (file:line, field) before the model loads
+    from dashrl.algo.registry import get as get_algorithm
+
+    if get_algorithm(cfg.algo.name).supervised:  # a bad record: one line (file:line, field) before the model loads
         from dashrl.train.sft import load_sft_data
 
         sft_data = load_sft_data(cfg)

@@ -108,7 +108,7 @@ def sft_nll(model: Any, tokenizer: Any, pairs: Sequence[tuple[Example, str]], ba
     from dashrl.train.batching import collate
     from dashrl.train.logprobs import completion_logprobs
 
-    cfg = build_config({"algo": {"schedule": "sft"}, "sft": {"max_tokens": max_tokens}})
+    cfg = build_config({"algo": {"name": "sft"}, "sft": {"max_tokens": max_tokens}})
     src = SFTSource(cfg, pairs, tokenizer, inner=None, learner=None)
     samples = [src.record(i) for i in range(len(pairs))]
     norm = Norm(len(samples), float(sum(s.num_tokens for s in samples)), 1)
