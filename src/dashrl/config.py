@@ -537,7 +537,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        from dashrl.algo.registry import get
+        from dashrl.algo.registry import RATIO_LOSSES, get
 
         spec = get(self.algo.name)
         n = self.algo.samples_per_step
@@ -551,7 +551,7 @@ class Config:
             _check(self.dist.samplers > 0, d, "sampling ahead needs sampler actors (--dist.samplers >= 1)")
             _check(spec.schedule != "grpo", d, "grpo samples per micro-batch; overlap runs the other schedules")
             _check(not self.algo.dynamic_sampling, d, "dynamic sampling decides a step's rounds from its own samples; it does not sample ahead")
-            _check(self.algo.loss == "ppo_clip", d, f"samples drawn ahead are off-policy: needs --algo.loss ppo_clip (got {self.algo.loss!r})")
+            _check(self.algo.loss in RATIO_LOSSES, d, f"samples drawn ahead are off-policy: needs a ratio loss, --algo.loss {' or '.join(RATIO_LOSSES)} (got {self.algo.loss!r})")
         if self.algo.overlong_window < 0:  # the algorithm's: dapo penalises the last quarter of the token cap
             object.__setattr__(self.algo, "overlong_window", self.sampler.max_new_tokens // 4 if spec.overlong else 0)
         _check(

@@ -71,6 +71,7 @@ ALGORITHMS: dict[str, Algorithm] = {
 
 NAMES = tuple(ALGORITHMS)
 LOSS_NAMES = ("pg", "ppo_clip", "sft", "gspo")  # the keys of dashrl.algo.losses.LOSSES (a test keeps them equal)
+RATIO_LOSSES = ("ppo_clip", "gspo")  # losses that correct off-policy samples with an importance ratio
 ESTIMATOR_NAMES = ("grpo", "dr_grpo", "rloo")  # the keys of dashrl.algo.advantages.ESTIMATORS
 SCHEDULE_KINDS = ("dash", "grpo", "ppo_multi", "ppo_mini", "sft")  # named after the algorithm that brought each
 
