@@ -13,6 +13,7 @@ Which arm is which (the paper's names against dashrl's flags):
 | `ppo_mini` | PPO-Mini (K mini-batches of M / K prompts) | `--algo.name ppo_mini --algo.ppo_k <K>`, DASH's beta |
 | `sft_h` | SFT-H (human-written solutions) | `--algo.name sft --sft.data human` |
 | `sft_m` | SFT-M (a stronger model's correct traces) | `--algo.name sft --sft.data <traces.jsonl>` |
+| `dapo`, `gspo`, ... | - | every other algorithm of `dashrl.algo.registry` with its own defaults; run only when `--arms` names it |
 
 Every arm of one seed shares the model, task, prompts (the task stream of `train.seed`)
 and sampling seeds. The PPO arms save a checkpoint at every sampling cycle (bf16
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from dashrl.algo.registry import ALGORITHMS
 from dashrl.study.presets import Preset, Sections, merge
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,6 +44,7 @@ class Arm:
     label: str  # the paper's name
     kind: str  # "eval" (base), "rl" or "sft"
     fields: Callable[[Preset, str], Sections]  # (preset, SFT data) -> the arm's own config fields
+    default: bool = True  # runs in a study without --arms (the paper's arms); the others only when named
 
 
 def _dash(beta_of: Callable[[Preset], float], **algo: Any) -> Callable[[Preset, str], Sections]:
@@ -74,6 +77,14 @@ ARMS: dict[str, Arm] = {
         Arm("sft_m", "SFT-M", "sft", _sft),
     )
 }
+# Every other algorithm of the registry (dapo, gspo, ...) as an opt-in arm: `--arms dash,dapo`.
+ARMS.update(
+    {
+        a.name: Arm(a.name, a.name, "rl", lambda p, data, name=a.name: {"algo": {"name": name}}, default=False)
+        for a in ALGORITHMS.values()
+        if a.name not in ARMS and not a.supervised
+    }
+)
 TEACHER_ARM = "dash"  # SFT-M distils the paper's DASH unless --teacher is given
 # Fields the arms set themselves: a study-wide override of one would change what an arm is.
 STUDY_RUN_FIELDS = ("quiet", "loggers", "save_every", "keep_last")  # run.* a study may set for every arm

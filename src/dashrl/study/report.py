@@ -56,7 +56,7 @@ def _teacher_line(plan: Any) -> str:
 def report_text(plan: Any, results: dict[str, ArmResult], skipped: dict, figures: list[str]) -> str:
     p = plan.preset
     fill = {"beta": p.dash_beta, "multi_k": p.ppo_multi_k, "mini_k": p.ppo_mini_k, "traces": "traces/sft_m-sSEED-TEACHER.jsonl"}
-    arms = [(a.name, a.label, FLAGS[a.name].format(**fill), "ran" if a.ran and (a.evals or a.name == "base") else f"not run: {a.why}")
+    arms = [(a.name, a.label, FLAGS.get(a.name, f"--algo.name {a.name}").format(**fill), "ran" if a.ran and (a.evals or a.name == "base") else f"not run: {a.why}")
             for a in results.values()]  # fmt: skip
     base_cfg = plan.config("base", 0)
     ks = p.pass_ks
