@@ -45,11 +45,11 @@ from dashrl.hardware import log, matmul_peak, memory_bandwidth
 from dashrl.io import save_figure
 
 VARIANTS: dict[str, list[str]] = {
-    "grpo": ["--algo.schedule", "grpo"],
-    "dash_nogf": ["--algo.schedule", "dash", "--algo.filter_threshold", "-1"],
-    "dash": ["--algo.schedule", "dash"],
+    "grpo": ["--algo.name", "grpo"],
+    "dash_nogf": ["--algo.name", "dash", "--algo.filter_threshold", "-1"],
+    "dash": ["--algo.name", "dash"],
     "trl": [],  # shared settings only: TRL runs its own algorithm (see dashrl.peers.trl_grpo)
-    "dash_vllm": ["--algo.schedule", "dash", "--sampler.backend", "vllm"],
+    "dash_vllm": ["--algo.name", "dash", "--sampler.backend", "vllm"],
 }
 
 # The paper's regime (sampling dominates a GRPO step) scaled to a CPU, and a smoke variant.
@@ -84,6 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=2, help="--sampling / --backprop: timed calls per backend and batch size, or per lever")
     p.add_argument("--backends", default=None, help="--sampling: comma-separated, from hf, hf_plain, hf_noshare, hf_noprepack, hf_compiled, vllm (default: all but hf_compiled)")
     p.add_argument("--backprop", action="store_true", help="time the trainer's backprop levers (head_chunk, packed) on one sampled batch")
+    p.add_argument("--algos", action="store_true", help="compare sample selection: grpo, DASH's filter, DAPO's dynamic sampling, both (dashrl.bench_algos; word problems at 256 tokens)")
     p.add_argument("--levers", default=None, help="--backprop: comma-separated, from padded, head_chunk, packed, packed_chunk, plain (default: all)")
     p.epilog = "Extra --section.field VALUE overrides apply to every variant."
 
@@ -196,6 +197,10 @@ def run(args: argparse.Namespace) -> int:
             from dashrl.bench_backprop import backprop_run
 
             return backprop_run(args, _workload(args))
+        if getattr(args, "algos", False):
+            from dashrl.bench_algos import algos_run
+
+            return algos_run(args, QUICK if args.quick else WORDS, interleave, warm_up)
         return variants_run(args)
     except KeyboardInterrupt:
         print("dashrl bench: interrupted", file=sys.stderr)
@@ -238,11 +243,11 @@ def interleave(steppers: dict[str, Callable[[int], list[dict[str, Any]]]], steps
 def warm_up(cfg: Any, model: Any, tok: Any) -> None:
     """One untimed step of `cfg`'s schedule on a throwaway copy of `model`, so that start-up
     costs (allocator, thread pool, kernel caches) land on no variant's timed steps."""
-    from dashrl.train.schedules import SCHEDULE_FNS
+    from dashrl.train.schedules import SCHEDULE_FNS, schedule_name
     from dashrl.train.trainer import Trainer
 
     trainer = Trainer(cfg, copy.deepcopy(model), tok, optimizer_steps=1)
-    SCHEDULE_FNS[cfg.algo.schedule](trainer, trainer, 0)
+    SCHEDULE_FNS[schedule_name(cfg)](trainer, trainer, 0)
 
 
 def variants_run(args: argparse.Namespace) -> int:
@@ -272,7 +277,7 @@ def variants_run(args: argparse.Namespace) -> int:
     from dashrl.io import atomic_write_text
     from dashrl.train.loop import seed_everything
     from dashrl.train.metrics import silence_transformers_bars
-    from dashrl.train.schedules import SCHEDULE_FNS
+    from dashrl.train.schedules import SCHEDULE_FNS, schedule_name
     from dashrl.train.trainer import Trainer
 
     silence_transformers_bars()  # the bench prints its own lines
@@ -300,7 +305,7 @@ def variants_run(args: argparse.Namespace) -> int:
                 return 2
         else:
             trainer = Trainer(cfgs[v], copy.deepcopy(base_model), tok, optimizer_steps=steps)
-            steppers[v] = functools.partial(SCHEDULE_FNS[cfgs[v].algo.schedule], trainer, trainer)
+            steppers[v] = functools.partial(SCHEDULE_FNS[schedule_name(cfgs[v])], trainer, trainer)
     del base_model
     try:
         rows, curves, done = interleave(steppers, steps)

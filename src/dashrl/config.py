@@ -5,7 +5,7 @@ overrides, and is validated before anything heavy loads. The resolved config is
 saved as `config.toml` in every run folder, so `dashrl train --config RUN/config.toml`
 repeats a run.
 
->>> cfg = load_config(overrides=["--algo.schedule", "grpo"])
+>>> cfg = load_config(overrides=["--algo.name", "grpo"])
 >>> cfg.algo.beta   # grpo defaults to TRL's KL coefficient of the paper's time
 0.04
 """
@@ -44,7 +44,8 @@ def _at_least(key: str, value: float, low: float) -> None:
 def _choice(key: str, value: str, options: Sequence[str]) -> None:
     """Fail unless `value` is one of `options`, naming them all and the closest one."""
     if value not in options:
-        close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
+        swapped = [o for o in options if sorted(o) == sorted(str(value))]  # two letters swapped: gpro -> grpo
+        close = swapped or difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"config {key}: expected one of {', '.join(options)}, got {value!r}{hint}")
 
@@ -175,70 +176,116 @@ class SamplerConfig:
         _at_least("sampler.top_k", self.top_k, 0)
 
 
-SCHEDULES = ("dash", "grpo", "ppo_multi", "ppo_mini", "sft")
-
-
 @dataclass(frozen=True)
 class AlgoConfig:
-    schedule: str = "dash"
-    """Update schedule: `dash` (sample M x G at once, filter, ONE step), `grpo` (generate per
-    micro-batch, PPO ratio, KL), `ppo_multi` (K steps over all samples), `ppo_mini` (K mini-batches),
-    `sft` (supervised fine-tuning on the `[sft]` data: M records per step, no sampling)."""
+    name: str = "dash"
+    """Algorithm: `dash` (the paper's method) or another name registered in `dashrl.algo.registry`
+    (docs/algorithms.md describes each; a wrong name prints them all)."""
+    schedule: str = ""
+    """Former name of `algo.name`, still accepted (with a one-line note); set to the name it resolves."""
     prompts_per_step: int = 8
     """M: prompts sampled per optimizer step (per cycle for ppo_multi / ppo_mini; for sft, the
-    supervised records per step)."""
+    supervised records per step; with dynamic sampling, the groups trained on)."""
     group_size: int = 8
     """G: completions per prompt."""
     loss: str = ""
-    """Policy loss (dashrl.algo.LOSSES): empty = `pg` for dash, `sft` (cross-entropy) for sft,
-    `ppo_clip` otherwise."""
-    clip_eps: float = 0.2
-    """PPO clip range epsilon."""
+    """Policy loss (dashrl.algo.LOSSES): empty = the algorithm's (`pg` for dash)."""
+    clip_eps: float = -1.0
+    """PPO clip range epsilon (DAPO's epsilon_low); negative = the algorithm's: 0.2, gspo 3e-4."""
+    epsilon_high: float = -1.0
+    """Upper clip range (DAPO's clip-higher): the ratio is clipped to [1 - clip_eps, 1 + epsilon_high].
+    Negative = the algorithm's: 0.28 for dapo, 4e-4 for gspo, clip_eps otherwise."""
     beta: float = -1.0
     """KL coefficient to a frozen reference model; the reference loads only when > 0.
-    Negative = the schedule's default: 0.04 for grpo (TRL's default then), 0 otherwise."""
+    Negative = the algorithm's default: 0.04 for grpo (TRL's default then), 0 otherwise."""
     kl_estimator: str = "k3"
     """KL estimator: `k1` (log ratio) or `k3` (Schulman's unbiased, non-negative)."""
     filter_threshold: float = 0.01
     """Gradient filtering: drop samples with |advantage| <= this before any forward pass.
-    Negative disables filtering (No-GF)."""
+    Negative disables filtering (No-GF). Every algorithm but grpo applies it."""
     scale_advantages: bool = True
-    """Divide group-centred rewards by the group std (GRPO); False = Dr.GRPO's mean-only."""
-    aggregation: str = "token-mean"
-    """Token aggregation (dashrl.algo.AGGREGATIONS): token-mean, seq-mean, or constant (Dr.GRPO)."""
+    """Divide group-centred rewards by the group std (GRPO); False = Dr.GRPO's mean-only
+    (what `--algo.name dr_grpo` sets, with the constant aggregation)."""
+    aggregation: str = ""
+    """Token aggregation (dashrl.algo.AGGREGATIONS): token-mean, seq-mean, or constant (Dr.GRPO);
+    empty = the algorithm's (constant for dr_grpo, token-mean otherwise)."""
     ppo_k: int = 2
     """K for ppo_multi (passes) and ppo_mini (mini-batches)."""
+    overlong_window: int = -1
+    """DAPO's soft overlong penalty: completions longer than max_new_tokens - window lose up to
+    `overlong_penalty` of reward, linearly, reaching it at the cap. 0 = off; negative = the
+    algorithm's (dapo: max_new_tokens / 4, others off)."""
+    overlong_penalty: float = 1.0
+    """Reward lost by a completion that reaches the token cap (with overlong_window > 0)."""
+    dynamic_sampling: bool = False
+    """Train each step on exactly M groups whose rewards are not all equal, drawing more prompts
+    in over-sampled rounds as needed (DAPO's dynamic sampling; always on for dapo). For the
+    algorithms that sample once per step (the `dash` schedule)."""
+    oversample: float = 1.0
+    """With dynamic sampling: the first round samples ceil(M x this) prompts at once (the
+    preemptive over-sample); later rounds are sized from the informative share seen so far."""
+    max_rounds: int = 4
+    """With dynamic sampling: the most sampling rounds a step makes; a step that still has fewer
+    than M informative groups trains on those it has, and its row says `dynamic/cap_hit`."""
 
     def __post_init__(self) -> None:
-        _choice("algo.schedule", self.schedule, SCHEDULES)
+        from dashrl.algo.registry import ALGORITHMS, NAMES, get
+
+        if self.schedule and self.schedule != self.name:  # the former flag: an alias of name
+            _check(self.name == "dash", "algo.schedule", f"is the former name of algo.name; give one of them (got {self.schedule!r} and {self.name!r})")
+            _choice("algo.schedule", self.schedule, NAMES)
+            print(f"[dashrl] note: algo.schedule is now algo.name (--algo.name {self.schedule})", file=sys.stderr)
+            object.__setattr__(self, "name", self.schedule)
+        _choice("algo.name", self.name, NAMES)
+        object.__setattr__(self, "schedule", self.name)
+        spec = get(self.name)
         _at_least("algo.prompts_per_step", self.prompts_per_step, 1)
         _check(self.group_size >= 2, "algo.group_size", f"expected >= 2 (advantages compare samples in a group), got {self.group_size}")
-        if self.loss:  # empty = the schedule's default, resolved below
-            _choice("algo.loss", self.loss, ("pg", "ppo_clip", "sft"))
-        if self.schedule == "sft" or self.loss == "sft":
-            _check(self.schedule == "sft", "algo.loss", f"the sft loss goes with --algo.schedule sft, not {self.schedule!r}")
+        if self.loss:  # empty = the algorithm's default, resolved below
+            from dashrl.algo.registry import LOSS_NAMES
+
+            _choice("algo.loss", self.loss, LOSS_NAMES)
+        if spec.supervised or self.loss == "sft":
+            _check(spec.supervised, "algo.loss", f"the sft loss goes with --algo.name sft, not {self.name!r}")
             _check(self.loss in ("", "sft"), "algo.loss", f"the sft schedule trains with the sft loss (cross-entropy), got {self.loss!r}")
             _check(self.beta <= 0, "algo.beta", f"the sft schedule has no KL term; leave beta unset or 0, got {self.beta}")
-        _check(self.clip_eps > 0, "algo.clip_eps", f"expected > 0, got {self.clip_eps}")
+        _check(self.clip_eps != 0, "algo.clip_eps", f"expected > 0, got {self.clip_eps}")
+        _check(self.epsilon_high != 0, "algo.epsilon_high", f"expected > 0, got {self.epsilon_high}")
         _choice("algo.kl_estimator", self.kl_estimator, ("k1", "k3"))
-        _choice("algo.aggregation", self.aggregation, ("token-mean", "seq-mean", "constant"))
+        if self.aggregation:
+            _choice("algo.aggregation", self.aggregation, ("token-mean", "seq-mean", "constant"))
         _at_least("algo.ppo_k", self.ppo_k, 1)
-        if self.schedule == "ppo_mini":
+        _at_least("algo.overlong_penalty", self.overlong_penalty, 0)
+        _at_least("algo.oversample", self.oversample, 1)
+        _at_least("algo.max_rounds", self.max_rounds, 1)
+        if self.dynamic_sampling:
+            once = ", ".join(n for n, a in ALGORITHMS.items() if a.schedule == "dash")
+            _check(spec.schedule == "dash", "algo.dynamic_sampling", f"needs an algorithm that samples once per step ({once}), not {self.name!r}")
+        if spec.schedule == "ppo_mini":
             _check(
                 self.prompts_per_step % self.ppo_k == 0,
                 "algo.ppo_k",
                 f"ppo_mini needs prompts_per_step ({self.prompts_per_step}) divisible by ppo_k ({self.ppo_k})",
             )
-        # Resolve schedule-dependent defaults once, here; the config is frozen afterwards.
-        if self.beta < 0:
-            object.__setattr__(self, "beta", 0.04 if self.schedule == "grpo" else 0.0)
-        if not self.loss:
-            object.__setattr__(self, "loss", {"dash": "pg", "sft": "sft"}.get(self.schedule, "ppo_clip"))
+        # Resolve the algorithm's defaults once, here; the config is frozen afterwards.
+        resolved = {
+            "beta": self.beta if self.beta >= 0 else spec.beta,
+            "loss": self.loss or spec.loss,
+            "clip_eps": self.clip_eps if self.clip_eps > 0 else spec.clip_eps or 0.2,
+            "aggregation": self.aggregation or spec.aggregation or "token-mean",
+            "dynamic_sampling": self.dynamic_sampling or spec.dynamic_sampling,
+            "scale_advantages": self.scale_advantages and spec.advantage != "dr_grpo",
+        }
+        resolved["epsilon_high"] = self.epsilon_high if self.epsilon_high > 0 else spec.epsilon_high or resolved["clip_eps"]
+        for key, value in resolved.items():
+            object.__setattr__(self, key, value)
 
     @property
     def samples_per_step(self) -> int:
         """Sequences trained on per optimizer step: M x G, or M records for sft."""
-        return self.prompts_per_step if self.schedule == "sft" else self.prompts_per_step * self.group_size
+        from dashrl.algo.registry import get
+
+        return self.prompts_per_step if get(self.name).supervised else self.prompts_per_step * self.group_size
 
 
 @dataclass(frozen=True)
@@ -498,24 +545,35 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
+        from dashrl.algo.registry import RATIO_LOSSES, get
+
+        spec = get(self.algo.name)
         n = self.algo.samples_per_step
         _check(
-            self.train.micro_batch_size <= n or self.algo.schedule == "sft",  # sft: one micro-batch then holds the step
+            self.train.micro_batch_size <= n or spec.supervised,  # sft: one micro-batch then holds the step
             "train.micro_batch_size",
             f"{self.train.micro_batch_size} is larger than the batch (prompts_per_step x group_size = {n})",
         )
         if self.dist.overlap > 0:
             d = "dist.overlap"
             _check(self.dist.samplers > 0, d, "sampling ahead needs sampler actors (--dist.samplers >= 1)")
-            _check(self.algo.schedule != "grpo", d, "grpo samples per micro-batch; overlap runs dash, ppo_multi, ppo_mini")
-            _check(self.algo.loss == "ppo_clip", d, f"samples drawn ahead are off-policy: needs --algo.loss ppo_clip (got {self.algo.loss!r})")
+            _check(spec.schedule != "grpo", d, "grpo samples per micro-batch; overlap runs the other schedules")
+            _check(not self.algo.dynamic_sampling, d, "dynamic sampling decides a step's rounds from its own samples; it does not sample ahead")
+            _check(self.algo.loss in RATIO_LOSSES, d, f"samples drawn ahead are off-policy: needs a ratio loss, --algo.loss {' or '.join(RATIO_LOSSES)} (got {self.algo.loss!r})")
         if self.dist.shard == "full":
             d = "dist.shard"
             _check(self.dist.samplers > 0, d, "sharding splits the model over Ray trainer actors: needs --dist.samplers >= 1")
             _check(self.dist.trainers >= 2, d, f"one trainer holds the whole model anyway: needs --dist.trainers >= 2 (got {self.dist.trainers})")
             _check(self.lora.r == 0, d, "LoRA trains adapters only, small enough to replicate: use --dist.shard none with --lora.r")
             _check(not self.model.gradient_checkpointing, d, "not supported with --model.gradient_checkpointing yet")
-        if self.algo.schedule == "grpo":
+        if self.algo.overlong_window < 0:  # the algorithm's: dapo penalises the last quarter of the token cap
+            object.__setattr__(self.algo, "overlong_window", self.sampler.max_new_tokens // 4 if spec.overlong else 0)
+        _check(
+            self.algo.overlong_window < self.sampler.max_new_tokens or self.algo.overlong_window == 0,
+            "algo.overlong_window",
+            f"expected below sampler.max_new_tokens ({self.sampler.max_new_tokens}), got {self.algo.overlong_window}",
+        )
+        if spec.schedule == "grpo":
             _check(
                 self.train.micro_batch_size % self.algo.group_size == 0,
                 "train.micro_batch_size",
@@ -772,12 +830,17 @@ def _toml_value(v: Any) -> str:
     return f'"{s}"'
 
 
+ALIASES = {"algo.schedule": "algo.name"}  # former field names, still read
+
+
 def to_toml(cfg: Config) -> str:
     """The resolved config as TOML text (round-trips through `load_config`)."""
     lines = []
     for sec in fields(cfg):
         lines.append(f"[{sec.name}]")
         for f in fields(getattr(cfg, sec.name)):
+            if f"{sec.name}.{f.name}" in ALIASES:  # the name it resolved to is written instead
+                continue
             lines.append(f"{f.name} = {_toml_value(getattr(getattr(cfg, sec.name), f.name))}")
         lines.append("")
     return "\n".join(lines)

@@ -210,7 +210,7 @@ def markdown(runs: list[Run], plots: Sequence[Path], out: Path) -> str:
         reward, acc, loss = first_last(run.rows, "reward/mean"), first_last(run.rows, "accuracy"), first_last(run.rows, "loss")
         cells = [
             run.label,
-            str(run.config.get("algo", {}).get("schedule", "?")),
+            str(run.config.get("algo", {}).get("name") or run.config.get("algo", {}).get("schedule", "?")),  # schedule: runs before algo.name
             str(run.rows[-1]["step"]),
             _arrow(reward),
             _arrow(acc),

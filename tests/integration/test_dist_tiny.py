@@ -196,6 +196,8 @@ SCHEDULES = {
     "grpo": {"schedule": "grpo"},  # generation per micro-batch, PPO ratio, KL to the reference model
     "ppo_multi": {"schedule": "ppo_multi", "ppo_k": 2},
     "ppo_mini": {"schedule": "ppo_mini", "ppo_k": 2},
+    "gspo": {"name": "gspo"},  # sequence-level ratio and clipping
+    "rloo": {"name": "rloo"},
 }
 
 
@@ -211,6 +213,8 @@ SLOW = pytest.mark.slow
         pytest.param("grpo", 1, 1, marks=SLOW),
         pytest.param("ppo_multi", 2, 2, marks=SLOW),
         pytest.param("ppo_mini", 2, 2, marks=SLOW),
+        pytest.param("gspo", 1, 1, marks=SLOW),
+        pytest.param("rloo", 1, 1, marks=SLOW),
     ],
 )
 def test_every_schedule_runs_unchanged_on_ray(tmp_path, name, H, H2):
@@ -224,6 +228,26 @@ def test_every_schedule_runs_unchanged_on_ray(tmp_path, name, H, H2):
     assert len(res.rows) == (4 if name.startswith("ppo") else 2)
     if name == "grpo":
         assert all(r["kl"] != 0 for r in res.rows[1:])  # the KL term ran on the trainer actors
+
+
+def partly_flat_task() -> Task:
+    """`letter_task`, but problems 0 and 1 reward every answer alike: their groups carry no gradient."""
+    base = letter_task()
+    return Task(name="partly-flat", get=base.get, size=None, reward=lambda ex, text: 0.5 if ex.id in ("0", "1") else base.reward(ex, text))
+
+
+@pytest.mark.parametrize("H", [1, pytest.param(2, marks=SLOW)])
+def test_dapo_dynamic_sampling_runs_unchanged_on_ray(tmp_path, H):
+    """dapo's rounds of extra prompts (problems 0 and 1 of every five teach nothing) sample the same
+    prompts with the same seeds on the actors: the single-process run's rows and weights."""
+    algo = {"name": "dapo"}
+    ref, ref_model = run(config(tmp_path, "dapo-single", algo=algo), task=partly_flat_task())
+    res, model = run(config(tmp_path, "dapo-ray", algo=algo, dist={"samplers": H, "trainers": H}), task=partly_flat_task())
+    assert_same_rows(ref.rows, res.rows)
+    assert_same_weights(ref_model, model)
+    for a, b in zip(ref.rows, res.rows):
+        assert a["train/groups"] == b["train/groups"] == 4 and a["dynamic/prompts_sampled"] == b["dynamic/prompts_sampled"]
+    assert res.rows[0]["dynamic/rounds"] >= 2  # step 1's batch holds problems 0 and 1: refill rounds ran
 
 
 class DyingLlama:

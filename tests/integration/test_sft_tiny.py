@@ -1,4 +1,4 @@
-"""`--algo.schedule sft` through the one run loop, on the tiny model: the logged loss is the
+"""`--algo.name sft` through the one run loop, on the tiny model: the logged loss is the
 hand-computed cross-entropy of the completion tokens, records come in seeded epochs, bad
 data fails in one line before any model loads, and a JSONL run leaves a whole run folder."""
 
@@ -111,31 +111,31 @@ def test_a_bad_jsonl_record_fails_in_one_line_before_the_model_loads(tmp_path, n
     bad = tmp_path / "traces.jsonl"
     bad.write_text(json.dumps({"problem": "1+1?", "completion": "2"}) + "\n" + json.dumps({"problem": "2+2?", "answer": "4"}) + "\n")
     runs = tmp_path / "runs"
-    assert main(["train", "--algo.schedule", "sft", "--sft.data", str(bad), "--run.out_dir", str(runs)]) == 1
+    assert main(["train", "--algo.name", "sft", "--sft.data", str(bad), "--run.out_dir", str(runs)]) == 1
     err = one_line_error(capsys)
     assert f"{bad}:2: missing field 'completion'" in err
     assert not runs.exists()  # nothing written
-    assert main(["train", "--algo.schedule", "sft", "--sft.data", str(tmp_path / "nope.jsonl"), "--run.out_dir", str(runs)]) == 1
+    assert main(["train", "--algo.name", "sft", "--sft.data", str(tmp_path / "nope.jsonl"), "--run.out_dir", str(runs)]) == 1
     assert f"{tmp_path / 'nope.jsonl'}: no such file" in one_line_error(capsys)
-    assert main(["train", "--algo.schedule", "sft", "--sft.data", "human", "--task.name", "arithmetic", "--run.out_dir", str(runs)]) == 1
+    assert main(["train", "--algo.name", "sft", "--sft.data", "human", "--task.name", "arithmetic", "--run.out_dir", str(runs)]) == 1
     assert "task 'arithmetic' ships no human solutions" in one_line_error(capsys)
 
 
 def test_sft_config_refuses_rl_only_settings(capsys):
-    assert main(["train", "--algo.schedule", "sft", "--algo.loss", "pg"]) == 2
+    assert main(["train", "--algo.name", "sft", "--algo.loss", "pg"]) == 2
     assert "the sft schedule trains with the sft loss" in one_line_error(capsys)
-    assert main(["train", "--algo.schedule", "sft", "--algo.beta", "0.1"]) == 2
+    assert main(["train", "--algo.name", "sft", "--algo.beta", "0.1"]) == 2
     assert "no KL term" in one_line_error(capsys)
     assert main(["train", "--algo.loss", "sft"]) == 2
-    assert "goes with --algo.schedule sft" in one_line_error(capsys)
+    assert "goes with --algo.name sft" in one_line_error(capsys)
 
 
 def test_sft_from_a_jsonl_file_leaves_a_whole_run_folder(tmp_path, model_dir, capsys):
-    """`dashrl train --algo.schedule sft --sft.data FILE.jsonl` with renamed fields: metrics,
+    """`dashrl train --algo.name sft --sft.data FILE.jsonl` with renamed fields: metrics,
     eval, checkpoint, summary and `dashrl report`; the training loss falls on repeated records."""
     data = write_jsonl(tmp_path / "traces.jsonl", problem="question", completion="trace")
     runs = tmp_path / "runs"
-    argv = ["train", "--model.name", model_dir, "--model.dtype", "fp32", "--algo.schedule", "sft", "--sft.data", str(data),
+    argv = ["train", "--model.name", model_dir, "--model.dtype", "fp32", "--algo.name", "sft", "--sft.data", str(data),
             "--sft.problem_field", "question", "--sft.completion_field", "trace", "--algo.prompts_per_step", "5",
             "--train.steps", "6", "--train.lr", "1e-2", "--train.warmup_steps", "0", "--train.micro_batch_size", "2",
             "--eval.every", "3", "--eval.datasets", "arithmetic", "--eval.limit", "2", "--eval.max_new_tokens", "4",
@@ -153,7 +153,7 @@ def test_sft_from_a_jsonl_file_leaves_a_whole_run_folder(tmp_path, model_dir, ca
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step-000006"
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     saved = (run_dir / "config.toml").read_text()
-    assert 'schedule = "sft"' in saved and 'loss = "sft"' in saved and "[sft]" in saved
+    assert 'name = "sft"' in saved and 'loss = "sft"' in saved and "[sft]" in saved
     capsys.readouterr()
     assert main(["report", str(run_dir)]) == 0
     md = (run_dir / "report" / "report.md").read_text()

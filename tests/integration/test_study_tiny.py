@@ -94,3 +94,14 @@ def test_quick_study_runs_every_arm_into_a_report_with_every_table(tmp_path, mod
     # the PPO arms keep only the checkpoint read at DASH's time and the final one
     for arm in ("ppo_multi", "ppo_mini"):
         assert 1 <= len(list((out / "runs" / f"{arm}-s0" / "checkpoints").glob("step-*"))) <= 2
+
+
+def test_registry_algorithms_are_opt_in_arms(tmp_path, model_dir, capsys):
+    """`--arms base,dapo,gspo`: the registry's other algorithms run as study arms and join the
+    report; a study that does not name them neither runs nor lists them."""
+    out = tmp_path / "study"
+    assert main(["study", "--quick", "--out", str(out), "--model.name", model_dir, *SMALL, "--arms", "base,dapo,gspo"]) == 0
+    report = (out / "report.md").read_text()
+    assert "| `dapo` |" in report and "| `gspo` |" in report and "| `rloo` |" not in report
+    rows = [json.loads(line) for line in (out / "runs" / "dapo-s0" / "metrics.jsonl").read_text().splitlines()]
+    assert rows and all("dynamic/rounds" in r for r in rows)

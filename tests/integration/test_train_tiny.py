@@ -156,8 +156,9 @@ def test_generate_calls_and_optimizer_steps(tmp_path, tiny_lm, schedule, calls_p
     assert len(res.rows) == 2 * opt_steps_per_cycle
 
 
-def test_micro_batch_split_does_not_change_the_gradient(tmp_path, monkeypatch):
-    """Gradient accumulation over 1 or 4 micro-batches gives the same gradient."""
+@pytest.mark.parametrize("name", ["dash", "dapo", "dr_grpo", "gspo", "rloo"])
+def test_micro_batch_split_does_not_change_the_gradient(tmp_path, monkeypatch, name):
+    """Gradient accumulation over 1 or 4 micro-batches gives the same gradient, for every loss."""
     from conftest import make_tiny_model, make_tokenizer
 
     from dashrl.train.trainer import Trainer
@@ -173,7 +174,7 @@ def test_micro_batch_split_does_not_change_the_gradient(tmp_path, monkeypatch):
     for mbs in (16, 4):
         tok = make_tokenizer()
         model = make_tiny_model(len(tok))
-        cfg = config(tmp_path / str(mbs), train={"steps": 1, "micro_batch_size": mbs}, algo={"filter_threshold": -1.0})
+        cfg = config(tmp_path / str(mbs), train={"steps": 1, "micro_batch_size": mbs}, algo={"name": name, "filter_threshold": -1.0})
         train(cfg, model, tok, task=letter_task())
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for k in grads[0]:

@@ -1,8 +1,14 @@
-"""Group-relative advantages and gradient filtering: pure functions over tensors."""
+"""Group-relative advantages, the registry of advantage estimators, and gradient filtering:
+pure functions over tensors."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
+
+from dashrl.algo.rloo import rloo_advantages
 
 
 def group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
@@ -38,3 +44,54 @@ def gradient_filter(advantages: torch.Tensor, threshold: float) -> torch.Tensor:
     tensor([False,  True,  True])
     """
     return advantages.abs() > threshold
+
+
+ESTIMATORS = {
+    "grpo": lambda rewards: group_advantages(rewards, scale=True),
+    "dr_grpo": lambda rewards: group_advantages(rewards, scale=False),
+    "rloo": lambda rewards: rloo_advantages(rewards),
+}
+
+
+@dataclass(frozen=True)
+class Advantages:
+    """An algorithm's advantage estimator (`ESTIMATORS`), with DAPO's overlong shaping on top
+    when `overlong_window` > 0: what turns a step's rewards `[B, G]` into advantages. Frozen
+    and picklable: Ray's driver and the local source build it from the config alike.
+
+    >>> Advantages("rloo")(torch.tensor([[1.0, 0.0]]), torch.tensor([[3, 5]]))
+    tensor([[ 1., -1.]])
+    >>> Advantages("grpo", overlong_window=2, max_tokens=4)(torch.tensor([[1.0, 1.0]]), torch.tensor([[2, 4]]))
+    tensor([[ 0.7070, -0.7070]])
+    """
+
+    estimator: str = "grpo"
+    overlong_window: int = 0
+    overlong_penalty: float = 1.0
+    max_tokens: int = 0
+
+    def __call__(self, rewards: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if self.overlong_window > 0 and lengths is not None:
+            from dashrl.algo.dapo import overlong_penalty
+
+            rewards = rewards.float() + overlong_penalty(lengths, self.max_tokens, self.overlong_window, self.overlong_penalty)  # [B, G]
+        return ESTIMATORS[self.estimator](rewards)
+
+
+def advantages_of(cfg: Any) -> Advantages:
+    """The estimator `cfg` (a `dashrl.config.Config`) selects; `scale` True/False (the former
+    flag) is accepted by callers through `as_advantages`."""
+    from dashrl.algo.registry import get
+
+    a = cfg.algo
+    name = get(a.name).advantage
+    if name == "grpo" and not a.scale_advantages:
+        name = "dr_grpo"
+    return Advantages(name, a.overlong_window, a.overlong_penalty, cfg.sampler.max_new_tokens)
+
+
+def as_advantages(x: Any) -> Advantages:
+    """`Advantages` as given, or the former `scale` flag: True = GRPO's, False = Dr.GRPO's."""
+    if isinstance(x, Advantages):
+        return x
+    return Advantages("grpo" if x else "dr_grpo")

@@ -2,7 +2,8 @@
 
 A loss is built once with its hyper-parameters (`make_loss`), then called on one
 `LossInputs` record: per-token tensors `[N, T]` (N samples, T completion tokens) and
-per-sample advantages `[N]`; it returns `(loss, metrics)`. `loss_mask` is 1 on real
+per-sample advantages `[N]`; it returns a `LossOutput`: `(loss, metrics)`, and which
+metrics add up over micro-batches and ranks (`summed`; the rest are per-sample rates). `loss_mask` is 1 on real
 completion tokens and 0 on padding. The KL term (`KLTerm`) is its own piece, added
 once by the trainer to whichever loss runs.
 
@@ -58,6 +59,12 @@ def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean"
     raise ValueError(f"unknown aggregation {mode!r}; valid: {sorted(AGGREGATIONS)}")
 
 
+def __getattr__(name: str) -> Any:
+    if name == "LOSSES":  # built on first use: gspo.py imports this module
+        return _losses()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 AGGREGATIONS = ("token-mean", "seq-mean", "constant")
 
 
@@ -76,6 +83,38 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: st
     if estimator == "k3":
         return torch.exp(log_ratio) - log_ratio - 1.0
     raise ValueError(f"unknown KL estimator {estimator!r}; valid: ['k1', 'k3']")
+
+
+class LossOutput(tuple):
+    """A loss's `(loss, metrics)` (it unpacks as that pair) and `summed`, the metrics that add
+    up over micro-batches and ranks: terms divided by the whole batch's denominators (`Norm`).
+    Every other metric is a per-sample rate, averaged weighting each part by its samples
+    (`dashrl.totals.Totals`).
+
+    >>> out = LossOutput(torch.tensor(1.0), {"loss/policy": torch.tensor(1.0)}, {"loss/policy"})
+    >>> loss, metrics = out; out.summed
+    frozenset({'loss/policy'})
+    """
+
+    summed: frozenset
+
+    def __new__(cls, loss: torch.Tensor, metrics: Metrics, summed: Any = ()) -> "LossOutput":
+        out = super().__new__(cls, (loss, metrics))
+        out.summed = frozenset(summed)
+        return out
+
+    @property
+    def loss(self) -> torch.Tensor:
+        return self[0]
+
+    @property
+    def metrics(self) -> Metrics:
+        return self[1]
+
+    @classmethod
+    def of(cls, out: Any) -> "LossOutput":
+        """A loss's result as a `LossOutput` (a plain pair declares nothing summed)."""
+        return out if isinstance(out, LossOutput) else cls(out[0], out[1])
 
 
 @dataclass
@@ -103,38 +142,44 @@ class PGLoss:
 
     aggregation: str = "token-mean"
 
-    def __call__(self, x: LossInputs) -> tuple[torch.Tensor, Metrics]:
+    def __call__(self, x: LossInputs) -> LossOutput:
         per_token = -x.advantages[:, None] * x.logprobs  # [N, T]
         loss = aggregate(per_token, x.loss_mask, self.aggregation, x.norm)
-        return loss, {"loss/policy": loss.detach()}
+        return LossOutput(loss, {"loss/policy": loss.detach()}, {"loss/policy"})
 
 
 @dataclass(frozen=True)
 class PPOClipLoss:
     """Clipped PPO / GRPO surrogate against the sampling policy's logprobs.
 
-    `-min(r A, clip(r, 1-eps, 1+eps) A)` per token with `r = exp(log p - log p_old)`.
+    `-min(r A, clip(r, 1-eps_low, 1+eps_high) A)` per token with `r = exp(log p - log p_old)`;
+    `epsilon_high` (DAPO's clip-higher) defaults to `clip_eps`, the symmetric range.
 
     >>> x = LossInputs(torch.tensor([[0.5]]), torch.tensor([[0.0]]), torch.tensor([1.0]), torch.ones(1, 1))
     >>> PPOClipLoss(clip_eps=0.2)(x)[0]  # ratio e^0.5 = 1.65, clipped at 1.2
     tensor(-1.2000)
+    >>> PPOClipLoss(clip_eps=0.2, epsilon_high=0.28)(x)[0]  # clip-higher: at 1.28
+    tensor(-1.2800)
     """
 
     clip_eps: float = 0.2
     aggregation: str = "token-mean"
+    epsilon_high: float = -1.0  # negative = clip_eps
 
-    def __call__(self, x: LossInputs) -> tuple[torch.Tensor, Metrics]:
+    def __call__(self, x: LossInputs) -> LossOutput:
+        high = self.epsilon_high if self.epsilon_high > 0 else self.clip_eps
         ratio = torch.exp(x.logprobs - x.old_logprobs)  # [N, T]
         adv = x.advantages[:, None]  # [N, 1]
         unclipped = ratio * adv
-        clipped = ratio.clamp(1.0 - self.clip_eps, 1.0 + self.clip_eps) * adv
+        clipped = ratio.clamp(1.0 - self.clip_eps, 1.0 + high) * adv
         per_token = -torch.minimum(unclipped, clipped)  # [N, T]
         loss = aggregate(per_token, x.loss_mask, self.aggregation, x.norm)
-        return loss, {
+        metrics = {
             "loss/policy": loss.detach(),
             "clip_frac": aggregate((clipped < unclipped).float(), x.loss_mask, "token-mean").detach(),
             "ratio/mean": aggregate(ratio.detach(), x.loss_mask, "token-mean"),
         }
+        return LossOutput(loss, metrics, {"loss/policy"})
 
 
 @dataclass(frozen=True)
@@ -151,14 +196,14 @@ class KLTerm:
     kl_estimator: str = "k3"
     aggregation: str = "token-mean"
 
-    def __call__(self, x: LossInputs, ref_logprobs: torch.Tensor) -> tuple[torch.Tensor, Metrics]:
+    def __call__(self, x: LossInputs, ref_logprobs: torch.Tensor) -> LossOutput:
         kl = aggregate(kl_penalty(x.logprobs, ref_logprobs, self.kl_estimator), x.loss_mask, self.aggregation, x.norm)
-        return self.beta * kl, {"kl": kl.detach()}
+        return LossOutput(self.beta * kl, {"kl": kl.detach()}, {"kl"})
 
 
 @dataclass(frozen=True)
 class SFTLoss:
-    """Supervised fine-tuning (`--algo.schedule sft`): the negative log-likelihood of the
+    """Supervised fine-tuning (`--algo.name sft`): the negative log-likelihood of the
     completion tokens (`dashrl.algo.sft.sft_loss`); advantages and old logprobs are not read.
 
     >>> x = LossInputs(torch.tensor([[-1.0, -3.0]]), torch.zeros(1, 2), torch.zeros(1), torch.ones(1, 2))
@@ -168,15 +213,20 @@ class SFTLoss:
 
     aggregation: str = "token-mean"
 
-    def __call__(self, x: LossInputs) -> tuple[torch.Tensor, Metrics]:
+    def __call__(self, x: LossInputs) -> LossOutput:
         from dashrl.algo.sft import sft_loss  # sft.py builds on this module's `aggregate`
 
         loss, _ = sft_loss(x.logprobs, x.loss_mask, aggregation=self.aggregation, norm=x.norm)
-        return loss, {}  # the trainer logs it as `loss`
+        return LossOutput(loss, {})  # the trainer logs it as `loss`
 
 
-LossFn = Callable[[LossInputs], tuple[torch.Tensor, Metrics]]
-LOSSES: dict[str, type] = {"pg": PGLoss, "ppo_clip": PPOClipLoss, "sft": SFTLoss}
+def _losses() -> dict[str, type]:
+    from dashrl.algo.gspo import GSPOLoss  # gspo.py builds on this module
+
+    return {"pg": PGLoss, "ppo_clip": PPOClipLoss, "sft": SFTLoss, "gspo": GSPOLoss}
+
+
+LossFn = Callable[[LossInputs], LossOutput]
 
 
 def make_loss(name: str, **hparams: Any) -> LossFn:
@@ -186,7 +236,8 @@ def make_loss(name: str, **hparams: Any) -> LossFn:
     >>> make_loss("pg", aggregation="seq-mean", clip_eps=0.2)
     PGLoss(aggregation='seq-mean')
     """
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; valid: {sorted(LOSSES)}")
-    cls = LOSSES[name]
+    losses = _losses()
+    if name not in losses:
+        raise ValueError(f"unknown loss {name!r}; valid: {sorted(losses)}")
+    cls = losses[name]
     return cls(**{f.name: hparams[f.name] for f in fields(cls) if f.name in hparams})

@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--train.steps and --run.* may change)",
     )
     p.epilog = (
-        "Any config field can be set as --section.field VALUE, e.g. --algo.schedule grpo\n"
+        "Any config field can be set as --section.field VALUE, e.g. --algo.name grpo\n"
         "--train.steps 10 --model.name HuggingFaceTB/SmolLM2-360M-Instruct.\n"
         "Sections and fields:\n\n"
         f"{sections_summary()}\n\n"

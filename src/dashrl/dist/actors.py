@@ -109,10 +109,12 @@ class SamplerWorker:
 
     def sample(self, unit: Unit, examples: list, seed: int, group_offset: int) -> tuple:
         """Returns `(UnitResult, samples of group 0, of group 1, ...)`: one object each."""
+        from dashrl.algo.advantages import advantages_of
+
         a = self.cfg.algo
         report, groups = sample_unit(
             self.sampler, self._prompt_ids, None, examples, unit, a.group_size, self.params, seed,  # scored on the driver
-            a.scale_advantages, group_offset, self.version,
+            advantages_of(self.cfg), group_offset, self.version,
         )
         report.worker = self.index
         return (report, *groups)

@@ -246,6 +246,8 @@ class _Job:
     def _collect(self, t0: float) -> Rollouts:
         import ray
 
+        from dashrl.algo.advantages import advantages_of
+
         cl, H = self.cl, len(self.cl.samplers)
         reports: list[tuple[UnitResult, list]] = []
         restarts = 0
@@ -266,7 +268,7 @@ class _Job:
                 continue
             # rewards run here, in the driver, while the samplers go on with the other units
             examples = self.examples[unit.first_group : unit.first_group + unit.num_groups]
-            reports.append((score_report(report, examples, cl.task.grade, self.G, cl.cfg.algo.scale_advantages), refs))
+            reports.append((score_report(report, examples, cl.task.grade, self.G, advantages_of(cl.cfg)), refs))
         reports.sort(key=lambda r: r[0].unit)
         samples = [s for rep, refs in reports for s in rep.refs(refs, self.G)]
         # Scoring runs in the driver, as each unit arrives, while the samplers work on the rest.

@@ -90,7 +90,7 @@ def sample_unit(
     group_size: int,
     params: SamplingParams,
     seed: int,
-    scale_advantages: bool = True,
+    advantages: Any = True,
     group_offset: int = 0,
     version: int = 0,
 ) -> tuple[UnitResult, list[list[Sample]]]:
@@ -106,7 +106,7 @@ def sample_unit(
     G = group_size
     ro = sample_and_score(
         sampler, prompt_ids, grade or _unscored, examples, G, params, seed, unit.first_group * G, group_offset + unit.first_group,
-        scale_advantages, version,
+        advantages, version,
     )  # fmt: skip
     samples = ro.samples
     infos = [s.info for s in samples]  # travel in the report, to the driver
@@ -137,7 +137,7 @@ def _unscored(examples: Sequence[Example], completions: Sequence[Any]) -> Any:
 
 
 def score_report(
-    report: UnitResult, examples: Sequence[Example], grade: Callable[[Sequence[Example], Sequence[Any]], Any], group_size: int, scale: bool
+    report: UnitResult, examples: Sequence[Example], grade: Callable[[Sequence[Example], Sequence[Any]], Any], group_size: int, advantages: Any
 ) -> UnitResult:
     """Score, on the driver, a unit its sampler left unscored: the rewards, advantages and per-sample
     `info` that `score_groups` gives in one process, from the report's texts and token ids.
@@ -151,7 +151,7 @@ def score_report(
     t0 = time.perf_counter()
     completions = [Completion(info["token_ids"], info["text"], [], f) for info, f in zip(report.infos, report.finish_reasons)]
     prompts = [info["prompt_ids"] for info in report.infos]
-    samples = score_groups(examples, prompts, completions, grade, group_size, scale, report.first_group, report.version)
+    samples = score_groups(examples, prompts, completions, grade, group_size, advantages, report.first_group, report.version)
     report.rewards = [s.reward for s in samples]
     report.advantages = [s.advantage for s in samples]
     report.infos = [s.info for s in samples]

@@ -15,7 +15,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from dashrl.algo import Norm, gradient_filter, group_advantages
+from dashrl.algo import Norm, gradient_filter
+from dashrl.algo.advantages import as_advantages
 
 
 def sample_seed(seed: int, step: int, call: int) -> int:
@@ -79,11 +80,13 @@ def score_groups(
     completions: Sequence[Any],
     grade: Callable[[Sequence[Any], Sequence[Any]], Any],
     group_size: int,
-    scale: bool,
+    advantages: Any = True,
     first_group: int = 0,
     version: int = 0,
 ) -> list[Sample]:
-    """Score `len(examples) * G` completions (group-major) and give each its group advantage.
+    """Score `len(examples) * G` completions (group-major) and give each its group advantage
+    (`advantages`: the algorithm's `dashrl.algo.advantages.Advantages`; True / False, the
+    former `scale` flag, are GRPO's and Dr.GRPO's).
 
     `grade(examples, completions)` is `Task.grade`: it returns a `dashrl.rewards.funcs.Scored`
     (the summed rewards, each function's values, the task's own check), kept per sample in `info`.
@@ -92,7 +95,8 @@ def score_groups(
     scored = grade([examples[i // G] for i in range(len(completions))], completions)
     scores = scored.rewards
     rewards = torch.tensor(scores, dtype=torch.float32).view(len(examples), G)  # [B, G]
-    advantages = group_advantages(rewards, scale=scale).view(-1).tolist()  # [B * G]
+    lengths = torch.tensor([len(c.token_ids) for c in completions]).view(len(examples), G)  # [B, G]
+    advantages = as_advantages(advantages)(rewards, lengths).view(-1).tolist()  # [B * G]
     infos = [
         {"text": c.text, "prompt_ids": prompts[i], "rewards": {k: v[i] for k, v in scored.per_func.items()},
          "correct": scored.correct[i] if scored.correct is not None else None}
@@ -114,7 +118,7 @@ def sample_and_score(
     seed: int,
     start: int = 0,
     first_group: int = 0,
-    scale: bool = True,
+    advantages: Any = True,
     version: int = 0,
 ) -> Rollouts:
     """Sample G completions of each example in ONE `sampler.generate` call, score them and give
@@ -131,7 +135,7 @@ def sample_and_score(
     t0 = time.perf_counter()
     completions = sampler.generate(prompts, params, seed=seed, start=start)
     t1 = time.perf_counter()
-    samples = score_groups(examples, prompts, completions, grade, G, scale, first_group, version)
+    samples = score_groups(examples, prompts, completions, grade, G, advantages, first_group, version)
     metrics = {**rollout_metrics(samples), "time/sampling_s": t1 - t0, "time/scoring_s": time.perf_counter() - t1}
     return Rollouts(samples, metrics)
 

@@ -5,14 +5,15 @@ Which arm is which (the paper's names against dashrl's flags):
 | arm | the paper's | dashrl |
 |---|---|---|
 | `base` | the base model | no training, evaluated as it is |
-| `dash` | DASH (keeps the KL term) | `--algo.schedule dash --algo.beta <preset.dash_beta>` |
-| `dash_nokl` | No-KL | `--algo.schedule dash --algo.beta 0` (dashrl's `dash` default) |
+| `dash` | DASH (keeps the KL term) | `--algo.name dash --algo.beta <preset.dash_beta>` |
+| `dash_nokl` | No-KL | `--algo.name dash --algo.beta 0` (dashrl's `dash` default) |
 | `nogf` | No-GF (DASH without gradient filtering) | `dash`, same beta, `--algo.filter_threshold -1` |
-| `grpo` | GRPO (standard implementation) | `--algo.schedule grpo` (beta 0.04, no filter) |
-| `ppo_multi` | PPO-Multi (K passes over all M x G samples) | `--algo.schedule ppo_multi --algo.ppo_k 3`, DASH's beta |
-| `ppo_mini` | PPO-Mini (K mini-batches of M / K prompts) | `--algo.schedule ppo_mini --algo.ppo_k <K>`, DASH's beta |
-| `sft_h` | SFT-H (human-written solutions) | `--algo.schedule sft --sft.data human` |
-| `sft_m` | SFT-M (a stronger model's correct traces) | `--algo.schedule sft --sft.data <traces.jsonl>` |
+| `grpo` | GRPO (standard implementation) | `--algo.name grpo` (beta 0.04, no filter) |
+| `ppo_multi` | PPO-Multi (K passes over all M x G samples) | `--algo.name ppo_multi --algo.ppo_k 3`, DASH's beta |
+| `ppo_mini` | PPO-Mini (K mini-batches of M / K prompts) | `--algo.name ppo_mini --algo.ppo_k <K>`, DASH's beta |
+| `sft_h` | SFT-H (human-written solutions) | `--algo.name sft --sft.data human` |
+| `sft_m` | SFT-M (a stronger model's correct traces) | `--algo.name sft --sft.data <traces.jsonl>` |
+| `dapo`, `gspo`, ... | - | every other algorithm of `dashrl.algo.registry` with its own defaults; run only when `--arms` names it |
 
 Every arm of one seed shares the model, task, prompts (the task stream of `train.seed`)
 and sampling seeds. The PPO arms save a checkpoint at every sampling cycle (bf16
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from dashrl.algo.registry import ALGORITHMS
 from dashrl.study.presets import Preset, Sections, merge
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,22 +44,23 @@ class Arm:
     label: str  # the paper's name
     kind: str  # "eval" (base), "rl" or "sft"
     fields: Callable[[Preset, str], Sections]  # (preset, SFT data) -> the arm's own config fields
+    default: bool = True  # runs in a study without --arms (the paper's arms); the others only when named
 
 
 def _dash(beta_of: Callable[[Preset], float], **algo: Any) -> Callable[[Preset, str], Sections]:
-    return lambda p, data: {"algo": {"schedule": "dash", "beta": beta_of(p), **algo}}
+    return lambda p, data: {"algo": {"name": "dash", "beta": beta_of(p), **algo}}
 
 
 def _ppo(schedule: str, k_of: Callable[[Preset], int]) -> Callable[[Preset, str], Sections]:
     # every cycle saved (bf16 weights) so the run can be read at DASH's wall-clock
     return lambda p, data: {
-        "algo": {"schedule": schedule, "ppo_k": k_of(p), "beta": p.dash_beta},
+        "algo": {"name": schedule, "ppo_k": k_of(p), "beta": p.dash_beta},
         "run": {"save_every": k_of(p), "keep_last": 0, "save_dtype": "bf16"},
     }
 
 
 def _sft(p: Preset, data: str) -> Sections:
-    return {"algo": {"schedule": "sft"}, "sft": {"data": data}}
+    return {"algo": {"name": "sft"}, "sft": {"data": data}}
 
 
 ARMS: dict[str, Arm] = {
@@ -67,17 +70,25 @@ ARMS: dict[str, Arm] = {
         Arm("dash", "DASH (with KL)", "rl", _dash(lambda p: p.dash_beta)),
         Arm("dash_nokl", "No-KL (DASH, beta 0)", "rl", _dash(lambda p: 0.0)),
         Arm("nogf", "No-GF (DASH without filtering)", "rl", _dash(lambda p: p.dash_beta, filter_threshold=-1.0)),
-        Arm("grpo", "GRPO", "rl", lambda p, data: {"algo": {"schedule": "grpo"}}),
+        Arm("grpo", "GRPO", "rl", lambda p, data: {"algo": {"name": "grpo"}}),
         Arm("ppo_multi", "PPO-Multi", "rl", _ppo("ppo_multi", lambda p: p.ppo_multi_k)),
         Arm("ppo_mini", "PPO-Mini", "rl", _ppo("ppo_mini", lambda p: p.ppo_mini_k)),
         Arm("sft_h", "SFT-H", "sft", _sft),
         Arm("sft_m", "SFT-M", "sft", _sft),
     )
 }
+# Every other algorithm of the registry (dapo, gspo, ...) as an opt-in arm: `--arms dash,dapo`.
+ARMS.update(
+    {
+        a.name: Arm(a.name, a.name, "rl", lambda p, data, name=a.name: {"algo": {"name": name}}, default=False)
+        for a in ALGORITHMS.values()
+        if a.name not in ARMS and not a.supervised
+    }
+)
 TEACHER_ARM = "dash"  # SFT-M distils the paper's DASH unless --teacher is given
 # Fields the arms set themselves: a study-wide override of one would change what an arm is.
 STUDY_RUN_FIELDS = ("quiet", "loggers", "save_every", "keep_last")  # run.* a study may set for every arm
-ARM_FIELDS = ("algo.schedule", "algo.beta", "algo.filter_threshold", "algo.ppo_k", "train.seed", "sft.data")
+ARM_FIELDS = ("algo.name", "algo.schedule", "algo.beta", "algo.filter_threshold", "algo.ppo_k", "train.seed", "sft.data")
 
 
 def check_overrides(overrides: Sections) -> None:

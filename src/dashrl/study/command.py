@@ -27,7 +27,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-RL_ORDER = ("dash", "dash_nokl", "nogf", "grpo", "ppo_multi", "ppo_mini")
+RL_ORDER = ("dash", "dash_nokl", "nogf", "grpo", "ppo_multi", "ppo_mini")  # then the opt-in arms (`rl_order`)
+
+
+def rl_order() -> list[str]:
+    """The RL arms in running order: the paper's, then the registry's other algorithms."""
+    from dashrl.study.arms import ARMS
+
+    return [*RL_ORDER, *(a for a, arm in ARMS.items() if not arm.default and arm.kind == "rl")]
 PPO = ("ppo_multi", "ppo_mini")
 
 
@@ -83,7 +90,7 @@ class Plan:
         if args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
         self.seeds = list(range(args.seeds))
-        wanted = [a.strip() for a in (args.arms or "").split(",") if a.strip()] or list(ARMS)
+        wanted = [a.strip() for a in (args.arms or "").split(",") if a.strip()] or [a for a, arm in ARMS.items() if arm.default]
         unknown = [a for a in wanted if a not in ARMS]
         if unknown:
             raise ValueError(f"--arms: unknown arm {unknown[0]!r}; valid: {', '.join(ARMS)}")
@@ -125,7 +132,7 @@ def _run_arm(plan: Plan, arm: str, seed: int, sft_data: str = "human") -> str:
     if state == "done":
         _say(f"{run_name(arm, seed)}: finished, skipped")
         return "done"
-    _say(f"{run_name(arm, seed)}: {'resuming' if state == 'partial' else 'training'} {cfg.algo.schedule}, {cfg.train.steps} steps")
+    _say(f"{run_name(arm, seed)}: {'resuming' if state == 'partial' else 'training'} {cfg.algo.name}, {cfg.train.steps} steps")
     _train(cfg)
     return "resumed" if state == "partial" else "trained"
 
@@ -150,7 +157,7 @@ def train_arms(plan: Plan) -> dict[tuple[str, int], str]:
     math_reward("\\boxed{\\frac{1}{2}}", "0.5")  # a symbolic check: math-verify and sympy load before the first arm's clock
     skipped: dict[tuple[str, int], str] = {}
     for seed in plan.seeds:
-        for arm in RL_ORDER:
+        for arm in rl_order():
             if arm in plan.arms:
                 _run_arm(plan, arm, seed)
         for arm in ("sft_h", "sft_m"):
@@ -218,6 +225,9 @@ def collect(plan: Plan, skipped: dict[tuple[str, int], str]) -> dict[str, Any]:
         res = ArmResult(name, arm.label)
         results[name] = res
         if name not in plan.arms:
+            if not arm.default:  # an opt-in arm nobody asked for: not in the report at all
+                del results[name]
+                continue
             res.ran, res.why = False, "not among --arms"
             continue
         if name == "base":
@@ -261,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         plan = Plan(args)
         for seed in plan.seeds:  # every RL arm's config, before anything heavy
-            for arm in RL_ORDER:
+            for arm in rl_order():
                 if arm in plan.arms:
                     plan.config(arm, seed)
     except (ConfigError, ValueError, KeyError) as e:

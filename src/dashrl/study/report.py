@@ -12,14 +12,14 @@ from dashrl.study.tables import arms_table, findings, render_finding, results_ta
 
 FLAGS = {
     "base": "(no training)",
-    "dash": "--algo.schedule dash --algo.beta {beta}",
-    "dash_nokl": "--algo.schedule dash --algo.beta 0",
-    "nogf": "--algo.schedule dash --algo.beta {beta} --algo.filter_threshold -1",
-    "grpo": "--algo.schedule grpo",
-    "ppo_multi": "--algo.schedule ppo_multi --algo.ppo_k {multi_k} --algo.beta {beta}",
-    "ppo_mini": "--algo.schedule ppo_mini --algo.ppo_k {mini_k} --algo.beta {beta}",
-    "sft_h": "--algo.schedule sft --sft.data human",
-    "sft_m": "--algo.schedule sft --sft.data {traces}",
+    "dash": "--algo.name dash --algo.beta {beta}",
+    "dash_nokl": "--algo.name dash --algo.beta 0",
+    "nogf": "--algo.name dash --algo.beta {beta} --algo.filter_threshold -1",
+    "grpo": "--algo.name grpo",
+    "ppo_multi": "--algo.name ppo_multi --algo.ppo_k {multi_k} --algo.beta {beta}",
+    "ppo_mini": "--algo.name ppo_mini --algo.ppo_k {mini_k} --algo.beta {beta}",
+    "sft_h": "--algo.name sft --sft.data human",
+    "sft_m": "--algo.name sft --sft.data {traces}",
 }
 
 HOW_TO_READ = f"""How to read the verdicts: a directional claim is **reproduced** when the 95% interval of our
@@ -56,7 +56,7 @@ def _teacher_line(plan: Any) -> str:
 def report_text(plan: Any, results: dict[str, ArmResult], skipped: dict, figures: list[str]) -> str:
     p = plan.preset
     fill = {"beta": p.dash_beta, "multi_k": p.ppo_multi_k, "mini_k": p.ppo_mini_k, "traces": "traces/sft_m-sSEED-TEACHER.jsonl"}
-    arms = [(a.name, a.label, FLAGS[a.name].format(**fill), "ran" if a.ran and (a.evals or a.name == "base") else f"not run: {a.why}")
+    arms = [(a.name, a.label, FLAGS.get(a.name, f"--algo.name {a.name}").format(**fill), "ran" if a.ran and (a.evals or a.name == "base") else f"not run: {a.why}")
             for a in results.values()]  # fmt: skip
     base_cfg = plan.config("base", 0)
     ks = p.pass_ks

@@ -163,10 +163,10 @@ def _config_changes(saved: Config, cfg: Config) -> list[str]:
 
 
 def run_dir_of(cfg: Config) -> Path:
-    """The run folder `cfg` names; without `run.name`, a new `SCHEDULE-TIMESTAMP` folder."""
+    """The run folder `cfg` names; without `run.name`, a new `ALGORITHM-TIMESTAMP` folder."""
     if cfg.run.name:
         return Path(cfg.run.out_dir) / cfg.run.name
-    base = Path(cfg.run.out_dir) / f"{cfg.algo.schedule}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base = Path(cfg.run.out_dir) / f"{cfg.algo.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir, n = base, 1
     while run_dir.exists():  # two runs started in the same second
         n += 1
@@ -259,14 +259,16 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     run_dir, ckpt = validate_run(cfg, resume)  # before anything loads: one line, nothing left behind
     kernels.apply_cpu_isa(cfg.train.cpu_isa)  # before torch's first product (oneDNN reads it once)
     sft_data = None
-    if cfg.algo.schedule == "sft":  # a bad record: one line (file:line, field) before the model loads
+    from dashrl.algo.registry import get as get_algorithm
+
+    if get_algorithm(cfg.algo.name).supervised:  # a bad record: one line (file:line, field) before the model loads
         from dashrl.train.sft import load_sft_data
 
         sft_data = load_sft_data(cfg)
     silence_transformers_bars()  # the run's console is dashrl.train.metrics.Progress
-    from dashrl.train.schedules import SCHEDULE_FNS, optimizer_steps
+    from dashrl.train.schedules import optimizer_steps, schedule_fn
 
-    total_opt = optimizer_steps(cfg.algo.schedule, cfg.train.steps, cfg.algo.ppo_k)
+    total_opt = optimizer_steps(cfg.algo.name, cfg.train.steps, cfg.algo.ppo_k)
     info = read_info(ckpt) if ckpt else {"step": 0, "cycle": 0, "elapsed_s": 0.0}
     if info["step"] > total_opt:
         raise RunError(f"{ckpt} is at step {info['step']}, past train.steps ({cfg.train.steps}); resume with a larger --train.steps")
@@ -287,7 +289,7 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
             from dashrl.train.sft import SFTSource
 
             source = SFTSource(cfg, sft_data, tokenizer, source, learner)
-        return _run(cfg, run_dir, ckpt, info, total_opt, SCHEDULE_FNS[cfg.algo.schedule], source, learner, tokenizer)
+        return _run(cfg, run_dir, ckpt, info, total_opt, schedule_fn(cfg), source, learner, tokenizer)
 
 
 def open_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, total_opt: int) -> Any:
@@ -392,7 +394,9 @@ def _sample_log(cfg: Config, run_dir: Path, tokenizer: Any, last_step: int) -> A
             truncate_metrics(path, last_step)
     except OSError as e:
         raise RunError(f"cannot write {path}: {e.strerror or e}") from None
-    threshold = None if cfg.algo.schedule == "grpo" else cfg.algo.filter_threshold  # grpo filters nothing
+    from dashrl.algo.registry import get
+
+    threshold = cfg.algo.filter_threshold if get(cfg.algo.name).filters else None  # grpo filters nothing
     return SampleLog(run_dir, cfg.run.sample_groups, cfg.run.sample_log_mb, tokenizer, threshold)
 
 

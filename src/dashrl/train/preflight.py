@@ -24,7 +24,7 @@ def run_complete(cfg: "Config", run_dir: Path, ckpt: Path) -> bool:
     from dashrl.train.checkpoint import read_info
     from dashrl.train.schedules import optimizer_steps
 
-    total = optimizer_steps(cfg.algo.schedule, cfg.train.steps, cfg.algo.ppo_k)
+    total = optimizer_steps(cfg.algo.name, cfg.train.steps, cfg.algo.ppo_k)
     return read_info(ckpt)["step"] >= total and (run_dir / "summary.md").is_file()
 
 

@@ -18,17 +18,25 @@ schedule runs unchanged at every scale.
 - `sft` (the paper's SFT-H / SFT-M baselines): the next M supervised records from the
   source (`dashrl.train.sft.SFTSource`; nothing is sampled), cross-entropy on their
   completion tokens in micro-batches normalised over the whole step's tokens, ONE step.
+- `dynamic` (DAPO's dynamic sampling, on any algorithm with the `dash` schedule): sample in
+  rounds until M groups with unequal rewards are found (or the round cap), train on those M
+  as `dash` does, ONE step.
+
+Which schedule an algorithm runs is its registry entry's (`dashrl.algo.registry`);
+`schedule_fn` picks it.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable, Protocol, Sequence
 
 from dashrl.algo import Norm
+from dashrl.algo.registry import get as get_algorithm
 from dashrl.config import Config
 from dashrl.rollout.samples import Rollouts, full_norm, keep, rollout_metrics, sample_seed
-from dashrl.totals import Totals
+from dashrl.totals import SUMMED_KEY, Totals
 
 Row = dict[str, Any]
 
@@ -78,8 +86,11 @@ def merge_rollouts(parts: list[Rollouts]) -> Rollouts:
     samples = [s for p in parts for s in p.samples]
     times = Totals()
     for p in parts:
-        times.add({k: v for k, v in p.metrics.items() if k.startswith(("time/", "dist/"))}, len(p.samples))
-    return Rollouts(samples, {**rollout_metrics(samples), **times.result()})
+        costs = {k: v for k, v in p.metrics.items() if k.startswith(("time/", "dist/"))}
+        times.add(costs, len(p.samples), summed=costs)
+    costs = times.result()
+    costs.pop(SUMMED_KEY, None)
+    return Rollouts(samples, {**rollout_metrics(samples), **costs})
 
 
 def make_row(lrn: Learner, ro: Rollouts | None, bp: dict[str, float], opt: dict[str, Any], kept: int, total: int, t0: float, sync_s: float) -> Row:
@@ -100,8 +111,8 @@ def make_row(lrn: Learner, ro: Rollouts | None, bp: dict[str, float], opt: dict[
             "train/tokens": int(bp.get("train/tokens", 0)),
         }
     )
-    for key, v in bp.items():
-        if key in ("loss/policy", "kl", "clip_frac", "ratio/mean") or key.startswith("dist/"):
+    for key, v in bp.items():  # the loss's own metrics, whatever they are
+        if key not in row and key not in (SUMMED_KEY, "nonfinite"):
             row[key] = v
     for key, v in opt.items():
         if key.startswith("dist/"):
@@ -127,8 +138,11 @@ def _step(lrn: Learner, ro: Rollouts | None, bp: dict[str, float], kept: int, to
 def _update(lrn: Learner, ro: Rollouts | None, kept: list, norm: Norm, total: int, t0: float) -> Row:
     """Backprop `kept` with `norm`, then `_step`; everything filtered: no forward pass, no step."""
     if not kept:
-        return make_row(lrn, ro, {}, {"skipped": "all_filtered"}, 0, total, t0, 0.0)
-    return _step(lrn, ro, lrn.backprop(kept, norm), len(kept), total, t0)
+        row = make_row(lrn, ro, {}, {"skipped": "all_filtered"}, 0, total, t0, 0.0)
+    else:
+        row = _step(lrn, ro, lrn.backprop(kept, norm), len(kept), total, t0)
+    row["train/grad_samples"] = sum(1 for s in kept if s.advantage != 0)  # trained samples that carry gradient
+    return row
 
 
 def _first(src: RolloutSource, step: int) -> Rollouts:
@@ -145,6 +159,46 @@ def dash_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
     ro = _first(src, step)
     norm = full_norm(ro.samples, cfg.sampler.max_new_tokens)
     return [_update(lrn, ro, keep(ro.samples, cfg.algo.filter_threshold), norm, len(ro.samples), t0)]
+
+
+def dynamic_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
+    """DAPO's dynamic sampling on the `dash` schedule: sample rounds of prompts (the first
+    over-sampled by `algo.oversample`, each later one sized from the informative share seen so
+    far) until M groups carry gradient or `algo.max_rounds` is reached; train on the first M
+    such groups, with the per-sample filter on top. Round r of step s samples the prompts
+    `dashrl.algo.dapo.prompt_index(s, j, M)` with seed `sample_seed(seed, s, r)`: a pure
+    function of (seed, step, round), so a resumed run samples what the unstopped run did."""
+    import torch
+
+    from dashrl.algo.dapo import informative_groups, prompt_index, refill_prompts
+
+    t0 = time.perf_counter()
+    cfg = lrn.cfg
+    a = cfg.algo
+    M, G = a.prompts_per_step, a.group_size
+    parts: list[Rollouts] = []
+    chosen: list[int] = []  # group ids, in sampling order
+    drawn, size, rounds = 0, math.ceil(M * a.oversample), 0
+    while rounds < a.max_rounds and len(chosen) < M:
+        first = src.task.batch(step, M) if drawn == 0 else []  # round 1 begins with the step's own batch
+        examples = first + [src.task.get(prompt_index(step, j, M)) for j in range(max(drawn, M), drawn + size)]
+        ro = src.rollout(examples, sample_seed(cfg.train.seed, step, rounds), first_group=drawn)
+        adv = torch.tensor([s.advantage for s in ro.samples]).view(size, G)  # [B, G]
+        chosen += [drawn + b for b in informative_groups(adv).nonzero().flatten().tolist()]
+        parts.append(ro)
+        drawn, rounds = drawn + size, rounds + 1
+        size = refill_prompts(M - len(chosen), len(chosen), drawn)
+    chosen_set = set(chosen[:M])
+    ro = merge_rollouts(parts)
+    batch = [s for s in ro.samples if s.group in chosen_set]
+    norm = full_norm(batch, cfg.sampler.max_new_tokens)
+    threshold = a.filter_threshold if get_algorithm(a.name).filters else -1.0
+    row = _update(lrn, ro, keep(batch, threshold), norm, len(batch), t0)
+    cost = [p.metrics.get("time/sampling_s", 0.0) + p.metrics.get("time/scoring_s", 0.0) for p in parts]  # per round
+    row.update({"train/groups": len(chosen_set), "dynamic/prompts_sampled": drawn, "dynamic/rounds": rounds,
+                "dynamic/cap_hit": int(len(chosen) < M), "dynamic/first_round_s": cost[0], "dynamic/refill_s": sum(cost[1:]),
+                "dynamic/first_round_prompts": len(parts[0].samples) // G})  # fmt: skip
+    return [row]
 
 
 def grpo_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
@@ -215,9 +269,25 @@ SCHEDULE_FNS: dict[str, Callable[[RolloutSource, Learner, int], list[Row]]] = {
     "ppo_multi": ppo_multi_cycle,
     "ppo_mini": ppo_mini_cycle,
     "sft": sft_step,
+    "dynamic": dynamic_step,
 }
 
 
-def optimizer_steps(schedule: str, steps: int, ppo_k: int) -> int:
-    """Optimizer steps a run makes: K per cycle for the PPO schedules, else one per step."""
-    return steps * ppo_k if schedule in ("ppo_multi", "ppo_mini") else steps
+def schedule_name(cfg: Config) -> str:
+    """The schedule `cfg` runs: its algorithm's (`dashrl.algo.registry`), or `dynamic`.
+
+    >>> from dashrl.config import load_config
+    >>> schedule_name(load_config(overrides=["--algo.name", "rloo"])), schedule_name(load_config(overrides=["--algo.name", "dapo"]))
+    ('dash', 'dynamic')
+    """
+    return "dynamic" if cfg.algo.dynamic_sampling else get_algorithm(cfg.algo.name).schedule
+
+
+def schedule_fn(cfg: Config) -> Callable[[RolloutSource, Learner, int], list[Row]]:
+    """The step function `cfg` runs (looked up when called)."""
+    return SCHEDULE_FNS[schedule_name(cfg)]
+
+
+def optimizer_steps(name: str, steps: int, ppo_k: int) -> int:
+    """Optimizer steps a run of algorithm `name` makes: K per cycle for the PPO schedules, else one per step."""
+    return steps * ppo_k if get_algorithm(name).schedule in ("ppo_multi", "ppo_mini") else steps

@@ -1,4 +1,4 @@
-"""The rollout source of `--algo.schedule sft`: supervised records where RL has samples.
+"""The rollout source of `--algo.name sft`: supervised records where RL has samples.
 
 Supervised fine-tuning (the paper's SFT-H and SFT-M baselines) runs through the same loop
 as RL (`dashrl.train.loop`): run folder, metrics, checkpoints, resume, loggers, eval. The
@@ -37,7 +37,7 @@ def load_sft_data(cfg: Config) -> list[tuple[Example, str]]:
     """The run's (example, completion) pairs per `cfg.sft`; a bad record raises DatasetError
     naming file:line and field. `dashrl.train.loop.train` calls it before the model loads.
 
-    >>> len(load_sft_data(load_config(overrides=["--algo.schedule", "sft", "--task.name", "gsm8k", "--task.limit", "3"])))  # doctest: +SKIP
+    >>> len(load_sft_data(load_config(overrides=["--algo.name", "sft", "--task.name", "gsm8k", "--task.limit", "3"])))  # doctest: +SKIP
     3
     """
     s = cfg.sft
@@ -108,7 +108,7 @@ def sft_nll(model: Any, tokenizer: Any, pairs: Sequence[tuple[Example, str]], ba
     from dashrl.train.batching import collate
     from dashrl.train.logprobs import completion_logprobs
 
-    cfg = build_config({"algo": {"schedule": "sft"}, "sft": {"max_tokens": max_tokens}})
+    cfg = build_config({"algo": {"name": "sft"}, "sft": {"max_tokens": max_tokens}})
     src = SFTSource(cfg, pairs, tokenizer, inner=None, learner=None)
     samples = [src.record(i) for i in range(len(pairs))]
     norm = Norm(len(samples), float(sum(s.num_tokens for s in samples)), 1)

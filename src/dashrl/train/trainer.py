@@ -21,7 +21,9 @@ from typing import Any, Sequence
 
 import torch
 
-from dashrl.algo import KLTerm, LossInputs, Norm, make_loss
+from dashrl.algo import KLTerm, LossInputs, LossOutput, Norm, make_loss
+from dashrl.algo.advantages import advantages_of
+from dashrl.algo.registry import get as get_algorithm
 from dashrl.config import Config
 from dashrl.data import Example
 from dashrl.data.prompts import build_prompt
@@ -87,7 +89,7 @@ class Learner:
             lambda s: lr_lambda(s, cfg.train.warmup_steps, optimizer_steps, cfg.train.lr_schedule),
         )
         a = cfg.algo
-        self.loss_fn = make_loss(a.loss, aggregation=a.aggregation, clip_eps=a.clip_eps)
+        self.loss_fn = make_loss(a.loss, aggregation=a.aggregation, clip_eps=a.clip_eps, epsilon_high=a.epsilon_high)
         self.kl_term = KLTerm(a.beta, a.kl_estimator, a.aggregation) if a.beta > 0 else None
         # Activation checkpointing drops the KV cache the shared prompt pass hands on, and recomputes
         # the packed pass after its attention function is switched back: use the plain pass.
@@ -125,10 +127,11 @@ class Learner:
                         ref_logprobs = self._logprobs(ref, mb, self._temperature)
                 logprobs = self._logprobs(model, mb, self._temperature)  # [N, T]
                 inputs = LossInputs(logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask, norm)
-                loss, metrics = self.loss_fn(inputs)
+                out = LossOutput.of(self.loss_fn(inputs))
+                loss, metrics, summed = out.loss, out.metrics, out.summed
                 if self.kl_term is not None:  # the one place the KL term joins the loss
-                    kl_loss, kl_metrics = self.kl_term(inputs, ref_logprobs)
-                    loss, metrics = loss + kl_loss, {**metrics, **kl_metrics}
+                    kl = self.kl_term(inputs, ref_logprobs)
+                    loss, metrics, summed = loss + kl.loss, {**metrics, **kl.metrics}, summed | kl.summed
             self.forward_samples += len(idx)
             trained_tokens += mb.num_tokens if idx else 0
             if not torch.isfinite(loss):
@@ -138,11 +141,10 @@ class Learner:
                 continue
             loss.backward()
             if idx:
-                totals.add({"loss": float(loss.detach()), **metrics}, len(idx))
-        out = totals.result()
-        out.update({"time/backprop_s": time.perf_counter() - t0, "train/tokens": trained_tokens, "train/samples": len(samples)})
-        out["nonfinite"] = float(nonfinite)
-        return out
+                totals.add({"loss": float(loss.detach()), **metrics}, len(idx), summed={"loss", *summed})
+        counts = {"time/backprop_s": time.perf_counter() - t0, "train/tokens": trained_tokens, "train/samples": len(samples), "nonfinite": float(nonfinite)}
+        totals.add(counts, 0, summed=counts)  # counts and times add up over calls and ranks
+        return totals.result()
 
     @property
     def _empty(self) -> Sample:
@@ -151,7 +153,7 @@ class Learner:
 
     @property
     def _temperature(self) -> float:
-        if self.cfg.algo.schedule == "sft":  # cross-entropy of the model itself
+        if get_algorithm(self.cfg.algo.name).supervised:  # cross-entropy of the model itself
             return 1.0
         return self.cfg.sampler.temperature or 1.0
 
@@ -214,7 +216,7 @@ class LocalSource:
         """Sample G completions for each example in ONE generate call, score, compute advantages."""
         a = self.cfg.algo
         ro = sample_and_score(self.sampler, self.prompt_ids, self.task.grade, examples, a.group_size, self.params, seed,
-                              first_group=first_group, scale=a.scale_advantages, version=version)  # fmt: skip
+                              first_group=first_group, advantages=advantages_of(self.cfg), version=version)  # fmt: skip
         self.generate_calls += 1
         return ro
 
