@@ -35,7 +35,7 @@ def test_mkdocs_build_strict(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
                           cwd=ROOT, capture_output=True, text=True, env={"NO_MKDOCS_2_WARNING": "1", **__import__("os").environ})  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    page = (tmp_path / "site" / "configuration" / "index.html").read_text()
+    page = (tmp_path / "site" / "reference" / "config" / "index.html").read_text()
     assert "--train.steps" in page and "--task.tests_field" in page
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     assert "reward_funcs" in api and '<span class="gp">&gt;&gt;&gt; </span>' in api  # docstring examples shown as code
