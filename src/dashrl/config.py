@@ -258,6 +258,9 @@ class SFTConfig:
         _at_least("sft.max_tokens", self.max_tokens, 0)
 
 
+OPTIMIZERS = ("adamw_fused", "adamw_foreach", "adamw")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 30
@@ -272,6 +275,11 @@ class TrainConfig:
     """After warmup: `constant`, `cosine` or `linear` decay to zero."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip (0 = off)."""
+    optimizer: str = "adamw_fused"
+    """AdamW's implementation: `adamw_fused` (torch's fused CPU/GPU kernel, one pass over each
+    tensor: 5-9x faster on CPU than the loop; the same update up to the last bit of some weights,
+    since it rounds in another order), `adamw_foreach` (multi-tensor, bit-identical to the loop),
+    or `adamw` (torch's per-parameter loop, the reference). Its state is allocated at start-up."""
     micro_batch_size: int = 8
     """Samples per forward/backward (gradient accumulation over micro-batches)."""
     micro_batch_by: str = "groups"
@@ -314,6 +322,7 @@ class TrainConfig:
         _at_least("train.warmup_steps", self.warmup_steps, 0)
         _choice("train.lr_schedule", self.lr_schedule, ("constant", "cosine", "linear"))
         _at_least("train.max_grad_norm", self.max_grad_norm, 0)
+        _choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _at_least("train.micro_batch_size", self.micro_batch_size, 1)
         _choice("train.micro_batch_by", self.micro_batch_by, ("samples", "groups", "tokens"))
         _at_least("train.token_budget", self.token_budget, 1)

@@ -33,6 +33,7 @@ from dashrl.rollout.samples import Rollouts, Sample, sample_and_score, sample_se
 from dashrl.train.batching import collate, micro_batches
 from dashrl.totals import Totals
 from dashrl.train.logprobs import completion_logprobs, packable, packed_logprobs, shared_prompt_logprobs
+from dashrl.train.optim import make_optimizer
 
 
 def lr_lambda(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -81,7 +82,7 @@ class Learner:
             self.policy.model.gradient_checkpointing_enable()
             if self.policy.lora:  # frozen embeddings: the checkpointed blocks need an input that requires grad
                 self.policy.model.enable_input_require_grads()
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        self.optimizer = make_optimizer(self.policy.parameters(), cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda s: lr_lambda(s, cfg.train.warmup_steps, optimizer_steps, cfg.train.lr_schedule),
