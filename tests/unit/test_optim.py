@@ -104,3 +104,20 @@ def test_a_resumed_optimizer_continues_bit_for_bit():
 def test_unknown_name_is_one_line():
     with pytest.raises(ValueError, match="valid: adamw_fused, adamw_foreach, adamw"):
         make_optimizer(params(), "sgd", 1e-2, 0.0)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, float("inf")])
+def test_clip_is_bit_identical_to_torchs_default(max_norm):
+    from dashrl.train.optim import clip_grad_norm
+
+    a, b = params(), params()
+    g = torch.Generator().manual_seed(2)
+    for p, q in zip(a, b):
+        p.grad = torch.randn(p.shape, generator=g)
+        q.grad = p.grad.clone()
+    ref = float(torch.nn.utils.clip_grad_norm_(a, max_norm, foreach=False))
+    assert clip_grad_norm(b, max_norm) == ref
+    for p, q in zip(a, b):
+        assert torch.equal(p.grad, q.grad)
+    if max_norm < ref:  # scaled down to the cap
+        assert abs(float(torch.cat([q.grad.flatten() for q in b]).norm()) - max_norm) < 1e-5

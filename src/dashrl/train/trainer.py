@@ -33,7 +33,7 @@ from dashrl.rollout.samples import Rollouts, Sample, sample_and_score, sample_se
 from dashrl.train.batching import collate, micro_batches
 from dashrl.totals import Totals
 from dashrl.train.logprobs import completion_logprobs, packable, packed_logprobs, shared_prompt_logprobs
-from dashrl.train.optim import make_optimizer
+from dashrl.train.optim import clip_grad_norm, make_optimizer
 
 
 def lr_lambda(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -159,7 +159,7 @@ class Learner:
         t0 = time.perf_counter()
         params = [p for p in self.policy.parameters() if p.grad is not None]
         max_norm = self.cfg.train.max_grad_norm if self.cfg.train.max_grad_norm > 0 else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else 0.0
+        grad_norm = clip_grad_norm(params, max_norm) if params else 0.0
         out: dict[str, Any] = {"grad_norm": grad_norm, "lr": self.scheduler.get_last_lr()[0]}
         if nonfinite or not math.isfinite(grad_norm):
             out["skipped"] = "nonfinite_loss" if nonfinite else "nonfinite_grad"
