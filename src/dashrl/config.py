@@ -301,6 +301,10 @@ class TrainConfig:
     256-token completions (README Performance). Models whose attention this pass does not
     reproduce (sliding windows, logit soft-capping, no transformers attention interface), and
     runs with model.gradient_checkpointing, use the padded pass instead."""
+    cast_once: bool = True
+    """With model.dtype = bf16: keep one autocast region over a step's micro-batches, so each weight is
+    cast to bf16 once per step instead of once per micro-batch (the same casts, the same gradient bit
+    for bit; the casts stay in memory for the step: 2 bytes per parameter)."""
     seed: int = 0
     """Seed for prompt order, sampling and everything random."""
     deterministic: bool = True

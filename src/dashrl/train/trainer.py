@@ -13,6 +13,7 @@ CPU memory as `Sample` records until a micro-batch asks for them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -110,10 +111,20 @@ class Learner:
         """
         cfg = self.cfg
         t0 = time.perf_counter()
-        totals = Totals()
-        trained_tokens, nonfinite = 0, False
         model = self.policy.model
         self.model.train()
+        # One autocast region for the whole step: autocast keeps its bf16 casts of the weights
+        # until the region closes, so each weight is cast once per step, not once per micro-batch.
+        step_cast = autocast_ctx(model, cfg.model.dtype) if cfg.train.cast_once else contextlib.nullcontext()
+        with step_cast:
+            out = self._backprop(samples, norm, model)
+        out.update({"time/backprop_s": time.perf_counter() - t0, "train/tokens": out.pop("_tokens"), "train/samples": len(samples)})
+        return out
+
+    def _backprop(self, samples: Sequence[Sample], norm: Norm, model: Any) -> dict[str, float]:
+        cfg = self.cfg
+        totals = Totals()
+        trained_tokens, nonfinite = 0, False
         for idx in micro_batches(samples, cfg.train.micro_batch_by, cfg.train.micro_batch_size, cfg.train.token_budget):
             mb = collate([samples[i] for i in idx], self.pad_id, self.device)
             ref_logprobs = None
@@ -132,10 +143,11 @@ class Learner:
             if not torch.isfinite(loss):
                 nonfinite = True
                 continue
-            loss.backward()
+            with torch.autocast(self.device.type, enabled=False):  # backward as outside autocast; keeps the step's casts
+                loss.backward()
             totals.add({"loss": float(loss.detach()), **metrics}, len(idx))
         out = totals.result()
-        out.update({"time/backprop_s": time.perf_counter() - t0, "train/tokens": trained_tokens, "train/samples": len(samples)})
+        out["_tokens"] = trained_tokens
         out["nonfinite"] = float(nonfinite)
         return out
 
