@@ -31,6 +31,8 @@ MODULES = [
     "dashrl.train.sample_log",
     "dashrl.train.api",
     "dashrl.train.metrics",
+    "dashrl.train.optim",
+    "dashrl.bench_runs",
 ]
 
 
