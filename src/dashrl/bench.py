@@ -94,7 +94,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=2, help="--sampling / --backprop: timed calls per backend and batch size, or per lever")
     p.add_argument("--backends", default=None, help="--sampling: comma-separated, from hf, hf_plain, hf_noshare, hf_noprepack, hf_compiled, vllm (default: all but hf_compiled)")
     p.add_argument("--backprop", action="store_true", help="time the trainer's backprop levers (head_chunk, packed) on one sampled batch")
-    p.add_argument("--levers", default=None, help="--backprop: comma-separated, from padded, head_chunk, packed, packed_chunk, plain (default: all)")
+    p.add_argument("--levers", default=None, help="--backprop: comma-separated, from padded, head_chunk, packed, packed_chunk, plain, cast_each, one_pass (default: all)")
     p.epilog = "Extra --section.field VALUE overrides apply to every variant."
 
 
