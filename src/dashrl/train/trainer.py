@@ -60,10 +60,16 @@ def deterministic_kernels(on: bool) -> None:
     keys/values out to its G rows) gives results that depend on the addresses of its tensors:
     two runs of one config, or one run and its resume, then differ in the last bits of a
     gradient from step 2 on. The deterministic kernel costs nothing measurable here.
+    Uninitialised memory is left as it is (torch's default in deterministic mode fills it).
     """
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
     torch.use_deterministic_algorithms(on, warn_only=True)
+    # In deterministic mode torch also fills every new uninitialised tensor (torch.empty) with NaN,
+    # so that a kernel reading memory it never wrote is caught. No kernel here does (every output
+    # is written in full), and the fills cost ~19% of the quickstart's backprop (profile in
+    # docs/performance-short.md: five [vocab, hidden] fills per packed pass, and thousands of small ones).
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 class Learner:
