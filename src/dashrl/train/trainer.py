@@ -80,6 +80,10 @@ class Learner:
 
     def __init__(self, cfg: Config, model: Any, tokenizer: Any, optimizer_steps: int, task: Task | None = None):
         deterministic_kernels(cfg.train.deterministic)
+        if cfg.train.keep_memory:
+            from dashrl.train.warmup import keep_freed_memory
+
+            keep_freed_memory()  # process-wide, before the first large buffers
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
