@@ -66,12 +66,22 @@ WORDS = ["--task.name", "wordproblems", "--task.difficulty", "1", "--sampler.max
          "--sampler.temperature", "0.5", "--algo.prompts_per_step", "8", "--algo.group_size", "8",
          "--train.micro_batch_size", "8", "--train.lr", "2e-5", "--train.warmup_steps", "0"]  # fmt: skip
 WORKLOADS = {"gsm8k": FULL, "wordproblems": WORDS, "arithmetic": QUICK}
+# The quickstart's settings for --backprop / --sampling; alone, --workload quickstart runs `dashrl.bench_runs`.
+QUICKSTART_SHARED = ["--task.name", "arithmetic", "--task.difficulty", "1", "--sampler.max_new_tokens", "48",
+                     "--sampler.temperature", "0.7", "--algo.prompts_per_step", "8", "--algo.group_size", "8",
+                     "--train.micro_batch_size", "8", "--train.lr", "2e-5", "--algo.beta", "0"]  # fmt: skip
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workload", choices=sorted(WORKLOADS), default="gsm8k",
+    p.add_argument("--workload", choices=sorted([*WORKLOADS, "quickstart"]), default="gsm8k",
                    help="shared settings: gsm8k (the paper's regime), wordproblems (256-token completions on a task "
-                   "the model solves ~22%% of the time), arithmetic (short; what --quick runs)")  # fmt: skip
+                   "the model solves ~22%% of the time), arithmetic (short; what --quick runs), quickstart (the quickstart's "
+                   "step split and MFU over fresh `dashrl train` runs; --before PATH adds another checkout as the 'before' arm)")  # fmt: skip
+    p.add_argument("--before", default=None, help="--workload quickstart: a dashrl checkout (e.g. a git worktree of main) run as the 'before' arm")
+    p.add_argument("--ttr", action="store_true", help="time to reward: dashrl and TRL's GRPOTrainer on the same task and settings, "
+                   "each until the rolling training reward reaches --level (--task.name/--reward.funcs for your own task)")  # fmt: skip
+    p.add_argument("--level", type=float, default=0.5, help="--ttr: the reward level (default 0.5)")
+    p.add_argument("--window", type=int, default=5, help="--ttr: steps in the rolling mean of the training reward (default 5)")
     p.add_argument("--quick", action="store_true", help="small arithmetic workload for a smoke check (a few minutes)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per variant (default 3, quick 2)")
     p.add_argument("--variants", default=None, help=f"comma-separated, from {sorted(VARIANTS)} (default: all; trl when installed)")
@@ -85,7 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backends", default=None, help="--sampling: comma-separated, from hf, hf_plain, hf_noshare, hf_noprepack, hf_compiled, vllm (default: all but hf_compiled)")
     p.add_argument("--backprop", action="store_true", help="time the trainer's backprop levers (head_chunk, packed) on one sampled batch")
     p.add_argument("--algos", action="store_true", help="compare sample selection: grpo, DASH's filter, DAPO's dynamic sampling, both (dashrl.bench_algos; word problems at 256 tokens)")
-    p.add_argument("--levers", default=None, help="--backprop: comma-separated, from padded, head_chunk, packed, packed_chunk, plain (default: all)")
+    p.add_argument("--levers", default=None, help="--backprop: comma-separated, from padded, head_chunk, packed, packed_chunk, plain, cast_each, one_pass (default: all)")
     p.epilog = "Extra --section.field VALUE overrides apply to every variant."
 
 
@@ -183,7 +193,8 @@ def _variant_names(spec: str | None) -> list[str]:
 
 def _workload(args: argparse.Namespace) -> list[str]:
     """The shared settings of `--workload` (`--quick` is the arithmetic one)."""
-    return QUICK if args.quick else WORKLOADS[getattr(args, "workload", "gsm8k")]
+    name = getattr(args, "workload", "gsm8k")
+    return QUICK if args.quick else QUICKSTART_SHARED if name == "quickstart" else WORKLOADS[name]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -193,6 +204,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.sampling:
             return sampling_run(args)
+        if args.ttr or (getattr(args, "workload", None) == "quickstart" and not args.backprop):
+            from dashrl.bench_runs import quickstart_run, ttr_run
+
+            if args.repeats < 1 or (args.ttr and args.window < 1):
+                print("dashrl bench: --repeats and --window: expected at least 1", file=sys.stderr)
+                return 2
+            return ttr_run(args) if args.ttr else quickstart_run(args)
         if args.backprop:
             from dashrl.bench_backprop import backprop_run
 

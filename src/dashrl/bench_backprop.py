@@ -10,6 +10,10 @@ order rotating (machine noise hits all alike), with an untimed warm-up pass each
   no `[tokens, vocab]` logits kept for backward);
 - `packed`: `--train.packed true` (a micro-batch as one row without padding);
 - `packed_chunk`: both (the default now);
+- `cast_each`: `packed_chunk` with `--train.cast_once false` (the bf16 casts of the weights made
+  once per micro-batch, as before, instead of once per step);
+- `one_pass`: `packed_chunk` with the whole batch in one packed pass (fewer, larger products and
+  the LM head's and embedding's per-pass costs paid once), at the cost of its activations' memory;
 - `plain`: every sample's prompt run again (`--train.share_prompts false`, padded): the same
   function as `padded`, computed another way, so its gradient distance from `padded` is the
   bf16 rounding floor that the other levers' distances are read against.
@@ -36,12 +40,15 @@ from typing import Any
 
 # variant -> the train.* fields it sets (every lever explicit: the config's defaults do not leak in)
 BASE = "padded"
+ONE_PASS = -1  # micro_batch_size: the whole batch (every group) in one packed pass
 LEVERS: dict[str, dict[str, Any]] = {
     BASE: {"packed": False, "head_chunk": 0, "share_prompts": True},
     "head_chunk": {"packed": False, "head_chunk": 1024, "share_prompts": True},
     "packed": {"packed": True, "head_chunk": 0},
     "packed_chunk": {"packed": True, "head_chunk": 1024},
     "plain": {"packed": False, "head_chunk": 0, "share_prompts": False},
+    "cast_each": {"packed": True, "head_chunk": 1024, "cast_once": False},
+    "one_pass": {"packed": True, "head_chunk": 1024, "micro_batch_size": ONE_PASS},
 }
 
 
@@ -98,7 +105,13 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
     peak = matmul_peak("bf16")
     model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
     n_params = sum(p.numel() for p in model.parameters())
-    trainers = {n: Trainer(replace(cfg, train=replace(cfg.train, **LEVERS[n])), model, tok, optimizer_steps=1) for n in names}
+    def levers(n: str) -> dict[str, Any]:
+        ls = dict(LEVERS[n])
+        if ls.get("micro_batch_size") == ONE_PASS:
+            ls["micro_batch_size"] = cfg.algo.samples_per_step
+        return ls
+
+    trainers = {n: Trainer(replace(cfg, train=replace(cfg.train, **levers(n))), model, tok, optimizer_steps=1) for n in names}
     base = trainers[BASE]
     t0 = time.perf_counter()
     samples = base.rollout(base.task.batch(0, cfg.algo.prompts_per_step), seed=0).samples

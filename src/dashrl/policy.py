@@ -189,10 +189,13 @@ class Policy:
         from torch.distributed.tensor import DTensor
 
         grads = [p.grad for p in params if p.grad is not None]
-        total = torch.nn.utils.get_total_norm(grads, 2.0)
+        # torch's multi-tensor path, which it leaves off on CPU: the same norms and scaling
+        # (bit-identical, tests/unit/test_optim.py), about 2x faster at 135M parameters
+        foreach = not self.sharded and all(g.device.type in ("cpu", "cuda") for g in grads)
+        total = torch.nn.utils.get_total_norm(grads, 2.0, foreach=foreach)
         if isinstance(total, DTensor):
             total = total.full_tensor()
-        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach=foreach)
         return float(total)
 
     # -- checkpoint files ----------------------------------------------------------------------

@@ -45,3 +45,48 @@ def test_wordproblems_workload_is_the_papers_regime():
     assert (cfg.task.name, cfg.sampler.max_new_tokens, cfg.sampler.temperature) == ("wordproblems", 256, 0.5)
     assert load_config(None, _workload(p.parse_args(["--quick"]))).task.name == "arithmetic"
     assert load_config(None, _workload(p.parse_args([]))).task.name == "gsm8k"
+
+
+def test_quickstart_split_hand_computed():
+    """Step 1 apart, the median of later steps, MFU and the ratio of step 1's time outside backprop."""
+    from dashrl.bench_runs import split, split_table
+
+    def row(samp, score, bp, opt, tokens, trained, **extra):
+        return {"time/sampling_s": samp, "time/scoring_s": score, "time/backprop_s": bp, "time/optimizer_s": opt,
+                "time/step_s": samp + score + bp + opt, "gen/sampled_tokens": tokens, "train/tokens": trained, **extra}  # fmt: skip
+
+    rows = [row(4.0, 0.6, 5.0, 2.4, 1000, 1000, **{"time/startup_s": 7.0}), row(3.0, 0.0, 4.0, 0.2, 600, 800), row(3.0, 0.2, 6.0, 0.4, 600, 1600)]
+    s = split(rows, n_params=100, peak_gflops=1e-6)
+    assert (s["step1_optimizer"], s["later_optimizer"], s["later_backprop"], s["startup"]) == (2.4, 0.30000000000000004, 5.0, 7.0)
+    assert s["step1_outside_backprop_ratio"] == (4.0 + 0.6 + 2.4) / (3.0 + 0.1 + 0.30000000000000004)
+    assert s["sampled_tok_per_s"] == 1200 / 6.0 and s["trained_tok_per_s"] == 2400 / 10.0
+    assert abs(s["mfu_backprop"] - 6 * 100 * 240 / 1e3) < 1e-9
+    before = dict(s, later_step=8.0)
+    after = dict(s, later_step=4.0)
+    assert "| after |" in split_table({"before": before, "after": after}).splitlines()[-1]
+    assert split_table({"before": before, "after": after}).splitlines()[-1].endswith("| 2.00x |")
+
+
+def test_time_to_reward_level_and_ratio():
+    from dashrl.bench_runs import time_to_level, ttr_summary, ttr_table
+
+    assert time_to_level([1.0, 2.0, 3.0], [0.2, 0.6, 0.6], level=0.6, window=2) == (3.0, 3)
+    assert time_to_level([1.0, 2.0, 3.0], [0.2, 0.6, 0.6], level=0.4, window=2) == (2.0, 2)
+    rows = lambda dt, rs: [{"time/elapsed_s": dt * (i + 1), "reward/mean": r} for i, r in enumerate(rs)]  # noqa: E731
+    dash = ttr_summary(rows(2.0, [0.0, 0.5, 1.0, 1.0]), level=0.75, window=2)
+    trl = ttr_summary(rows(5.0, [0.0, 0.5, 1.0, 1.0]), level=0.75, window=2)
+    never = ttr_summary(rows(5.0, [0.0, 0.0]), level=0.75, window=2)
+    assert dash["ttr"] == (6.0, 3) and trl["ttr"] == (15.0, 3) and never["ttr"] is None
+    md = ttr_table({"dashrl": dash, "trl": trl, "other": never}, 0.75, 2).splitlines()
+    assert md[2].startswith("| dashrl | 4 | 2.00 |") and md[3].endswith("| 15.0 s (step 3) | 2.50x |")
+    assert "not reached in 2 steps" in md[4]
+
+
+def test_before_must_be_a_checkout(tmp_path):
+    import pytest
+
+    from dashrl.bench_runs import src_of
+
+    with pytest.raises(ValueError, match="holds no src/dashrl"):
+        src_of(str(tmp_path))
+    assert (src_of(None) / "dashrl" / "bench_runs.py").is_file()

@@ -12,7 +12,7 @@ see the same prompts at each step), chat prompts as message lists, which TRL ren
 same chat template. Plain-text problems are rendered as dashrl renders them. The GRPOConfig is
 `dashrl.peers.trl_grpo.grpo_args` (generation batch = one optimizer step, as DASH samples).
 Writes `RUN/trl_metrics.jsonl`: per optimizer step TRL's logged reward, each function's mean,
-and the wall-clock seconds since the start, for a time-to-reward comparison with `dashrl train`.
+and the wall-clock seconds since training began (start-up left out), for a time-to-reward comparison with `dashrl train`.
 """
 
 from __future__ import annotations
@@ -68,6 +68,10 @@ def run_trl(cfg: Any, model: Any = None, tokenizer: Any = None) -> Path:
     t0 = time.perf_counter()
 
     class Log(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            nonlocal t0  # training time only: TRL's start-up is left out, as dashrl's time/elapsed_s leaves out its own
+            t0 = time.perf_counter()
+
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
             if logs and "reward" in logs:
                 row = {"step": state.global_step, "time/elapsed_s": time.perf_counter() - t0, "reward/mean": logs["reward"]}

@@ -87,18 +87,18 @@ class HeadLogprobs(torch.autograd.Function):
                 logits = _scaled_logits(h[s : s + chunk], w, temperature)  # [c, V] fp32
                 lse[s : s + chunk] = torch.logsumexp(logits, dim=-1)
                 out[s : s + chunk] = logits.gather(1, targets[s : s + chunk, None]).squeeze(1) - lse[s : s + chunk]
-        ctx.save_for_backward(hidden, weight, targets, lse)
-        ctx.temperature, ctx.chunk, ctx.dtype = temperature, chunk, dtype
+        ctx.save_for_backward(hidden, w, targets, lse)  # w: the weight already cast, not cast again in backward
+        ctx.temperature, ctx.chunk, ctx.dtype, ctx.weight_dtype = temperature, chunk, dtype, weight.dtype
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
-        hidden, weight, targets, lse = ctx.saved_tensors
+        hidden, w, targets, lse = ctx.saved_tensors
         temperature, chunk, dtype = ctx.temperature, ctx.chunk, ctx.dtype
         with torch.autocast(hidden.device.type, enabled=False):
-            h, w = hidden.to(dtype), weight.to(dtype)
+            h = hidden.to(dtype)
             grad_h = torch.empty_like(h)
-            grad_w = torch.zeros_like(weight, dtype=torch.float32) if h.shape[0] > chunk or not h.shape[0] else None
+            grad_w = torch.zeros_like(w, dtype=torch.float32) if h.shape[0] > chunk or not h.shape[0] else None
             for s in range(0, h.shape[0], chunk):
                 g = grad_out[s : s + chunk, None].float()  # [c, 1]
                 p = _scaled_logits(h[s : s + chunk], w, temperature)
@@ -110,7 +110,7 @@ class HeadLogprobs(torch.autograd.Function):
                 grad_h[s : s + chunk] = gl @ w
                 part = gl.t() @ h[s : s + chunk]  # [V, H]
                 grad_w = part.float() if grad_w is None else grad_w.add_(part)
-        return grad_h.to(hidden.dtype), grad_w.to(weight.dtype), None, None, None, None
+        return grad_h.to(hidden.dtype), grad_w.to(ctx.weight_dtype), None, None, None, None
 
 
 def _scaled_logits(h: torch.Tensor, w: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -256,6 +256,7 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     from dashrl.train.metrics import silence_transformers_bars
     from dashrl.train.preflight import validate_run
 
+    started = time.perf_counter()  # time/startup_s runs from here to step 1
     run_dir, ckpt = validate_run(cfg, resume)  # before anything loads: one line, nothing left behind
     kernels.apply_cpu_isa(cfg.train.cpu_isa)  # before torch's first product (oneDNN reads it once)
     sft_data = None
@@ -289,7 +290,7 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
             from dashrl.train.sft import SFTSource
 
             source = SFTSource(cfg, sft_data, tokenizer, source, learner)
-        return _run(cfg, run_dir, ckpt, info, total_opt, schedule_fn(cfg), source, learner, tokenizer)
+        return _run(cfg, run_dir, ckpt, info, total_opt, schedule_fn(cfg), source, learner, tokenizer, started)
 
 
 def open_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, total_opt: int) -> Any:
@@ -307,8 +308,11 @@ def open_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, total_opt: 
     return contextlib.nullcontext((trainer, trainer))
 
 
-def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: int, step_fn: Any, source: Any, learner: Any, tokenizer: Any) -> RunResult:
+def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: int, step_fn: Any, source: Any, learner: Any,
+         tokenizer: Any, started: float) -> RunResult:  # fmt: skip
     """The loop proper: resume state, steps, eval, logs, checkpoints, signals, summary."""
+    from dashrl.train.warmup import warm_up
+
     if ckpt is not None:
         best = best_checkpoint(run_dir)
         prune_checkpoints(run_dir, cfg.run.keep_last, keep=[best] if best else [])  # leftovers of a crash
@@ -331,6 +335,8 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
         verb = f"resuming {ckpt.name} of" if ckpt else "run folder"
         k = kernels.record()
         print(f"[dashrl] {verb} {run_dir} ({k['threads']} threads, {k['isa'] or 'cpu'}, {openmp.apply()})", file=sys.stderr)  # before the bar
+    warm_up(source)  # first calls of the grader and sampler: start-up's cost, not step 1's
+    startup: dict[str, float] = {"time/startup_s": time.perf_counter() - started}  # in this process's first row
     progress = Progress(total_opt, quiet=cfg.run.quiet, first_step=opt_step + 1)
     t_start, elapsed0 = time.perf_counter(), float(info.get("elapsed_s", 0.0))
 
@@ -354,7 +360,8 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
                         loggers.log_samples(samples_log.write(opt_step, row.pop("_samples", None)), opt_step)
                         if evaluator.due(opt_step, last=cycle == cfg.train.steps and i == len(new_rows) - 1):
                             row = {**row, **evaluator.run(source.eval_sampler())}
-                        row = {"step": opt_step, **row, "time/elapsed_s": elapsed0 + time.perf_counter() - t_start}
+                        row = {"step": opt_step, **row, "time/elapsed_s": elapsed0 + time.perf_counter() - t_start, **startup}
+                        startup = {}
                         _write_row(writer, row)
                         rows.append(row)
                         loggers.log(row)

@@ -13,6 +13,7 @@ CPU memory as `Sample` records until a micro-batch asks for them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -35,6 +36,7 @@ from dashrl.rollout.samples import Rollouts, Sample, sample_and_score, sample_se
 from dashrl.train.batching import collate, micro_batches
 from dashrl.totals import Totals
 from dashrl.train.logprobs import completion_logprobs, packable, packed_logprobs, shared_prompt_logprobs
+from dashrl.train.optim import make_optimizer
 
 
 def lr_lambda(step: int, warmup: int, total: int, schedule: str) -> float:
@@ -60,10 +62,16 @@ def deterministic_kernels(on: bool) -> None:
     keys/values out to its G rows) gives results that depend on the addresses of its tensors:
     two runs of one config, or one run and its resume, then differ in the last bits of a
     gradient from step 2 on. The deterministic kernel costs nothing measurable here.
+    Uninitialised memory is left as it is (torch's default in deterministic mode fills it).
     """
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's deterministic workspace
     torch.use_deterministic_algorithms(on, warn_only=True)
+    # In deterministic mode torch also fills every new uninitialised tensor (torch.empty) with NaN,
+    # so that a kernel reading memory it never wrote is caught. No kernel here does (every output
+    # is written in full), and the fills cost ~19% of the quickstart's backprop (profile in
+    # docs/performance-short.md: five [vocab, hidden] fills per packed pass, and thousands of small ones).
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 class Learner:
@@ -74,6 +82,10 @@ class Learner:
 
     def __init__(self, cfg: Config, model: Any, tokenizer: Any, optimizer_steps: int, task: Task | None = None):
         deterministic_kernels(cfg.train.deterministic)
+        if cfg.train.keep_memory:
+            from dashrl.train.warmup import keep_freed_memory
+
+            keep_freed_memory()  # process-wide, before the first large buffers
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
@@ -83,7 +95,7 @@ class Learner:
             self.policy.model.gradient_checkpointing_enable()
             if self.policy.lora:  # frozen embeddings: the checkpointed blocks need an input that requires grad
                 self.policy.model.enable_input_require_grads()
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        self.optimizer = make_optimizer(self.policy.parameters(), cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda s: lr_lambda(s, cfg.train.warmup_steps, optimizer_steps, cfg.train.lr_schedule),
@@ -112,10 +124,21 @@ class Learner:
         """
         cfg = self.cfg
         t0 = time.perf_counter()
-        totals = Totals()
-        trained_tokens, nonfinite = 0, False
         model = self.policy.model
         self.model.train()
+        # One autocast region for the whole step: autocast keeps its bf16 casts of the weights
+        # until the region closes, so each weight is cast once per step, not once per micro-batch.
+        step_cast = autocast_ctx(model, cfg.model.dtype) if cfg.train.cast_once else contextlib.nullcontext()
+        with step_cast:
+            totals, trained_tokens, nonfinite = self._backprop(samples, norm, model)
+        counts = {"time/backprop_s": time.perf_counter() - t0, "train/tokens": trained_tokens, "train/samples": len(samples), "nonfinite": float(nonfinite)}
+        totals.add(counts, 0, summed=counts)  # counts and times add up over calls and ranks
+        return totals.result()
+
+    def _backprop(self, samples: Sequence[Sample], norm: Norm, model: Any) -> tuple[Totals, int, bool]:
+        cfg = self.cfg
+        totals = Totals()
+        trained_tokens, nonfinite = 0, False
         batches = micro_batches(samples, cfg.train.micro_batch_by, cfg.train.micro_batch_size, cfg.train.token_budget)
         batches += [[]] * self.policy.lockstep(len(batches))  # sharded: empty ones, as many as other ranks have more
         for idx in batches:
@@ -137,14 +160,14 @@ class Learner:
             if not torch.isfinite(loss):
                 nonfinite = True
                 if self.policy.sharded:  # every rank backprops alike (collectives); the step is skipped
-                    loss.backward()
+                    with torch.autocast(self.device.type, enabled=False):
+                        loss.backward()
                 continue
-            loss.backward()
+            with torch.autocast(self.device.type, enabled=False):  # backward as outside autocast; keeps the step's casts
+                loss.backward()
             if idx:
                 totals.add({"loss": float(loss.detach()), **metrics}, len(idx), summed={"loss", *summed})
-        counts = {"time/backprop_s": time.perf_counter() - t0, "train/tokens": trained_tokens, "train/samples": len(samples), "nonfinite": float(nonfinite)}
-        totals.add(counts, 0, summed=counts)  # counts and times add up over calls and ranks
-        return totals.result()
+        return totals, trained_tokens, nonfinite
 
     @property
     def _empty(self) -> Sample:

@@ -1,0 +1,271 @@
+"""Benchmarks made of whole runs, each `dashrl train` (or TRL) in a process of its own.
+
+`dashrl bench --workload quickstart`: the quickstart's step split, step 1 apart from steps 2..N,
+and the MFU of sampling and backprop, for "arms" run in turn: `after` (this checkout) and,
+with `--before PATH`, another checkout (a `git worktree` of main, say), run with `PATH/src` on
+`PYTHONPATH`. Each arm runs `--repeats` times, the order rotating, so machine noise hits both
+alike; the table gives the median over the repeats. Step 1 is measured as a user meets it: in a
+fresh process, after the start-up that the run itself logs (`time/startup_s`, empty where the
+arm does not log it).
+
+`dashrl bench --ttr`: time to reward. dashrl (`dashrl train`) and TRL's GRPOTrainer
+(`dashrl.peers.trl_task`) on the same task, model and settings (8 prompts x 8 samples, at most
+48 new tokens, beta 0, the same learning rate), one process each, in turn. For each: the
+wall-clock seconds of training (start-up left out on both sides) until the rolling mean of the
+training reward over `--window` steps first reaches `--level`, and the ratio. The default task is
+the quickstart's arithmetic, rewarded by the built-in `integer` function so that TRL runs the very
+same reward; `--task.name FILE --reward.funcs FILE.py:fn,...` runs a TRL user's own task instead
+(docs/custom-tasks.md's example).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+# The quickstart (configs/quickstart.toml) with every field it depends on written out, so that
+# another checkout whose defaults differ runs the same workload.
+QUICKSTART = ["--model.name", "smollm2-135m", "--model.dtype", "bf16", "--task.name", "arithmetic", "--task.difficulty", "1",
+              "--sampler.batch_size", "64", "--sampler.max_new_tokens", "48", "--sampler.temperature", "0.7",
+              "--algo.schedule", "dash", "--algo.prompts_per_step", "8", "--algo.group_size", "8", "--algo.beta", "0",
+              "--train.lr", "2e-5", "--train.micro_batch_size", "8"]  # fmt: skip
+TTR_REWARD = ["--reward.funcs", "integer"]  # the arithmetic task's own check, as a function TRL calls too
+PARTS = ("sampling", "scoring", "backprop", "optimizer", "step")
+
+
+def src_of(checkout: str | None) -> Path:
+    """The `src` folder whose `dashrl` an arm runs: this package's own, or `checkout/src`."""
+    if checkout is None:
+        return Path(__file__).resolve().parents[1]
+    src = Path(checkout) / "src"
+    if not (src / "dashrl").is_dir():
+        raise ValueError(f"--before: {checkout} holds no src/dashrl (expected a dashrl checkout, e.g. a git worktree of main)")
+    return src
+
+
+def run_arm(module: list[str], src: Path, flags: Sequence[str], run_dir: Path, log_path: Path) -> float:
+    """Run `python -m MODULE FLAGS` with `src` first on PYTHONPATH; returns the wall-clock seconds.
+    A failed run raises with the tail of its log."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    cmd = [sys.executable, "-m", *module, *flags, "--run.out_dir", str(run_dir.parent), "--run.name", run_dir.name]
+    t0 = time.perf_counter()
+    with open(log_path, "w") as log:
+        code = subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if code != 0:
+        tail = log_path.read_text()[-2000:]
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit {code}); its log {log_path} ends with:\n{tail}")
+    return time.perf_counter() - t0
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def split(rows: list[dict[str, Any]], n_params: int, peak_gflops: float) -> dict[str, float]:
+    """Step 1's parts, the median of steps 2..N's, start-up, and MFU of sampling and backprop over steps 2..N.
+
+    >>> r = [{"time/sampling_s": 4.0, "time/scoring_s": 0.2, "time/backprop_s": 5.0, "time/optimizer_s": 2.0, "time/step_s": 11.2,
+    ...       "gen/sampled_tokens": 0, "train/tokens": 0, "time/startup_s": 9.0}]
+    >>> r += [{"time/sampling_s": 3.0, "time/scoring_s": 0.0, "time/backprop_s": 4.0, "time/optimizer_s": 0.1, "time/step_s": 7.1,
+    ...        "gen/sampled_tokens": 3000, "train/tokens": 4800}] * 2
+    >>> s = split(r, n_params=1000, peak_gflops=1e-3)
+    >>> s["step1_optimizer"], s["later_optimizer"], s["startup"], round(s["mfu_sampling"], 3), s["step1_outside_backprop_ratio"]
+    (2.0, 0.1, 9.0, 2.0, 2.0)
+    """
+    first, later = rows[0], rows[1:] or rows[:1]
+    out: dict[str, float] = {"steps": float(len(rows)), "startup": float(first.get("time/startup_s", float("nan")))}
+    for part in PARTS:
+        out[f"step1_{part}"] = float(first.get(f"time/{part}_s", 0.0))
+        out[f"later_{part}"] = statistics.median(float(r.get(f"time/{part}_s", 0.0)) for r in later)
+    s1 = sum(out[f"step1_{p}"] for p in ("sampling", "scoring", "optimizer"))
+    s2 = sum(out[f"later_{p}"] for p in ("sampling", "scoring", "optimizer"))
+    out["step1_outside_backprop_ratio"] = s1 / s2 if s2 else float("nan")
+    sampled = sum(float(r.get("gen/sampled_tokens", 0)) for r in later)
+    trained = sum(float(r.get("train/tokens", 0)) for r in later)
+    t_s = sum(float(r.get("time/sampling_s", 0.0)) for r in later)
+    t_b = sum(float(r.get("time/backprop_s", 0.0)) for r in later)
+    out["sampled_tok_per_s"] = sampled / t_s if t_s else 0.0
+    out["trained_tok_per_s"] = trained / t_b if t_b else 0.0
+    out["mfu_sampling"] = 2 * n_params * out["sampled_tok_per_s"] / (peak_gflops * 1e9)
+    out["mfu_backprop"] = 6 * n_params * out["trained_tok_per_s"] / (peak_gflops * 1e9)
+    return out
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Key by key, the median over an arm's repeats (the upper median of two: the slower)."""
+    return {k: sorted(r[k] for r in runs)[len(runs) // 2] for k in runs[0]}
+
+
+def split_table(results: dict[str, dict[str, float]]) -> str:
+    """One row per arm: step 1 and steps 2..N per part, start-up, rates, MFU, and the step ratio to `before`."""
+    base = results.get("before")
+    head = ("| arm | " + " | ".join(f"{p} s (step 1 / later)" for p in PARTS)
+            + " | step 1 outside backprop / later | start-up s | sampled tok/s | trained tok/s | MFU sampling | MFU backprop | later step vs before |")  # fmt: skip
+    lines = [head, "|" + "---|" * (len(PARTS) + 8)]
+    for arm, r in results.items():
+        parts = " | ".join(f"{r[f'step1_{p}']:.2f} / {r[f'later_{p}']:.2f}" for p in PARTS)
+        ratio = f"{base['later_step'] / r['later_step']:.2f}x" if base and r["later_step"] else "-"
+        lines.append(f"| {arm} | {parts} | {r['step1_outside_backprop_ratio']:.2f} | {r['startup']:.1f} | {r['sampled_tok_per_s']:.0f} | "
+                     f"{r['trained_tok_per_s']:.0f} | {100 * r['mfu_sampling']:.1f}% | {100 * r['mfu_backprop']:.1f}% | {ratio} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _model_size(flags: Sequence[str]) -> tuple[int, str]:
+    """Parameters of the arms' model and its name (the model loaded once, in this process)."""
+    from dashrl.config import load_config
+    from dashrl.models import load_model
+
+    cfg = load_config(None, list(flags))
+    model, _ = load_model(cfg.model.name, attn=cfg.model.attn)
+    return sum(p.numel() for p in model.parameters()), cfg.model.name
+
+
+def quickstart_run(args: argparse.Namespace) -> int:
+    """`dashrl bench --workload quickstart`: the arms' splits side by side (module docstring)."""
+    from dashrl.config import ConfigError, load_config
+    from dashrl.hardware import log, matmul_peak
+    from dashrl.io import atomic_write_text
+
+    steps = args.steps or 4
+    flags = QUICKSTART + ["--train.steps", str(steps), "--run.quiet", "true"] + list(args.overrides)
+    try:
+        load_config(None, flags)  # a bad override: one line, before anything runs
+        arms = {"after": src_of(None)}
+        if args.before:
+            arms = {"before": src_of(args.before), **arms}
+    except (ConfigError, ValueError) as e:
+        print(f"dashrl bench: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_params, name = _model_size(flags)
+    peak = matmul_peak("bf16")
+    log(f"matmul peak bf16 {peak:.0f} GFLOP/s; {name}: {n_params / 1e6:.0f}M parameters; arms {', '.join(f'{a} ({s})' for a, s in arms.items())}")
+    names = list(arms)
+    per_arm: dict[str, list[dict[str, float]]] = {a: [] for a in names}
+    for rep in range(args.repeats):
+        order = names[rep % len(names):] + names[: rep % len(names)]
+        for arm in order:
+            run_dir = out / "runs" / f"{arm}-{rep + 1}"
+            if run_dir.exists():
+                import shutil
+
+                shutil.rmtree(run_dir)
+            wall = run_arm(["dashrl", "train"], arms[arm], flags, run_dir, out / f"{arm}-{rep + 1}.log")
+            rows = read_rows(run_dir / "metrics.jsonl")
+            per_arm[arm].append({**split(rows, n_params, peak), "wall": wall})
+            log(f"repeat {rep + 1}/{args.repeats} {arm}: {wall:.0f}s wall, later step {per_arm[arm][-1]['later_step']:.2f}s")
+    results = {a: median_of(per_arm[a]) for a in names}
+    import torch
+
+    c = load_config(None, flags)
+    header = (f"Quickstart workload ({name}, {c.task.name}, {c.algo.prompts_per_step} prompts x {c.algo.group_size}, at most "
+              f"{c.sampler.max_new_tokens} new tokens, {c.model.dtype}, beta {c.algo.beta:g}), {steps} steps per run, "
+              f"median of {args.repeats} interleaved repeats per arm, each a fresh `dashrl train` process; later = median of steps 2..{steps}; "
+              f"torch threads {torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s.")  # fmt: skip
+    text = f"{header}\n\n{split_table(results)}\n"
+    atomic_write_text(out / "quickstart.md", text)
+    atomic_write_text(out / "quickstart.json", json.dumps({"workload": header, "arms": {a: str(s) for a, s in arms.items()},
+                                                          "peak_gflops": peak, "results": results, "repeats": per_arm}, indent=1))  # fmt: skip
+    print(text)
+    return 0
+
+
+# -- time to reward ----------------------------------------------------------------------------
+def time_to_level(times: Sequence[float], rewards: Sequence[float], level: float, window: int) -> tuple[float, int] | None:
+    """The first (time, step) at which the mean of the last `window` rewards reaches `level`
+    (fewer at the start: no level is declared before `window` steps), or None.
+
+    >>> time_to_level([1, 2, 3, 4], [0.0, 0.5, 1.0, 1.0], level=0.75, window=2)
+    (3, 3)
+    >>> time_to_level([1, 2], [1.0, 1.0], level=0.5, window=3) is None
+    True
+    """
+    for i in range(window - 1, len(rewards)):
+        if sum(rewards[i - window + 1 : i + 1]) / window >= level:
+            return times[i], i + 1
+    return None
+
+
+def training_clock(rows: list[dict[str, Any]]) -> list[float]:
+    """Seconds of training at the end of each step, start-up left out: dashrl's `time/elapsed_s`
+    (from the first step's start) and TRL's (from `on_train_begin`) alike."""
+    return [float(r["time/elapsed_s"]) for r in rows]
+
+
+def ttr_table(results: dict[str, dict[str, Any]], level: float, window: int) -> str:
+    lines = [f"| run | steps | s / step | rolling reward ({window} steps) first -> best | time to {level:g} (step) | TRL / dashrl |", "|---|---|---|---|---|---|"]
+    base = results.get("dashrl", {}).get("ttr")
+    for name, r in results.items():
+        ttr = r["ttr"]
+        reached = f"{ttr[0]:.1f} s (step {ttr[1]})" if ttr else f"not reached in {r['steps']} steps"
+        ratio = f"{ttr[0] / base[0]:.2f}x" if ttr and base and name != "dashrl" else "-"
+        lines.append(f"| {name} | {r['steps']} | {r['s_per_step']:.2f} | {r['rolling_first']:.3f} -> {r['rolling_best']:.3f} | {reached} | {ratio} |")
+    return "\n".join(lines)
+
+
+def ttr_summary(rows: list[dict[str, Any]], level: float, window: int) -> dict[str, Any]:
+    rewards = [float(r["reward/mean"]) for r in rows]
+    times = training_clock(rows)
+    rolling = [sum(rewards[max(0, i - window + 1) : i + 1]) / len(rewards[max(0, i - window + 1) : i + 1]) for i in range(len(rewards))]
+    return {"steps": len(rows), "s_per_step": times[-1] / len(rows) if rows else float("nan"), "ttr": time_to_level(times, rewards, level, window),
+            "rolling_first": rolling[0] if rolling else float("nan"), "rolling_best": max(rolling) if rolling else float("nan"),
+            "curve": list(zip(times, rewards))}  # fmt: skip
+
+
+def ttr_run(args: argparse.Namespace) -> int:
+    """`dashrl bench --ttr`: dashrl and TRL to a reward level (module docstring)."""
+    from dashrl.config import ConfigError, load_config
+    from dashrl.hardware import log
+    from dashrl.io import atomic_write_text
+
+    steps = args.steps or 30
+    overrides = list(args.overrides)
+    own_funcs = any(o == "--reward.funcs" for o in overrides)
+    flags = QUICKSTART + ([] if own_funcs else TTR_REWARD) + ["--train.steps", str(steps), "--run.quiet", "true"] + overrides
+    try:
+        cfg = load_config(None, flags)
+        from dashrl.peers.trl_grpo import trl_available
+
+        if not trl_available():
+            raise ValueError("--ttr needs TRL: pip install 'dashrl[bench]'")
+    except (ConfigError, ValueError) as e:
+        print(f"dashrl bench: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    src = src_of(None)
+    results: dict[str, dict[str, Any]] = {}
+    per: dict[str, list[dict[str, Any]]] = {"dashrl": [], "trl": []}
+    for rep in range(args.repeats):
+        for name in (["dashrl", "trl"] if rep % 2 == 0 else ["trl", "dashrl"]):
+            run_dir = out / "runs" / f"{name}-{rep + 1}"
+            if run_dir.exists():
+                import shutil
+
+                shutil.rmtree(run_dir)
+            module = ["dashrl", "train"] if name == "dashrl" else ["dashrl.peers.trl_task"]
+            wall = run_arm(module, src, flags, run_dir, out / f"{name}-{rep + 1}.log")
+            rows = read_rows(run_dir / ("metrics.jsonl" if name == "dashrl" else "trl_metrics.jsonl"))
+            per[name].append(ttr_summary(rows, args.level, args.window))
+            t = per[name][-1]["ttr"]
+            log(f"repeat {rep + 1}/{args.repeats} {name}: {wall:.0f}s wall, " + (f"level {args.level:g} at {t[0]:.0f}s (step {t[1]})" if t else "level not reached"))
+    for name, runs in per.items():  # the upper median repeat by time to the level (not reached counts as slowest)
+        ranked = sorted(runs, key=lambda r: r["ttr"][0] if r["ttr"] else float("inf"))
+        results[name] = ranked[len(ranked) // 2]
+    header = (f"Time to reward: {cfg.model.name}, task {cfg.task.name}, reward {cfg.reward.funcs}, {cfg.algo.prompts_per_step} prompts x "
+              f"{cfg.algo.group_size}, at most {cfg.sampler.max_new_tokens} new tokens, beta 0, lr {cfg.train.lr:g}, {steps} steps; "
+              f"level {args.level:g} of the training reward's rolling mean over {args.window} steps; training seconds "
+              f"(start-up left out on both sides); median of {args.repeats} repeat(s), each run a process of its own.")  # fmt: skip
+    text = f"{header}\n\n{ttr_table(results, args.level, args.window)}\n"
+    atomic_write_text(out / "ttr.md", text)
+    atomic_write_text(out / "ttr.json", json.dumps({"workload": header, "flags": flags, "results": results, "repeats": per}, indent=1))
+    print(text)
+    return 0
