@@ -16,7 +16,7 @@ of fresh memory; the first step then equals that of a lazily built optimizer bit
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
