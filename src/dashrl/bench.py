@@ -77,25 +77,64 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="shared settings: gsm8k (the paper's regime), wordproblems (256-token completions on a task "
                    "the model solves ~22%% of the time), arithmetic (short; what --quick runs), quickstart (the quickstart's "
                    "step split and MFU over fresh `dashrl train` runs; --before PATH adds another checkout as the 'before' arm)")  # fmt: skip
-    p.add_argument("--before", default=None, help="--workload quickstart: a dashrl checkout (e.g. a git worktree of main) run as the 'before' arm")
+    p.add_argument(
+        "--before",
+        default=None,
+        help="--workload quickstart: a dashrl checkout (e.g. a git worktree of main) run as the 'before' arm",
+    )
     p.add_argument("--ttr", action="store_true", help="time to reward: dashrl and TRL's GRPOTrainer on the same task and settings, "
                    "each until the rolling training reward reaches --level (--task.name/--reward.funcs for your own task)")  # fmt: skip
     p.add_argument("--level", type=float, default=0.5, help="--ttr: the reward level (default 0.5)")
-    p.add_argument("--window", type=int, default=5, help="--ttr: steps in the rolling mean of the training reward (default 5)")
+    p.add_argument(
+        "--window", type=int, default=5, help="--ttr: steps in the rolling mean of the training reward (default 5)"
+    )
     p.add_argument("--quick", action="store_true", help="small arithmetic workload for a smoke check (a few minutes)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per variant (default 3, quick 2)")
-    p.add_argument("--variants", default=None, help=f"comma-separated, from {sorted(VARIANTS)} (default: all; trl when installed)")
-    p.add_argument("--trl-gbs", type=int, default=None, help="TRL generation_batch_size (default: the fastest in a measured probe)")
+    p.add_argument(
+        "--variants", default=None, help=f"comma-separated, from {sorted(VARIANTS)} (default: all; trl when installed)"
+    )
+    p.add_argument(
+        "--trl-gbs", type=int, default=None, help="TRL generation_batch_size (default: the fastest in a measured probe)"
+    )
     p.add_argument("--config", default=None, help="TOML run file for the shared settings")
-    p.add_argument("--tuned", default=None, help="config written by `dashrl tune`: its batch sizes apply to the dash variants")
+    p.add_argument(
+        "--tuned", default=None, help="config written by `dashrl tune`: its batch sizes apply to the dash variants"
+    )
     p.add_argument("--out", default="bench", help="folder for bench.md, bench.json and bench.png")
-    p.add_argument("--sampling", action="store_true", help="compare the sampler backends (hf, vllm) alone: tokens/s, start-up, sync, logprob gap")
-    p.add_argument("--batches", default="8,64", help="--sampling: sequences per generate call, G per prompt (default 8,64)")
-    p.add_argument("--repeats", type=int, default=2, help="--sampling / --backprop: timed calls per backend and batch size, or per lever")
-    p.add_argument("--backends", default=None, help="--sampling: comma-separated, from hf, hf_plain, hf_noshare, hf_noprepack, hf_compiled, vllm (default: all but hf_compiled)")
-    p.add_argument("--backprop", action="store_true", help="time the trainer's backprop levers (head_chunk, packed) on one sampled batch")
-    p.add_argument("--algos", action="store_true", help="compare sample selection: grpo, DASH's filter, DAPO's dynamic sampling, both (dashrl.bench_algos; word problems at 256 tokens)")
-    p.add_argument("--levers", default=None, help="--backprop: comma-separated, from padded, head_chunk, packed, packed_chunk, plain, cast_each, one_pass (default: all)")
+    p.add_argument(
+        "--sampling",
+        action="store_true",
+        help="compare the sampler backends (hf, vllm) alone: tokens/s, start-up, sync, logprob gap",
+    )
+    p.add_argument(
+        "--batches", default="8,64", help="--sampling: sequences per generate call, G per prompt (default 8,64)"
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="--sampling / --backprop: timed calls per backend and batch size, or per lever",
+    )
+    p.add_argument(
+        "--backends",
+        default=None,
+        help="--sampling: comma-separated, from hf, hf_plain, hf_noshare, hf_noprepack, hf_compiled, vllm (default: all but hf_compiled)",
+    )
+    p.add_argument(
+        "--backprop",
+        action="store_true",
+        help="time the trainer's backprop levers (head_chunk, packed) on one sampled batch",
+    )
+    p.add_argument(
+        "--algos",
+        action="store_true",
+        help="compare sample selection: grpo, DASH's filter, DAPO's dynamic sampling, both (dashrl.bench_algos; word problems at 256 tokens)",
+    )
+    p.add_argument(
+        "--levers",
+        default=None,
+        help="--backprop: comma-separated, from padded, head_chunk, packed, packed_chunk, plain, cast_each, one_pass (default: all)",
+    )
     p.epilog = "Extra --section.field VALUE overrides apply to every variant."
 
 
@@ -225,7 +264,9 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def interleave(steppers: dict[str, Callable[[int], list[dict[str, Any]]]], steps: int) -> tuple[dict[str, list], dict[str, list], int]:
+def interleave(
+    steppers: dict[str, Callable[[int], list[dict[str, Any]]]], steps: int
+) -> tuple[dict[str, list], dict[str, list], int]:
     """Run `steps` steps of every variant in turn, the order rotating each step: the rows and
     reward-against-time curves of each, and how many steps every variant finished. A Ctrl-C
     stops it there and keeps only the steps that every variant finished, so the variants are
@@ -249,7 +290,9 @@ def interleave(steppers: dict[str, Callable[[int], list[dict[str, Any]]]], steps
                     rows[v].append(row)
                     clock[v] += row["time/step_s"]
                     curves[v].append((clock[v], row.get("reward/mean") or 0.0))
-                    log(f"step {step + 1}/{steps} {v}: {row['time/step_s']:.1f}s reward {row.get('reward/mean') or 0:.3f}")
+                    log(
+                        f"step {step + 1}/{steps} {v}: {row['time/step_s']:.1f}s reward {row.get('reward/mean') or 0:.3f}"
+                    )
             done, finished = step + 1, {v: len(rows[v]) for v in names}
     except KeyboardInterrupt:
         log(f"interrupted in step {done + 1}: keeping the {done} step(s) that every variant finished")
@@ -283,8 +326,15 @@ def variants_run(args: argparse.Namespace) -> int:
         tuned: list[str] = []
         if args.tuned:  # measured batch sizes for dashrl; grpo keeps its training-sized generation
             t = load_config(args.tuned)
-            tuned = ["--sampler.batch_size", str(t.sampler.batch_size), "--train.micro_batch_size", str(t.train.micro_batch_size)]
-        cfgs = {v: load_config(args.config, shared + VARIANTS[v] + (tuned if v.startswith("dash") else [])) for v in names}
+            tuned = [
+                "--sampler.batch_size",
+                str(t.sampler.batch_size),
+                "--train.micro_batch_size",
+                str(t.train.micro_batch_size),
+            ]
+        cfgs = {
+            v: load_config(args.config, shared + VARIANTS[v] + (tuned if v.startswith("dash") else [])) for v in names
+        }
     except ConfigError as e:
         print(f"dashrl bench: {e}", file=sys.stderr)
         return 2
@@ -331,7 +381,10 @@ def variants_run(args: argparse.Namespace) -> int:
         if peer is not None:
             peer.close()
     if done == 0 and steps > 0:
-        print("dashrl bench: interrupted before every variant finished a step; nothing measured, nothing written", file=sys.stderr)
+        print(
+            "dashrl bench: interrupted before every variant finished a step; nothing measured, nothing written",
+            file=sys.stderr,
+        )
         return 130
     compute = first.model.dtype
     results = {v: summarize_variant(rows[v], n_params, cfgs[v].algo.samples_per_step) for v in names}
@@ -346,18 +399,25 @@ def variants_run(args: argparse.Namespace) -> int:
         header += f" Interrupted (Ctrl-C): {done} of {steps} steps per variant measured."
     if trl_info:
         header += f" TRL {trl_info['version']}, generation_batch_size {trl_info['generation_batch_size']}" + (
-            " (probe s/sample: " + ", ".join(f"{g}: {t:.3f}" for g, t in trl_info["probe"].items()) + ")." if trl_info["probe"] else "."
+            " (probe s/sample: " + ", ".join(f"{g}: {t:.3f}" for g, t in trl_info["probe"].items()) + ")."
+            if trl_info["probe"]
+            else "."
         )
     atomic_write_text(out / "bench.md", header + "\n\n" + md + "\n")
     payload = {"workload": header, "peak_gflops": peak, "trl": trl_info, "results": results, "rows": rows}
     atomic_write_text(out / "bench.json", json.dumps(payload, indent=1))
     has_png = plot(results, curves, out / "bench.png")
     print(header + "\n\n" + md)
-    log(f"wrote {out / 'bench.md'}, {out / 'bench.json'}" + (f", {out / 'bench.png'}" if has_png else " (no PNG: matplotlib missing)"))
+    log(
+        f"wrote {out / 'bench.md'}, {out / 'bench.json'}"
+        + (f", {out / 'bench.png'}" if has_png else " (no PNG: matplotlib missing)")
+    )
     return 0 if done == steps else 130
 
 
-def _trl_peer(cfg: Any, base_model: Any, tok: Any, steps: int, gbs: int | None, out: Path) -> tuple[Any, dict[str, Any]]:
+def _trl_peer(
+    cfg: Any, base_model: Any, tok: Any, steps: int, gbs: int | None, out: Path
+) -> tuple[Any, dict[str, Any]]:
     """TRL's GRPOTrainer on its own copy of the weights, and what was chosen for it."""
     import trl
 
@@ -444,7 +504,9 @@ def roofline_table(model_cfg: Any, n_params: int, group: int, prompt_len: float,
     return "\n".join(lines)
 
 
-def sampling_table(results: dict[str, dict[str, Any]], batches: list[int], peak: float | None = None, n_params: int = 0) -> str:
+def sampling_table(
+    results: dict[str, dict[str, Any]], batches: list[int], peak: float | None = None, n_params: int = 0
+) -> str:
     """Markdown table of the sampler backends, tokens/s ratios against the first row (the base)."""
     base = next(iter(results))
     mfu = peak is not None and n_params > 0
@@ -453,11 +515,15 @@ def sampling_table(results: dict[str, dict[str, Any]], batches: list[int], peak:
             + "mean abs dlogp | max abs dlogp | max abs(ratio-1) |")  # fmt: skip
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in results.items():
-        rates = "".join(f"{r['tok_per_s'][b]:.0f} | {r['tok_per_s'][b] / results[base]['tok_per_s'][b]:.2f}x | " for b in batches)
+        rates = "".join(
+            f"{r['tok_per_s'][b]:.0f} | {r['tok_per_s'][b] / results[base]['tok_per_s'][b]:.2f}x | " for b in batches
+        )
         if mfu:
             rates += "".join(f"{2 * n_params * r['tok_per_s'][b] / (peak * 1e9):.1%} | " for b in batches)
         g = r["gap"]
-        lines.append(f"| {name} | {r['startup_s']:.1f} | {r['sync_s']:.2f} | {rates}{g['mean']:.4f} | {g['max']:.3f} | {g['ratio_max_dev']:.3f} |")
+        lines.append(
+            f"| {name} | {r['startup_s']:.1f} | {r['sync_s']:.2f} | {rates}{g['mean']:.4f} | {g['max']:.3f} | {g['ratio_max_dev']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -516,7 +582,13 @@ def sampling_run(args: argparse.Namespace) -> int:
     for n in names:
         backend, settings = SAMPLING_BACKENDS[n]
         t0 = time.perf_counter()
-        samplers[n] = make_sampler(backend, model=model, tokenizer=tok, dtype=cfg.model.dtype, **{k: v for k, v in settings.items() if k == "decoder"})
+        samplers[n] = make_sampler(
+            backend,
+            model=model,
+            tokenizer=tok,
+            dtype=cfg.model.dtype,
+            **{k: v for k, v in settings.items() if k == "decoder"},
+        )
         for k, v in settings.items():
             if k != "decoder":
                 setattr(samplers[n], k, v)
@@ -528,7 +600,12 @@ def sampling_run(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             samplers[n].load_weights(model.state_dict())
             syncs.append(time.perf_counter() - t0)
-        results[n] = {"startup_s": startup, "sync_s": sorted(syncs)[1], "tokens": {b: 0 for b in batches}, "seconds": {b: 0.0 for b in batches}}
+        results[n] = {
+            "startup_s": startup,
+            "sync_s": sorted(syncs)[1],
+            "tokens": {b: 0 for b in batches},
+            "seconds": {b: 0.0 for b in batches},
+        }
         log(f"{n}: start-up {startup:.1f}s, sync {results[n]['sync_s']:.2f}s")
     last: dict[str, Any] = {}
     done = 0  # repeats that every backend finished at every batch size: a Ctrl-C keeps only those
@@ -545,7 +622,9 @@ def sampling_run(args: argparse.Namespace) -> int:
                     this[n][b] = (ntok, dt)
                     if b == max(batches):
                         last[n] = out
-                    log(f"repeat {rep + 1}/{args.repeats} batch {b} {n}: {ntok} tokens in {dt:.1f}s ({ntok / dt:.0f} tok/s)")
+                    log(
+                        f"repeat {rep + 1}/{args.repeats} batch {b} {n}: {ntok} tokens in {dt:.1f}s ({ntok / dt:.0f} tok/s)"
+                    )
             for n in names:
                 for b, (ntok, dt) in this[n].items():
                     results[n]["tokens"][b] += ntok
@@ -553,18 +632,27 @@ def sampling_run(args: argparse.Namespace) -> int:
             done = rep + 1
     except KeyboardInterrupt:
         if not done:
-            print("dashrl bench: interrupted before every backend finished a repeat; nothing measured, nothing written", file=sys.stderr)
+            print(
+                "dashrl bench: interrupted before every backend finished a repeat; nothing measured, nothing written",
+                file=sys.stderr,
+            )
             return 130
         log(f"interrupted in repeat {done + 1}: keeping the {done} repeat(s) that every backend finished")
     for n in names:  # the trainer's recomputation of the largest batch's last samples
         out = last[n]
-        samples = [Sample(list(p), c.token_ids, c.logprobs, 0.0, 1.0, i // G, c.finish_reason) for i, (p, c) in enumerate(zip(rows[max(batches)], out))]
+        samples = [
+            Sample(list(p), c.token_ids, c.logprobs, 0.0, 1.0, i // G, c.finish_reason)
+            for i, (p, c) in enumerate(zip(rows[max(batches)], out))
+        ]
         trainer_lps = []
         for i in range(0, len(samples), cfg.train.micro_batch_size):
             mb = collate(samples[i : i + cfg.train.micro_batch_size], tok.pad_token_id or 0)
             with torch.no_grad(), autocast_ctx(model, cfg.model.dtype):
                 lp = completion_logprobs(model, mb, sc.temperature or 1.0)
-            trainer_lps += [lp[j, : len(s.completion_ids)].tolist() for j, s in enumerate(samples[i : i + cfg.train.micro_batch_size])]
+            trainer_lps += [
+                lp[j, : len(s.completion_ids)].tolist()
+                for j, s in enumerate(samples[i : i + cfg.train.micro_batch_size])
+            ]
         results[n]["gap"] = logprob_gap([c.logprobs for c in out], trainer_lps)
         results[n]["tok_per_s"] = {b: results[n]["tokens"][b] / max(results[n]["seconds"][b], 1e-9) for b in batches}
     big = rows[max(batches)]

@@ -36,7 +36,16 @@ from dashrl.hardware import log
 ALGO_VARIANTS: dict[str, list[str]] = {
     "grpo": ["--algo.name", "dash", "--algo.filter_threshold", "-1"],
     "dash_filter": ["--algo.name", "dash"],
-    "dapo_dynamic": ["--algo.name", "dash", "--algo.filter_threshold", "-1", "--algo.dynamic_sampling", "true", "--algo.oversample", "1.25"],
+    "dapo_dynamic": [
+        "--algo.name",
+        "dash",
+        "--algo.filter_threshold",
+        "-1",
+        "--algo.dynamic_sampling",
+        "true",
+        "--algo.oversample",
+        "1.25",
+    ],
     "both": ["--algo.name", "dash", "--algo.dynamic_sampling", "true", "--algo.oversample", "1.25"],
 }
 
@@ -53,7 +62,9 @@ def _counted(step_fn: Callable[[int], list[dict[str, Any]]]) -> Callable[[int], 
     return step
 
 
-def summarize_algo(rows: list[dict[str, Any]], curve: list[tuple[float, float]], M: int, at_time: float, level: float) -> dict[str, float]:
+def summarize_algo(
+    rows: list[dict[str, Any]], curve: list[tuple[float, float]], M: int, at_time: float, level: float
+) -> dict[str, float]:
     """One variant's figures from its rows and reward-against-time curve.
 
     >>> rows = [{"time/step_s": 2.0, "bench/sampled": 8, "train/samples": 4, "train/grad_samples": 4}] * 2
@@ -69,7 +80,11 @@ def summarize_algo(rows: list[dict[str, Any]], curve: list[tuple[float, float]],
     sampled = max(total("bench/sampled"), 1.0)
     reached = [t for t, reward in curve if reward >= level]
     done_by = [reward for t, reward in curve if t <= at_time]
-    one_round = [r["dynamic/first_round_s"] * M / r["dynamic/first_round_prompts"] for r in rows if r.get("dynamic/first_round_prompts")]
+    one_round = [
+        r["dynamic/first_round_s"] * M / r["dynamic/first_round_prompts"]
+        for r in rows
+        if r.get("dynamic/first_round_prompts")
+    ]
     return {
         "steps": len(rows),
         "s_per_step": total("time/step_s") / n,
@@ -81,7 +96,9 @@ def summarize_algo(rows: list[dict[str, Any]], curve: list[tuple[float, float]],
         "reward_at_time": done_by[-1] if done_by else float("nan"),
         "time_to_level": reached[0] if reached else float("nan"),
         "rounds": total("dynamic/rounds") / n if any("dynamic/rounds" in r for r in rows) else 1.0,
-        "prompts_per_step": total("dynamic/prompts_sampled") / n if any("dynamic/prompts_sampled" in r for r in rows) else float(M),
+        "prompts_per_step": total("dynamic/prompts_sampled") / n
+        if any("dynamic/prompts_sampled" in r for r in rows)
+        else float(M),
         "cap_hits": total("dynamic/cap_hit"),
         "refill_s": total("dynamic/refill_s") / n,
         "one_round_s": sum(one_round) / len(one_round) if one_round else float("nan"),
@@ -117,7 +134,9 @@ def _names(spec: str | None) -> list[str]:
     return names
 
 
-def algos_run(args: argparse.Namespace, workload: list[str], interleave: Callable[..., Any], warm_up: Callable[..., Any]) -> int:
+def algos_run(
+    args: argparse.Namespace, workload: list[str], interleave: Callable[..., Any], warm_up: Callable[..., Any]
+) -> int:
     """The comparison: build each variant's config, warm up once, interleave, print the table
     (`interleave` and `warm_up` are `dashrl.bench`'s, handed over so that imports point down)."""
     from dashrl.config import ConfigError, load_config
@@ -157,7 +176,10 @@ def algos_run(args: argparse.Namespace, workload: list[str], interleave: Callabl
     del base_model
     rows, curves, done = interleave(steppers, steps)
     if done == 0 and steps > 0:
-        print("dashrl bench: interrupted before every variant finished a step; nothing measured, nothing written", file=sys.stderr)
+        print(
+            "dashrl bench: interrupted before every variant finished a step; nothing measured, nothing written",
+            file=sys.stderr,
+        )
         return 130
     at_time = min(curves[v][-1][0] for v in names)  # when the fastest variant finished
     best = sorted(max(r for _, r in curves[v]) for v in names)
@@ -171,7 +193,10 @@ def algos_run(args: argparse.Namespace, workload: list[str], interleave: Callabl
         f"one untimed warm-up step ran first. Reward is the mean over each step's sampled samples."
     )
     atomic_write_text(out / "bench_algos.md", header + "\n\n" + md + "\n")
-    atomic_write_text(out / "bench_algos.json", json.dumps({"workload": header, "results": results, "rows": rows, "curves": curves}, indent=1))
+    atomic_write_text(
+        out / "bench_algos.json",
+        json.dumps({"workload": header, "results": results, "rows": rows, "curves": curves}, indent=1),
+    )
     print(header + "\n\n" + md)
     log(f"wrote {out / 'bench_algos.md'}, {out / 'bench_algos.json'}")
     return 0 if done == steps else 130

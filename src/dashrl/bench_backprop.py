@@ -56,7 +56,9 @@ def grad_vector(model: Any) -> Any:
     """Every parameter's gradient as one fp32 vector (zeros where a parameter has none)."""
     import torch
 
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().flatten() for p in model.parameters()])
+    return torch.cat(
+        [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().float().flatten() for p in model.parameters()]
+    )
 
 
 def backprop_table(results: dict[str, dict[str, float]]) -> str:
@@ -68,11 +70,15 @@ def backprop_table(results: dict[str, dict[str, float]]) -> str:
     | packed | 1.00 | 1000 | 2.00x | 20.0% | 10.0% | 0.0100 | 0.5000 |
     """
     base = results[BASE]["seconds"] if BASE in results else None
-    lines = [f"| variant | s / backprop | trained tok/s | vs {BASE} | MFU (counted tokens) | MFU (prompt once per group) | grad rel. diff | loss |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| variant | s / backprop | trained tok/s | vs {BASE} | MFU (counted tokens) | MFU (prompt once per group) | grad rel. diff | loss |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         ratio = f"{base / r['seconds']:.2f}x" if base else "-"
-        lines.append(f"| {name} | {r['seconds']:.2f} | {r['tok_per_s']:.0f} | {ratio} | {100 * r['mfu']:.1f}% | {100 * r['mfu_needed']:.1f}% | {r['grad_rel']:.4f} | {r['loss']:.4f} |")
+        lines.append(
+            f"| {name} | {r['seconds']:.2f} | {r['tok_per_s']:.0f} | {ratio} | {100 * r['mfu']:.1f}% | {100 * r['mfu_needed']:.1f}% | {r['grad_rel']:.4f} | {r['loss']:.4f} |"
+        )
     return "\n".join(lines)
 
 
@@ -105,13 +111,16 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
     peak = matmul_peak("bf16")
     model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
     n_params = sum(p.numel() for p in model.parameters())
+
     def levers(n: str) -> dict[str, Any]:
         ls = dict(LEVERS[n])
         if ls.get("micro_batch_size") == ONE_PASS:
             ls["micro_batch_size"] = cfg.algo.samples_per_step
         return ls
 
-    trainers = {n: Trainer(replace(cfg, train=replace(cfg.train, **levers(n))), model, tok, optimizer_steps=1) for n in names}
+    trainers = {
+        n: Trainer(replace(cfg, train=replace(cfg.train, **levers(n))), model, tok, optimizer_steps=1) for n in names
+    }
     base = trainers[BASE]
     t0 = time.perf_counter()
     samples = base.rollout(base.task.batch(0, cfg.algo.prompts_per_step), seed=0).samples
@@ -141,20 +150,34 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
             done = rep
     except KeyboardInterrupt:
         if not done:
-            print("dashrl bench: interrupted before every lever finished a timed pass; nothing measured, nothing written", file=sys.stderr)
+            print(
+                "dashrl bench: interrupted before every lever finished a timed pass; nothing measured, nothing written",
+                file=sys.stderr,
+            )
             return 130
         log(f"interrupted in repeat {done + 1}: keeping the {done} repeat(s) that every lever finished")
         seconds = {n: times[:done] for n, times in seconds.items()}
     model.zero_grad(set_to_none=True)
     tokens = outs[BASE]["train/tokens"]
-    needed = sum(len(p) for p in {s.group: s.prompt_ids for s in samples}.values()) + sum(len(s.completion_ids) for s in samples)
+    needed = sum(len(p) for p in {s.group: s.prompt_ids for s in samples}.values()) + sum(
+        len(s.completion_ids) for s in samples
+    )
     g0 = grads[BASE]
     results = {}
     for n in names:
         s = sorted(seconds[n])[len(seconds[n]) // 2]  # the upper median repeat (of 2: the slower)
         rate = tokens / s
         rel = float((grads[n] - g0).norm() / g0.norm().clamp_min(1e-30))
-        results[n] = {"seconds": s, "tok_per_s": rate, "mfu": 6 * n_params * rate / (peak * 1e9), "mfu_needed": 6 * n_params * needed / s / (peak * 1e9), "grad_rel": rel, "pass": trainers[n].logprob_pass, "grad_norm": float(grads[n].norm()), "loss": outs[n]["loss"]}
+        results[n] = {
+            "seconds": s,
+            "tok_per_s": rate,
+            "mfu": 6 * n_params * rate / (peak * 1e9),
+            "mfu_needed": 6 * n_params * needed / s / (peak * 1e9),
+            "grad_rel": rel,
+            "pass": trainers[n].logprob_pass,
+            "grad_norm": float(grads[n].norm()),
+            "loss": outs[n]["loss"],
+        }
     header = (
         f"Backprop levers on {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}: one batch of {len(samples)} samples "
         f"({tokens} trained tokens counted, {needed} with each group's prompt once), micro-batch {cfg.train.micro_batch_size}, upper median of {done} interleaved passes; "
@@ -167,6 +190,9 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "backprop.md", text)
-    atomic_write_text(out_dir / "backprop.json", json.dumps({"workload": header, "peak_gflops": peak, "results": results, "seconds": seconds}, indent=1))
+    atomic_write_text(
+        out_dir / "backprop.json",
+        json.dumps({"workload": header, "peak_gflops": peak, "results": results, "seconds": seconds}, indent=1),
+    )
     print(text)
     return 0 if done == args.repeats else 130

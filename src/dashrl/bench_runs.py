@@ -46,7 +46,9 @@ def src_of(checkout: str | None) -> Path:
         return Path(__file__).resolve().parents[1]
     src = Path(checkout) / "src"
     if not (src / "dashrl").is_dir():
-        raise ValueError(f"--before: {checkout} holds no src/dashrl (expected a dashrl checkout, e.g. a git worktree of main)")
+        raise ValueError(
+            f"--before: {checkout} holds no src/dashrl (expected a dashrl checkout, e.g. a git worktree of main)"
+        )
     return src
 
 
@@ -147,11 +149,13 @@ def quickstart_run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     n_params, name = _model_size(flags)
     peak = matmul_peak("bf16")
-    log(f"matmul peak bf16 {peak:.0f} GFLOP/s; {name}: {n_params / 1e6:.0f}M parameters; arms {', '.join(f'{a} ({s})' for a, s in arms.items())}")
+    log(
+        f"matmul peak bf16 {peak:.0f} GFLOP/s; {name}: {n_params / 1e6:.0f}M parameters; arms {', '.join(f'{a} ({s})' for a, s in arms.items())}"
+    )
     names = list(arms)
     per_arm: dict[str, list[dict[str, float]]] = {a: [] for a in names}
     for rep in range(args.repeats):
-        order = names[rep % len(names):] + names[: rep % len(names)]
+        order = names[rep % len(names) :] + names[: rep % len(names)]
         for arm in order:
             run_dir = out / "runs" / f"{arm}-{rep + 1}"
             if run_dir.exists():
@@ -161,7 +165,9 @@ def quickstart_run(args: argparse.Namespace) -> int:
             wall = run_arm(["dashrl", "train"], arms[arm], flags, run_dir, out / f"{arm}-{rep + 1}.log")
             rows = read_rows(run_dir / "metrics.jsonl")
             per_arm[arm].append({**split(rows, n_params, peak), "wall": wall})
-            log(f"repeat {rep + 1}/{args.repeats} {arm}: {wall:.0f}s wall, later step {per_arm[arm][-1]['later_step']:.2f}s")
+            log(
+                f"repeat {rep + 1}/{args.repeats} {arm}: {wall:.0f}s wall, later step {per_arm[arm][-1]['later_step']:.2f}s"
+            )
     results = {a: median_of(per_arm[a]) for a in names}
     import torch
 
@@ -179,7 +185,9 @@ def quickstart_run(args: argparse.Namespace) -> int:
 
 
 # -- time to reward ----------------------------------------------------------------------------
-def time_to_level(times: Sequence[float], rewards: Sequence[float], level: float, window: int) -> tuple[float, int] | None:
+def time_to_level(
+    times: Sequence[float], rewards: Sequence[float], level: float, window: int
+) -> tuple[float, int] | None:
     """The first (time, step) at which the mean of the last `window` rewards reaches `level`
     (fewer at the start: no level is declared before `window` steps), or None.
 
@@ -201,20 +209,28 @@ def training_clock(rows: list[dict[str, Any]]) -> list[float]:
 
 
 def ttr_table(results: dict[str, dict[str, Any]], level: float, window: int) -> str:
-    lines = [f"| run | steps | s / step | rolling reward ({window} steps) first -> best | time to {level:g} (step) | TRL / dashrl |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"| run | steps | s / step | rolling reward ({window} steps) first -> best | time to {level:g} (step) | TRL / dashrl |",
+        "|---|---|---|---|---|---|",
+    ]
     base = results.get("dashrl", {}).get("ttr")
     for name, r in results.items():
         ttr = r["ttr"]
         reached = f"{ttr[0]:.1f} s (step {ttr[1]})" if ttr else f"not reached in {r['steps']} steps"
         ratio = f"{ttr[0] / base[0]:.2f}x" if ttr and base and name != "dashrl" else "-"
-        lines.append(f"| {name} | {r['steps']} | {r['s_per_step']:.2f} | {r['rolling_first']:.3f} -> {r['rolling_best']:.3f} | {reached} | {ratio} |")
+        lines.append(
+            f"| {name} | {r['steps']} | {r['s_per_step']:.2f} | {r['rolling_first']:.3f} -> {r['rolling_best']:.3f} | {reached} | {ratio} |"
+        )
     return "\n".join(lines)
 
 
 def ttr_summary(rows: list[dict[str, Any]], level: float, window: int) -> dict[str, Any]:
     rewards = [float(r["reward/mean"]) for r in rows]
     times = training_clock(rows)
-    rolling = [sum(rewards[max(0, i - window + 1) : i + 1]) / len(rewards[max(0, i - window + 1) : i + 1]) for i in range(len(rewards))]
+    rolling = [
+        sum(rewards[max(0, i - window + 1) : i + 1]) / len(rewards[max(0, i - window + 1) : i + 1])
+        for i in range(len(rewards))
+    ]
     return {"steps": len(rows), "s_per_step": times[-1] / len(rows) if rows else float("nan"), "ttr": time_to_level(times, rewards, level, window),
             "rolling_first": rolling[0] if rolling else float("nan"), "rolling_best": max(rolling) if rolling else float("nan"),
             "curve": list(zip(times, rewards))}  # fmt: skip
@@ -229,7 +245,12 @@ def ttr_run(args: argparse.Namespace) -> int:
     steps = args.steps or 30
     overrides = list(args.overrides)
     own_funcs = any(o == "--reward.funcs" for o in overrides)
-    flags = QUICKSTART + ([] if own_funcs else TTR_REWARD) + ["--train.steps", str(steps), "--run.quiet", "true"] + overrides
+    flags = (
+        QUICKSTART
+        + ([] if own_funcs else TTR_REWARD)
+        + ["--train.steps", str(steps), "--run.quiet", "true"]
+        + overrides
+    )
     try:
         cfg = load_config(None, flags)
         from dashrl.peers.trl_grpo import trl_available
@@ -245,7 +266,7 @@ def ttr_run(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Any]] = {}
     per: dict[str, list[dict[str, Any]]] = {"dashrl": [], "trl": []}
     for rep in range(args.repeats):
-        for name in (["dashrl", "trl"] if rep % 2 == 0 else ["trl", "dashrl"]):
+        for name in ["dashrl", "trl"] if rep % 2 == 0 else ["trl", "dashrl"]:
             run_dir = out / "runs" / f"{name}-{rep + 1}"
             if run_dir.exists():
                 import shutil
@@ -256,7 +277,10 @@ def ttr_run(args: argparse.Namespace) -> int:
             rows = read_rows(run_dir / ("metrics.jsonl" if name == "dashrl" else "trl_metrics.jsonl"))
             per[name].append(ttr_summary(rows, args.level, args.window))
             t = per[name][-1]["ttr"]
-            log(f"repeat {rep + 1}/{args.repeats} {name}: {wall:.0f}s wall, " + (f"level {args.level:g} at {t[0]:.0f}s (step {t[1]})" if t else "level not reached"))
+            log(
+                f"repeat {rep + 1}/{args.repeats} {name}: {wall:.0f}s wall, "
+                + (f"level {args.level:g} at {t[0]:.0f}s (step {t[1]})" if t else "level not reached")
+            )
     for name, runs in per.items():  # the upper median repeat by time to the level (not reached counts as slowest)
         ranked = sorted(runs, key=lambda r: r["ttr"][0] if r["ttr"] else float("inf"))
         results[name] = ranked[len(ranked) // 2]
@@ -266,6 +290,8 @@ def ttr_run(args: argparse.Namespace) -> int:
               f"(start-up left out on both sides); median of {args.repeats} repeat(s), each run a process of its own.")  # fmt: skip
     text = f"{header}\n\n{ttr_table(results, args.level, args.window)}\n"
     atomic_write_text(out / "ttr.md", text)
-    atomic_write_text(out / "ttr.json", json.dumps({"workload": header, "flags": flags, "results": results, "repeats": per}, indent=1))
+    atomic_write_text(
+        out / "ttr.json", json.dumps({"workload": header, "flags": flags, "results": results, "repeats": per}, indent=1)
+    )
     print(text)
     return 0

@@ -97,7 +97,9 @@ def worker(args: argparse.Namespace) -> int:
 
     def sample(seed: int) -> list[Any]:
         samples = trainer.rollout(batch, seed=seed).samples
-        return [replace(s, advantage=1.0 if i % 2 == 0 else -1.0) for i, s in enumerate(samples)]  # every sample carries gradient
+        return [
+            replace(s, advantage=1.0 if i % 2 == 0 else -1.0) for i, s in enumerate(samples)
+        ]  # every sample carries gradient
 
     def backprop(samples: list[Any]) -> None:
         model.zero_grad(set_to_none=True)
@@ -131,7 +133,9 @@ def _wait_ready(procs: list[subprocess.Popen], files: list[Path]) -> None:
     while not all(f.exists() for f in files):
         for p in procs:
             if p.poll() is not None:
-                raise RuntimeError(f"a worker ended before it was ready (exit status {p.returncode}); run it alone to see why")
+                raise RuntimeError(
+                    f"a worker ended before it was ready (exit status {p.returncode}); run it alone to see why"
+                )
         time.sleep(0.2)
 
 
@@ -144,7 +148,11 @@ def _finish(proc: subprocess.Popen) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace, policy: str, tmp: Path) -> dict[str, Any]:
     """One policy: a worker alone, then two (the second started while the first is busy)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "DASHRL_OPENMP", "DASHRL_OPENMP_PID")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "DASHRL_OPENMP", "DASHRL_OPENMP_PID")
+    }
     env.update(policy_env(policy))
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     files = {n: tmp / f"{policy}-{n}" for n in ("ready-alone", "go-alone", "ready-a", "ready-b", "go-pair")}
@@ -154,10 +162,15 @@ def measure(args: argparse.Namespace, policy: str, tmp: Path) -> dict[str, Any]:
         _wait_ready(started[:1], [files["ready-alone"]])
         files["go-alone"].touch()
         solo = _finish(started[0])
-        print(f"[bench_shared] {policy} alone: " + ", ".join(f"{p} {mean(s):.2f}s" for p, s in solo["seconds"].items()), file=sys.stderr)
+        print(
+            f"[bench_shared] {policy} alone: " + ", ".join(f"{p} {mean(s):.2f}s" for p, s in solo["seconds"].items()),
+            file=sys.stderr,
+        )
         started.append(_start(args, env, files["ready-a"], files["go-pair"]))
         _wait_ready(started[1:], [files["ready-a"]])
-        started.append(_start(args, env, files["ready-b"], files["go-pair"]))  # its OpenMP choice sees the first one busy
+        started.append(
+            _start(args, env, files["ready-b"], files["go-pair"])
+        )  # its OpenMP choice sees the first one busy
         _wait_ready(started[1:], [files["ready-a"], files["ready-b"]])
         files["go-pair"].touch()
         pair = [_finish(started[1]), _finish(started[2])]
@@ -166,7 +179,11 @@ def measure(args: argparse.Namespace, policy: str, tmp: Path) -> dict[str, Any]:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    print(f"[bench_shared] {policy} two at once: " + "; ".join(", ".join(f"{p} {mean(s):.2f}s" for p, s in w["seconds"].items()) for w in pair), file=sys.stderr)
+    print(
+        f"[bench_shared] {policy} two at once: "
+        + "; ".join(", ".join(f"{p} {mean(s):.2f}s" for p, s in w["seconds"].items()) for w in pair),
+        file=sys.stderr,
+    )
     return {
         "alone": {p: mean(s) for p, s in solo["seconds"].items()},
         "pair": [{p: mean(s) for p, s in w["seconds"].items()} for w in pair],
@@ -177,8 +194,12 @@ def measure(args: argparse.Namespace, policy: str, tmp: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dashrl.bench_shared", description="two runs at once against one alone, per OpenMP policy")
-    p.add_argument("--policies", default="today,passive,spin10000,dashrl", help="comma-separated: today, passive, dashrl, spinN")
+    p = argparse.ArgumentParser(
+        prog="python -m dashrl.bench_shared", description="two runs at once against one alone, per OpenMP policy"
+    )
+    p.add_argument(
+        "--policies", default="today,passive,spin10000,dashrl", help="comma-separated: today, passive, dashrl, spinN"
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed sampling rollouts and backprop passes per worker")
     p.add_argument("--threads", type=int, default=0, help="torch threads per worker (default: torch's own, as a run)")
     p.add_argument("--config", default=None, help="TOML run file for the workload (default: the quickstart)")
@@ -206,7 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             for n in names:
                 results[n] = measure(args, n, Path(tmp))
     except KeyboardInterrupt:
-        print("dashrl bench_shared: interrupted" + ("; the policies finished so far follow" if results else ""), file=sys.stderr)
+        print(
+            "dashrl bench_shared: interrupted" + ("; the policies finished so far follow" if results else ""),
+            file=sys.stderr,
+        )
     except RuntimeError as e:
         print(f"dashrl bench_shared: {e}", file=sys.stderr)
         return 1

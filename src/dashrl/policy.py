@@ -55,7 +55,15 @@ class Policy:
     >>> opt = torch.optim.AdamW(p.parameters())  # doctest: +SKIP
     """
 
-    def __init__(self, model: Any, lora: Any = None, seed: int = 0, reference: bool = False, ref_dtype: str = "fp32", shard: bool = False):
+    def __init__(
+        self,
+        model: Any,
+        lora: Any = None,
+        seed: int = 0,
+        reference: bool = False,
+        ref_dtype: str = "fp32",
+        shard: bool = False,
+    ):
         self.lora = lora is not None and lora.r > 0
         self.sharded = shard
         self.save_merged = self.lora and lora.save_merged
@@ -116,7 +124,9 @@ class Policy:
         if self.sharded:
             state = self.model.state_dict()  # a tied weight: one DTensor per key, each gathered once here
             first: dict[int, str] = {}
-            owner = {name: first.setdefault(id(p), name) for name, p in self.model.named_parameters(remove_duplicate=False)}
+            owner = {
+                name: first.setdefault(id(p), name) for name, p in self.model.named_parameters(remove_duplicate=False)
+            }
             whole = self.gather({k: v for k, v in state.items() if owner.get(k, k) == k}, keep)
             return {k: whole[owner.get(k, k)] for k in state}
         if not self.lora:
@@ -135,7 +145,9 @@ class Policy:
         result = self.module.load_state_dict(state, strict=False)
         missing = [k for k in result.missing_keys if "lora_" in k]
         if missing or result.unexpected_keys:
-            raise ValueError(f"adapter weights do not match the model: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}")
+            raise ValueError(
+                f"adapter weights do not match the model: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}"
+            )
 
     # -- sharding ------------------------------------------------------------------------------
     def gather(self, obj: Any, keep: bool = True) -> Any:
@@ -317,9 +329,13 @@ def _with_adapters(model: Any, lora: Any, seed: int) -> Any:
     """`model` with LoRA adapters injected in place (peft), drawn from the seeded RNG."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules, bias="none")
+    config = LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules, bias="none"
+    )
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)  # peft asks transformers' old name
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )  # peft asks transformers' old name
         torch.manual_seed(seed)
         return get_peft_model(model, config, adapter_name=ADAPTER)
 

@@ -34,7 +34,13 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PHASES = ("sampling", "scoring", "backprop", "optimizer", "sync")
-PLOTS = ("reward_accuracy_step.png", "reward_accuracy_time.png", "gen_length.png", "advantage_filter.png", "time_split.png")
+PLOTS = (
+    "reward_accuracy_step.png",
+    "reward_accuracy_time.png",
+    "gen_length.png",
+    "advantage_filter.png",
+    "time_split.png",
+)
 
 
 class ReportError(RuntimeError):
@@ -132,7 +138,9 @@ def _line_panels(runs: list[Run], keys: Sequence[tuple[str, str]], path: Path, b
                 label = f"{run.label} (EMA, span {max(len(values) // 10, 2)} steps)"
             else:
                 label = run.label
-            ax.plot(xs, smooth, color=color, linewidth=2, label=label, marker="o" if len(xs) < 20 else None, markersize=3)
+            ax.plot(
+                xs, smooth, color=color, linewidth=2, label=label, marker="o" if len(xs) < 20 else None, markersize=3
+            )
         ax.set_title(title)
         ax.set_xlabel("wall-clock minutes" if by_time else "optimizer step")
         ax.grid(alpha=0.3)
@@ -184,7 +192,9 @@ def plot(runs: list[Run], out: Path) -> list[Path]:
     _line_panels(runs, reward, out / PLOTS[0])
     _line_panels(runs, reward, out / PLOTS[1], by_time=True)
     _line_panels(runs, [("gen/mean_tokens", "completion length (tokens)")], out / PLOTS[2])
-    _line_panels(runs, [("adv/abs_mean", "mean |advantage|"), ("filter/kept_frac", "kept by the filter")], out / PLOTS[3])
+    _line_panels(
+        runs, [("adv/abs_mean", "mean |advantage|"), ("filter/kept_frac", "kept by the filter")], out / PLOTS[3]
+    )
     _time_split(runs, out / PLOTS[4])
     return [out / name for name in PLOTS]
 
@@ -199,7 +209,17 @@ def markdown(runs: list[Run], plots: Sequence[Path], out: Path) -> str:
     definition as a run's closing table) and links to the plots."""
     from dashrl.train.metrics import WINDOW_RULE, first_last
 
-    header = ["run", "schedule", "steps", "reward first -> last", "accuracy first -> last", "loss first -> last", "kept", "s/step", "wall min"]
+    header = [
+        "run",
+        "schedule",
+        "steps",
+        "reward first -> last",
+        "accuracy first -> last",
+        "loss first -> last",
+        "kept",
+        "s/step",
+        "wall min",
+    ]
     header += [f"{p} %" for p in PHASES]
     lines = ["# dashrl report", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for run in runs:
@@ -207,10 +227,16 @@ def markdown(runs: list[Run], plots: Sequence[Path], out: Path) -> str:
         step_s = sum(float(r.get("time/step_s") or 0) for r in run.rows)
         shares = [sum(float(r.get(f"time/{p}_s") or 0) for r in run.rows) / (step_s or 1) for p in PHASES]
         kept = [float(r["filter/kept_frac"]) for r in run.rows if _finite(r.get("filter/kept_frac"))]
-        reward, acc, loss = first_last(run.rows, "reward/mean"), first_last(run.rows, "accuracy"), first_last(run.rows, "loss")
+        reward, acc, loss = (
+            first_last(run.rows, "reward/mean"),
+            first_last(run.rows, "accuracy"),
+            first_last(run.rows, "loss"),
+        )
         cells = [
             run.label,
-            str(run.config.get("algo", {}).get("name") or run.config.get("algo", {}).get("schedule", "?")),  # schedule: runs before algo.name
+            str(
+                run.config.get("algo", {}).get("name") or run.config.get("algo", {}).get("schedule", "?")
+            ),  # schedule: runs before algo.name
             str(run.rows[-1]["step"]),
             _arrow(reward),
             _arrow(acc),
@@ -237,7 +263,12 @@ def _samples_section(runs: list[Run], groups: int = 2) -> list[str]:
     for run in runs:
         records = read_samples(run.path / SAMPLES_FILE, groups)
         if records:
-            out += [f"## What `{run.label}` wrote (last {len(records)} logged groups of {SAMPLES_FILE})", "", markdown_table(records), ""]
+            out += [
+                f"## What `{run.label}` wrote (last {len(records)} logged groups of {SAMPLES_FILE})",
+                "",
+                markdown_table(records),
+                "",
+            ]
     return out
 
 
@@ -271,7 +302,9 @@ def report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Pat
 # -- command line -------------------------------------------------------------------------
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (with metrics.jsonl); several overlay")
-    p.add_argument("--out", help="folder for the plots and report.md (default RUN_DIR/report, or ./report for several runs)")
+    p.add_argument(
+        "--out", help="folder for the plots and report.md (default RUN_DIR/report, or ./report for several runs)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,7 +29,9 @@ def _ints(text: str) -> list[int]:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="TOML run file describing the workload")
     p.add_argument("--batch-sizes", type=_ints, default=[8, 16, 32, 64, 128], help="inference batch sizes to try")
-    p.add_argument("--micro-batches", type=_ints, default=None, help="micro-batch sizes (samples) to try; default G, 2G, 4G")
+    p.add_argument(
+        "--micro-batches", type=_ints, default=None, help="micro-batch sizes (samples) to try; default G, 2G, 4G"
+    )
     p.add_argument("--out", default="tuned.toml", help="config file to write")
     p.epilog = "Extra --section.field VALUE overrides describe the workload (model, task, sampler, algo)."
 
@@ -100,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
         sampler=dataclasses.replace(cfg.sampler, batch_size=best(sampling)),
         train=dataclasses.replace(cfg.train, micro_batch_size=min(best(backprop), cfg.algo.samples_per_step)),
     )
-    atomic_write_text(args.out, f"# Written by dashrl tune: inference batch {best(sampling)}, micro-batch {best(backprop)}.\n" + to_toml(tuned))
+    atomic_write_text(
+        args.out,
+        f"# Written by dashrl tune: inference batch {best(sampling)}, micro-batch {best(backprop)}.\n" + to_toml(tuned),
+    )
     print(f"[tune] best inference batch {best(sampling)}, best micro-batch {best(backprop)} -> {args.out}")
     return 0

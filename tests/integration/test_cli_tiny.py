@@ -27,7 +27,9 @@ def test_train_command_rejects_a_typo_before_loading(capsys):
 
 def test_tune_writes_a_config_with_measured_sizes(tmp_path, model_dir):
     out = tmp_path / "tuned.toml"
-    rc = main(["tune", "--model.name", model_dir, "--batch-sizes", "2,4", "--micro-batches", "2,4", "--out", str(out), *SMALL])
+    rc = main(
+        ["tune", "--model.name", model_dir, "--batch-sizes", "2,4", "--micro-batches", "2,4", "--out", str(out), *SMALL]
+    )
     assert rc == 0
     cfg = load_config(out)
     assert cfg.sampler.batch_size in (2, 4) and cfg.train.micro_batch_size in (2, 4)

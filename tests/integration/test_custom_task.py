@@ -26,7 +26,10 @@ def doc_blocks() -> tuple[dict[str, str], list[str]]:
     """The doc's `# file: NAME` python blocks and its bash commands."""
     text = DOC.read_text()
     files = {m.group(1): m.group(0).split("\n", 1)[1] for m in re.finditer(r"# file: (\S+)\n.*?(?=```)", text, re.S)}
-    files = {name: body for name, body in ((n, re.search(rf"# file: {re.escape(n)}\n(.*?)```", text, re.S).group(1)) for n in files)}
+    files = {
+        name: body
+        for name, body in ((n, re.search(rf"# file: {re.escape(n)}\n(.*?)```", text, re.S).group(1)) for n in files)
+    }
     bash = re.search(r"```bash\n(.*?)```", text, re.S).group(1).replace("\\\n", " ")
     return files, [line.split() for line in bash.strip().splitlines()]
 
@@ -49,7 +52,10 @@ def test_docs_example_runs_as_written(tmp_path, model_dir):
     assert {"reward/correct_reward", "reward/format_reward"} <= set(rows[-1]) and "accuracy" not in rows[-1]
     lines = (tmp_path / "runs" / "sums" / "samples.jsonl").read_text().splitlines()
     rec = json.loads(lines[0])
-    assert rec["prompt"].startswith("<user>What is ") and set(rec["completions"][0]["rewards"]) == {"correct_reward", "format_reward"}
+    assert rec["prompt"].startswith("<user>What is ") and set(rec["completions"][0]["rewards"]) == {
+        "correct_reward",
+        "format_reward",
+    }
     # the Python form, as written, with the same tiny model (dashrl.train's overrides take these on top)
     script = (
         "import sys, dashrl.train.api as api\n"
@@ -59,7 +65,9 @@ def test_docs_example_runs_as_written(tmp_path, model_dir):
         "api.train = lambda overrides, **kw: real({**overrides, **small}, **kw)\n"
         "exec(open('train_sums.py').read())\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir, mean, correct = proc.stdout.split()[-3:]
     assert Path(run_dir).name == "sums-py" and 0.0 <= float(correct) <= 1.0
@@ -89,7 +97,10 @@ def test_reward_that_raises_keeps_checkpoints_and_resume_continues(tmp_path, tin
     msg = str(err.value)
     assert "\n" not in msg
     assert msg.startswith("reward function 'flaky' raised ZeroDivisionError: bad luck (batch from record ")
-    assert " at step 2; the last checkpoint (step 1) is intact; fix the function and resume with: dashrl train --resume " in msg
+    assert (
+        " at step 2; the last checkpoint (step 1) is intact; fix the function and resume with: dashrl train --resume "
+        in msg
+    )
     run_dir = tmp_path / "run"
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "step-000001"
     assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")] == [1]
@@ -122,7 +133,9 @@ def test_bad_function_fails_before_the_model_loads(tmp_path):
 
 def test_sample_log_is_bounded(tmp_path, tiny_lm):
     model, tok = tiny_lm
-    cfg = tiny_config(tmp_path, task={"name": "arithmetic"}, train={"steps": 3}, run={"sample_groups": 1, "sample_log_mb": 0})
+    cfg = tiny_config(
+        tmp_path, task={"name": "arithmetic"}, train={"steps": 3}, run={"sample_groups": 1, "sample_log_mb": 0}
+    )
     res = train(cfg, model, tok)
     recs = [json.loads(line) for line in (res.run_dir / "samples.jsonl").read_text().splitlines()]
     assert [(r["step"], r["group"], len(r["completions"])) for r in recs] == [(1, 0, 4), (2, 0, 4), (3, 0, 4)]
@@ -169,9 +182,16 @@ def test_python_records_take_field_names_and_a_limit(tmp_path):
     def fmt(completions, **kwargs):
         return [0.0] * len(completions)
 
-    overrides = {"model.name": "/nonexistent/model", "run.out_dir": str(tmp_path), "task.problem_field": "q", "task.limit": 1}
+    overrides = {
+        "model.name": "/nonexistent/model",
+        "run.out_dir": str(tmp_path),
+        "task.problem_field": "q",
+        "task.limit": 1,
+    }
     with pytest.raises(ModelError):
-        dashrl.train(overrides, dataset=[{"q": "1+1?", "answer": "2"}, {"q": "2+2?", "answer": "4"}], reward_funcs=[fmt])
+        dashrl.train(
+            overrides, dataset=[{"q": "1+1?", "answer": "2"}, {"q": "2+2?", "answer": "4"}], reward_funcs=[fmt]
+        )
 
 
 def test_tensorboard_gets_the_sample_table(tmp_path, tiny_lm):
@@ -179,7 +199,11 @@ def test_tensorboard_gets_the_sample_table(tmp_path, tiny_lm):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     model, tok = tiny_lm
-    res = train(tiny_config(tmp_path, task={"name": "arithmetic"}, run={"loggers": "tensorboard", "sample_groups": 1}), model, tok)
+    res = train(
+        tiny_config(tmp_path, task={"name": "arithmetic"}, run={"loggers": "tensorboard", "sample_groups": 1}),
+        model,
+        tok,
+    )
     acc = EventAccumulator(str(res.run_dir / "tensorboard"), size_guidance={"tensors": 0})
     acc.Reload()
     assert "samples/text_summary" in acc.Tags()["tensors"]

@@ -45,7 +45,11 @@ def test_ray_overlap_run_resumes_bit_exact(tmp_path, address):
     from dashrl.train.metrics import read_metrics
 
     ref, run = tmp_path / "ref", tmp_path / "run"
-    stages = [(str(ref), None), (str(run), "backprop:2"), (str(run), None)]  # cycle 2 is counted from when it is drawn ahead
+    stages = [
+        (str(ref), None),
+        (str(run), "backprop:2"),
+        (str(run), None),
+    ]  # cycle 2 is counted from when it is drawn ahead
     spec = {"schedule": "dash", "steps": 3, "save_every": 1, "algo": {"loss": "ppo_clip"},
             "dist": {"samplers": 1, "trainers": 1, "address": address, "overlap": 1}}  # fmt: skip
     results = run_plan(tmp_path, spec, stages)

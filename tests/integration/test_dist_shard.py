@@ -54,12 +54,17 @@ def test_sharded_trainers_equal_replicated_trainers_and_one_process(tmp_path, sh
     """Losses, grad norms, rewards and final weights of 2 sharded trainers = 2 replicated = 1 process."""
     res, model = sharded
     one, one_model = run(config(tmp_path, "one", train={"steps": 3}, algo=NO_FILTER))
-    rep, rep_model = run(config(tmp_path, "rep", train={"steps": 3}, algo=NO_FILTER, dist={"samplers": 1, "trainers": 2}))
+    rep, rep_model = run(
+        config(tmp_path, "rep", train={"steps": 3}, algo=NO_FILTER, dist={"samplers": 1, "trainers": 2})
+    )
     for ref, ref_model in ((one, one_model), (rep, rep_model)):
         assert_same_rows(ref.rows, res.rows)
         assert_same_weights(ref_model, model)
     assert all(r["grad_norm"] > 0 for r in res.rows)
-    moved = max(float((p - q).abs().max()) for p, q in zip(make_tiny_model(len(make_tokenizer())).state_dict().values(), model.state_dict().values()))
+    moved = max(
+        float((p - q).abs().max())
+        for p, q in zip(make_tiny_model(len(make_tokenizer())).state_dict().values(), model.state_dict().values())
+    )
     assert moved > 1e-3  # it trained
 
 

@@ -120,14 +120,25 @@ EVAL = {"every": 2, "datasets": "arithmetic", "limit": 3, "max_new_tokens": 4, "
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
     """The single-process reference run (3 steps, eval at steps 2 and 3)."""
-    return run(config(tmp_path_factory.mktemp("single"), "single", train={"steps": 3}, eval=EVAL, run={"loggers": "tensorboard"}))
+    return run(
+        config(
+            tmp_path_factory.mktemp("single"), "single", train={"steps": 3}, eval=EVAL, run={"loggers": "tensorboard"}
+        )
+    )
 
 
 def test_one_sampler_one_trainer_is_the_single_process_run_and_run_folder(tmp_path, single):
     """Same rows, eval results and weights as one process, and the same run folder:
     config.toml, metrics keys, TensorBoard events, checkpoint, summary (issue 10 item 2)."""
     res, model = run(
-        config(tmp_path, "d11", train={"steps": 3}, eval=EVAL, run={"loggers": "tensorboard"}, dist={"samplers": 1, "trainers": 1})
+        config(
+            tmp_path,
+            "d11",
+            train={"steps": 3},
+            eval=EVAL,
+            run={"loggers": "tensorboard"},
+            dist={"samplers": 1, "trainers": 1},
+        )
     )
     assert_same_rows(single[0].rows, res.rows)
     assert_same_weights(single[1], model)
@@ -135,7 +146,13 @@ def test_one_sampler_one_trainer_is_the_single_process_run_and_run_folder(tmp_pa
     assert [r.get("eval/arithmetic/accuracy") for r in rows] == [r.get("eval/arithmetic/accuracy") for r in ref_rows]
     assert "eval/arithmetic/accuracy" in rows[1] and "eval/arithmetic/accuracy" in rows[2]
     assert set(ref_rows[0]) <= set(rows[0])  # every single-process key, plus dist/*
-    for key in ("dist/sampler0/tokens_per_s", "dist/trainer0/queue_wait_s", "time/sync_s", "dist/sampler_restarts", "dist/trainer_restarts"):
+    for key in (
+        "dist/sampler0/tokens_per_s",
+        "dist/trainer0/queue_wait_s",
+        "time/sync_s",
+        "dist/sampler_restarts",
+        "dist/trainer_restarts",
+    ):
         assert key in rows[0], key
     assert rows[0]["time/sync_s"] > 0
     assert list((res.run_dir / "tensorboard").glob("events.out.tfevents.*"))
@@ -233,7 +250,12 @@ def test_every_schedule_runs_unchanged_on_ray(tmp_path, name, H, H2):
 def partly_flat_task() -> Task:
     """`letter_task`, but problems 0 and 1 reward every answer alike: their groups carry no gradient."""
     base = letter_task()
-    return Task(name="partly-flat", get=base.get, size=None, reward=lambda ex, text: 0.5 if ex.id in ("0", "1") else base.reward(ex, text))
+    return Task(
+        name="partly-flat",
+        get=base.get,
+        size=None,
+        reward=lambda ex, text: 0.5 if ex.id in ("0", "1") else base.reward(ex, text),
+    )
 
 
 @pytest.mark.parametrize("H", [1, pytest.param(2, marks=SLOW)])
@@ -242,11 +264,15 @@ def test_dapo_dynamic_sampling_runs_unchanged_on_ray(tmp_path, H):
     prompts with the same seeds on the actors: the single-process run's rows and weights."""
     algo = {"name": "dapo"}
     ref, ref_model = run(config(tmp_path, "dapo-single", algo=algo), task=partly_flat_task())
-    res, model = run(config(tmp_path, "dapo-ray", algo=algo, dist={"samplers": H, "trainers": H}), task=partly_flat_task())
+    res, model = run(
+        config(tmp_path, "dapo-ray", algo=algo, dist={"samplers": H, "trainers": H}), task=partly_flat_task()
+    )
     assert_same_rows(ref.rows, res.rows)
     assert_same_weights(ref_model, model)
     for a, b in zip(ref.rows, res.rows):
-        assert a["train/groups"] == b["train/groups"] == 4 and a["dynamic/prompts_sampled"] == b["dynamic/prompts_sampled"]
+        assert (
+            a["train/groups"] == b["train/groups"] == 4 and a["dynamic/prompts_sampled"] == b["dynamic/prompts_sampled"]
+        )
     assert res.rows[0]["dynamic/rounds"] >= 2  # step 1's batch holds problems 0 and 1: refill rounds ran
 
 
@@ -309,7 +335,10 @@ def test_overlap_needs_the_ratio_loss():
 
     with pytest.raises(ConfigError, match="ppo_clip"):
         load_config(overrides=["--dist.samplers", "1", "--dist.overlap", "1"])
-    assert load_config(overrides=["--dist.samplers", "1", "--dist.overlap", "1", "--algo.loss", "ppo_clip"]).dist.overlap == 1
+    assert (
+        load_config(overrides=["--dist.samplers", "1", "--dist.overlap", "1", "--algo.loss", "ppo_clip"]).dist.overlap
+        == 1
+    )
 
 
 def test_sft_runs_unchanged_on_ray(tmp_path):
@@ -318,7 +347,9 @@ def test_sft_runs_unchanged_on_ray(tmp_path):
     import json
 
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"problem": f"Say a {i}", "completion": "a" * (i + 2)}) + "\n" for i in range(6)))
+    data.write_text(
+        "".join(json.dumps({"problem": f"Say a {i}", "completion": "a" * (i + 2)}) + "\n" for i in range(6))
+    )
     sections = {"algo": {"schedule": "sft"}, "sft": {"data": str(data)}, "train": {"steps": 3}}
     ref, ref_model = run(config(tmp_path, "sft-single", **sections))
     res, model = run(config(tmp_path, "sft-ray", dist={"samplers": 1, "trainers": 1}, **sections))
@@ -351,5 +382,8 @@ def test_reward_functions_run_in_the_driver_on_ray(tmp_path):
         return [1.0] * (len(completions) - 1)
 
     task = make_task(TaskConfig(name="arithmetic"), 0, funcs=[broken])
-    with pytest.raises(RunError, match=r"^reward function 'broken' returned 3 values for 4 completions \(record 'arith-1-0-\d' \.\.\.\) at step 1; no checkpoint was saved yet; fix the function and run again$"):
+    with pytest.raises(
+        RunError,
+        match=r"^reward function 'broken' returned 3 values for 4 completions \(record 'arith-1-0-\d' \.\.\.\) at step 1; no checkpoint was saved yet; fix the function and run again$",
+    ):
         run(config(tmp_path, "broken", dist={"samplers": 2, "trainers": 1}), task=task)

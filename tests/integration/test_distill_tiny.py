@@ -56,7 +56,9 @@ def test_distill_keeps_exactly_the_correct_distinct_completions(tiny_lm):
 
 def _digits_task(tmp_path):
     path = tmp_path / "digits.jsonl"
-    path.write_text("".join(json.dumps({"id": f"d{i}", "problem": f"Pick {i}", "answer": str(i)}) + "\n" for i in range(1, 7)))
+    path.write_text(
+        "".join(json.dumps({"id": f"d{i}", "problem": f"Pick {i}", "answer": str(i)}) + "\n" for i in range(1, 7))
+    )
     return str(path)
 
 
@@ -68,7 +70,9 @@ def test_distill_command_writes_only_correct_traces(tmp_path, model_dir, capsys)
 
     task = _digits_task(tmp_path)
     out = tmp_path / "traces.jsonl"
-    rc = main(["distill", "--teacher", model_dir, "--task.name", task, "--n", "16", "--k", "3", "--out", str(out), *SMALL])
+    rc = main(
+        ["distill", "--teacher", model_dir, "--task.name", task, "--n", "16", "--k", "3", "--out", str(out), *SMALL]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "problems covered:" in printed and "kept" in printed
@@ -95,7 +99,23 @@ def test_distill_from_a_dashrl_run_folder(tmp_path, model_dir, capsys):
                  "--run.quiet", "true", "--algo.prompts_per_step", "2", "--algo.group_size", "2",
                  "--train.micro_batch_size", "2", *SMALL]) == 0  # fmt: skip
     out = tmp_path / "t.jsonl"
-    assert main(["distill", "--teacher", str(runs / "r"), "--task.name", _digits_task(tmp_path), "--n", "2", "--out", str(out), *SMALL]) == 0
+    assert (
+        main(
+            [
+                "distill",
+                "--teacher",
+                str(runs / "r"),
+                "--task.name",
+                _digits_task(tmp_path),
+                "--n",
+                "2",
+                "--out",
+                str(out),
+                *SMALL,
+            ]
+        )
+        == 0
+    )
     assert out.is_file()
 
 

@@ -26,7 +26,9 @@ def _records(rel):
 @pytest.mark.parametrize("name", ["humaneval", "humanevalplus", "mbppplus", "mbpp"])
 def test_canonical_solutions_pass(name):
     if name.startswith("humaneval"):
-        ref = {r["task_id"]: r["prompt"] + r["canonical_solution"] for r in _records("code/HumanEvalPlus-v0.1.10.jsonl.gz")}
+        ref = {
+            r["task_id"]: r["prompt"] + r["canonical_solution"] for r in _records("code/HumanEvalPlus-v0.1.10.jsonl.gz")
+        }
         examples = load_dataset(name)
         programs = [ref[ex.id] for ex in examples]
     else:

@@ -31,8 +31,26 @@ def test_eval_command_tiny_model(tiny_lm, tmp_path, monkeypatch, capsys):
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     out = tmp_path / "report.json"
-    args = parser.parse_args(["--model", "tiny", "--dataset", "gsm8k", "--dataset", "amc23", "--limit", "2",
-                              "--n", "2", "--k", "1,2", "--max-new-tokens", "8", "--out", str(out)])
+    args = parser.parse_args(
+        [
+            "--model",
+            "tiny",
+            "--dataset",
+            "gsm8k",
+            "--dataset",
+            "amc23",
+            "--limit",
+            "2",
+            "--n",
+            "2",
+            "--k",
+            "1,2",
+            "--max-new-tokens",
+            "8",
+            "--out",
+            str(out),
+        ]
+    )
     assert run(args) == 0
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"gsm8k", "amc23"}

@@ -25,7 +25,9 @@ UNREACHABLE = {
 def dashrl(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_ENDPOINT", "TRANSFORMERS_OFFLINE")}
     full.update(env, HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1")
-    return subprocess.run([sys.executable, "-m", "dashrl.cli", *args], env=full, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "dashrl.cli", *args], env=full, capture_output=True, text=True, timeout=300
+    )
 
 
 def one_line(proc: subprocess.CompletedProcess) -> str:
@@ -40,7 +42,15 @@ def test_an_uncached_hub_dataset_without_a_hub_is_one_line_before_the_model(tmp_
     env, reason = UNREACHABLE[how]
     no_model = str(tmp_path / "no-model")  # loading it would fail with another message: the dataset is checked first
     if command == "train":
-        args = ["train", "--task.name", "hf:dashrl-tests/never-uploaded", "--model.name", no_model, "--run.out_dir", str(tmp_path / "runs")]
+        args = [
+            "train",
+            "--task.name",
+            "hf:dashrl-tests/never-uploaded",
+            "--model.name",
+            no_model,
+            "--run.out_dir",
+            str(tmp_path / "runs"),
+        ]
     else:
         args = ["eval", "--dataset", "hf:dashrl-tests/never-uploaded", "--model", no_model]
     proc = dashrl(tmp_path, env, *args)
@@ -55,9 +65,13 @@ def test_an_uncached_hub_dataset_without_a_hub_is_one_line_before_the_model(tmp_
 @pytest.mark.parametrize("how", sorted(UNREACHABLE))
 def test_an_uncached_hub_model_without_a_hub_is_one_line(tmp_path, how):
     env, reason = UNREACHABLE[how]
-    proc = dashrl(tmp_path, env, "eval", "--model", "dashrl-tests/never-uploaded", "--dataset", "arithmetic", "--limit", "1")
+    proc = dashrl(
+        tmp_path, env, "eval", "--model", "dashrl-tests/never-uploaded", "--dataset", "arithmetic", "--limit", "1"
+    )
     assert proc.returncode == 1
-    assert one_line(proc).startswith(f"dashrl: model 'dashrl-tests/never-uploaded' is not in the local Hugging Face cache and {reason}; ")
+    assert one_line(proc).startswith(
+        f"dashrl: model 'dashrl-tests/never-uploaded' is not in the local Hugging Face cache and {reason}; "
+    )
 
 
 def test_a_model_name_that_is_no_folder_and_no_hub_id_is_one_line(tmp_path):

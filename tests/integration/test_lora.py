@@ -73,7 +73,9 @@ def test_lora_checkpoint_is_peft_format_and_loads_with_plain_peft(tmp_path):
 
     model, tok = lm()
     base = copy.deepcopy(model)
-    res = train(config(tmp_path, lora=LORA, train={"steps": 2, "lr": 1e-2}, algo={"beta": 0.05}), model, tok, task=letter_task())
+    res = train(
+        config(tmp_path, lora=LORA, train={"steps": 2, "lr": 1e-2}, algo={"beta": 0.05}), model, tok, task=letter_task()
+    )
     ckpt = latest(res)
     files = {p.name for p in ckpt.iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "trainer_state.pt"} <= files
@@ -96,7 +98,13 @@ def test_lora_checkpoint_is_peft_format_and_loads_with_plain_peft(tmp_path):
 def test_lora_runs_every_schedule_with_evaluation(tmp_path, schedule):
     model, tok = lm()
     evaluation = {"every": 1, "datasets": "arithmetic", "limit": 2, "max_new_tokens": 4, "batch_size": 4}
-    cfg = config(tmp_path, lora=LORA, algo={"schedule": schedule, "filter_threshold": -1.0}, train={"steps": 2, "lr": 1e-2}, eval=evaluation)
+    cfg = config(
+        tmp_path,
+        lora=LORA,
+        algo={"schedule": schedule, "filter_threshold": -1.0},
+        train={"steps": 2, "lr": 1e-2},
+        eval=evaluation,
+    )
     res = train(cfg, model, tok, task=letter_task())
     rows = read_metrics(res.run_dir / "metrics.jsonl")
     assert all("eval/arithmetic/accuracy" in r for r in rows if r["step"] == rows[-1]["step"])
@@ -108,7 +116,13 @@ def test_lora_sft_schedule_trains_the_adapters(tmp_path):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps({"problem": f"Say a {i}", "completion": "aaa"}) + "\n" for i in range(6)))
     model, tok = lm()
-    cfg = config(tmp_path, lora=LORA, algo={"schedule": "sft", "prompts_per_step": 2}, sft={"data": str(data)}, train={"steps": 2, "lr": 1e-2})
+    cfg = config(
+        tmp_path,
+        lora=LORA,
+        algo={"schedule": "sft", "prompts_per_step": 2},
+        sft={"data": str(data)},
+        train={"steps": 2, "lr": 1e-2},
+    )
     res = train(cfg, model, tok)
     assert [r["step"] for r in res.rows] == [1, 2] and all(r["loss"] > 0 for r in res.rows)
     assert any(v.abs().max() > 0 for k, v in res.trainer.policy.state_dict().items() if "lora_B" in k)
@@ -142,7 +156,9 @@ def ray_cluster():
     import sys
     from pathlib import Path
 
-    paths = [str(Path(__file__).resolve().parents[2] / "src")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    paths = [str(Path(__file__).resolve().parents[2] / "src")] + [
+        p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p
+    ]
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in paths)}})  # fmt: skip
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the task and model class travel to the actors
@@ -155,14 +171,22 @@ RAY_RUN = {"lora": LORA, "algo": {"beta": 0.05}, "sampler": {"batch_size": 4}, "
 
 def _peft_keys(saved):
     """peft's file names (`...lora_A.weight`) as the policy's state names them (`...lora_A.default.weight`)."""
-    return {k.replace("lora_A.weight", "lora_A.default.weight").replace("lora_B.weight", "lora_B.default.weight"): v for k, v in saved.items()}
+    return {
+        k.replace("lora_A.weight", "lora_A.default.weight").replace("lora_B.weight", "lora_B.default.weight"): v
+        for k, v in saved.items()
+    }
 
 
 def test_lora_on_one_sampler_one_trainer_is_the_single_process_run(tmp_path, ray_cluster):
     single_model, tok = lm()
     single = train(config(tmp_path, run={"name": "single"}, **RAY_RUN), single_model, tok, task=letter_task())
     dist_model, tok = lm()
-    dist = train(config(tmp_path, run={"name": "d11"}, dist={"samplers": 1, "trainers": 1}, **RAY_RUN), dist_model, tok, task=letter_task())
+    dist = train(
+        config(tmp_path, run={"name": "d11"}, dist={"samplers": 1, "trainers": 1}, **RAY_RUN),
+        dist_model,
+        tok,
+        task=letter_task(),
+    )
     assert len(single.rows) == len(dist.rows) == 3
     for a, b in zip(single.rows, dist.rows):
         for k in ("reward/mean", "loss", "grad_norm", "kl", "filter/kept_frac"):
@@ -227,7 +251,9 @@ def test_lora_checkpoint_evaluates_stand_alone(tmp_path, model_dir, save_merged)
     from dashrl.models import load_model
 
     model, tok = load_model(model_dir)
-    cfg = config(tmp_path, lora={**LORA, "save_merged": save_merged}, model={"name": model_dir}, train={"steps": 2, "lr": 5e-2})
+    cfg = config(
+        tmp_path, lora={**LORA, "save_merged": save_merged}, model={"name": model_dir}, train={"steps": 2, "lr": 5e-2}
+    )
     res = train(cfg, model, tok, task=letter_task())
     ckpt = latest(res)
     assert (ckpt / "merged" / "model.safetensors").is_file() == save_merged
@@ -249,6 +275,11 @@ def test_lora_with_gradient_checkpointing_gives_the_plain_gradient(tmp_path):
     norms = []
     for gc in (False, True):
         model, tok = lm()
-        cfg = config(tmp_path / str(gc), lora=LORA, model={"gradient_checkpointing": gc}, train={"steps": 1, "packed": False, "share_prompts": False})
+        cfg = config(
+            tmp_path / str(gc),
+            lora=LORA,
+            model={"gradient_checkpointing": gc},
+            train={"steps": 1, "packed": False, "share_prompts": False},
+        )
         norms.append(train(cfg, model, tok, task=letter_task()).rows[0]["grad_norm"])
     assert norms[0] > 0 and norms[1] == pytest.approx(norms[0], rel=1e-5)

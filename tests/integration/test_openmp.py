@@ -51,7 +51,10 @@ def test_every_entry_point_sets_the_wait_policy_before_torch_and_logs_it(entry, 
     proc = fresh(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
     at_import = chosen_at_torch_import(proc.stderr)
-    assert at_import in ({"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": str(openmp.SPIN)}, {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None})
+    assert at_import in (
+        {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": str(openmp.SPIN)},
+        {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None},
+    )
     line = next(line for line in proc.stderr.splitlines() if line.startswith("[dashrl] run folder"))
     assert line.endswith(f"OpenMP spin {openmp.SPIN})") or "OpenMP passive (other processes keep " in line, line
 
@@ -87,8 +90,12 @@ def test_apply_chooses_once_per_process_and_a_child_chooses_again(monkeypatch):
     assert first == "OpenMP unchanged (torch was imported before dashrl could set it)"
     monkeypatch.setenv("GOMP_SPINCOUNT", "7")
     assert openmp.apply() == first  # chosen already in this process
-    proc = fresh("from dashrl import openmp\nprint(openmp.apply())\n", **{openmp.MARK: first, openmp.CHOSEN_BY: str(os.getpid())})
-    assert proc.stdout.strip() in (f"OpenMP spin {openmp.SPIN}",) or proc.stdout.startswith("OpenMP passive"), proc.stderr
+    proc = fresh(
+        "from dashrl import openmp\nprint(openmp.apply())\n", **{openmp.MARK: first, openmp.CHOSEN_BY: str(os.getpid())}
+    )
+    assert proc.stdout.strip() in (f"OpenMP spin {openmp.SPIN}",) or proc.stdout.startswith("OpenMP passive"), (
+        proc.stderr
+    )
 
 
 def test_other_busy_cores_counts_a_busy_process_and_not_itself():

@@ -47,7 +47,9 @@ def _train(out: Path, name: str, *extra: str, env: dict | None = None) -> subpro
     cmd = [sys.executable, "-m", "dashrl.cli", "train", *extra]
     if "--resume" not in extra:
         cmd += [*ARGS, "--run.out_dir", str(out), "--run.name", name]
-    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _finish(proc: subprocess.Popen) -> str:
@@ -65,7 +67,9 @@ def _grad_norms(run: Path) -> list[float]:
 
 
 def _threads(run: Path, step: int) -> int:
-    return json.loads((run / "checkpoints" / f"step-{step:06d}" / "dashrl_state.json").read_text())["kernels"]["threads"]
+    return json.loads((run / "checkpoints" / f"step-{step:06d}" / "dashrl_state.json").read_text())["kernels"][
+        "threads"
+    ]
 
 
 @pytest.mark.skipif(available_cores() < 2, reason="needs 2 cores: the resume restores 2 threads")

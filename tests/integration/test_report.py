@@ -19,9 +19,19 @@ def fake_run(path, schedule: str, steps: int, slope: float) -> None:
         t += 2.0
         rows.append(
             {
-                "step": s, "reward/mean": slope * s / steps, "accuracy": slope * s / steps / 2, "gen/mean_tokens": 40 + s,
-                "adv/abs_mean": 0.5, "filter/kept_frac": 0.6, "time/step_s": 2.0, "time/sampling_s": 1.2,
-                "time/scoring_s": 0.1, "time/backprop_s": 0.5, "time/optimizer_s": 0.1, "time/sync_s": 0.1, "time/elapsed_s": t,
+                "step": s,
+                "reward/mean": slope * s / steps,
+                "accuracy": slope * s / steps / 2,
+                "gen/mean_tokens": 40 + s,
+                "adv/abs_mean": 0.5,
+                "filter/kept_frac": 0.6,
+                "time/step_s": 2.0,
+                "time/sampling_s": 1.2,
+                "time/scoring_s": 0.1,
+                "time/backprop_s": 0.5,
+                "time/optimizer_s": 0.1,
+                "time/sync_s": 0.1,
+                "time/elapsed_s": t,
             }
         )
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": ')  # torn tail

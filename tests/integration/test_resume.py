@@ -200,9 +200,28 @@ def _stage(spec: dict, run_dir: Path, kill: str | None) -> None:
         {
             "model": {"dtype": spec.get("dtype", "fp32")},
             "sampler": {"max_new_tokens": 6, "batch_size": 8},
-            "algo": {"schedule": spec.get("schedule", "dash"), "prompts_per_step": 4, "group_size": 4, "ppo_k": 2, **spec.get("algo", {})},
-            "train": {"steps": spec.get("steps", 6), "micro_batch_size": 4, "lr": 1e-3, "warmup_steps": 1, "lr_schedule": "cosine"},
-            "run": {"out_dir": str(run_dir.parent), "name": run_dir.name, "quiet": True, "save_every": spec.get("save_every", 2), "keep_last": 2, "loggers": ""},
+            "algo": {
+                "schedule": spec.get("schedule", "dash"),
+                "prompts_per_step": 4,
+                "group_size": 4,
+                "ppo_k": 2,
+                **spec.get("algo", {}),
+            },
+            "train": {
+                "steps": spec.get("steps", 6),
+                "micro_batch_size": 4,
+                "lr": 1e-3,
+                "warmup_steps": 1,
+                "lr_schedule": "cosine",
+            },
+            "run": {
+                "out_dir": str(run_dir.parent),
+                "name": run_dir.name,
+                "quiet": True,
+                "save_every": spec.get("save_every", 2),
+                "keep_last": 2,
+                "loggers": "",
+            },
             "dist": spec.get("dist", {}),
             "lora": spec.get("lora", {}),
             "sft": {"data": spec["sft_data"]} if "sft_data" in spec else {},
@@ -264,7 +283,9 @@ def run_plan(tmp_path: Path, spec: dict, stages: list[tuple[str, str | None]]) -
     plan = {"spec": spec, "stages": stages, "logs": str(tmp_path), "out": str(tmp_path / "results.json")}
     (tmp_path / "plan.json").write_text(json.dumps(plan))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests")])}
-    proc = subprocess.run([sys.executable, __file__, str(tmp_path / "plan.json")], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, __file__, str(tmp_path / "plan.json")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((tmp_path / "results.json").read_text())
 
@@ -335,7 +356,9 @@ def test_dapo_sigkill_then_resume_is_bit_exact(tmp_path):
 
     ref, run = tmp_path / "ref", tmp_path / "run"
     stages = [(str(ref), None), (str(run), "sample:1"), (str(run), "backprop:2"), (str(run), None)]
-    results = run_plan(tmp_path, {"algo": {"name": "dapo", "schedule": ""}, "flat": True, "steps": 4, "save_every": 1}, stages)
+    results = run_plan(
+        tmp_path, {"algo": {"name": "dapo", "schedule": ""}, "flat": True, "steps": 4, "save_every": 1}, stages
+    )
     assert [r["code"] for r in results] == [0, -9, -9, 0], [r["log"][-2000:] for r in results]
     assert_same_run(ref, run, 4)
     rows = read_metrics(run / "metrics.jsonl")
@@ -347,7 +370,9 @@ def test_sft_sigkill_anywhere_then_resume_is_bit_exact(tmp_path):
     refreshed only when an evaluation asks): killed mid-backprop, right after an optimizer
     step, mid-save and mid-metrics-line, it ends with the reference run's weights and rows."""
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"problem": f"Say abc {i}", "completion": "abc" * (i + 1)}) + "\n" for i in range(7)))
+    data.write_text(
+        "".join(json.dumps({"problem": f"Say abc {i}", "completion": "abc" * (i + 1)}) + "\n" for i in range(7))
+    )
     ref, run = tmp_path / "ref", tmp_path / "run"
     stages = [
         (str(ref), None),
@@ -366,7 +391,9 @@ def test_sft_sigkill_anywhere_then_resume_is_bit_exact(tmp_path):
 
     ref_rows, rows = read_metrics(ref / "metrics.jsonl"), read_metrics(run / "metrics.jsonl")
     assert [r.get("eval/arithmetic/accuracy") for r in rows] == [r.get("eval/arithmetic/accuracy") for r in ref_rows]
-    assert [r["sft/completion_tokens"] for r in rows] == [r["sft/completion_tokens"] for r in ref_rows]  # the same records
+    assert [r["sft/completion_tokens"] for r in rows] == [
+        r["sft/completion_tokens"] for r in ref_rows
+    ]  # the same records
 
 
 if __name__ == "__main__":

@@ -35,7 +35,11 @@ def one_line_error(capsys) -> str:
         (["--resume", "{tmp}/nowhere"], 2, "run folder {tmp}/nowhere does not exist"),
         (["--model.name", "{tmp}/no-model"], 1, "model folder {tmp}/no-model does not exist"),
         (["--task.name", "{tmp}/no.jsonl"], 1, "{tmp}/no.jsonl: no such file"),
-        (["--run.out_dir", "{tmp}/file/runs"], 1, "cannot write the run folder {tmp}/file/runs/x: {tmp}/file is a file"),
+        (
+            ["--run.out_dir", "{tmp}/file/runs"],
+            1,
+            "cannot write the run folder {tmp}/file/runs/x: {tmp}/file is a file",
+        ),
         (["--config", "{tmp}/no.toml"], 2, "config file not found: {tmp}/no.toml"),
     ],
 )
@@ -60,7 +64,9 @@ def test_full_disk_during_a_save_keeps_the_last_checkpoint_and_resumes(tmp_path,
         return real(*a, **k)
 
     monkeypatch.setattr(tok, "save_pretrained", save)
-    with pytest.raises(RunError, match="No space left on device; the last checkpoint \\(step-000001\\) is intact") as err:
+    with pytest.raises(
+        RunError, match="No space left on device; the last checkpoint \\(step-000001\\) is intact"
+    ) as err:
         train(config(tmp_path), model, tok, task=letter_task())
     assert "dashrl train --resume" in str(err.value)
     run = tmp_path / "run"
@@ -157,8 +163,33 @@ def test_cli_resume_trains_on_to_more_steps(tmp_path, tiny_lm, capsys):
     model.save_pretrained(tmp_path / "tiny")
     tok.save_pretrained(tmp_path / "tiny")
     common = ["--model.name", str(tmp_path / "tiny"), "--model.dtype", "fp32", "--sampler.max_new_tokens", "4"]
-    common += ["--algo.prompts_per_step", "2", "--algo.group_size", "2", "--train.micro_batch_size", "4", "--run.quiet", "true"]
-    assert main(["train", *common, "--train.steps", "2", "--run.out_dir", str(tmp_path), "--run.name", "r", "--run.loggers", ""]) == 0
+    common += [
+        "--algo.prompts_per_step",
+        "2",
+        "--algo.group_size",
+        "2",
+        "--train.micro_batch_size",
+        "4",
+        "--run.quiet",
+        "true",
+    ]
+    assert (
+        main(
+            [
+                "train",
+                *common,
+                "--train.steps",
+                "2",
+                "--run.out_dir",
+                str(tmp_path),
+                "--run.name",
+                "r",
+                "--run.loggers",
+                "",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["train", "--resume", str(tmp_path / "r"), "--algo.group_size", "4"]) == 2  # refused as a config error
     assert "only --train.steps and --run.* may change, not --algo.group_size" in one_line_error(capsys)
@@ -170,7 +201,9 @@ def test_cli_resume_trains_on_to_more_steps(tmp_path, tiny_lm, capsys):
 def test_a_second_signal_abandons_the_step_and_keeps_the_last_checkpoint(tmp_path, tiny_lm):
     model, tok = tiny_lm
     task = signalling_task(signal.SIGTERM, signal.SIGTERM)  # finish the step ... no: stop now
-    with pytest.raises(Interrupted, match=r"abandoned step 2; the last checkpoint holds step 1; resume with: dashrl train --resume"):
+    with pytest.raises(
+        Interrupted, match=r"abandoned step 2; the last checkpoint holds step 1; resume with: dashrl train --resume"
+    ):
         train(config(tmp_path), model, tok, task=task)
     assert latest_checkpoint(tmp_path / "run").name == "step-000001"
     assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1]
@@ -187,7 +220,9 @@ def test_only_the_newest_checkpoint_keeps_the_optimizer_state_by_default(tmp_pat
     cfg = config(tmp_path, train={"steps": 4}, run={"keep_last": 0})
     res = train(cfg, make_tiny_model(len(tok)), tok, task=letter_task())  # resumes from the newest
     assert [r["step"] for r in res.rows] == [1, 2, 3, 4]
-    assert [(p / "trainer_state.pt").is_file() for p in sorted((res.run_dir / "checkpoints").glob("step-*"))] == [False] * 3 + [True]
+    assert [(p / "trainer_state.pt").is_file() for p in sorted((res.run_dir / "checkpoints").glob("step-*"))] == [
+        False
+    ] * 3 + [True]
 
 
 def test_weights_only_checkpoints_are_never_overwritten_by_a_fresh_run(tmp_path, tiny_lm):
@@ -212,15 +247,29 @@ def test_a_run_that_died_before_its_first_checkpoint_is_refused_not_replaced(tmp
     with pytest.raises(Interrupted) as err:
         train(cfg, model, tok, task=signalling_task(signal.SIGTERM, signal.SIGTERM))
     run_dir = tmp_path / "run"
-    assert str(err.value).startswith("abandoned step 2; no resumable checkpoint exists, so there is nothing to resume; to start over")
+    assert str(err.value).startswith(
+        "abandoned step 2; no resumable checkpoint exists, so there is nothing to resume; to start over"
+    )
     assert "--resume" not in str(err.value) and latest_checkpoint(run_dir) is None
     before = (run_dir / "metrics.jsonl").read_text()
     assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl")] == [1]
-    with pytest.raises(RunError, match=r"holds 1 logged step\(s\) but no checkpoint .* to start over, move it aside \(mv "):
+    with pytest.raises(
+        RunError, match=r"holds 1 logged step\(s\) but no checkpoint .* to start over, move it aside \(mv "
+    ):
         train(cfg, make_tiny_model(len(tok)), tok, task=letter_task())
     assert (run_dir / "metrics.jsonl").read_text() == before
     capsys.readouterr()
-    args = ["train", "--run.out_dir", str(tmp_path), "--run.name", "run", "--train.steps", "3", "--run.save_every", "100"]
+    args = [
+        "train",
+        "--run.out_dir",
+        str(tmp_path),
+        "--run.name",
+        "run",
+        "--train.steps",
+        "3",
+        "--run.save_every",
+        "100",
+    ]
     assert main(args) == 1  # the CLI: one line, before any model loads
     assert f"run folder {run_dir} holds 1 logged step(s) but no checkpoint" in one_line_error(capsys)
     assert (run_dir / "metrics.jsonl").read_text() == before
@@ -230,7 +279,9 @@ def test_the_resume_hint_names_the_step_a_resume_continues_with(tmp_path, tiny_l
     model, tok = tiny_lm
     with pytest.raises(Interrupted) as err:
         train(config(tmp_path), model, tok, task=signalling_task(signal.SIGTERM, signal.SIGTERM))
-    assert str(err.value).endswith(f"the last checkpoint holds step 1; resume with: dashrl train --resume {tmp_path / 'run'} (it continues with step 2)")
+    assert str(err.value).endswith(
+        f"the last checkpoint holds step 1; resume with: dashrl train --resume {tmp_path / 'run'} (it continues with step 2)"
+    )
 
 
 def test_weights_only_checkpoints_offer_no_resume_on_a_signal(tmp_path, tiny_lm):

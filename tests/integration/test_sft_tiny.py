@@ -35,7 +35,9 @@ def hand_nll(model, tok, pairs):
     math instruction), its positions labelled -100; mean over all completion tokens."""
     total, count = 0.0, 0
     for problem, completion in pairs:
-        prompt = tok(f"<user>{problem}\nPut your final answer within \\boxed{{}}.\n<assistant>", add_special_tokens=False)["input_ids"]
+        prompt = tok(
+            f"<user>{problem}\nPut your final answer within \\boxed{{}}.\n<assistant>", add_special_tokens=False
+        )["input_ids"]
         target = tok(completion, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
         ids = torch.tensor([prompt + target])
         with torch.no_grad():
@@ -97,7 +99,9 @@ def test_records_come_in_seeded_epochs_that_wrap(tmp_path, tiny_lm):
     data = write_jsonl(tmp_path / "pairs.jsonl")
 
     def stream(seed):
-        cfg = build_config({"algo": {"schedule": "sft", "prompts_per_step": 2}, "sft": {"data": str(data)}, "train": {"seed": seed}})
+        cfg = build_config(
+            {"algo": {"schedule": "sft", "prompts_per_step": 2}, "sft": {"data": str(data)}, "train": {"seed": seed}}
+        )
         src = SFTSource(cfg, load_sft_data(cfg), tok, inner=None, learner=None)
         return [i for step in range(5) for i in src.task.batch(step, 2)]
 
@@ -109,15 +113,38 @@ def test_records_come_in_seeded_epochs_that_wrap(tmp_path, tiny_lm):
 
 def test_a_bad_jsonl_record_fails_in_one_line_before_the_model_loads(tmp_path, no_model, capsys):  # noqa: F811
     bad = tmp_path / "traces.jsonl"
-    bad.write_text(json.dumps({"problem": "1+1?", "completion": "2"}) + "\n" + json.dumps({"problem": "2+2?", "answer": "4"}) + "\n")
+    bad.write_text(
+        json.dumps({"problem": "1+1?", "completion": "2"})
+        + "\n"
+        + json.dumps({"problem": "2+2?", "answer": "4"})
+        + "\n"
+    )
     runs = tmp_path / "runs"
     assert main(["train", "--algo.name", "sft", "--sft.data", str(bad), "--run.out_dir", str(runs)]) == 1
     err = one_line_error(capsys)
     assert f"{bad}:2: missing field 'completion'" in err
     assert not runs.exists()  # nothing written
-    assert main(["train", "--algo.name", "sft", "--sft.data", str(tmp_path / "nope.jsonl"), "--run.out_dir", str(runs)]) == 1
+    assert (
+        main(["train", "--algo.name", "sft", "--sft.data", str(tmp_path / "nope.jsonl"), "--run.out_dir", str(runs)])
+        == 1
+    )
     assert f"{tmp_path / 'nope.jsonl'}: no such file" in one_line_error(capsys)
-    assert main(["train", "--algo.name", "sft", "--sft.data", "human", "--task.name", "arithmetic", "--run.out_dir", str(runs)]) == 1
+    assert (
+        main(
+            [
+                "train",
+                "--algo.name",
+                "sft",
+                "--sft.data",
+                "human",
+                "--task.name",
+                "arithmetic",
+                "--run.out_dir",
+                str(runs),
+            ]
+        )
+        == 1
+    )
     assert "task 'arithmetic' ships no human solutions" in one_line_error(capsys)
 
 

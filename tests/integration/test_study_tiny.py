@@ -35,7 +35,11 @@ sys.exit(main(sys.argv[1:]))
 
 
 def _files(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _weights(run_dir: Path) -> bytes:
@@ -69,7 +73,24 @@ def test_study_skips_finished_arms_and_resumes_a_killed_one(tmp_path, model_dir,
 
     # the resumed arm ends with the weights of an arm that was never killed
     ref = tmp_path / "ref"
-    assert main(["study", "--quick", "--out", str(ref), "--model.name", model_dir, *SMALL, "--run.save_every", "1", "--arms", "dash_nokl"]) == 0
+    assert (
+        main(
+            [
+                "study",
+                "--quick",
+                "--out",
+                str(ref),
+                "--model.name",
+                model_dir,
+                *SMALL,
+                "--run.save_every",
+                "1",
+                "--arms",
+                "dash_nokl",
+            ]
+        )
+        == 0
+    )
     assert _weights(killed) == _weights(ref / "runs" / "dash_nokl-s0")
     capsys.readouterr()
 
@@ -100,7 +121,10 @@ def test_registry_algorithms_are_opt_in_arms(tmp_path, model_dir, capsys):
     """`--arms base,dapo,gspo`: the registry's other algorithms run as study arms and join the
     report; a study that does not name them neither runs nor lists them."""
     out = tmp_path / "study"
-    assert main(["study", "--quick", "--out", str(out), "--model.name", model_dir, *SMALL, "--arms", "base,dapo,gspo"]) == 0
+    assert (
+        main(["study", "--quick", "--out", str(out), "--model.name", model_dir, *SMALL, "--arms", "base,dapo,gspo"])
+        == 0
+    )
     report = (out / "report.md").read_text()
     assert "| `dapo` |" in report and "| `gspo` |" in report and "| `rloo` |" not in report
     rows = [json.loads(line) for line in (out / "runs" / "dapo-s0" / "metrics.jsonl").read_text().splitlines()]

@@ -14,9 +14,22 @@ from dashrl.train.metrics import read_metrics
 from dashrl.train.trainer import Trainer
 
 REQUIRED_KEYS = {
-    "step", "reward/mean", "accuracy", "adv/abs_mean", "filter/kept_frac", "gen/mean_tokens",
-    "gen/truncated_frac", "loss", "grad_norm", "lr", "time/sampling_s", "time/scoring_s",
-    "time/backprop_s", "time/step_s", "tokens/sampled_per_s", "tokens/trained_per_s",
+    "step",
+    "reward/mean",
+    "accuracy",
+    "adv/abs_mean",
+    "filter/kept_frac",
+    "gen/mean_tokens",
+    "gen/truncated_frac",
+    "loss",
+    "grad_norm",
+    "lr",
+    "time/sampling_s",
+    "time/scoring_s",
+    "time/backprop_s",
+    "time/step_s",
+    "tokens/sampled_per_s",
+    "tokens/trained_per_s",
 }
 
 
@@ -103,7 +116,11 @@ def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm, mode, mo
         return ro
 
     monkeypatch.setattr(Trainer, "rollout", record)
-    cfg = config(tmp_path, train={"steps": 1, "share_prompts": share_prompts, "packed": mode == "packed"}, sampler={"max_new_tokens": 6})
+    cfg = config(
+        tmp_path,
+        train={"steps": 1, "share_prompts": share_prompts, "packed": mode == "packed"},
+        sampler={"max_new_tokens": 6},
+    )
     res = train(cfg, model, tok, task=Task("t", get, None, reward))
     kept = [s for s in drawn if abs(s.advantage) > 0.01]
     assert kept and all(int(s.group) % 2 == 1 for s in kept)  # only odd prompts can vary
@@ -113,7 +130,9 @@ def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm, mode, mo
         assert sum(packed_tokens) == sum(prompts.values()) + sum(len(s.completion_ids) - 1 for s in kept)
     else:
         assert sum(sample_rows) == len(kept)
-        assert sum(prompt_rows) == (len({s.group for s in kept}) if share_prompts else 0)  # one prompt pass per kept group
+        assert sum(prompt_rows) == (
+            len({s.group for s in kept}) if share_prompts else 0
+        )  # one prompt pass per kept group
 
 
 def test_all_filtered_step_is_skipped_without_forward(tmp_path, tiny_lm):
@@ -174,7 +193,11 @@ def test_micro_batch_split_does_not_change_the_gradient(tmp_path, monkeypatch, n
     for mbs in (16, 4):
         tok = make_tokenizer()
         model = make_tiny_model(len(tok))
-        cfg = config(tmp_path / str(mbs), train={"steps": 1, "micro_batch_size": mbs}, algo={"name": name, "filter_threshold": -1.0})
+        cfg = config(
+            tmp_path / str(mbs),
+            train={"steps": 1, "micro_batch_size": mbs},
+            algo={"name": name, "filter_threshold": -1.0},
+        )
         train(cfg, model, tok, task=letter_task())
     assert grads[0].keys() == grads[1].keys() and grads[0]
     for k in grads[0]:
@@ -211,5 +234,7 @@ def test_evaluation_inside_training_joins_the_metrics(tmp_path, tiny_lm):
 
 def test_gradient_checkpointing_trains(tmp_path, tiny_lm):
     model, tok = tiny_lm
-    res = train(config(tmp_path, model={"gradient_checkpointing": True}, train={"steps": 1}), model, tok, task=letter_task())
+    res = train(
+        config(tmp_path, model={"gradient_checkpointing": True}, train={"steps": 1}), model, tok, task=letter_task()
+    )
     assert res.rows[0].get("skipped") is None and res.rows[0]["grad_norm"] > 0

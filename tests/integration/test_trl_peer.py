@@ -88,7 +88,9 @@ def test_an_error_in_trl_reaches_the_caller_and_leaves_no_thread(cfg, tiny_lm, t
     def broken(ex, completion):
         raise ValueError("grader exploded")
 
-    monkeypatch.setitem(TASKS, "probe", lambda c, s: Task("probe", lambda i: Example(id=str(i), problem="x", answer="1"), None, broken))
+    monkeypatch.setitem(
+        TASKS, "probe", lambda c, s: Task("probe", lambda i: Example(id=str(i), problem="x", answer="1"), None, broken)
+    )
     peer = TRLPeer(cfg, model, tok, steps=2, generation_batch_size=G, out_dir=str(tmp_path))
     with pytest.raises(RuntimeError, match="grader exploded"):
         peer.step()

@@ -19,7 +19,11 @@ def test_user_task_runs_through_trl(tmp_path):
 
     from dashrl.peers.trl_task import ordered_records, run_trl
 
-    rows = [{"prompt": [{"role": "user", "content": f"What is {a} + {b}?"}], "solution": str(a + b)} for a in range(1, 4) for b in range(1, 4)]
+    rows = [
+        {"prompt": [{"role": "user", "content": f"What is {a} + {b}?"}], "solution": str(a + b)}
+        for a in range(1, 4)
+        for b in range(1, 4)
+    ]
     datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "sums.parquet"))
     (tmp_path / "my_rewards.py").write_text(
         "def correct_reward(completions, solution, **kwargs):\n"
@@ -44,4 +48,6 @@ def test_user_task_runs_through_trl(tmp_path):
 
     task = make_task(cfg.task, cfg.train.seed, reward=cfg.reward)
     records = ordered_records(task, 2, 2, tok)
-    assert [r["prompt"] for r in records] == [ex.messages for s in range(2) for ex in task.batch(s, 2)]  # dashrl's order
+    assert [r["prompt"] for r in records] == [
+        ex.messages for s in range(2) for ex in task.batch(s, 2)
+    ]  # dashrl's order

@@ -55,7 +55,10 @@ def trainer_logprobs(model, prompts, completions, temperature):
     from dashrl.train.batching import Sample, collate
     from dashrl.train.logprobs import completion_logprobs
 
-    samples = [Sample(list(p), c.token_ids, c.logprobs, 0.0, 1.0, i, c.finish_reason) for i, (p, c) in enumerate(zip(prompts, completions))]
+    samples = [
+        Sample(list(p), c.token_ids, c.logprobs, 0.0, 1.0, i, c.finish_reason)
+        for i, (p, c) in enumerate(zip(prompts, completions))
+    ]
     mb = collate(samples, 0)
     with torch.no_grad(), autocast_ctx(model, "bf16"):
         lp = completion_logprobs(model, mb, temperature)
@@ -80,7 +83,10 @@ def test_greedy_matches_hf_up_to_near_ties(lm, engine, prompts):
     vl = engine.generate(prompts, params, seed=0)
     agreed = []
     for p, a, b in zip(prompts, hf, vl):
-        n = next((i for i, (x, y) in enumerate(zip(a.token_ids, b.token_ids)) if x != y), min(len(a.token_ids), len(b.token_ids)))
+        n = next(
+            (i for i, (x, y) in enumerate(zip(a.token_ids, b.token_ids)) if x != y),
+            min(len(a.token_ids), len(b.token_ids)),
+        )
         agreed.append(n)
         if n < min(len(a.token_ids), len(b.token_ids)):
             with torch.no_grad():
@@ -135,7 +141,9 @@ def test_logprobs_are_before_top_k_truncation(lm, engine, prompts):
         cuts.append(torch.logsumexp(logits, -1) - torch.logsumexp(logits.topk(3, dim=-1).values, -1))
     truncated_gap = (torch.cat(ref) + torch.cat(cuts) - torch.cat([torch.tensor(c.logprobs) for c in out])).abs()
     assert float(truncated_gap.mean()) > 2 * float(g.mean()) and float(torch.cat(cuts).mean()) > MEAN_TOL, (
-        float(truncated_gap.mean()), float(g.mean()))
+        float(truncated_gap.mean()),
+        float(g.mean()),
+    )
 
 
 def test_weight_sync_moves_logprobs_to_the_new_weights(lm, engine, prompts):

@@ -45,7 +45,12 @@ def test_grader_warm_up_skips_user_functions_and_code():
     from dashrl.data.tasks import Task
 
     seen: list[str] = []
-    task = Task(name="t", get=lambda i: Example(id="0", problem="p", answer="1"), size=None, reward=lambda ex, c: seen.append(c) or 0.0)
+    task = Task(
+        name="t",
+        get=lambda i: Example(id="0", problem="p", answer="1"),
+        size=None,
+        reward=lambda ex, c: seen.append(c) or 0.0,
+    )
     warmup.warm_grader(task, task.get(0))
     assert seen == ["\\boxed{1/2}"]  # the task's own check, once
     seen.clear()

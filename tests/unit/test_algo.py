@@ -5,7 +5,18 @@ import math
 import pytest
 import torch
 
-from dashrl.algo import KLTerm, LossInputs, Norm, PGLoss, PPOClipLoss, aggregate, gradient_filter, group_advantages, kl_penalty, make_loss
+from dashrl.algo import (
+    KLTerm,
+    LossInputs,
+    Norm,
+    PGLoss,
+    PPOClipLoss,
+    aggregate,
+    gradient_filter,
+    group_advantages,
+    kl_penalty,
+    make_loss,
+)
 
 
 def test_group_advantages_hand_computed():

@@ -68,13 +68,25 @@ def test_schedule_is_an_alias_with_a_note(capsys):
 
 def test_algorithm_defaults_and_flags_that_override_them():
     dapo = load_config(overrides=["--algo.name", "dapo", "--sampler.max_new_tokens", "64"]).algo
-    assert (dapo.epsilon_high, dapo.clip_eps, dapo.aggregation, dapo.overlong_window, dapo.dynamic_sampling) == (0.28, 0.2, "token-mean", 16, True)
+    assert (dapo.epsilon_high, dapo.clip_eps, dapo.aggregation, dapo.overlong_window, dapo.dynamic_sampling) == (
+        0.28,
+        0.2,
+        "token-mean",
+        16,
+        True,
+    )
     dr = load_config(overrides=["--algo.name", "dr_grpo"]).algo
     assert (dr.scale_advantages, dr.aggregation, dr.loss) == (False, "constant", "ppo_clip")
     gspo = load_config(overrides=["--algo.name", "gspo", "--algo.epsilon_high", "0.001"]).algo
     assert (gspo.loss, gspo.clip_eps, gspo.epsilon_high) == ("gspo", 3e-4, 0.001)
     dash = load_config().algo
-    assert (dash.loss, dash.clip_eps, dash.epsilon_high, dash.overlong_window, dash.dynamic_sampling) == ("pg", 0.2, 0.2, 0, False)
+    assert (dash.loss, dash.clip_eps, dash.epsilon_high, dash.overlong_window, dash.dynamic_sampling) == (
+        "pg",
+        0.2,
+        0.2,
+        0,
+        False,
+    )
     assert load_config(overrides=["--algo.dynamic_sampling", "true"]).algo.dynamic_sampling
     with pytest.raises(ConfigError, match="algo.dynamic_sampling: needs an algorithm that samples once per step"):
         load_config(overrides=["--algo.name", "grpo", "--algo.dynamic_sampling", "true"])
@@ -83,8 +95,12 @@ def test_algorithm_defaults_and_flags_that_override_them():
 def test_advantages_of_follows_the_algorithm():
     assert advantages_of(load_config(overrides=["--algo.name", "rloo"])) == Advantages("rloo", 0, 1.0, 48)
     assert advantages_of(load_config(overrides=["--algo.name", "dr_grpo"])).estimator == "dr_grpo"
-    assert advantages_of(load_config(overrides=["--algo.scale_advantages", "false"])).estimator == "dr_grpo"  # the former flag
-    assert advantages_of(load_config(overrides=["--algo.name", "dapo"])).overlong_window == 12  # a quarter of the default 48-token cap
+    assert (
+        advantages_of(load_config(overrides=["--algo.scale_advantages", "false"])).estimator == "dr_grpo"
+    )  # the former flag
+    assert (
+        advantages_of(load_config(overrides=["--algo.name", "dapo"])).overlong_window == 12
+    )  # a quarter of the default 48-token cap
 
 
 # -- advantages ------------------------------------------------------------------------------
@@ -112,7 +128,9 @@ def test_overlong_penalty_hand_computed():
 
 
 def test_overlong_shaping_makes_equal_rewards_informative():
-    adv = Advantages("grpo", overlong_window=4, max_tokens=8)(torch.tensor([[1.0, 1.0], [0.0, 0.0]]), torch.tensor([[2, 8], [2, 3]]))
+    adv = Advantages("grpo", overlong_window=4, max_tokens=8)(
+        torch.tensor([[1.0, 1.0], [0.0, 0.0]]), torch.tensor([[2, 8], [2, 3]])
+    )
     assert informative_groups(adv).tolist() == [True, False]
 
 
@@ -159,7 +177,9 @@ def test_gspo_matches_a_loop_oracle_and_clips_whole_sequences():
         out.loss.backward()
         assert (lp_.grad[mask == 0] == 0).all()
     # a sequence whose ratio is clipped has no gradient on any of its tokens
-    x = LossInputs(torch.tensor([[0.5, 0.5]], requires_grad=True), torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2))
+    x = LossInputs(
+        torch.tensor([[0.5, 0.5]], requires_grad=True), torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2)
+    )
     GSPOLoss(0.2, 0.2)(x).loss.backward()
     assert x.logprobs.grad.abs().sum() == 0
 
@@ -217,7 +237,9 @@ class FakeSource:
         G = self.cfg.algo.group_size
         samples = [Sample([1], [2, 3], [0.0, 0.0], float(i), (0.0 if ex % 3 == 0 else (1.0 if i % 2 else -1.0)), first_group + b, "stop")
                    for b, ex in enumerate(examples) for i in range(G)]  # fmt: skip
-        return Rollouts(samples, {"time/sampling_s": 1.0, "time/scoring_s": 0.0, "gen/sampled_tokens": 2 * len(samples)})
+        return Rollouts(
+            samples, {"time/sampling_s": 1.0, "time/scoring_s": 0.0, "gen/sampled_tokens": 2 * len(samples)}
+        )
 
     def ahead(self, step):
         pass
@@ -254,7 +276,11 @@ def test_dynamic_step_trains_exactly_m_informative_groups(oversample, max_rounds
     want = informative[:6]
     assert lrn.trained[0][0] == want  # the first M informative groups, in sampling order
     assert lrn.trained[0][1].num_seqs == len(want) * 2  # normalised over the chosen groups only
-    assert row["train/groups"] == len(want) and row["dynamic/prompts_sampled"] == len(drawn) and row["dynamic/rounds"] == len(src.calls)
+    assert (
+        row["train/groups"] == len(want)
+        and row["dynamic/prompts_sampled"] == len(drawn)
+        and row["dynamic/rounds"] == len(src.calls)
+    )
     assert row["dynamic/cap_hit"] == int(len(want) < 6)
     assert drawn[:6] == list(range(30, 36))  # round 0 begins with the step's own batch
     assert [seed for _, seed, _ in src.calls] == [(0 * 1_000_003 + 5) * 1_009 + r for r in range(len(src.calls))]

@@ -55,9 +55,18 @@ def test_quickstart_split_hand_computed():
         return {"time/sampling_s": samp, "time/scoring_s": score, "time/backprop_s": bp, "time/optimizer_s": opt,
                 "time/step_s": samp + score + bp + opt, "gen/sampled_tokens": tokens, "train/tokens": trained, **extra}  # fmt: skip
 
-    rows = [row(4.0, 0.6, 5.0, 2.4, 1000, 1000, **{"time/startup_s": 7.0}), row(3.0, 0.0, 4.0, 0.2, 600, 800), row(3.0, 0.2, 6.0, 0.4, 600, 1600)]
+    rows = [
+        row(4.0, 0.6, 5.0, 2.4, 1000, 1000, **{"time/startup_s": 7.0}),
+        row(3.0, 0.0, 4.0, 0.2, 600, 800),
+        row(3.0, 0.2, 6.0, 0.4, 600, 1600),
+    ]
     s = split(rows, n_params=100, peak_gflops=1e-6)
-    assert (s["step1_optimizer"], s["later_optimizer"], s["later_backprop"], s["startup"]) == (2.4, 0.30000000000000004, 5.0, 7.0)
+    assert (s["step1_optimizer"], s["later_optimizer"], s["later_backprop"], s["startup"]) == (
+        2.4,
+        0.30000000000000004,
+        5.0,
+        7.0,
+    )
     assert s["step1_outside_backprop_ratio"] == (4.0 + 0.6 + 2.4) / (3.0 + 0.1 + 0.30000000000000004)
     assert s["sampled_tok_per_s"] == 1200 / 6.0 and s["trained_tok_per_s"] == 2400 / 10.0
     assert abs(s["mfu_backprop"] - 6 * 100 * 240 / 1e3) < 1e-9

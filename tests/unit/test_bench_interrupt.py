@@ -35,7 +35,16 @@ def fake(monkeypatch):
         state["calls"].append((FakeTrainer.made.index(learner), step))
         if state["stop_at"] == (step, sum(1 for _, s in state["calls"] if s == step)):
             raise KeyboardInterrupt
-        return [{"time/step_s": 2.0, "time/sampling_s": 1.0, "time/backprop_s": 1.0, "reward/mean": 0.5, "gen/sampled_tokens": 10, "train/tokens": 10}]
+        return [
+            {
+                "time/step_s": 2.0,
+                "time/sampling_s": 1.0,
+                "time/backprop_s": 1.0,
+                "reward/mean": 0.5,
+                "gen/sampled_tokens": 10,
+                "train/tokens": 10,
+            }
+        ]
 
     import dashrl.models
     import dashrl.train.schedules
@@ -50,7 +59,16 @@ def fake(monkeypatch):
 
 
 def bench_args(tmp_path, steps=3):
-    return ["bench", "--quick", "--variants", "grpo,dash_nogf,dash", "--steps", str(steps), "--out", str(tmp_path / "b")]
+    return [
+        "bench",
+        "--quick",
+        "--variants",
+        "grpo,dash_nogf,dash",
+        "--steps",
+        str(steps),
+        "--out",
+        str(tmp_path / "b"),
+    ]
 
 
 def test_one_untimed_warm_up_step_runs_first_and_the_output_says_so(fake, tmp_path, capsys):
@@ -80,7 +98,9 @@ def test_ctrl_c_before_any_step_finished_writes_nothing(fake, tmp_path, capsys):
     fake["stop_at"] = (0, 3)  # the warm-up is call 1 of step 0; the second variant's first step is interrupted
     assert main(bench_args(tmp_path)) == 130
     err = capsys.readouterr().err
-    assert "Traceback" not in err and err.strip().endswith("dashrl bench: interrupted before every variant finished a step; nothing measured, nothing written")
+    assert "Traceback" not in err and err.strip().endswith(
+        "dashrl bench: interrupted before every variant finished a step; nothing measured, nothing written"
+    )
     assert not (tmp_path / "b" / "bench.md").exists()
 
 

@@ -55,7 +55,9 @@ def test_sampling_keeps_the_repeats_every_backend_finished(model_dir, tmp_path, 
     assert {n: r["tokens"]["2"] for n, r in results.items()} == {"hf": 8, "hf_plain": 8}  # 2 sequences x 4 tokens, once
 
 
-def test_sampling_interrupted_in_the_first_repeat_writes_nothing(model_dir, tmp_path, capsys, quiet_machine, monkeypatch):
+def test_sampling_interrupted_in_the_first_repeat_writes_nothing(
+    model_dir, tmp_path, capsys, quiet_machine, monkeypatch
+):
     from dashrl.rollout.hf import HFSampler
 
     interrupt_call(monkeypatch, HFSampler, "generate", 3)

@@ -192,7 +192,9 @@ def test_bf16_weights_file_is_half_the_size_loads_in_transformers_and_resumes_ex
     # Without the state, the bf16 file alone gives the rounded weights (for sharing, not resuming).
     load_weights(other, bf16)
     w = model.model.embed_tokens.weight
-    assert torch.equal(other.model.embed_tokens.weight, w.to(torch.bfloat16).float()) and not torch.equal(other.model.embed_tokens.weight, w)
+    assert torch.equal(other.model.embed_tokens.weight, w.to(torch.bfloat16).float()) and not torch.equal(
+        other.model.embed_tokens.weight, w
+    )
 
 
 def test_keep_state_latest_leaves_the_state_only_in_the_newest_checkpoint(tmp_path, tiny_lm):

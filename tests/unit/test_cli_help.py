@@ -22,9 +22,12 @@ def test_config_show_lists_every_field_with_type_default_and_doc(capsys):
         assert f"[{sec.name}]" in out
         for f in dataclasses.fields(cls):
             assert docs.get(f.name), f"{sec.name}.{f.name} has no docstring"
-            assert f"--{sec.name}.{f.name} {f.type.upper() if isinstance(f.type, str) else f.type.__name__.upper()} = " in out
+            assert (
+                f"--{sec.name}.{f.name} {f.type.upper() if isinstance(f.type, str) else f.type.__name__.upper()} = "
+                in out
+            )
             assert docs[f.name].split()[0] in out
-    assert "--train.steps INT = 30" in out and "--model.dtype STR = \"bf16\"" in out
+    assert "--train.steps INT = 30" in out and '--model.dtype STR = "bf16"' in out
 
 
 def test_config_show_one_section_and_a_typo(capsys):
@@ -63,7 +66,7 @@ def test_a_local_file_wins_over_a_shipped_name(tmp_path, monkeypatch):
 
 def test_describe_fields_is_derived_from_the_dataclasses():
     text = describe_fields("task")
-    assert "--task.tests_field STR = \"\"" in text
+    assert '--task.tests_field STR = ""' in text
     assert "test program" in text
 
 
@@ -81,7 +84,9 @@ def test_help_and_config_listing_stay_light():
 
 def test_a_reader_that_leaves_early_is_no_traceback():
     """`dashrl config | head -3`: the pipe closes before the listing is written."""
-    proc = subprocess.Popen([sys.executable, "-m", "dashrl.cli", "config"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dashrl.cli", "config"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     proc.stdout.close()  # the reader leaves before the first write
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == "", err

@@ -22,18 +22,36 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
         (["--trian.steps", "3"], "unknown section 'trian'; did you mean 'train'?"),
         (["--steps", "3"], "did you mean --train.steps?"),
         (["--train.steps", "many"], "config train.steps: expected int, got 'many'"),
-        (["--algo.schedule", "gpro"], "expected one of dash, grpo, ppo_multi, ppo_mini, sft, dapo, dr_grpo, gspo, rloo, got 'gpro'; did you mean 'grpo'?"),
+        (
+            ["--algo.schedule", "gpro"],
+            "expected one of dash, grpo, ppo_multi, ppo_mini, sft, dapo, dr_grpo, gspo, rloo, got 'gpro'; did you mean 'grpo'?",
+        ),
         (["--algo.group_size", "1"], "config algo.group_size: expected >= 2"),
         (["--train.micro_batch_size", "999"], "config train.micro_batch_size: 999 is larger than the batch"),
         (["--run.loggers", "tensorbord,wandb"], "unknown logger 'tensorbord'; did you mean 'tensorboard'?"),
         (["--run.name", "a/b"], "config run.name: expected a folder name without path separators"),
         (["--run.keep_last", "-1"], "config run.keep_last: expected >= 0"),
-        (["--task.problem_field", "q"], "config task.problem_field: arithmetic is a procedural task (it has no records to read fields from)"),
-        (["--task.name", "wordproblems", "--task.tests_field", "t"], "config task.tests_field: wordproblems is a procedural task"),
+        (
+            ["--task.problem_field", "q"],
+            "config task.problem_field: arithmetic is a procedural task (it has no records to read fields from)",
+        ),
+        (
+            ["--task.name", "wordproblems", "--task.tests_field", "t"],
+            "config task.tests_field: wordproblems is a procedural task",
+        ),
         (["--dist.shard", "ful"], "config dist.shard: expected one of none, full, got 'ful'; did you mean 'full'?"),
-        (["--dist.shard", "full"], "config dist.shard: sharding splits the model over Ray trainer actors: needs --dist.samplers >= 1"),
-        (["--dist.shard", "full", "--dist.samplers", "1"], "config dist.shard: one trainer holds the whole model anyway: needs --dist.trainers >= 2 (got 1)"),
-        (["--dist.shard", "full", "--dist.samplers", "1", "--dist.trainers", "2", "--lora.r", "8"], "config dist.shard: LoRA trains adapters only"),
+        (
+            ["--dist.shard", "full"],
+            "config dist.shard: sharding splits the model over Ray trainer actors: needs --dist.samplers >= 1",
+        ),
+        (
+            ["--dist.shard", "full", "--dist.samplers", "1"],
+            "config dist.shard: one trainer holds the whole model anyway: needs --dist.trainers >= 2 (got 1)",
+        ),
+        (
+            ["--dist.shard", "full", "--dist.samplers", "1", "--dist.trainers", "2", "--lora.r", "8"],
+            "config dist.shard: LoRA trains adapters only",
+        ),
     ],
 )
 def test_bad_overrides_name_the_key_and_the_fix(overrides, expected):
@@ -86,5 +104,7 @@ def test_the_ray_path_takes_every_schedule_and_in_training_eval():
 
 
 def test_field_flags_apply_to_dataset_tasks():
-    task = load_config(overrides=["--task.name", "data.jsonl", "--task.problem_field", "q", "--task.answer_field", "a"]).task
+    task = load_config(
+        overrides=["--task.name", "data.jsonl", "--task.problem_field", "q", "--task.answer_field", "a"]
+    ).task
     assert (task.problem_field, task.answer_field) == ("q", "a")

@@ -44,7 +44,9 @@ def test_every_format_loads_the_same_examples_and_keeps_columns(tmp_path, fmt):
 def test_saved_dataset_dict_split(tmp_path):
     import datasets
 
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(ROWS), "test": datasets.Dataset.from_list(ROWS[:1])}).save_to_disk(str(tmp_path / "dd"))
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(ROWS), "test": datasets.Dataset.from_list(ROWS[:1])}
+    ).save_to_disk(str(tmp_path / "dd"))
     assert len(load_dataset(str(tmp_path / "dd"), split="test")) == 1
     with pytest.raises(DatasetError, match=r"dd: no split 'dev'; splits: train, test \(--task.split\)"):
         load_dataset(str(tmp_path / "dd"), split="dev")
@@ -54,7 +56,9 @@ def test_bad_record_names_file_row_and_field(tmp_path):
     import datasets
 
     path = tmp_path / "bad.parquet"
-    datasets.Dataset.from_list([{"question": "ok", "answer": "1"}, {"question": "no answer", "answer": None}]).to_parquet(str(path))
+    datasets.Dataset.from_list(
+        [{"question": "ok", "answer": "1"}, {"question": "no answer", "answer": None}]
+    ).to_parquet(str(path))
     with pytest.raises(DatasetError) as err:
         load_dataset(str(path))
     assert str(err.value).startswith(f"{path}:row 2: missing field 'answer' for the answer")
@@ -65,7 +69,9 @@ def test_chat_prompt_column_and_bad_message(tmp_path):
     chat = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "2+2?"}]
     (ex,) = task_from_records([{"prompt": chat, "answer": "4"}], TaskConfig(), 0).batch(0, 1)
     assert ex.messages == chat and ex.problem == "2+2?"
-    with pytest.raises(DatasetError, match=r"^dataset:row 1: field 'prompt' message 0 should be \{'role': str, 'content': str\}"):
+    with pytest.raises(
+        DatasetError, match=r"^dataset:row 1: field 'prompt' message 0 should be \{'role': str, 'content': str\}"
+    ):
         task_from_records([{"prompt": [{"role": "user"}], "answer": "4"}], TaskConfig(), 0)
 
 
@@ -92,7 +98,9 @@ def test_system_prompt_and_template():
     cfg = TaskConfig(name="arithmetic", system_prompt="You are exact.", template="Compute: {problem}")
     ex = make_task(cfg, seed=0).get(0)
     assert tok.decode(build_prompt(tok, ex)) == f"<system>You are exact.\n<user>Compute: {ex.problem}\n<assistant>"
-    chat = Example(id="1", problem="q", messages=[{"role": "system", "content": "own"}, {"role": "user", "content": "q"}])
+    chat = Example(
+        id="1", problem="q", messages=[{"role": "system", "content": "own"}, {"role": "user", "content": "q"}]
+    )
     assert wrap_prompt(chat, cfg).messages[0]["content"] == "own"  # a chat prompt keeps its own system message
 
 

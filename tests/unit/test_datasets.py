@@ -57,7 +57,9 @@ def test_default_splits_and_known_answers():
     assert load_dataset("amc23", limit=1)[0].answer == "27"  # 27.0 upstream
     assert load_dataset("aime24", limit=1)[0].answer == "204"
     assert load_dataset("minerva", limit=1)[0].answer == "1.6"
-    nulls = [ex for ex in load_dataset("math_train") if ex.id in ("train/algebra/24014.json", "train/algebra/25040.json")]
+    nulls = [
+        ex for ex in load_dataset("math_train") if ex.id in ("train/algebra/24014.json", "train/algebra/25040.json")
+    ]
     assert sorted(ex.answer for ex in nulls) == ["2", "9"]
 
 
@@ -101,7 +103,9 @@ def _write(path, lines):
 
 
 def test_local_jsonl_with_field_mapping(tmp_path):
-    path = _write(tmp_path / "mine.jsonl.gz", [json.dumps({"q": "1+1?", "a": 2}), "", json.dumps({"q": "2+2?", "a": "4"})])
+    path = _write(
+        tmp_path / "mine.jsonl.gz", [json.dumps({"q": "1+1?", "a": 2}), "", json.dumps({"q": "2+2?", "a": "4"})]
+    )
     examples = load_dataset(path, problem_field="q", answer_field="a")
     assert [(ex.problem, ex.answer, ex.kind) for ex in examples] == [("1+1?", "2", "math"), ("2+2?", "4", "math")]
     default = load_dataset(_write(tmp_path / "d.jsonl", [json.dumps({"question": "q", "answer": "1"})]))

@@ -19,7 +19,10 @@ def _attention(q, k, v, mask=None):
 def test_merge_of_two_disjoint_key_sets_is_attention_over_their_union():
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(3, 2, 5, 16, generator=g, dtype=torch.float64) for _ in range(3))
-    k, v = k.repeat(1, 1, 4, 1), v.repeat(1, 1, 4, 1) * torch.linspace(-2, 2, 20, dtype=torch.float64)[:, None]  # 20 keys
+    k, v = (
+        k.repeat(1, 1, 4, 1),
+        v.repeat(1, 1, 4, 1) * torch.linspace(-2, 2, 20, dtype=torch.float64)[:, None],
+    )  # 20 keys
     k = k + 3 * torch.randn(k.shape, generator=g, dtype=torch.float64)  # scores spread over a wide range
     first = torch.randperm(20, generator=g)[:7]  # a scattered subset, not a contiguous prefix
     rest = torch.tensor([i for i in range(20) if i not in first.tolist()])
@@ -91,7 +94,11 @@ def test_a_seed_draws_the_same_tokens_whatever_the_buckets_or_prefix_sharing(tin
         fast.buckets, fast.share_prefix = buckets, share  # never compact / compact at every finish / per-row prompt KV
         out = fast.generate(prompts, params, seed=3)
         assert [c.token_ids for c in out] == [c.token_ids for c in base], (buckets, share)
-        assert torch.allclose(torch.tensor(sum((c.logprobs for c in out), [])), torch.tensor(sum((c.logprobs for c in base), [])), atol=1e-5)
+        assert torch.allclose(
+            torch.tensor(sum((c.logprobs for c in out), [])),
+            torch.tensor(sum((c.logprobs for c in base), [])),
+            atol=1e-5,
+        )
 
 
 def test_the_prefix_is_kept_once_per_group_and_compaction_uses_bucket_sizes(tiny_lm, monkeypatch):

@@ -65,7 +65,9 @@ def test_doctest_fences_wrap_examples_only():
 def test_every_public_name_on_the_api_page_has_a_docstring():
     text = (ROOT / "docs" / "api.md").read_text()
     missing = []
-    for target, members in re.findall(r"^::: ([\w.]+)\n(?:    options:\n      members: \[([^\]]*)\])?", text, flags=re.M):
+    for target, members in re.findall(
+        r"^::: ([\w.]+)\n(?:    options:\n      members: \[([^\]]*)\])?", text, flags=re.M
+    ):
         try:
             obj = importlib.import_module(target)
         except ModuleNotFoundError:

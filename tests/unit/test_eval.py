@@ -113,7 +113,15 @@ def test_evaluate_rejects_empty_and_bad_n():
 def test_format_table():
     table = format_table({"math500": {"examples": 500, "accuracy": 0.25, "pass_at_k": {"1": 0.25, "4": 0.5},
                                       "mean_length": 300.0, "truncated": 0.1}})  # fmt: skip
-    assert table.splitlines()[0].split() == ["dataset", "examples", "accuracy", "pass@1", "pass@4", "mean_len", "truncated"]
+    assert table.splitlines()[0].split() == [
+        "dataset",
+        "examples",
+        "accuracy",
+        "pass@1",
+        "pass@4",
+        "mean_len",
+        "truncated",
+    ]
     assert table.splitlines()[1].split() == ["math500", "500", "0.2500", "0.2500", "0.5000", "300.0", "0.1000"]
 
 
@@ -136,7 +144,10 @@ def _parse(*argv):
 
 
 def test_command_end_to_end_with_fake_model(tmp_path, monkeypatch, capsys):
-    answers = {ex.problem: ex.answer for ex in __import__("dashrl.data.datasets", fromlist=["x"]).load_dataset("gsm8k", limit=3)}
+    answers = {
+        ex.problem: ex.answer
+        for ex in __import__("dashrl.data.datasets", fromlist=["x"]).load_dataset("gsm8k", limit=3)
+    }
 
     class Tok:
         pass
@@ -144,7 +155,9 @@ def test_command_end_to_end_with_fake_model(tmp_path, monkeypatch, capsys):
     class Sampler:
         def generate(self, prompts, params, seed):
             assert params.temperature == 0.0 and params.max_new_tokens == 16
-            texts = [f"\\boxed{{{answers[''.join(map(chr, p))]}}}" if i % 3 else "no idea" for i, p in enumerate(prompts)]
+            texts = [
+                f"\\boxed{{{answers[''.join(map(chr, p))]}}}" if i % 3 else "no idea" for i, p in enumerate(prompts)
+            ]
             return [Completion([1, 2], t, [0.0, 0.0], "stop") for t in texts]
 
     models = types.ModuleType("dashrl.models")
@@ -156,7 +169,9 @@ def test_command_end_to_end_with_fake_model(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "dashrl.data.prompts", prompts)
     monkeypatch.setattr("dashrl.rollout.make_sampler", lambda name, **kw: Sampler())
     out = tmp_path / "report.json"
-    code = run(_parse("--model", "fake", "--dataset", "gsm8k", "--limit", "3", "--max-new-tokens", "16", "--out", str(out)))
+    code = run(
+        _parse("--model", "fake", "--dataset", "gsm8k", "--limit", "3", "--max-new-tokens", "16", "--out", str(out))
+    )
     assert code == 0
     report = json.loads(out.read_text())
     assert report["results"]["gsm8k"]["accuracy"] == pytest.approx(2 / 3)

@@ -78,7 +78,24 @@ def test_held_out_arithmetic_is_the_set_training_evaluates(fake, tmp_path, capsy
     in_training = PeriodicEval(cfg.eval, None, cfg.task.difficulty).sets["arithmetic"]
     assert fake["samplers"][0].problems == [ex.problem for ex in in_training]  # the very same problems
     assert report["settings"]["temperature"] == 0.0  # greedy, as in training's evaluation
-    assert main(["eval", "--model", "m", "--dataset", "arithmetic", "--eval.limit", "7", "--task.difficulty", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "m",
+                "--dataset",
+                "arithmetic",
+                "--eval.limit",
+                "7",
+                "--task.difficulty",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["settings"]["difficulty"] == 2
 
 
@@ -183,6 +200,18 @@ def test_field_flags_are_refused_on_procedural_sets_and_read_for_files(fake, tmp
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"q": "What is 2 + 3?", "a": 5}) + "\n")
     run = fake_run(tmp_path, [1])  # a run of the procedural arithmetic task: its task.name is not eval's
-    args = ["eval", "--config", str(run / "config.toml"), "--model", "m", "--dataset", str(data), "--problem-field", "q", "--answer-field", "a"]
+    args = [
+        "eval",
+        "--config",
+        str(run / "config.toml"),
+        "--model",
+        "m",
+        "--dataset",
+        str(data),
+        "--problem-field",
+        "q",
+        "--answer-field",
+        "a",
+    ]
     assert main(args) == 0
     assert fake["samplers"][-1].problems == ["What is 2 + 3?"]

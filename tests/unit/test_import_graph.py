@@ -37,7 +37,9 @@ def _imports(body: list[ast.stmt], root: str) -> list[tuple[str, int]]:
             out += [(a.name, node.lineno) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             # `from dashrl import io` names the module `dashrl.io`
-            out += [(f"{node.module}.{a.name}" if node.module == root else node.module, node.lineno) for a in node.names]
+            out += [
+                (f"{node.module}.{a.name}" if node.module == root else node.module, node.lineno) for a in node.names
+            ]
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.stmt):
                 out += _imports([child], root)
@@ -115,8 +117,12 @@ def test_the_checker_finds_a_lazy_cycle_and_ignores_type_checking(tmp_path):
     (pkg / "a").mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "a" / "__init__.py").write_text("from pkg.b import f\n")
-    (pkg / "b.py").write_text("def f():\n    try:\n        from pkg.a import g\n    except ImportError:\n        pass\n")
-    (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.b import f\nfrom pkg import a\n")
+    (pkg / "b.py").write_text(
+        "def f():\n    try:\n        from pkg.a import g\n    except ImportError:\n        pass\n"
+    )
+    (pkg / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.b import f\nfrom pkg import a\n"
+    )
     (pkg / "d.py").write_text("import pkg.c\n")
     graph = import_graph(pkg)
     assert cycles(graph) == [["a", "b"]]

@@ -47,8 +47,16 @@ for threads in (1, 2):
 
 def _probe(cap: str) -> tuple[list[str], list[str]]:
     """(digests at 1 and 2 threads, the oneDNN matmul kernels that ran) under ISA cap `cap`."""
-    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OMP_NUM_THREADS")}
-    out = subprocess.run([sys.executable, "-c", PROBE, cap], env={**env, "ONEDNN_VERBOSE": "1"}, capture_output=True, text=True, timeout=300)
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "OMP_NUM_THREADS")
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, cap],
+        env={**env, "ONEDNN_VERBOSE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     digests = [line.split()[2] for line in lines if line.startswith("DIGEST")]
@@ -98,12 +106,20 @@ def test_restore_names_what_it_cannot_restore_in_one_line(monkeypatch):
         monkeypatch.setattr(kernels, "effective_isa", lambda flags, cap: "avx512_core_bf16")
         rec = {**kernels.record(), "threads": kernels.available_cores() + 3, "cpu": "Some Other CPU"}
         msg = kernels.restore(rec)
-        assert msg is not None and "\n" not in msg and "cpu" in msg and "(was Some Other CPU)" in msg and "threads" not in msg
+        assert (
+            msg is not None
+            and "\n" not in msg
+            and "cpu" in msg
+            and "(was Some Other CPU)" in msg
+            and "threads" not in msg
+        )
     finally:
         torch.set_num_threads(before)
 
 
 def test_cpu_isa_config_is_checked_in_one_line():
     assert load_config(overrides=["--train.cpu_isa", "avx512_core_bf16"]).train.cpu_isa == "avx512_core_bf16"
-    with pytest.raises(ConfigError, match=r"config train.cpu_isa: expected one of .*avx512_core_bf16.*got 'avx512_bf16'"):
+    with pytest.raises(
+        ConfigError, match=r"config train.cpu_isa: expected one of .*avx512_core_bf16.*got 'avx512_bf16'"
+    ):
         load_config(overrides=["--train.cpu_isa", "avx512_bf16"])

@@ -1,4 +1,5 @@
-"""`ruff check src tests` passes with the rules in pyproject.toml (skipped where ruff is not installed)."""
+"""`ruff check` and `ruff format --check` pass over src and tests with the settings in pyproject.toml
+(skipped where ruff is not installed)."""
 
 from __future__ import annotations
 
@@ -14,4 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (pip install -e '.[test]')")
 def test_ruff_check_passes():
     proc = subprocess.run(["ruff", "check", "--no-cache", "src", "tests"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (pip install -e '.[test]')")
+def test_ruff_format_leaves_the_tree_unchanged():
+    proc = subprocess.run(
+        ["ruff", "format", "--check", "--no-cache", "src", "tests"], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

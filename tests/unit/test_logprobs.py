@@ -19,7 +19,9 @@ def _samples():
 def test_token_logprobs_hand_computed():
     logits = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0]]])
     lp = token_logprobs(logits, torch.tensor([[1, 0]]))
-    assert torch.allclose(lp, torch.tensor([[-torch.log(torch.tensor(4.0)), 2 - torch.log(torch.exp(torch.tensor(2.0)) + 3)]]))
+    assert torch.allclose(
+        lp, torch.tensor([[-torch.log(torch.tensor(4.0)), 2 - torch.log(torch.exp(torch.tensor(2.0)) + 3)]])
+    )
     lp_t = token_logprobs(logits, torch.tensor([[1, 0]]), temperature=2.0)
     assert torch.allclose(lp_t[0, 1], 1 - torch.log(torch.exp(torch.tensor(1.0)) + 3))
 
@@ -67,8 +69,14 @@ def test_trainer_logprobs_equal_the_models_own_head(tiny_lm):
     batch = collate(_samples(), pad_id=0)
     lp = completion_logprobs(model, batch, temperature=0.7, chunk=2)  # 4 chunks of the 7 real tokens
     P = batch.prompt_len
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids).logits
-    ref = torch.log_softmax(logits[:, P - 1 : -1].float() / 0.7, -1).gather(-1, batch.completion_ids[..., None]).squeeze(-1)
+    logits = model(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+    ).logits
+    ref = (
+        torch.log_softmax(logits[:, P - 1 : -1].float() / 0.7, -1)
+        .gather(-1, batch.completion_ids[..., None])
+        .squeeze(-1)
+    )
     mask = batch.loss_mask.bool()
     assert torch.allclose(lp[mask], ref[mask], atol=1e-5)
     assert (lp[~mask] == 0).all()
@@ -109,8 +117,17 @@ def test_packed_pass_only_where_it_is_exact(tiny_lm):
 
     model, _ = tiny_lm
     assert packable(model)
-    small = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, vocab_size=99)
-    assert not packable(MistralForCausalLM(MistralConfig(sliding_window=8, **small)))  # sliding window: not applied by the packed pass
+    small = dict(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=99,
+    )
+    assert not packable(
+        MistralForCausalLM(MistralConfig(sliding_window=8, **small))
+    )  # sliding window: not applied by the packed pass
     assert packable(MistralForCausalLM(MistralConfig(sliding_window=None, **small)))
 
     class Opaque(type(model)):  # a class transformers will not switch (as one whose source it cannot read)

@@ -59,5 +59,7 @@ def test_cli_prints_one_line(hub, capsys, tmp_path):
 
     assert main(["train", "--model.name", "someone/some-model", "--run.out_dir", str(tmp_path / "runs")]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("dashrl: model 'someone/some-model' is not in the local Hugging Face cache") and "\n" not in err
+    assert (
+        err.startswith("dashrl: model 'someone/some-model' is not in the local Hugging Face cache") and "\n" not in err
+    )
     assert not (tmp_path / "runs").exists()

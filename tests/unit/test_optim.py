@@ -48,7 +48,11 @@ def test_foreach_is_bit_identical_to_the_loop(skip):
 @pytest.mark.parametrize("skip", [None, 1])
 def test_preallocated_state_steps_as_the_lazy_one_bit_for_bit(skip):
     """State made at start-up gives the same weights as torch's lazy state, for every implementation."""
-    for name, kw in (("adamw_fused", {"fused": True}), ("adamw_foreach", {"foreach": True}), ("adamw", {"foreach": False})):
+    for name, kw in (
+        ("adamw_fused", {"fused": True}),
+        ("adamw_foreach", {"foreach": True}),
+        ("adamw", {"foreach": False}),
+    ):
         for a, b in zip(run(lazy(**kw), 3, skip), run(ours(name), 3, skip)):
             assert torch.equal(a, b), name
 

@@ -51,7 +51,15 @@ def test_lora_trains_only_the_adapters_and_refers_to_the_base():
     p, base = _lora_policy()
     names = [n for n, q in p.module.named_parameters() if q.requires_grad]
     assert names and all("lora_" in n for n in names)
-    assert {n.split(".")[-4] for n in names} == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert {n.split(".")[-4] for n in names} == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     assert torch.equal(_logits(p.module), _logits(base))  # B = 0: a fresh adapter changes nothing
     _train_adapters(p)
     assert not torch.allclose(_logits(p.module), _logits(base), atol=1e-3)

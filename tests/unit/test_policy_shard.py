@@ -47,9 +47,13 @@ def _rank(rank: int, port: int, out: str) -> None:
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-2)
     opt.step()
     whole = policy.state_dict()
-    results["gathered"] = whole.keys() == model.state_dict().keys() and whole["lm_head.weight"] is whole["model.embed_tokens.weight"]
+    results["gathered"] = (
+        whole.keys() == model.state_dict().keys() and whole["lm_head.weight"] is whole["model.embed_tokens.weight"]
+    )
     state = policy.gather(opt.state_dict())
-    results["moments_whole"] = all(s["exp_avg"].shape == p.shape for s, p in zip(state["state"].values(), plain.parameters()))
+    results["moments_whole"] = all(
+        s["exp_avg"].shape == p.shape for s, p in zip(state["state"].values(), plain.parameters())
+    )
     again = Policy(make_tiny_model(99, seed=1), shard=True)  # other weights, then the published state loaded
     again.load_state_dict(whole)
     opt2 = torch.optim.AdamW(again.parameters(), lr=1e-2)
@@ -57,7 +61,9 @@ def _rank(rank: int, port: int, out: str) -> None:
     again.shard_optimizer_state(opt2)
     results["weights_back"] = all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), whole.values()))
     back = again.gather(opt2.state_dict())
-    results["moments_back"] = all(torch.equal(back["state"][i][k], state["state"][i][k]) for i in state["state"] for k in state["state"][i])
+    results["moments_back"] = all(
+        torch.equal(back["state"][i][k], state["state"][i][k]) for i in state["state"] for k in state["state"][i]
+    )
     results["none_kept"] = all(v is None for v in again.state_dict(keep=False).values())
     results["lockstep"] = policy.lockstep(3 if rank == 0 else 1) == (0 if rank == 0 else 2)
     if rank == 0:

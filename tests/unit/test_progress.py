@@ -62,7 +62,9 @@ def test_on_an_80_column_terminal_every_redraw_fits():
     main_fd, child_fd = pty.openpty()
     fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    proc = subprocess.Popen([sys.executable, "-c", PTY_SCRIPT], stdin=child_fd, stdout=child_fd, stderr=child_fd, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PTY_SCRIPT], stdin=child_fd, stdout=child_fd, stderr=child_fd, env=env
+    )
     os.close(child_fd)
     chunks = []
     while True:

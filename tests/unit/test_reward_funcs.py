@@ -40,7 +40,9 @@ def test_keywords_a_function_receives():
 
     chat = [{"role": "user", "content": "hi"}]
     examples = [
-        Example(id="r1", problem="hi", messages=chat, columns={"prompt": chat, "lang": "en", "answer": "1"}, answer="1"),
+        Example(
+            id="r1", problem="hi", messages=chat, columns={"prompt": chat, "lang": "en", "answer": "1"}, answer="1"
+        ),
         Example(id="r2", problem="yo", columns={"prompt": "yo", "lang": "fr"}),
     ]
     grade_with(reward_funcs([spy]), examples, [comp("A"), comp("B", (9,))])
@@ -116,7 +118,10 @@ def test_load_module_and_file(tmp_path):
     "spec, message",
     [
         ("mth", "unknown reward function 'mth' (did you mean 'math'?)"),
-        ("no_such_module_xyz:f", "reward function 'no_such_module_xyz:f': cannot import 'no_such_module_xyz': ModuleNotFoundError"),
+        (
+            "no_such_module_xyz:f",
+            "reward function 'no_such_module_xyz:f': cannot import 'no_such_module_xyz': ModuleNotFoundError",
+        ),
         ("os.path:nope", "reward function 'os.path:nope': os.path has no attribute 'nope'"),
         ("os:sep", "reward function 'os:sep': 'sep' is a str, not a function"),
         ("missing/file.py:f", "reward function 'missing/file.py:f': no such file missing/file.py"),
@@ -139,7 +144,10 @@ def test_signature_that_cannot_take_the_convention():
     def two(text, ref):
         return [0.0]
 
-    with pytest.raises(RewardError, match=r"^reward function 'two' cannot take the call fn\(prompts=, completions=, completion_ids=, answer=\)"):
+    with pytest.raises(
+        RewardError,
+        match=r"^reward function 'two' cannot take the call fn\(prompts=, completions=, completion_ids=, answer=\)",
+    ):
         check_signature(reward_funcs([two]), ["answer"])
     with pytest.raises(RewardError, match="cannot take the call"):  # at task build, before any model
         make_task(TaskConfig(name="arithmetic"), seed=0, funcs=[two])
@@ -181,7 +189,9 @@ def test_raising_function_is_named():
     def boom(completions, **kw):
         raise KeyError("solution")
 
-    with pytest.raises(RewardError, match=r"^reward function 'boom' raised KeyError: 'solution' \(batch from record 'a'\)$"):
+    with pytest.raises(
+        RewardError, match=r"^reward function 'boom' raised KeyError: 'solution' \(batch from record 'a'\)$"
+    ):
         grade_with(reward_funcs([boom]), [Example(id="a", problem="p")], [comp("x")])
 
 

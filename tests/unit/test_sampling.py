@@ -102,7 +102,9 @@ def test_shared_prefill_and_preallocated_cache_change_nothing(tiny_lm, monkeypat
     prompts = [p1, p1, p2, p1, p2, p2]
     params = SamplingParams(max_new_tokens=10, temperature=0.0, batch_size=6)
     rows_seen = []
-    hook = model.register_forward_pre_hook(lambda m, a, kw: rows_seen.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    hook = model.register_forward_pre_hook(
+        lambda m, a, kw: rows_seen.append(kw["input_ids"].shape[0]), with_kwargs=True
+    )
     fast = s.generate(prompts, params, seed=0)
     hook.remove()
     assert rows_seen[0] == 2  # the prefill ran once per distinct prompt, then all 6 rows decode
@@ -131,4 +133,6 @@ def test_preallocated_cache_survives_rows_finishing_early(tiny_lm, monkeypatch):
     monkeypatch.setattr(hf, "_preallocated", lambda cache, rows, cap: (hf._select_rows(cache, rows), cache)[1])
     plain = s.generate(prompts, params, seed=1)
     assert [c.token_ids for c in fast] == [c.token_ids for c in plain]
-    assert torch.allclose(torch.tensor(sum((c.logprobs for c in fast), [])), torch.tensor(sum((c.logprobs for c in plain), [])), atol=1e-5)
+    assert torch.allclose(
+        torch.tensor(sum((c.logprobs for c in fast), [])), torch.tensor(sum((c.logprobs for c in plain), [])), atol=1e-5
+    )

@@ -78,14 +78,7 @@ def test_sleep_past_timeout():
 
 
 def test_fork_bomb():
-    program = (
-        "import os\n"
-        "while True:\n"
-        "    try:\n"
-        "        os.fork()\n"
-        "    except Exception:\n"
-        "        pass\n"
-    )
+    program = "import os\nwhile True:\n    try:\n        os.fork()\n    except Exception:\n        pass\n"
     before = len([p for p in os.listdir("/proc") if p.isdigit()])
     _hostile(program)
     after = len([p for p in os.listdir("/proc") if p.isdigit()])
@@ -94,12 +87,7 @@ def test_fork_bomb():
 
 def test_setsid_escapee_is_killed():
     program = (
-        "import os, time\n"
-        "if os.fork() == 0:\n"
-        "    os.setsid()\n"
-        "    time.sleep(120)\n"
-        "    os._exit(0)\n"
-        "time.sleep(120)\n"
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(120)\n    os._exit(0)\ntime.sleep(120)\n"
     )
     _hostile(program)
 
@@ -133,9 +121,7 @@ def test_network_connection():
     server.settimeout(0.5)
     port = server.getsockname()[1]
     program = (
-        "import socket\n"
-        f"s = socket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
-        "s.sendall(b'leak')\n" + ADD
+        f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=1)\ns.sendall(b'leak')\n" + ADD
     )
     try:
         _hostile(program, ADD_TESTS)

@@ -71,7 +71,7 @@ def test_unknown_task_has_no_human_solutions():
 def test_load_pairs_with_renamed_fields_and_errors(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text(json.dumps({"q": "1+1?", "out": "\\boxed{2}", "answer": 2, "id": "a"}) + "\n")
-    (ex, completion), = load_pairs(str(path), problem_field="q", completion_field="out")
+    ((ex, completion),) = load_pairs(str(path), problem_field="q", completion_field="out")
     assert (ex.id, ex.problem, ex.answer, ex.kind, completion) == ("a", "1+1?", "2", "math", "\\boxed{2}")
     with pytest.raises(DatasetError, match=r"t.jsonl:1: missing field 'completion'"):
         load_pairs(str(path), problem_field="q")
@@ -87,7 +87,9 @@ def test_records_render_the_prompt_as_rl_does_and_end_with_eos(tiny_lm):
     code = Example(id="c", problem="Write f.", kind="code", tests="assert f() == 1")
     math = Example(id="m", problem="2+3?", answer="5")
     records = build_records(tok, [(math, "Sum: \\boxed{5}"), (code, "```python\ndef f(): return 1\n```")])
-    for record, (example, text) in zip(records, [(math, "Sum: \\boxed{5}"), (code, "```python\ndef f(): return 1\n```")]):
+    for record, (example, text) in zip(
+        records, [(math, "Sum: \\boxed{5}"), (code, "```python\ndef f(): return 1\n```")]
+    ):
         assert record.prompt_ids == build_prompt(tok, example)
         assert record.completion_ids[-1] == tok.eos_token_id
         assert tok.decode(record.completion_ids[:-1]) == text
@@ -104,4 +106,6 @@ def test_records_on_the_default_model_stop_where_its_sampler_stops():
     (record,) = build_records(tok, human_pairs("gsm8k", limit=1))
     assert record.completion_ids[-1] in stop_token_ids(tok, model)
     assert tok.decode(record.completion_ids, skip_special_tokens=True) == NATALIA
-    assert tok.decode(record.prompt_ids).endswith("Put your final answer within \\boxed{}.<|im_end|>\n<|im_start|>assistant\n")
+    assert tok.decode(record.prompt_ids).endswith(
+        "Put your final answer within \\boxed{}.<|im_end|>\n<|im_start|>assistant\n"
+    )

@@ -75,7 +75,10 @@ def test_sft_on_records_teaches_the_tiny_model_its_completions(tiny_lm):
     model, tok = tiny_lm
     pairs = [(Example(id=str(i), problem=f"{i}+{i}?", answer=str(2 * i)), f"\\boxed{{{2 * i}}}") for i in range(4)]
     records = build_records(tok, pairs)
-    samples = [Sample(r.prompt_ids, r.completion_ids, [0.0] * len(r.completion_ids), 0.0, 0.0, i, "stop") for i, r in enumerate(records)]
+    samples = [
+        Sample(r.prompt_ids, r.completion_ids, [0.0] * len(r.completion_ids), 0.0, 0.0, i, "stop")
+        for i, r in enumerate(records)
+    ]
     batch = collate(samples, tok.pad_token_id)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []

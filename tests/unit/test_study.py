@@ -43,7 +43,10 @@ def test_cut_budget_is_dash_training_seconds_per_cycle():
 
 
 def test_trained_abs_adv_divides_by_the_kept_fraction():
-    rows = [{"step": 1, "adv/abs_mean": 0.2, "filter/kept_frac": 0.25}, {"step": 2, "adv/abs_mean": 0.0, "filter/kept_frac": 0.0}]
+    rows = [
+        {"step": 1, "adv/abs_mean": 0.2, "filter/kept_frac": 0.25},
+        {"step": 2, "adv/abs_mean": 0.0, "filter/kept_frac": 0.0},
+    ]
     assert F.trained_abs_adv(rows) == [0.8, 0.0]
 
 
@@ -107,7 +110,11 @@ def test_equal_arms_are_inconclusive_for_a_direction_and_reproduced_for_no_diffe
     matches = _claim(fs, 4, "... at GRPO's accuracy")
     assert matches.effect.value == 0 and matches.verdict == "reproduced"
     saving = _claim(fs, 4, "DASH takes 83% less time")
-    assert saving.effect.value == pytest.approx(1 - 1.0 / 6.0) and saving.verdict == "reproduced" and saving.paper == "0.83"
+    assert (
+        saving.effect.value == pytest.approx(1 - 1.0 / 6.0)
+        and saving.verdict == "reproduced"
+        and saving.paper == "0.83"
+    )
     gf = _claim(fs, 4, "gradient filtering saves")
     assert gf.effect.value == pytest.approx(0.2)  # 1 - 1 / 1.25
     adv = _claim(fs, 5, "filtering raises the mean |A|")  # DASH 0.2 / 1.0 kept vs No-GF 0.3: filtering lowered it here
@@ -120,7 +127,9 @@ def test_equal_arms_are_inconclusive_for_a_direction_and_reproduced_for_no_diffe
 def test_ppo_at_dash_time_uses_the_cut_evaluation_and_stability_is_a_number():
     dash_rows = _rows([0.1, 0.2, 0.3, 0.4, 0.5])  # steady: every change +0.1
     ppo_rows = _rows([0.1, 0.5, 0.2, 0.7, 0.3])  # jumpy
-    ppo = F.ArmResult("ppo_multi", "PPO-Multi", evals=[_eval([0] * 10)], rows=[ppo_rows], cut_evals=[_eval([1] * 10)], cut_steps=[6])
+    ppo = F.ArmResult(
+        "ppo_multi", "PPO-Multi", evals=[_eval([0] * 10)], rows=[ppo_rows], cut_evals=[_eval([1] * 10)], cut_steps=[6]
+    )
     r = _results(dash=([_eval([0] * 10)], [dash_rows]))
     r["ppo_multi"] = ppo
     fs = findings(r, "wp", ["wp_ood"], [1, 2])
@@ -159,9 +168,14 @@ def test_every_table_renders_with_a_verdict_and_escaped_pipes():
         assert f"### Finding {n}:" in text
     body = [line for line in text.splitlines() if line.startswith("| ") and "paper's claim" not in line]
     assert body and all(line.count(" | ") == 5 for line in body)  # six cells: "|A|" does not split a row
-    assert all(line.rstrip(" |").endswith(("reproduced**", "contradicted**", "inconclusive**", "n/a (no claim)**")) for line in body)
+    assert all(
+        line.rstrip(" |").endswith(("reproduced**", "contradicted**", "inconclusive**", "n/a (no claim)**"))
+        for line in body
+    )
     table = results_table(r, ["wp", "wp_ood"], [1, 2])
-    assert "| dash | 0.500 | 0.500 | 10.0 | 0.500 | 0.500 | 0.1 |" in table  # 3 steps of 1 s = 0.05 min and "not run: not in this test" in table
+    assert (
+        "| dash | 0.500 | 0.500 | 10.0 | 0.500 | 0.500 | 0.1 |" in table
+    )  # 3 steps of 1 s = 0.05 min and "not run: not in this test" in table
 
 
 # -- presets, arms, flags ---------------------------------------------------------------------
@@ -212,7 +226,9 @@ def test_report_text_names_every_arm_and_finding(tmp_path):
     from dashrl.study.command import Plan
     from dashrl.study.report import report_text
 
-    args = argparse.Namespace(preset="cpu", quick=True, overrides=[], seeds=1, arms=None, out=str(tmp_path), teacher=None)
+    args = argparse.Namespace(
+        preset="cpu", quick=True, overrides=[], seeds=1, arms=None, out=str(tmp_path), teacher=None
+    )
     plan = Plan(args)
     text = report_text(plan, _results(), {}, ["reward_time.png"])
     for name in ARM_NAMES:

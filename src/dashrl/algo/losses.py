@@ -39,7 +39,9 @@ class Norm:
     max_len: int
 
 
-def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean", norm: Norm | None = None) -> torch.Tensor:
+def aggregate(
+    values: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean", norm: Norm | None = None
+) -> torch.Tensor:
     """Reduce per-token `values [N, T]` under `mask [N, T]` to a scalar.
 
     >>> v = torch.tensor([[1.0, 3.0], [5.0, 0.0]]); m = torch.tensor([[1.0, 1.0], [1.0, 0.0]])

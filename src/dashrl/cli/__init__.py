@@ -35,7 +35,14 @@ COMMANDS = {
     "study": ("dashrl.study.command", "run the paper's arms, evaluate them alike, and judge its five findings"),
 }
 TAKES_OVERRIDES = ("train", "eval", "bench", "tune", "distill", "study")  # commands that accept --section.field VALUE
-RUNS_TORCH = ("train", "eval", "bench", "tune", "distill", "study")  # their OpenMP settings are chosen first (dashrl.openmp)
+RUNS_TORCH = (
+    "train",
+    "eval",
+    "bench",
+    "tune",
+    "distill",
+    "study",
+)  # their OpenMP settings are chosen first (dashrl.openmp)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,4 +85,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush must not fail too
         return 141  # 128 + SIGPIPE, as a shell reports a command whose reader left
-

@@ -72,7 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     >>> p.parse_args(["--model", "m", "--dataset", "gsm8k", "--k", "1,4"]).k
     [1, 4]
     """
-    parser.add_argument("--config", metavar="FILE_OR_NAME", help="a run file or a run's config.toml (its model, sampler, task and eval sections)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE_OR_NAME",
+        help="a run file or a run's config.toml (its model, sampler, task and eval sections)",
+    )
     parser.add_argument("--dataset", action="append", default=None,
                         help="arithmetic, a named dataset (math500, gsm8k, mbppplus, ...), a .jsonl(.gz) path or hf:owner/name; "
                              "repeatable (or --eval.datasets a,b)")  # fmt: skip
@@ -83,10 +87,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per program for code datasets")
     parser.add_argument("--records", action="store_true", help="store per-example completions in the report")
     parser.add_argument("--out", default=None, help="write the JSON report here (checked before anything loads)")
-    parser.add_argument("--step", type=int, default=None, help="with --model RUN_DIR: its checkpoint of step N (default: the newest)")
+    parser.add_argument(
+        "--step", type=int, default=None, help="with --model RUN_DIR: its checkpoint of step N (default: the newest)"
+    )
     aliases = parser.add_argument_group("short aliases of config flags")
     for flag, key in ALIASES.items():
-        aliases.add_argument(f"--{flag.replace('_', '-')}", dest=f"alias_{flag}", default=None, metavar="VALUE", help=f"= --{key}")
+        aliases.add_argument(
+            f"--{flag.replace('_', '-')}", dest=f"alias_{flag}", default=None, metavar="VALUE", help=f"= --{key}"
+        )
     parser.epilog = (
         "Config flags as in `dashrl train`: --model.*, --sampler.temperature/top_p/top_k/backend, "
         "--task.difficulty/problem_field/answer_field/tests_field, --eval.*; see `dashrl config --show SECTION`."
@@ -197,12 +205,18 @@ def run(args: argparse.Namespace) -> int:
     if model != cfg.model.name:
         print(f"[dashrl] evaluating {model}", file=sys.stderr)
     given = {flag for flag in (getattr(args, "overrides", None) or []) if flag.startswith("--sampler.temperature")}
-    temperature = cfg.sampler.temperature if (given or args.alias_temperature is not None) else (0.0 if args.n == 1 else 1.0)
+    temperature = (
+        cfg.sampler.temperature if (given or args.alias_temperature is not None) else (0.0 if args.n == 1 else 1.0)
+    )
 
     from dashrl.train.evaluation import load_eval_sets
 
     task = cfg.task
-    fields = {"problem_field": task.problem_field or None, "answer_field": task.answer_field or None, "tests_field": task.tests_field or None}
+    fields = {
+        "problem_field": task.problem_field or None,
+        "answer_field": task.answer_field or None,
+        "tests_field": task.tests_field or None,
+    }
     try:
         datasets = load_eval_sets(names, cfg.eval.limit, task.difficulty, args.split, **fields)
     except DatasetError as err:

@@ -74,7 +74,9 @@ def resume_config(run_dir: Path, overrides: list[str]) -> Any:
     parsed = parse_overrides(overrides)
     for sec, vals in parsed.items():
         if sec == "run" and ({"out_dir", "name"} & set(vals)):
-            raise ConfigError("--resume continues the run in its own folder: --run.out_dir and --run.name cannot change")
+            raise ConfigError(
+                "--resume continues the run in its own folder: --run.out_dir and --run.name cannot change"
+            )
         fixed = [f"--{sec}.{key}" for key in vals if sec != "run" and f"{sec}.{key}" not in RESUMABLE_CHANGES]
         if fixed:
             given = " ".join(f"{flag} {parsed[flag[2:].split('.')[0]][flag.split('.')[1]]}" for flag in fixed)

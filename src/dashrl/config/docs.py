@@ -9,6 +9,7 @@ from typing import get_type_hints
 from dashrl.config.errors import ConfigError, _suggest
 from dashrl.config.loading import _section_types, _toml_value
 
+
 def field_docs(cls: type) -> dict[str, str]:
     """The docstrings written under each field of a config dataclass, read from its source.
 
@@ -24,7 +25,11 @@ def field_docs(cls: type) -> dict[str, str]:
     docs: dict[str, str] = {}
     for node, after in zip(body, body[1:]):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+            if (
+                isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
                 docs[node.target.id] = " ".join(after.value.value.split())
     return docs
 
@@ -47,7 +52,9 @@ def describe_fields(section: str | None = None) -> str:
         docs, hints = field_docs(cls), get_type_hints(cls)
         out.append(f"[{sec}]")
         for f in fields(cls):
-            out.append(f"  --{sec}.{f.name} {hints[f.name].__name__.upper()} = {_toml_value(getattr(defaults, f.name))}")
+            out.append(
+                f"  --{sec}.{f.name} {hints[f.name].__name__.upper()} = {_toml_value(getattr(defaults, f.name))}"
+            )
             out += textwrap.wrap(docs.get(f.name, ""), width=88, initial_indent=" " * 6, subsequent_indent=" " * 6)
         out.append("")
     return "\n".join(out).rstrip()
@@ -58,6 +65,8 @@ def sections_summary() -> str:
     import textwrap
 
     return "\n".join(
-        textwrap.fill(", ".join(f.name for f in fields(cls)), width=79, initial_indent=f"  {sec:9}", subsequent_indent=" " * 11)
+        textwrap.fill(
+            ", ".join(f.name for f in fields(cls)), width=79, initial_indent=f"  {sec:9}", subsequent_indent=" " * 11
+        )
         for sec, cls in _section_types().items()
     )

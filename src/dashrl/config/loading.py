@@ -168,7 +168,9 @@ def find_config(name: str | os.PathLike) -> Path:
     stem = p.name[: -len(".toml")] if p.name.endswith(".toml") else p.name
     if stem in shipped and (p.parent == Path(".") or p.parent.name == "configs"):
         return shipped[stem]
-    raise ConfigError(f"config file not found: {p} (shipped run files: {', '.join(shipped)}; `dashrl config --files` lists them)")
+    raise ConfigError(
+        f"config file not found: {p} (shipped run files: {', '.join(shipped)}; `dashrl config --files` lists them)"
+    )
 
 
 def load_config(

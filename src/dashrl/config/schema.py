@@ -71,9 +71,21 @@ class TaskConfig:
         _at_least("task.limit", self.limit, 0)
         if self.name in PROCEDURAL:  # generated problems have no records to read fields from
             for key in ("problem_field", "answer_field", "tests_field"):
-                _check(not getattr(self, key), f"task.{key}", f"{self.name} is a procedural task (it has no records to read fields from); field names apply to .jsonl files and hf: datasets")
-            _check(self.split == "train", "task.split", f"{self.name} is a procedural task (it has no splits: its problems are generated); --eval.datasets {self.name} evaluates on its held-out problems")
-            _check(not self.subset, "task.subset", f"{self.name} is a procedural task (it has no subsets); --task.subset applies to hf: datasets")
+                _check(
+                    not getattr(self, key),
+                    f"task.{key}",
+                    f"{self.name} is a procedural task (it has no records to read fields from); field names apply to .jsonl files and hf: datasets",
+                )
+            _check(
+                self.split == "train",
+                "task.split",
+                f"{self.name} is a procedural task (it has no splits: its problems are generated); --eval.datasets {self.name} evaluates on its held-out problems",
+            )
+            _check(
+                not self.subset,
+                "task.subset",
+                f"{self.name} is a procedural task (it has no subsets); --task.subset applies to hf: datasets",
+            )
 
 
 @dataclass(frozen=True)
@@ -92,9 +104,15 @@ class RewardConfig:
             try:
                 [float(w) for w in self.weights.split(",")]
             except ValueError:
-                raise ConfigError(f"config reward.weights: expected comma-separated numbers, got {self.weights!r}") from None
+                raise ConfigError(
+                    f"config reward.weights: expected comma-separated numbers, got {self.weights!r}"
+                ) from None
             n = len(self.weights.split(","))
-            _check(n == len(names), "reward.weights", f"{n} weights for {len(names)} functions in reward.funcs ({self.funcs!r})")
+            _check(
+                n == len(names),
+                "reward.weights",
+                f"{n} weights for {len(names)} functions in reward.funcs ({self.funcs!r})",
+            )
 
     @property
     def func_names(self) -> list[str]:
@@ -129,7 +147,11 @@ class SamplerConfig:
         _choice("sampler.backend", self.backend, sorted(SAMPLERS))
         if self.backend in REQUIRES:
             module, hint = REQUIRES[self.backend]
-            _check(importlib.util.find_spec(module) is not None, "sampler.backend", f"{self.backend} is not installed: {hint}")
+            _check(
+                importlib.util.find_spec(module) is not None,
+                "sampler.backend",
+                f"{self.backend} is not installed: {hint}",
+            )
         _at_least("sampler.batch_size", self.batch_size, 1)
         _at_least("sampler.max_new_tokens", self.max_new_tokens, 1)
         _at_least("sampler.temperature", self.temperature, 0)
@@ -193,7 +215,11 @@ class AlgoConfig:
         from dashrl.algo.registry import ALGORITHMS, NAMES, get
 
         if self.schedule and self.schedule != self.name:  # the former flag: an alias of name
-            _check(self.name == "dash", "algo.schedule", f"is the former name of algo.name; give one of them (got {self.schedule!r} and {self.name!r})")
+            _check(
+                self.name == "dash",
+                "algo.schedule",
+                f"is the former name of algo.name; give one of them (got {self.schedule!r} and {self.name!r})",
+            )
             _choice("algo.schedule", self.schedule, NAMES)
             print(f"[dashrl] note: algo.schedule is now algo.name (--algo.name {self.schedule})", file=sys.stderr)
             object.__setattr__(self, "name", self.schedule)
@@ -201,15 +227,25 @@ class AlgoConfig:
         object.__setattr__(self, "schedule", self.name)
         spec = get(self.name)
         _at_least("algo.prompts_per_step", self.prompts_per_step, 1)
-        _check(self.group_size >= 2, "algo.group_size", f"expected >= 2 (advantages compare samples in a group), got {self.group_size}")
+        _check(
+            self.group_size >= 2,
+            "algo.group_size",
+            f"expected >= 2 (advantages compare samples in a group), got {self.group_size}",
+        )
         if self.loss:  # empty = the algorithm's default, resolved below
             from dashrl.algo.registry import LOSS_NAMES
 
             _choice("algo.loss", self.loss, LOSS_NAMES)
         if spec.supervised or self.loss == "sft":
             _check(spec.supervised, "algo.loss", f"the sft loss goes with --algo.name sft, not {self.name!r}")
-            _check(self.loss in ("", "sft"), "algo.loss", f"the sft schedule trains with the sft loss (cross-entropy), got {self.loss!r}")
-            _check(self.beta <= 0, "algo.beta", f"the sft schedule has no KL term; leave beta unset or 0, got {self.beta}")
+            _check(
+                self.loss in ("", "sft"),
+                "algo.loss",
+                f"the sft schedule trains with the sft loss (cross-entropy), got {self.loss!r}",
+            )
+            _check(
+                self.beta <= 0, "algo.beta", f"the sft schedule has no KL term; leave beta unset or 0, got {self.beta}"
+            )
         _check(self.clip_eps != 0, "algo.clip_eps", f"expected > 0, got {self.clip_eps}")
         _check(self.epsilon_high != 0, "algo.epsilon_high", f"expected > 0, got {self.epsilon_high}")
         _choice("algo.kl_estimator", self.kl_estimator, ("k1", "k3"))
@@ -221,7 +257,11 @@ class AlgoConfig:
         _at_least("algo.max_rounds", self.max_rounds, 1)
         if self.dynamic_sampling:
             once = ", ".join(n for n, a in ALGORITHMS.items() if a.schedule == "dash")
-            _check(spec.schedule == "dash", "algo.dynamic_sampling", f"needs an algorithm that samples once per step ({once}), not {self.name!r}")
+            _check(
+                spec.schedule == "dash",
+                "algo.dynamic_sampling",
+                f"needs an algorithm that samples once per step ({once}), not {self.name!r}",
+            )
         if spec.schedule == "ppo_mini":
             _check(
                 self.prompts_per_step % self.ppo_k == 0,
@@ -237,7 +277,9 @@ class AlgoConfig:
             "dynamic_sampling": self.dynamic_sampling or spec.dynamic_sampling,
             "scale_advantages": self.scale_advantages and spec.advantage != "dr_grpo",
         }
-        resolved["epsilon_high"] = self.epsilon_high if self.epsilon_high > 0 else spec.epsilon_high or resolved["clip_eps"]
+        resolved["epsilon_high"] = (
+            self.epsilon_high if self.epsilon_high > 0 else spec.epsilon_high or resolved["clip_eps"]
+        )
         for key, value in resolved.items():
             object.__setattr__(self, key, value)
 
@@ -442,7 +484,11 @@ class DistConfig:
             _check(getattr(self, key) > 0, f"dist.{key}", f"expected > 0, got {getattr(self, key)}")
         for key in ("gpus_per_sampler", "gpus_per_trainer"):
             _at_least(f"dist.{key}", getattr(self, key), 0)
-        _check(self.backend in ("auto", "gloo", "nccl"), "dist.backend", f"expected auto, gloo or nccl, got {self.backend!r}")
+        _check(
+            self.backend in ("auto", "gloo", "nccl"),
+            "dist.backend",
+            f"expected auto, gloo or nccl, got {self.backend!r}",
+        )
         _at_least("dist.overlap", self.overlap, 0)
 
 
@@ -472,7 +518,9 @@ class LoraConfig:
         if self.r > 0:
             import importlib.util
 
-            _check(importlib.util.find_spec("peft") is not None, "lora.r", "LoRA needs peft: pip install 'dashrl[lora]'")
+            _check(
+                importlib.util.find_spec("peft") is not None, "lora.r", "LoRA needs peft: pip install 'dashrl[lora]'"
+            )
 
     @property
     def target_modules(self) -> str | list[str]:
@@ -536,13 +584,33 @@ class Config:
             d = "dist.overlap"
             _check(self.dist.samplers > 0, d, "sampling ahead needs sampler actors (--dist.samplers >= 1)")
             _check(spec.schedule != "grpo", d, "grpo samples per micro-batch; overlap runs the other schedules")
-            _check(not self.algo.dynamic_sampling, d, "dynamic sampling decides a step's rounds from its own samples; it does not sample ahead")
-            _check(self.algo.loss in RATIO_LOSSES, d, f"samples drawn ahead are off-policy: needs a ratio loss, --algo.loss {' or '.join(RATIO_LOSSES)} (got {self.algo.loss!r})")
+            _check(
+                not self.algo.dynamic_sampling,
+                d,
+                "dynamic sampling decides a step's rounds from its own samples; it does not sample ahead",
+            )
+            _check(
+                self.algo.loss in RATIO_LOSSES,
+                d,
+                f"samples drawn ahead are off-policy: needs a ratio loss, --algo.loss {' or '.join(RATIO_LOSSES)} (got {self.algo.loss!r})",
+            )
         if self.dist.shard == "full":
             d = "dist.shard"
-            _check(self.dist.samplers > 0, d, "sharding splits the model over Ray trainer actors: needs --dist.samplers >= 1")
-            _check(self.dist.trainers >= 2, d, f"one trainer holds the whole model anyway: needs --dist.trainers >= 2 (got {self.dist.trainers})")
-            _check(self.lora.r == 0, d, "LoRA trains adapters only, small enough to replicate: use --dist.shard none with --lora.r")
+            _check(
+                self.dist.samplers > 0,
+                d,
+                "sharding splits the model over Ray trainer actors: needs --dist.samplers >= 1",
+            )
+            _check(
+                self.dist.trainers >= 2,
+                d,
+                f"one trainer holds the whole model anyway: needs --dist.trainers >= 2 (got {self.dist.trainers})",
+            )
+            _check(
+                self.lora.r == 0,
+                d,
+                "LoRA trains adapters only, small enough to replicate: use --dist.shard none with --lora.r",
+            )
             _check(not self.model.gradient_checkpointing, d, "not supported with --model.gradient_checkpointing yet")
         if self.algo.overlong_window < 0:  # the algorithm's: dapo penalises the last quarter of the token cap
             object.__setattr__(self.algo, "overlong_window", self.sampler.max_new_tokens // 4 if spec.overlong else 0)

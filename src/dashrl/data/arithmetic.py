@@ -13,7 +13,6 @@ from dashrl.data import Example
 from dashrl.rewards.integer import integer_reward  # noqa: F401 - the procedural tasks' reward, kept importable here
 
 
-
 def arithmetic_example(seed: int, index: int, difficulty: int = 2) -> Example:
     """Problem `index` of the stream `seed`.
 

@@ -136,8 +136,11 @@ def _math(record: dict, where: str) -> Example:
         id=_get(record, "unique_id", where),
         problem=_get(record, "problem", where),
         answer=answer,
-        meta={"subject": record.get("subject"), "level": level if isinstance(level, int) else None,
-              "solution": record.get("solution")},
+        meta={
+            "subject": record.get("subject"),
+            "level": level if isinstance(level, int) else None,
+            "solution": record.get("solution"),
+        },
     )
 
 
@@ -240,7 +243,7 @@ def _humaneval(record: dict, where: str) -> Example:
     )
 
 
-_PLUS_CHECK = '''
+_PLUS_CHECK = """
 import copy as _copy, json as _json, math as _math
 
 def _plus_close(out, exp, atol):
@@ -261,7 +264,7 @@ def _plus_check(candidate):
     for inputs in _json.loads(_PLUS_INPUTS):
         expected = reference(*_copy.deepcopy(inputs))
         assert _plus_close(candidate(*_copy.deepcopy(inputs)), expected, _PLUS_ATOL), inputs
-'''
+"""
 
 
 def _humanevalplus(record: dict, where: str) -> Example:
@@ -281,30 +284,28 @@ def _humanevalplus(record: dict, where: str) -> Example:
 
 DATASETS: dict[str, DatasetSpec] = {
     "math500": DatasetSpec({"test": "math/math500_test.jsonl.gz"}, "test", _math),
-    "math_train": DatasetSpec(
-        {"train": "math/math_train12k_prm800k_reconstructed.jsonl.gz"}, "train", _math
-    ),
-    "gsm8k": DatasetSpec(
-        {"train": "gsm8k/gsm8k_train.jsonl.gz", "test": "gsm8k/gsm8k_test.jsonl.gz"}, "test", _gsm8k
-    ),
+    "math_train": DatasetSpec({"train": "math/math_train12k_prm800k_reconstructed.jsonl.gz"}, "train", _math),
+    "gsm8k": DatasetSpec({"train": "gsm8k/gsm8k_train.jsonl.gz", "test": "gsm8k/gsm8k_test.jsonl.gz"}, "test", _gsm8k),
     "aime24": DatasetSpec({"test": "math_ood/aime24_test.jsonl.gz"}, "test", _qwen_eval),
     "amc23": DatasetSpec({"test": "math_ood/amc23_test.jsonl.gz"}, "test", _qwen_eval),
     "minerva": DatasetSpec({"test": "math_ood/minerva_math_test.jsonl.gz"}, "test", _minerva),
-    "olympiadbench": DatasetSpec(
-        {"test": "math_ood/olympiadbench_test.jsonl.gz"}, "test", _olympiad
-    ),
+    "olympiadbench": DatasetSpec({"test": "math_ood/olympiadbench_test.jsonl.gz"}, "test", _olympiad),
     "mbpp": DatasetSpec(
         dict.fromkeys(("test", "validation", "train", "prompt"), "code/mbpp.jsonl.gz"),
-        "test", _mbpp, _mbpp_select, kind="code",
+        "test",
+        _mbpp,
+        _mbpp_select,
+        kind="code",
     ),  # fmt: skip
     "mbppplus": DatasetSpec(
         dict.fromkeys(("test", "train", "all"), "code/MbppPlus-OriginFmt-v0.2.0.jsonl.gz"),
-        "test", _mbppplus, _mbppplus_select, kind="code",
+        "test",
+        _mbppplus,
+        _mbppplus_select,
+        kind="code",
     ),  # fmt: skip
     "humaneval": DatasetSpec({"test": "code/HumanEval.jsonl.gz"}, "test", _humaneval, kind="code"),
-    "humanevalplus": DatasetSpec(
-        {"test": "code/HumanEvalPlus-v0.1.10.jsonl.gz"}, "test", _humanevalplus, kind="code"
-    ),
+    "humanevalplus": DatasetSpec({"test": "code/HumanEvalPlus-v0.1.10.jsonl.gz"}, "test", _humanevalplus, kind="code"),
 }
 
 
@@ -334,7 +335,9 @@ def _chat_messages(value: Any, where: str, key: str) -> list[dict[str, str]] | N
         return None
     for i, m in enumerate(value):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise DatasetError(f"{where}: field {key!r} message {i} should be {{'role': str, 'content': str}}, got {m!r:.80}")
+            raise DatasetError(
+                f"{where}: field {key!r} message {i} should be {{'role': str, 'content': str}}, got {m!r:.80}"
+            )
     if not value:
         raise DatasetError(f"{where}: field {key!r} is an empty message list")
     return [{"role": m["role"], "content": m["content"]} for m in value]
@@ -369,7 +372,11 @@ def _from_record(
     ident = record.get("id", record.get("task_id", where.rsplit(":", 1)[-1]))
     answer = None if answer is None else _number(answer)
     tests = None if tests is None else str(tests)
-    columns = {**record, **({"answer": answer} if answer is not None else {}), **({"tests": tests} if tests is not None else {})}
+    columns = {
+        **record,
+        **({"answer": answer} if answer is not None else {}),
+        **({"tests": tests} if tests is not None else {}),
+    }
     return Example(
         id=str(ident),
         problem=str(problem),
@@ -417,7 +424,9 @@ def _load_table(path: str, split: str | None) -> Iterator[tuple[str, dict]]:
     except DatasetError:
         raise
     except Exception as e:  # noqa: BLE001 - pyarrow / datasets parse errors: one line naming the file
-        raise DatasetError(f"{path}: cannot read it as {Path(path).suffix or 'a saved dataset'} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise DatasetError(
+            f"{path}: cannot read it as {Path(path).suffix or 'a saved dataset'} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     return _rows(ds, path)
 
 
@@ -450,7 +459,12 @@ def _load_hub(name: str, split: str | None, subset: str | None = None) -> Iterat
 
 
 def _is_path_like(name: str) -> bool:
-    return name.startswith("hf:") or name.endswith((".jsonl", ".jsonl.gz", *TABLE_FORMATS)) or os.sep in name or _is_saved_dataset(name)
+    return (
+        name.startswith("hf:")
+        or name.endswith((".jsonl", ".jsonl.gz", *TABLE_FORMATS))
+        or os.sep in name
+        or _is_saved_dataset(name)
+    )
 
 
 def check_dataset_name(name: str, also: Sequence[str] = ()) -> None:

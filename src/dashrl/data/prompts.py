@@ -37,7 +37,9 @@ def prompt_string(tokenizer: Any, example: Example) -> str:
         return render_messages(tokenizer, example.messages)
     text = prompt_text(example)
     if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False)
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+        )
     return PLAIN_TEMPLATE.format(question=text)
 
 

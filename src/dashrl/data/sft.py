@@ -81,7 +81,9 @@ def human_solution(example: Example) -> str:
 HUMAN_DATASETS = {"gsm8k": "gsm8k", "math": "math_train", "math_train": "math_train", "mbppplus": "mbppplus"}
 
 
-def human_pairs(task: str, split: str = "train", limit: int | None = None, difficulty: int = 2, seed: int = 0) -> list[tuple[Example, str]]:
+def human_pairs(
+    task: str, split: str = "train", limit: int | None = None, difficulty: int = 2, seed: int = 0
+) -> list[tuple[Example, str]]:
     """(example, human solution) pairs of a task: gsm8k, math, mbppplus or wordproblems.
 
     >>> human_pairs("gsm8k", limit=1)[0][1].endswith("The answer is \\\\boxed{72}.")
@@ -94,7 +96,9 @@ def human_pairs(task: str, split: str = "train", limit: int | None = None, diffi
         return [(ex, solution(ex)) for ex in examples]
     if task not in HUMAN_DATASETS:
         valid = sorted([*HUMAN_DATASETS, "wordproblems"])
-        raise DatasetError(f"task {task!r} ships no human solutions; valid: {valid}, or give a JSONL of problem/completion records")
+        raise DatasetError(
+            f"task {task!r} ships no human solutions; valid: {valid}, or give a JSONL of problem/completion records"
+        )
     return [(ex, human_solution(ex)) for ex in load_dataset(HUMAN_DATASETS[task], split, limit=limit)]
 
 
@@ -135,7 +139,12 @@ def load_pairs(
 
 
 def sft_pairs(
-    data: str, task: "TaskConfig", seed: int = 0, *, problem_field: str = "problem", completion_field: str = "completion"
+    data: str,
+    task: "TaskConfig",
+    seed: int = 0,
+    *,
+    problem_field: str = "problem",
+    completion_field: str = "completion",
 ) -> list[tuple[Example, str]]:
     """The pairs named by `--sft.data`: `human` (the task's own solutions) or a JSONL path.
 
@@ -164,5 +173,7 @@ def build_records(tokenizer: Any, pairs: Sequence[tuple[Example, str]]) -> list[
     records = []
     for example, completion in pairs:
         ids = list(tokenizer(completion, add_special_tokens=False)["input_ids"])
-        records.append(SFTRecord(example.id, build_prompt(tokenizer, example), ids + [int(tokenizer.eos_token_id)], example))
+        records.append(
+            SFTRecord(example.id, build_prompt(tokenizer, example), ids + [int(tokenizer.eos_token_id)], example)
+        )
     return records

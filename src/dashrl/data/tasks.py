@@ -83,7 +83,10 @@ def columns_of(examples: Sequence[Example]) -> dict[str, list[Any]]:
 
 
 def grade_with(
-    funcs: Sequence["RewardFn"], examples: Sequence[Example], completions: Sequence[Any], own_check: Callable[..., Any] | None = None
+    funcs: Sequence["RewardFn"],
+    examples: Sequence[Example],
+    completions: Sequence[Any],
+    own_check: Callable[..., Any] | None = None,
 ) -> "Scored":
     """Score completions with TRL-convention functions (`dashrl.rewards.funcs.score`).
 
@@ -204,7 +207,13 @@ def _wrapped(task: Task, cfg: "TaskConfig") -> Task:
     return replace(task, get=lambda i: wrap_prompt(get(i), cfg))
 
 
-def make_task(cfg: "TaskConfig", seed: int, reward: "RewardConfig | None" = None, funcs: Sequence[Any] = (), weights: Sequence[float] = ()) -> Task:
+def make_task(
+    cfg: "TaskConfig",
+    seed: int,
+    reward: "RewardConfig | None" = None,
+    funcs: Sequence[Any] = (),
+    weights: Sequence[float] = (),
+) -> Task:
     """Build the training task named by `cfg.name` (a registry name, dataset name or path).
 
     Reward functions come from `reward` (`[reward]` names) or `funcs` (callables or names, as
@@ -230,7 +239,9 @@ def make_task(cfg: "TaskConfig", seed: int, reward: "RewardConfig | None" = None
     return _finish(task, cfg, loaded)
 
 
-def _load_funcs(reward: "RewardConfig | None", funcs: Sequence[Any], weights: Sequence[float]) -> tuple["RewardFn", ...]:
+def _load_funcs(
+    reward: "RewardConfig | None", funcs: Sequence[Any], weights: Sequence[float]
+) -> tuple["RewardFn", ...]:
     """`[reward]` names first, then the given callables or names, each with its weight."""
     from dashrl.rewards.funcs import reward_funcs
 
@@ -253,8 +264,13 @@ def _finish(task: Task, cfg: "TaskConfig", loaded: tuple["RewardFn", ...]) -> Ta
 
 
 def task_from_records(
-    records: Sequence[dict[str, Any]], cfg: "TaskConfig", seed: int, funcs: Sequence[Any] = (), weights: Sequence[float] = (),
-    reward: "RewardConfig | None" = None, name: str = "dataset",
+    records: Sequence[dict[str, Any]],
+    cfg: "TaskConfig",
+    seed: int,
+    funcs: Sequence[Any] = (),
+    weights: Sequence[float] = (),
+    reward: "RewardConfig | None" = None,
+    name: str = "dataset",
 ) -> Task:
     """A task over in-memory records (dicts, or a `datasets.Dataset`), read like a file's rows
     (`task.problem_field` etc. apply; a bad record fails naming `name:row N` and the field).
@@ -268,7 +284,11 @@ def task_from_records(
     from dashrl.data.datasets import DatasetError, _from_record
 
     loaded = _load_funcs(reward, funcs, weights)
-    fields = {"problem": cfg.problem_field or None, "answer": cfg.answer_field or None, "tests": cfg.tests_field or None}
+    fields = {
+        "problem": cfg.problem_field or None,
+        "answer": cfg.answer_field or None,
+        "tests": cfg.tests_field or None,
+    }
     examples = []
     for number, record in enumerate(records, start=1):
         if cfg.limit and len(examples) >= cfg.limit:

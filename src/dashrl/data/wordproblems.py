@@ -54,10 +54,20 @@ def _event(rng: random.Random, count: int, obj: str, scale: int, kinds: tuple[st
     if kind == "add":
         b = rng.randint(1, 10 * scale)
         verb = rng.choice(["finds", "buys", "gets", "is given"])
-        return f"Then {{name}} {verb} {b} more {obj}.", f"Then {{name}} has {count} + {b} = {count + b} {obj}.", count + b
+        return (
+            f"Then {{name}} {verb} {b} more {obj}.",
+            f"Then {{name}} has {count} + {b} = {count + b} {obj}.",
+            count + b,
+        )
     if kind == "sub":
         b = rng.randint(1, count)
-        what, ing = rng.choice([(f"gives {b} {obj} to {rng.choice(FRIENDS)}", "Giving away"), (f"loses {b} {obj}", "Losing"), (f"uses {b} {obj}", "Using")])
+        what, ing = rng.choice(
+            [
+                (f"gives {b} {obj} to {rng.choice(FRIENDS)}", "Giving away"),
+                (f"loses {b} {obj}", "Losing"),
+                (f"uses {b} {obj}", "Using"),
+            ]
+        )
         return f"Then {{name}} {what}.", f"{ing} {b} leaves {count} - {b} = {count - b} {obj}.", count - b
     if kind == "pack":
         k, b = rng.randint(2, 5), rng.randint(2, 6 * scale)

@@ -53,7 +53,9 @@ def generation_batch_candidates(samples_per_step: int, micro_batch: int, group_s
     ]
 
 
-def _timed(fn: Callable[..., Any], totals: dict[str, float], key: str, after: Callable[[Any], None] | None = None) -> Callable[..., Any]:
+def _timed(
+    fn: Callable[..., Any], totals: dict[str, float], key: str, after: Callable[[Any], None] | None = None
+) -> Callable[..., Any]:
     """Wrap a bound method so its wall time adds into `totals[key]` (and `after` sees its result)."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -90,7 +92,9 @@ class TRLPeer:
 
     # -- instrumentation ----------------------------------------------------------
     def _reset(self) -> None:
-        self._totals.update({k: 0.0 for k in ("prepare", "generate", "score", "train_step", "optimizer", "tokens", "sampled")})
+        self._totals.update(
+            {k: 0.0 for k in ("prepare", "generate", "score", "train_step", "optimizer", "tokens", "sampled")}
+        )
         self._rewards.clear()
 
     def _instrument(self) -> None:
@@ -213,7 +217,9 @@ def trl_dataset(cfg: Any, tokenizer: Any, task: Any, steps: int) -> tuple[Any, l
     return Dataset.from_dict({"prompt": texts, "idx": list(range(len(examples)))}), examples
 
 
-def build_trainer(cfg: Any, model: Any, tokenizer: Any, steps: int, generation_batch_size: int, out_dir: str) -> tuple[Any, list[float]]:
+def build_trainer(
+    cfg: Any, model: Any, tokenizer: Any, steps: int, generation_batch_size: int, out_dir: str
+) -> tuple[Any, list[float]]:
     """A GRPOTrainer on dashrl's workload (module docstring) and the list its reward calls append to."""
     from transformers import PrinterCallback
     from trl import GRPOTrainer
@@ -230,7 +236,9 @@ def build_trainer(cfg: Any, model: Any, tokenizer: Any, steps: int, generation_b
         log.extend(scores)
         return scores
 
-    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset, processing_class=tokenizer)
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=reward, args=args, train_dataset=dataset, processing_class=tokenizer
+    )
     trainer.remove_callback(PrinterCallback)  # TRL's per-step log dicts; the bench prints its own lines
     return trainer, log
 
@@ -252,7 +260,9 @@ def grpo_args(cfg: Any, steps: int, generation_batch_size: int, out_dir: str, **
         learning_rate=cfg.train.lr,
         weight_decay=cfg.train.weight_decay,
         warmup_steps=cfg.train.warmup_steps,
-        lr_scheduler_type={"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}[cfg.train.lr_schedule],
+        lr_scheduler_type={"constant": "constant_with_warmup", "cosine": "cosine", "linear": "linear"}[
+            cfg.train.lr_schedule
+        ],
         max_grad_norm=cfg.train.max_grad_norm,
         per_device_train_batch_size=mbs,
         gradient_accumulation_steps=n // mbs,
@@ -273,7 +283,9 @@ def grpo_args(cfg: Any, steps: int, generation_batch_size: int, out_dir: str, **
     )
 
 
-def probe_generation_batch_size(cfg: Any, model: Any, tokenizer: Any, out_dir: str, log: Callable[[str], None] = print) -> tuple[int, dict[int, float]]:
+def probe_generation_batch_size(
+    cfg: Any, model: Any, tokenizer: Any, out_dir: str, log: Callable[[str], None] = print
+) -> tuple[int, dict[int, float]]:
     """The candidate generation batch size with the lowest measured seconds per sample, and all timings.
 
     Each candidate g generates g completions (the first g / G prompts of step 0, G each)
@@ -283,7 +295,9 @@ def probe_generation_batch_size(cfg: Any, model: Any, tokenizer: Any, out_dir: s
     n, mbs, G = cfg.algo.samples_per_step, cfg.train.micro_batch_size, cfg.algo.group_size
     cands = generation_batch_candidates(n, mbs, G)
     if not cands:
-        raise ValueError(f"no TRL generation batch size holds whole groups of {G} in multiples of micro-batch {mbs} dividing {n}")
+        raise ValueError(
+            f"no TRL generation batch size holds whole groups of {G} in multiples of micro-batch {mbs} dividing {n}"
+        )
     if len(cands) == 1:
         return cands[0], {}
     trainer, _ = build_trainer(cfg, model, tokenizer, 1, n, out_dir)

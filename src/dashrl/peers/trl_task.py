@@ -63,7 +63,13 @@ def run_trl(cfg: Any, model: Any = None, tokenizer: Any = None) -> Path:
     run_dir = Path(cfg.run.out_dir) / (cfg.run.name or "trl")
     run_dir.mkdir(parents=True, exist_ok=True)
     data = Dataset.from_list(ordered_records(task, cfg.train.steps, cfg.algo.prompts_per_step, tokenizer))
-    args = grpo_args(cfg, cfg.train.steps, cfg.algo.samples_per_step, str(run_dir / "trl"), reward_weights=[f.weight for f in task.funcs])
+    args = grpo_args(
+        cfg,
+        cfg.train.steps,
+        cfg.algo.samples_per_step,
+        str(run_dir / "trl"),
+        reward_weights=[f.weight for f in task.funcs],
+    )
     out = run_dir / "trl_metrics.jsonl"
     t0 = time.perf_counter()
 
@@ -74,12 +80,24 @@ def run_trl(cfg: Any, model: Any = None, tokenizer: Any = None) -> Path:
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
             if logs and "reward" in logs:
-                row = {"step": state.global_step, "time/elapsed_s": time.perf_counter() - t0, "reward/mean": logs["reward"]}
-                row.update({f"reward/{k.split('/')[1]}": v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")})
+                row = {
+                    "step": state.global_step,
+                    "time/elapsed_s": time.perf_counter() - t0,
+                    "reward/mean": logs["reward"],
+                }
+                row.update(
+                    {
+                        f"reward/{k.split('/')[1]}": v
+                        for k, v in logs.items()
+                        if k.startswith("rewards/") and k.endswith("/mean")
+                    }
+                )
                 with open(out, "a") as handle:
                     handle.write(json.dumps(row) + "\n")
 
-    trainer = GRPOTrainer(model=model, reward_funcs=[f.fn for f in task.funcs], args=args, train_dataset=data, processing_class=tokenizer)
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=[f.fn for f in task.funcs], args=args, train_dataset=data, processing_class=tokenizer
+    )
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(Log())
     trainer.train()

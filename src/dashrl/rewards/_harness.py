@@ -12,7 +12,7 @@ end). So `assert f(1) == 2; assert f(2) == 3` is 2 checks, while HumanEval's `ch
 and MBPP+'s `for ...: assertion(...)` loop are 1 check each (all or nothing).
 """
 
-HARNESS = r'''
+HARNESS = r"""
 import ast, json, os, sys
 
 def _main():
@@ -101,4 +101,4 @@ def _main():
     report(passed, total)
 
 _main()
-'''
+"""

@@ -183,7 +183,9 @@ def reward_funcs(funcs: Sequence[Any], weights: Sequence[float] = ()) -> tuple[R
             raise RewardError(f"reward function {f!r} is not callable")
         name = name or fn_name(fn)
         if name in ("mean", "std"):
-            raise RewardError(f"reward function name {name!r} clashes with the metric reward/{name}; rename the function")
+            raise RewardError(
+                f"reward function name {name!r} clashes with the metric reward/{name}; rename the function"
+            )
         if name in seen:
             raise RewardError(f"reward function name {name!r} appears twice; each is logged as reward/<name>")
         if not math.isfinite(float(w)):
@@ -258,14 +260,18 @@ def _check_values(name: str, values: Any, n: int, where: Callable[[int], str]) -
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
         raise RewardError(f"reward function {name!r} returned {type(values).__name__}, expected a list of {n} floats")
     if len(values) != n:
-        raise RewardError(f"reward function {name!r} returned {len(values)} values for {n} completions ({where(0)} ...)")
+        raise RewardError(
+            f"reward function {name!r} returned {len(values)} values for {n} completions ({where(0)} ...)"
+        )
     out: list[float | None] = []
     for i, v in enumerate(values):
         if v is None:
             out.append(None)
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) and not hasattr(v, "__float__"):
-            raise RewardError(f"reward function {name!r} returned {v!r} ({type(v).__name__}) for {where(i)}; expected a float or None")
+            raise RewardError(
+                f"reward function {name!r} returned {v!r} ({type(v).__name__}) for {where(i)}; expected a float or None"
+            )
         x = float(v)
         if not math.isfinite(x):
             raise RewardError(f"reward function {name!r} returned {x} for {where(i)}; expected a finite float or None")
@@ -289,7 +295,11 @@ def score(
     ([2.0, 0.0], {'integer': [1.0, 0.0], 'half': [0.5, None]})
     """
     n = len(completions)
-    kwargs = {"prompts": list(prompts), "completions": list(completions), "completion_ids": [list(c) for c in completion_ids]}
+    kwargs = {
+        "prompts": list(prompts),
+        "completions": list(completions),
+        "completion_ids": [list(c) for c in completion_ids],
+    }
     kwargs.update({k: list(v) for k, v in columns.items() if k != "prompt"})
     per_func: dict[str, list[float | None]] = {}
     total = [0.0] * n
@@ -299,7 +309,9 @@ def score(
         except RewardError:
             raise
         except Exception as e:  # noqa: BLE001 - user code: name the function, keep the cause chained
-            raise RewardError(f"reward function {f.name!r} raised {type(e).__name__}: {e} (batch from {where(0)})") from e
+            raise RewardError(
+                f"reward function {f.name!r} raised {type(e).__name__}: {e} (batch from {where(0)})"
+            ) from e
         checked = _check_values(f.name, values, n, where)
         per_func[f.name] = checked
         total = [t + f.weight * (v or 0.0) for t, v in zip(total, checked)]

@@ -91,7 +91,7 @@ class RunResult:
 _SH_SETUP = (
     "for d in /tmp /var/tmp /dev/shm; do [ -d $d ] && mount -t tmpfs -o size=16m,mode=1777 "
     "tmpfs $d; done; u=$1; caps=$2; shift 2; "
-    'exec setpriv --reuid=$u --regid=$u --clear-groups --no-new-privs --inh-caps=-all$caps '
+    "exec setpriv --reuid=$u --regid=$u --clear-groups --no-new-privs --inh-caps=-all$caps "
     '--ambient-caps=-all$caps --bounding-set=-all$caps -- "$@"'
 )
 
@@ -108,7 +108,7 @@ def _world_readable(path: str) -> bool:
 
 @functools.lru_cache(maxsize=None)  # the machine does not change while we run
 def isolation_mode() -> str:
-    """"namespaces" when root + unshare + setpriv work here, else "rlimits".
+    """ "namespaces" when root + unshare + setpriv work here, else "rlimits".
 
     >>> isolation_mode() in ("namespaces", "rlimits")
     True
@@ -299,6 +299,4 @@ def run_many(
     mode = isolation_mode()
     workers = workers or max(1, min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-        return list(
-            pool.map(lambda job: run_tests(job[0], job[1], limits, python=python, mode=mode), jobs)
-        )
+        return list(pool.map(lambda job: run_tests(job[0], job[1], limits, python=python, mode=mode), jobs))

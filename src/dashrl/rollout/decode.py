@@ -67,7 +67,9 @@ def merge_attention(o1: torch.Tensor, lse1: torch.Tensor, o2: torch.Tensor, lse2
     return torch.lerp(o2.to(acc), o1.to(acc), w).to(o1.dtype)
 
 
-def attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def attention_with_lse(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention `q [N, H, Lq, D]` over `k, v [N, H, Lk, D]` and its log-sum-exp `[N, H, Lq]`.
 
     Not causal: every query sees every key (plus the additive `mask [N, 1, 1, Lk]`). torch's
@@ -92,7 +94,11 @@ def supports(model: Any) -> bool:
     cfg = getattr(model, "config", None)
     if cfg is None or getattr(cfg, "model_type", None) != "llama":
         return False
-    if getattr(cfg, "attention_bias", False) or getattr(cfg, "mlp_bias", False) or getattr(cfg, "hidden_act", "silu") != "silu":
+    if (
+        getattr(cfg, "attention_bias", False)
+        or getattr(cfg, "mlp_bias", False)
+        or getattr(cfg, "hidden_act", "silu") != "silu"
+    ):
         return False
     if getattr(cfg, "sliding_window", None) or getattr(cfg, "pretraining_tp", 1) not in (None, 1):
         return False
@@ -101,7 +107,12 @@ def supports(model: Any) -> bool:
 
 def can_prepack(w: torch.Tensor) -> bool:
     """Whether oneDNN can hold `w` pre-reordered: a bf16 CPU matrix on a CPU with bf16 support."""
-    return w.device.type == "cpu" and w.dtype == torch.bfloat16 and w.dim() == 2 and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return (
+        w.device.type == "cpu"
+        and w.dtype == torch.bfloat16
+        and w.dim() == 2
+        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
 
 
 def prepack(w: torch.Tensor, batch: int = 64) -> torch.Tensor:
@@ -238,7 +249,11 @@ class DecodeState:
         if not share_prefix:  # the lever off: every row gets its own copy of its prompt's KV
             prefix_kv = [(k[group], v[group]) for k, v in prefix_kv]
             prefix_mask, prompt_len, group = prefix_mask[group], prompt_len[group], torch.arange(B, device=group.device)
-        self.prefix_kv, self.prefix_mask, self.prompt_len = prefix_kv, prefix_mask, prompt_len  # [P, Hkv, L, D], [P, 1, 1, L], [P]
+        self.prefix_kv, self.prefix_mask, self.prompt_len = (
+            prefix_kv,
+            prefix_mask,
+            prompt_len,
+        )  # [P, Hkv, L, D], [P, 1, 1, L], [P]
         self.suffix_kv = [(k0.new_empty((B, Hkv, capacity, D)), k0.new_empty((B, Hkv, capacity, D))) for _ in prefix_kv]
         self.rows = torch.arange(B, device=group.device)  # [B] the chunk row each batch row decodes
         self._set_groups(group)
@@ -253,7 +268,9 @@ class DecodeState:
         self.slots = max(counts.values())
         self.flat = group * self.slots + torch.tensor(slot, device=group.device)  # [B] row -> prefix query slot
         n = len(group)
-        self.dense = n == (int(group.max()) + 1) * self.slots and bool(torch.equal(self.flat, torch.arange(n, device=group.device)))
+        self.dense = n == (int(group.max()) + 1) * self.slots and bool(
+            torch.equal(self.flat, torch.arange(n, device=group.device))
+        )
 
     def compact(self, keep: torch.Tensor, filled: int) -> None:
         """Keep batch rows `keep` (sorted), copying the `filled` completion positions; drop unused prompts."""

@@ -111,7 +111,12 @@ class HFSampler:
     """
 
     def __init__(
-        self, model: Any, tokenizer: Any, dtype: str = "fp32", stop_ids: Sequence[int] | None = None, decoder: str = "static"
+        self,
+        model: Any,
+        tokenizer: Any,
+        dtype: str = "fp32",
+        stop_ids: Sequence[int] | None = None,
+        decoder: str = "static",
     ):
         from dashrl.models import stop_token_ids
 
@@ -146,7 +151,9 @@ class HFSampler:
         if self.decoder != "plain" and decode.supports(self.model):
             if self.compile and self._compiled is None:
                 self._compiled = decode.compile_steps()
-            packed = decode.pack(self.model, self._compiled if self.compile else None, self.prepack)  # fused, refreshed every call
+            packed = decode.pack(
+                self.model, self._compiled if self.compile else None, self.prepack
+            )  # fused, refreshed every call
         try:
             for s in range(0, len(prompts), params.batch_size):
                 gen = torch.Generator(device=self._device).manual_seed(int(seed) * 1_000_003 + start + s)
@@ -186,7 +193,11 @@ class HFSampler:
         # state: with a strided slice the LM-head matmul copies its weight once per row.
         last = torch.tensor([L - 1], device=dev)
         out = self.model(
-            input_ids=input_ids[uniq], attention_mask=attn[uniq], position_ids=pos[uniq], use_cache=True, logits_to_keep=last
+            input_ids=input_ids[uniq],
+            attention_mask=attn[uniq],
+            position_ids=pos[uniq],
+            use_cache=True,
+            logits_to_keep=last,
         )
         expand = torch.searchsorted(uniq, rows_of)  # [B]: row of the prefill batch each row copies
         logits = out.logits[:, -1][expand]  # [B, V]
@@ -206,9 +217,13 @@ class HFSampler:
         mask = torch.zeros(prefix_attn.shape, dtype=dtype, device=prefix_attn.device)  # [P, L]
         mask = mask.masked_fill(prefix_attn == 0, float("-inf"))[:, None, None]  # [P, 1, 1, L]
         kv = [(layer.keys, layer.values) for layer in cache.layers]
-        state = decode.DecodeState(packed, kv, mask, prefix_attn.sum(-1), expand, params.max_new_tokens, self.share_prefix)
+        state = decode.DecodeState(
+            packed, kv, mask, prefix_attn.sum(-1), expand, params.max_new_tokens, self.share_prefix
+        )
         live = torch.arange(len(expand), device=expand.device)  # [n] batch rows still decoding, in prompt order
-        feed = torch.full((len(expand),), self.pad_id, dtype=torch.long, device=expand.device)  # [B] next input per batch row
+        feed = torch.full(
+            (len(expand),), self.pad_id, dtype=torch.long, device=expand.device
+        )  # [B] next input per batch row
         for t in range(params.max_new_tokens):
             tok, lp = sample_tokens(logits, params.temperature, params.top_p, params.top_k, gen)  # live rows only
             done = _record(record, state.rows[live].cpu(), t, tok, lp, stop)
@@ -248,11 +263,17 @@ class HFSampler:
             attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
             last_pos = last_pos + 1
             out = self.model(
-                input_ids=tok[:, None], attention_mask=attn, position_ids=last_pos, past_key_values=cache, use_cache=True
+                input_ids=tok[:, None],
+                attention_mask=attn,
+                position_ids=last_pos,
+                past_key_values=cache,
+                use_cache=True,
             )
             cache, logits = out.past_key_values, out.logits[:, -1]
 
-    def _completions(self, tokens: torch.Tensor, logps: torch.Tensor, lengths: torch.Tensor, stopped: torch.Tensor) -> list[Completion]:
+    def _completions(
+        self, tokens: torch.Tensor, logps: torch.Tensor, lengths: torch.Tensor, stopped: torch.Tensor
+    ) -> list[Completion]:
         results = []
         for i in range(len(tokens)):
             n = int(lengths[i])
@@ -268,7 +289,14 @@ class HFSampler:
         return results
 
 
-def _record(record: tuple[torch.Tensor, ...], rows: torch.Tensor, t: int, tok: torch.Tensor, lp: torch.Tensor, stop: torch.Tensor) -> torch.Tensor:
+def _record(
+    record: tuple[torch.Tensor, ...],
+    rows: torch.Tensor,
+    t: int,
+    tok: torch.Tensor,
+    lp: torch.Tensor,
+    stop: torch.Tensor,
+) -> torch.Tensor:
     """Write step `t`'s tokens and logprobs of chunk rows `rows`; return which of them stopped."""
     tokens, logps, lengths, stopped = record
     tokens[rows, t] = tok.cpu()
@@ -314,7 +342,9 @@ if DynamicLayer is not None:
         def _views(self) -> None:
             self.keys, self.values = self._k[:, :, : self.n], self._v[:, :, : self.n]
 
-        def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             m = key_states.shape[-2]
             if self.n + m > self._k.shape[2]:
                 raise RuntimeError(f"KV buffer full: {self.n} + {m} > {self._k.shape[2]}")

@@ -103,7 +103,17 @@ def score_groups(
         for i, c in enumerate(completions)
     ]  # fmt: skip
     return [
-        Sample(prompts[i], c.token_ids, c.logprobs, float(scores[i]), advantages[i], first_group + i // G, c.finish_reason, version, infos[i])
+        Sample(
+            prompts[i],
+            c.token_ids,
+            c.logprobs,
+            float(scores[i]),
+            advantages[i],
+            first_group + i // G,
+            c.finish_reason,
+            version,
+            infos[i],
+        )
         for i, c in enumerate(completions)
     ]
 

@@ -207,7 +207,9 @@ class VLLMSampler:
         the prefix cache, whose keys and values belong to the old weights."""
         items = [(k, v.detach().to(self.dtype)) for k, v in state.items()]
         with _process_state_kept():
-            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(items), "is_checkpoint_format": True})
+            self.llm.collective_rpc(
+                "reload_weights", kwargs={"weights_iterator": iter(items), "is_checkpoint_format": True}
+            )
             self.llm.reset_prefix_cache()
 
     def generate(
@@ -217,7 +219,9 @@ class VLLMSampler:
         from vllm.inputs import TokensPrompt
 
         if not self.untruncated and params.temperature > 0 and (params.top_p < 1.0 or params.top_k > 0):
-            raise RuntimeError("this vLLM's sampler could not be wrapped: top_p/top_k logprobs would be of the truncated distribution")
+            raise RuntimeError(
+                "this vLLM's sampler could not be wrapped: top_p/top_k logprobs would be of the truncated distribution"
+            )
         too_long = [len(p) for p in prompts if len(p) + params.max_new_tokens > self.max_model_len]
         if too_long:
             raise ValueError(

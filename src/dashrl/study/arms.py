@@ -88,7 +88,15 @@ ARMS.update(
 TEACHER_ARM = "dash"  # SFT-M distils the paper's DASH unless --teacher is given
 # Fields the arms set themselves: a study-wide override of one would change what an arm is.
 STUDY_RUN_FIELDS = ("quiet", "loggers", "save_every", "keep_last")  # run.* a study may set for every arm
-ARM_FIELDS = ("algo.name", "algo.schedule", "algo.beta", "algo.filter_threshold", "algo.ppo_k", "train.seed", "sft.data")
+ARM_FIELDS = (
+    "algo.name",
+    "algo.schedule",
+    "algo.beta",
+    "algo.filter_threshold",
+    "algo.ppo_k",
+    "train.seed",
+    "sft.data",
+)
 
 
 def check_overrides(overrides: Sections) -> None:
@@ -115,7 +123,9 @@ def run_name(arm: str, seed: int) -> str:
     return f"{arm}-s{seed}"
 
 
-def arm_config(arm: Arm, preset: Preset, overrides: Sections, runs_dir: Path, seed: int, sft_data: str = "human") -> "Config":
+def arm_config(
+    arm: Arm, preset: Preset, overrides: Sections, runs_dir: Path, seed: int, sft_data: str = "human"
+) -> "Config":
     """The validated run config of `arm` at seed `seed`: preset <- study-wide overrides <-
     the arm's own fields <- its run folder and seed. Raises `ConfigError` (e.g. when this
     dashrl has no `sft` schedule yet)."""

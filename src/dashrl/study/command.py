@@ -35,6 +35,8 @@ def rl_order() -> list[str]:
     from dashrl.study.arms import ARMS
 
     return [*RL_ORDER, *(a for a, arm in ARMS.items() if not arm.default and arm.kind == "rl")]
+
+
 PPO = ("ppo_multi", "ppo_mini")
 
 
@@ -43,15 +45,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="what every arm shares (default cpu)")
-    p.add_argument("--out", default="study", metavar="DIR", help="study folder: runs/, eval/, report.md (default ./study)")
+    p.add_argument(
+        "--out", default="study", metavar="DIR", help="study folder: runs/, eval/, report.md (default ./study)"
+    )
     p.add_argument("--seeds", type=int, default=1, help="seeds per arm (3 or more: intervals over seeds)")
     p.add_argument("--quick", action="store_true", help="a smoke run of every arm in minutes (tiny sizes)")
     p.add_argument("--teacher", metavar="MODEL", help="SFT-M's teacher (default: the finished DASH arm's checkpoint)")
     p.add_argument("--arms", metavar="A,B", help="run only these arms (the report marks the others not run)")
-    p.epilog = "Presets:\n" + "\n".join(f"  {n:6} {pr.summary}" for n, pr in PRESETS.items()) + (
-        "\n\nArms: base, dash (the paper's DASH, with KL), dash_nokl (No-KL), nogf (No-GF), grpo,\n"
-        "ppo_multi (K = 3), ppo_mini, sft_h, sft_m. Any --section.field VALUE of dashrl train\n"
-        "applies to every arm (not the fields that define the arms, nor run.*)."
+    p.epilog = (
+        "Presets:\n"
+        + "\n".join(f"  {n:6} {pr.summary}" for n, pr in PRESETS.items())
+        + (
+            "\n\nArms: base, dash (the paper's DASH, with KL), dash_nokl (No-KL), nogf (No-GF), grpo,\n"
+            "ppo_multi (K = 3), ppo_mini, sft_h, sft_m. Any --section.field VALUE of dashrl train\n"
+            "applies to every arm (not the fields that define the arms, nor run.*)."
+        )
     )
 
 
@@ -85,12 +93,18 @@ class Plan:
 
         self.overrides: dict[str, dict[str, Any]] = parse_overrides(args.overrides or [])
         check_overrides(self.overrides)
-        evaluator = {k: self.overrides["eval"].pop(k) for k in ("limit", "max_new_tokens") if k in self.overrides.get("eval", {})}
-        self.preset = with_eval_overrides(get_preset(args.preset, args.quick), evaluator)  # the study's evaluator, not the arms
+        evaluator = {
+            k: self.overrides["eval"].pop(k) for k in ("limit", "max_new_tokens") if k in self.overrides.get("eval", {})
+        }
+        self.preset = with_eval_overrides(
+            get_preset(args.preset, args.quick), evaluator
+        )  # the study's evaluator, not the arms
         if args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
         self.seeds = list(range(args.seeds))
-        wanted = [a.strip() for a in (args.arms or "").split(",") if a.strip()] or [a for a, arm in ARMS.items() if arm.default]
+        wanted = [a.strip() for a in (args.arms or "").split(",") if a.strip()] or [
+            a for a, arm in ARMS.items() if arm.default
+        ]
         unknown = [a for a in wanted if a not in ARMS]
         if unknown:
             raise ValueError(f"--arms: unknown arm {unknown[0]!r}; valid: {', '.join(ARMS)}")
@@ -100,7 +114,11 @@ class Plan:
         self.teacher = args.teacher
         self.sft_data: dict[tuple[str, int], str] = {}  # (arm, seed) -> the --sft.data it trained on
         flags = [f"--preset {args.preset}", f"--out {args.out}", f"--seeds {args.seeds}"]
-        flags += ["--quick"] * bool(args.quick) + [f"--teacher {args.teacher}"] * bool(args.teacher) + [f"--arms {args.arms}"] * bool(args.arms)
+        flags += (
+            ["--quick"] * bool(args.quick)
+            + [f"--teacher {args.teacher}"] * bool(args.teacher)
+            + [f"--arms {args.arms}"] * bool(args.arms)
+        )
         self.command = " ".join(["dashrl study", *flags, *(args.overrides or [])])
 
     def config(self, arm: str, seed: int, sft_data: str = "human") -> Any:
@@ -132,7 +150,9 @@ def _run_arm(plan: Plan, arm: str, seed: int, sft_data: str = "human") -> str:
     if state == "done":
         _say(f"{run_name(arm, seed)}: finished, skipped")
         return "done"
-    _say(f"{run_name(arm, seed)}: {'resuming' if state == 'partial' else 'training'} {cfg.algo.name}, {cfg.train.steps} steps")
+    _say(
+        f"{run_name(arm, seed)}: {'resuming' if state == 'partial' else 'training'} {cfg.algo.name}, {cfg.train.steps} steps"
+    )
     _train(cfg)
     return "resumed" if state == "partial" else "trained"
 
@@ -154,7 +174,9 @@ def train_arms(plan: Plan) -> dict[tuple[str, int], str]:
 
     from dashrl.rewards import math_reward
 
-    math_reward("\\boxed{\\frac{1}{2}}", "0.5")  # a symbolic check: math-verify and sympy load before the first arm's clock
+    math_reward(
+        "\\boxed{\\frac{1}{2}}", "0.5"
+    )  # a symbolic check: math-verify and sympy load before the first arm's clock
     skipped: dict[tuple[str, int], str] = {}
     for seed in plan.seeds:
         for arm in rl_order():
@@ -243,7 +265,9 @@ def collect(plan: Plan, skipped: dict[tuple[str, int], str]) -> dict[str, Any]:
                 res.ran, res.why = False, "not finished"
                 break
             res.rows.append(read_rows(run_dir))
-            res.evals.append(cached_eval(plan.evals, run_name(name, seed), str(final_checkpoint(run_dir)), plan.preset, **kw))
+            res.evals.append(
+                cached_eval(plan.evals, run_name(name, seed), str(final_checkpoint(run_dir)), plan.preset, **kw)
+            )
             if name in PPO:
                 step = cut_ppo(plan, name, seed)
                 res.cut_steps.append(step)
@@ -251,7 +275,9 @@ def collect(plan: Plan, skipped: dict[tuple[str, int], str]) -> dict[str, Any]:
                     ckpt = step_dir(run_dir, step)
                     same = ckpt == final_checkpoint(run_dir)  # it finished within DASH's time: its final reading
                     key = f"{run_name(name, seed)}-at-dash-time"
-                    res.cut_evals.append(res.evals[-1] if same else cached_eval(plan.evals, key, str(ckpt), plan.preset, **kw))
+                    res.cut_evals.append(
+                        res.evals[-1] if same else cached_eval(plan.evals, key, str(ckpt), plan.preset, **kw)
+                    )
         if not res.ran:
             res.evals, res.rows, res.cut_evals = [], [], []
         elif name in PPO and len(res.cut_evals) != len(plan.seeds):

@@ -46,7 +46,11 @@ def draw(results: dict[str, ArmResult], out: Path, id_set: str) -> list[str]:
         minutes = [t / 60 for t in stats.cumulative(step_seconds(arm.rows[0]))]
         ys = curve(arm.rows[0])
         ax.plot(minutes[: len(ys)], ys, marker=".", color=f"C{i}", label=arm.label)
-    ax.set(xlabel="training minutes (evaluation and saves excluded)", ylabel="training reward", title="Reward against wall-clock")
+    ax.set(
+        xlabel="training minutes (evaluation and saves excluded)",
+        ylabel="training reward",
+        title="Reward against wall-clock",
+    )
     _legend(ax)
     _save(fig, out / FIGURES[0])
 

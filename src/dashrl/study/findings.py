@@ -105,7 +105,9 @@ def paired_effect(a: list[list[float]], b: list[list[float]], unit: str = "probl
     return Effect(m, lo, hi, f"paired bootstrap, {len(xs)} {unit}")
 
 
-def unpaired_effect(a: list[float], b: list[float], fn: Callable[[Sequence[float], Sequence[float]], float], unit: str) -> Effect:
+def unpaired_effect(
+    a: list[float], b: list[float], fn: Callable[[Sequence[float], Sequence[float]], float], unit: str
+) -> Effect:
     m, lo, hi = stats.bootstrap_two(a, b, fn)
     return Effect(m, lo, hi, f"bootstrap, {len(a)} vs {len(b)} {unit}")
 
@@ -201,10 +203,14 @@ def eval_claim(claim: str, measure: str, sign: int | None, a: ArmResult, b: ArmR
         why = f"{a.label} has no checkpoint within DASH's wall-clock"
     if why:
         return Claim(claim, measure, sign, None, why, paper)
-    return Claim(claim, measure, sign, paired_effect(_problems(a, sets, what, cut_a), _problems(b, sets, what)), paper=paper)
+    return Claim(
+        claim, measure, sign, paired_effect(_problems(a, sets, what, cut_a), _problems(b, sets, what)), paper=paper
+    )
 
 
-def passk_claim(claim: str, measure: str, sign: int, a: ArmResult, b: ArmResult, k_lo: str, k_hi: str | None = None) -> Claim:
+def passk_claim(
+    claim: str, measure: str, sign: int, a: ArmResult, b: ArmResult, k_lo: str, k_hi: str | None = None
+) -> Claim:
     """pass@k_lo of a - b; with `k_hi`, the change of that gap: (a - b)@k_lo - (a - b)@k_hi."""
     why = _missing(a, b)
     if why:

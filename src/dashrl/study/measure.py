@@ -39,7 +39,9 @@ def cache_path(eval_dir: Path, key: str, model: str, settings: dict[str, Any]) -
     return eval_dir / f"{key}-{digest}.json"
 
 
-def evaluate_model(model_spec: str, preset: Preset, *, dtype: str, difficulty: int, attn: str = "sdpa") -> dict[str, Any]:
+def evaluate_model(
+    model_spec: str, preset: Preset, *, dtype: str, difficulty: int, attn: str = "sdpa"
+) -> dict[str, Any]:
     """Greedy accuracy and lengths on every set, pass@k on the in-distribution set.
 
     Returns `{"sets": {name: {"accuracy", "mean_length", "correct": [0/1 per problem],
@@ -74,7 +76,9 @@ def evaluate_model(model_spec: str, preset: Preset, *, dtype: str, difficulty: i
     return out
 
 
-def cached_eval(eval_dir: Path, key: str, model_spec: str, preset: Preset, *, dtype: str, difficulty: int) -> dict[str, Any]:
+def cached_eval(
+    eval_dir: Path, key: str, model_spec: str, preset: Preset, *, dtype: str, difficulty: int
+) -> dict[str, Any]:
     """`evaluate_model`, read from `DIR/eval/` when this model was evaluated with these settings."""
     from dashrl.train.checkpoint import atomic_write_text
 
@@ -83,7 +87,11 @@ def cached_eval(eval_dir: Path, key: str, model_spec: str, preset: Preset, *, dt
     if path.is_file():
         return json.loads(path.read_text())
     print(f"[dashrl] study: evaluating {key} ({model_spec})", file=sys.stderr, flush=True)
-    result = {**evaluate_model(model_spec, preset, dtype=dtype, difficulty=difficulty), "settings": settings, "key": key}
+    result = {
+        **evaluate_model(model_spec, preset, dtype=dtype, difficulty=difficulty),
+        "settings": settings,
+        "key": key,
+    }
     eval_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(result))
     return result
@@ -108,7 +116,13 @@ def distill_traces(teacher: str, cfg: Any, preset: Preset, out: Path) -> dict[st
     model, tok = load_model(teacher, attn=cfg.model.attn)
     sampler = make_sampler("hf", model=model, tokenizer=tok, dtype=cfg.model.dtype)
     s = cfg.sampler
-    params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, batch_size=s.batch_size)
+    params = SamplingParams(
+        max_new_tokens=s.max_new_tokens,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k,
+        batch_size=s.batch_size,
+    )
     records, st = distill(sampler, tok, task, problems=preset.distill_problems, n=preset.distill_n, k=preset.distill_k,
                           params=params, seed=cfg.train.seed)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)

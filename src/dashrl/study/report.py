@@ -55,7 +55,12 @@ def _teacher_line(plan: Any) -> str:
 
 def report_text(plan: Any, results: dict[str, ArmResult], skipped: dict, figures: list[str]) -> str:
     p = plan.preset
-    fill = {"beta": p.dash_beta, "multi_k": p.ppo_multi_k, "mini_k": p.ppo_mini_k, "traces": "traces/sft_m-sSEED-TEACHER.jsonl"}
+    fill = {
+        "beta": p.dash_beta,
+        "multi_k": p.ppo_multi_k,
+        "mini_k": p.ppo_mini_k,
+        "traces": "traces/sft_m-sSEED-TEACHER.jsonl",
+    }
     arms = [(a.name, a.label, FLAGS.get(a.name, f"--algo.name {a.name}").format(**fill), "ran" if a.ran and (a.evals or a.name == "base") else f"not run: {a.why}")
             for a in results.values()]  # fmt: skip
     base_cfg = plan.config("base", 0)
@@ -74,7 +79,8 @@ def report_text(plan: Any, results: dict[str, ArmResult], skipped: dict, figures
         "",
         "## Which arm is which",
         "",
-        "The paper's DASH keeps the KL term (here beta = " f"{p.dash_beta}); its \"No-KL\" removes it, which is dashrl's "
+        "The paper's DASH keeps the KL term (here beta = "
+        f'{p.dash_beta}); its "No-KL" removes it, which is dashrl\'s '
         "`dash` default (beta 0). No-GF and the PPO arms keep DASH's beta; GRPO uses its own (0.04).",
         "",
         arms_table(arms),

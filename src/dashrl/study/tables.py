@@ -39,10 +39,39 @@ def finding1(r: dict[str, ArmResult], id_set: str, ood: Sequence[str]) -> Findin
     dash, sft_h, sft_m, base = r["dash"], r["sft_h"], r["sft_m"], r["base"]
     claims = []
     for sft in (sft_h, sft_m):
-        claims.append(eval_claim(f"DASH beats {sft.label} in distribution", f"DASH - {sft.label}, accuracy on {id_set}", +1, dash, sft, [id_set]))
-        claims.append(eval_claim(f"DASH beats {sft.label} out of distribution", f"DASH - {sft.label}, accuracy on {', '.join(ood)} (pooled)", +1, dash, sft, ood))
-    claims.append(eval_claim("SFT-H even degrades the model", f"SFT-H - base, accuracy on {id_set}", -1, sft_h, base, [id_set]))
-    claims.append(eval_claim("SFT-H even degrades the model (OOD)", "SFT-H - base, accuracy on the OOD sets (pooled)", -1, sft_h, base, ood))
+        claims.append(
+            eval_claim(
+                f"DASH beats {sft.label} in distribution",
+                f"DASH - {sft.label}, accuracy on {id_set}",
+                +1,
+                dash,
+                sft,
+                [id_set],
+            )
+        )
+        claims.append(
+            eval_claim(
+                f"DASH beats {sft.label} out of distribution",
+                f"DASH - {sft.label}, accuracy on {', '.join(ood)} (pooled)",
+                +1,
+                dash,
+                sft,
+                ood,
+            )
+        )
+    claims.append(
+        eval_claim("SFT-H even degrades the model", f"SFT-H - base, accuracy on {id_set}", -1, sft_h, base, [id_set])
+    )
+    claims.append(
+        eval_claim(
+            "SFT-H even degrades the model (OOD)",
+            "SFT-H - base, accuracy on the OOD sets (pooled)",
+            -1,
+            sft_h,
+            base,
+            ood,
+        )
+    )
     return Finding(1, "On-policy RL beats SFT", "On-policy RL (DASH) beats SFT on human-written solutions (SFT-H) and SFT on a "
                    "stronger model's traces (SFT-M), in and out of distribution; SFT-H even degrades the model.", claims)  # fmt: skip
 
@@ -61,7 +90,9 @@ def finding2(r: dict[str, ArmResult], id_set: str) -> Finding:
         if ppo.cut_steps:
             total = [str(len(rows)) for rows in ppo.rows]
             cuts = ", ".join(f"{s} of {t}" for s, t in zip(ppo.cut_steps, total))
-            notes.append(f"{ppo.label} read at DASH's training time: optimizer step {cuts} (per seed; none = its first cycle took longer)")
+            notes.append(
+                f"{ppo.label} read at DASH's training time: optimizer step {cuts} (per seed; none = its first cycle took longer)"
+            )
     return Finding(2, "PPO-Multi and PPO-Mini against DASH", "PPO-Multi (K optimizer passes over all M samples) and PPO-Mini (K mini-batches "
                    "of M/K, one step each) improve faster early and end slightly higher at equal wall-clock, but their training "
                    "curves are clearly less stable than DASH's.", claims, notes)  # fmt: skip
@@ -115,7 +146,13 @@ def findings(results: dict[str, ArmResult], id_set: str, ood: Sequence[str], ks:
     >>> [f.number for f in fs], sorted({c.verdict for f in fs for c in f.claims})
     ([1, 2, 3, 4, 5], ['inconclusive', 'n/a (no claim)'])
     """
-    return [finding1(results, id_set, ood), finding2(results, id_set), finding3(results, id_set, ks), finding4(results, id_set), finding5(results)]
+    return [
+        finding1(results, id_set, ood),
+        finding2(results, id_set),
+        finding3(results, id_set, ks),
+        finding4(results, id_set),
+        finding5(results),
+    ]
 
 
 # -- markdown --------------------------------------------------------------------------------
@@ -158,7 +195,9 @@ def results_table(results: dict[str, ArmResult], sets: Sequence[str], ks: Sequen
             variants.append((f"{arm.label} at DASH's time", arm.cut_evals, []))
         for label, evals, rows in variants:
             if not evals:
-                lines.append(f"| {label} | " + " | ".join(["-"] * (len(head) - 2)) + f" | not run: {arm.why or 'no results'} |")
+                lines.append(
+                    f"| {label} | " + " | ".join(["-"] * (len(head) - 2)) + f" | not run: {arm.why or 'no results'} |"
+                )
                 continue
             acc = [f"{_mean([e['sets'][s]['accuracy'] for e in evals]):.3f}" for s in sets]
             tok = f"{_mean([e['sets'][sets[0]]['mean_length'] for e in evals]):.1f}"
@@ -172,4 +211,3 @@ def arms_table(rows: list[tuple[str, str, str, str]]) -> str:
     """Which arm is which: (arm, the paper's name, dashrl flags, status)."""
     lines = ["| arm | the paper's | dashrl | status |", "|---|---|---|---|"]
     return "\n".join(lines + [f"| `{a}` | {p} | `{d}` | {s} |" for a, p, d, s in rows])
-

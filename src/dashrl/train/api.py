@@ -31,7 +31,9 @@ def config_from(overrides: Any = None) -> Any:
     if isinstance(overrides, (str, os.PathLike)):
         return load_config(Path(overrides))
     if not isinstance(overrides, Mapping):
-        raise ConfigError(f"overrides: expected a dict of 'section.field': value, a Config or a TOML path, got {type(overrides).__name__}")
+        raise ConfigError(
+            f"overrides: expected a dict of 'section.field': value, a Config or a TOML path, got {type(overrides).__name__}"
+        )
     nested: dict[str, dict[str, Any]] = {}
     for key, value in overrides.items():
         sec, dot, name = str(key).partition(".")
@@ -73,7 +75,11 @@ def train(
     from dashrl.train.loop import RunError
     from dashrl.train.loop import train as run_loop
 
-    if dataset is not None and (overrides is None or isinstance(overrides, Mapping)) and "task.name" not in (overrides or {}):
+    if (
+        dataset is not None
+        and (overrides is None or isinstance(overrides, Mapping))
+        and "task.name" not in (overrides or {})
+    ):
         overrides = {**(overrides or {}), "task.name": "dataset"}  # the records, not the default procedural task
     cfg = config_from(overrides)
     try:

@@ -29,7 +29,9 @@ def micro_batches(samples: Sequence[Sample], by: str, size: int, token_budget: i
         out: list[list[int]] = []
         for pack in pack_groups([(g, len(m)) for g, m in members.items()], size):
             flat = [i for g in pack for i in members[g]]
-            out += [flat[j : j + size] for j in range(0, len(flat), size)]  # only a lone group larger than `size` is cut
+            out += [
+                flat[j : j + size] for j in range(0, len(flat), size)
+            ]  # only a lone group larger than `size` is cut
         return out
     ranked = sorted(range(len(samples)), key=lambda i: -samples[i].length)
     if by == "samples":

@@ -51,7 +51,13 @@ def rng_state() -> dict[str, Any]:
     state = {
         "python": list(random.getstate()[1]) + [random.getstate()[2]],
         "python_version": random.getstate()[0],
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -199,7 +205,9 @@ def update_best(run_dir: Path, ckpt: Path, metric: str, value: float, mode: str)
         better = value > best["value"] if mode == "max" else value < best["value"]
         if still_there and best.get("metric") == metric and not better:
             return False
-    atomic_write_text(path, json.dumps({"checkpoint": ckpt.name, "metric": metric, "value": value, "mode": mode}) + "\n")
+    atomic_write_text(
+        path, json.dumps({"checkpoint": ckpt.name, "metric": metric, "value": value, "mode": mode}) + "\n"
+    )
     return True
 
 

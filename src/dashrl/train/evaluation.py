@@ -19,7 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover
 EVAL_SEED = -1  # held-out arithmetic: training streams use seeds >= 0
 
 
-def load_eval_sets(names: list[str], limit: int, difficulty: int = 1, split: str | None = None, **fields: str | None) -> dict[str, list[Example]]:
+def load_eval_sets(
+    names: list[str], limit: int, difficulty: int = 1, split: str | None = None, **fields: str | None
+) -> dict[str, list[Example]]:
     """The evaluation sets `names`, first `limit` problems each (0 = all): `arithmetic` is
     `limit or 100` held-out problems at `difficulty` (a stream no training seed draws from),
     so are the word-problem sets of `dashrl.data.wordproblems.EVAL_SETS`; anything else goes to `dashrl.data.datasets.load_dataset` (with `split` and `fields`).
@@ -36,7 +38,9 @@ def load_eval_sets(names: list[str], limit: int, difficulty: int = 1, split: str
     for name in names:
         check_dataset_name(name, also=("arithmetic", *EVAL_SETS))
         if (name == "arithmetic" or name in EVAL_SETS) and any(fields.values()):
-            raise DatasetError(f"{name!r} is a procedural set (it has no records to read fields from); field names apply to files only")
+            raise DatasetError(
+                f"{name!r} is a procedural set (it has no records to read fields from); field names apply to files only"
+            )
         if name == "arithmetic":
             sets[name] = [arithmetic_example(EVAL_SEED, i, difficulty) for i in range(limit or 100)]
         elif name in EVAL_SETS:  # held-out word problems and their OOD variants, around `difficulty`

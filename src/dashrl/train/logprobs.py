@@ -19,7 +19,6 @@ from dashrl.policy import decoder_states
 from dashrl.train.batching import Collated
 
 
-
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """log softmax(logits / temperature) at `targets`: `[N, T, V]`, `[N, T]` -> `[N, T]` (fp32).
 
@@ -132,8 +131,14 @@ def chosen_logprobs(model: Any, hidden: torch.Tensor, targets: torch.Tensor, mas
         return token_logprobs(_head_logits(model, hidden), targets, temperature) * mask
     t = 1.0 if temperature in (0.0, 1.0) else temperature
     rows = mask.reshape(-1).nonzero().squeeze(1)  # [M] real tokens
-    picked = HeadLogprobs.apply(hidden.reshape(-1, hidden.shape[-1])[rows], weight, targets.reshape(-1)[rows], t, chunk, _compute_dtype(hidden))
-    return torch.zeros(targets.numel(), dtype=torch.float32, device=hidden.device).index_put((rows,), picked).view_as(targets)
+    picked = HeadLogprobs.apply(
+        hidden.reshape(-1, hidden.shape[-1])[rows], weight, targets.reshape(-1)[rows], t, chunk, _compute_dtype(hidden)
+    )
+    return (
+        torch.zeros(targets.numel(), dtype=torch.float32, device=hidden.device)
+        .index_put((rows,), picked)
+        .view_as(targets)
+    )
 
 
 def completion_logprobs(model: Any, batch: Collated, temperature: float = 1.0, chunk: int = 0) -> torch.Tensor:
@@ -205,7 +210,9 @@ class Packed:
 
     input_ids: torch.Tensor  # [1, L]
     position_ids: torch.Tensor  # [1, L]
-    pieces: list[tuple[int, int, int, int]]  # (start, length, prefix start, prefix length); prefix length 0 for a prompt
+    pieces: list[
+        tuple[int, int, int, int]
+    ]  # (start, length, prefix start, prefix length); prefix length 0 for a prompt
     rows: torch.Tensor  # [M] packed position predicting each real completion token, row-major over [N, T]
     flat: torch.Tensor  # [M] index of that token in the flattened [N, T] completion matrix
 
@@ -301,7 +308,11 @@ def packable(model: Any) -> bool:
     if not getattr(cls, "_can_set_attn_implementation", lambda: False)():
         return False
     sliding = getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True)
-    return not sliding and not getattr(cfg, "attn_logit_softcapping", None) and "sliding_attention" not in (getattr(cfg, "layer_types", None) or ())
+    return (
+        not sliding
+        and not getattr(cfg, "attn_logit_softcapping", None)
+        and "sliding_attention" not in (getattr(cfg, "layer_types", None) or ())
+    )
 
 
 def packed_logprobs(model: Any, batch: Collated, temperature: float = 1.0, chunk: int = 0) -> torch.Tensor:
@@ -313,7 +324,9 @@ def packed_logprobs(model: Any, batch: Collated, temperature: float = 1.0, chunk
     ALL_MASK_ATTENTION_FUNCTIONS.register(PACKED_ATTN, _no_mask)
     pk = pack(batch)
     with _attention(model, PACKED_ATTN):
-        out = decoder_states(model, input_ids=pk.input_ids, position_ids=pk.position_ids, use_cache=False, dashrl_pieces=pk.pieces)
+        out = decoder_states(
+            model, input_ids=pk.input_ids, position_ids=pk.position_ids, use_cache=False, dashrl_pieces=pk.pieces
+        )
     hidden = out.last_hidden_state[0, pk.rows]  # [M, H]
     targets = batch.completion_ids.reshape(-1)[pk.flat]
     mask = torch.ones_like(targets)

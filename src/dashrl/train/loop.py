@@ -185,9 +185,13 @@ def find_resume_point(cfg: Config, run_dir: Path, resume: bool | None) -> Path |
     ckpt = latest_checkpoint(run_dir) if run_dir.is_dir() else None
     if ckpt is None:
         if run_dir.is_dir() and latest_checkpoint(run_dir, resumable=False):  # run.keep_state = "none"
-            raise RunError(f"run folder {run_dir} holds checkpoints without trainer state (run.keep_state = none); it cannot be resumed; choose another --run.name")
+            raise RunError(
+                f"run folder {run_dir} holds checkpoints without trainer state (run.keep_state = none); it cannot be resumed; choose another --run.name"
+            )
         if resume:
-            raise RunError(f"run folder {run_dir} has no checkpoint to resume from (none was saved yet); {start_over(run_dir)}")
+            raise RunError(
+                f"run folder {run_dir} has no checkpoint to resume from (none was saved yet); {start_over(run_dir)}"
+            )
         logged = len(read_metrics(run_dir / "metrics.jsonl")) if (run_dir / "metrics.jsonl").is_file() else 0
         if logged:  # a run that died before its first checkpoint: its logged steps are not thrown away
             raise RunError(
@@ -196,7 +200,9 @@ def find_resume_point(cfg: Config, run_dir: Path, resume: bool | None) -> Path |
             )
         return None
     if resume is False:
-        raise RunError(f"run folder {run_dir} already holds a run; choose another --run.name or resume it with: {resume_command(run_dir)}")
+        raise RunError(
+            f"run folder {run_dir} already holds a run; choose another --run.name or resume it with: {resume_command(run_dir)}"
+        )
     try:
         saved = load_config(run_dir / "config.toml")
     except ConfigError as e:
@@ -238,11 +244,17 @@ class StopRequest:
             raise KeyboardInterrupt
         self.signum = signum
         name = signal.Signals(signum).name
-        print(f"\n[dashrl] {name}: finishing the current step, then saving (send it again to abandon the step)", file=sys.stderr, flush=True)
+        print(
+            f"\n[dashrl] {name}: finishing the current step, then saving (send it again to abandon the step)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 # -- the loop -----------------------------------------------------------------------------
-def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = None, resume: bool | None = None) -> RunResult:
+def train(
+    cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = None, resume: bool | None = None
+) -> RunResult:
     """Train per `cfg`; `model`/`tokenizer`/`task` may be given (tests), else built from cfg.
 
     `resume`: None continues the run in the folder `cfg` names if it holds a checkpoint,
@@ -272,7 +284,9 @@ def train(cfg: Config, model: Any = None, tokenizer: Any = None, task: Any = Non
     total_opt = optimizer_steps(cfg.algo.name, cfg.train.steps, cfg.algo.ppo_k)
     info = read_info(ckpt) if ckpt else {"step": 0, "cycle": 0, "elapsed_s": 0.0}
     if info["step"] > total_opt:
-        raise RunError(f"{ckpt} is at step {info['step']}, past train.steps ({cfg.train.steps}); resume with a larger --train.steps")
+        raise RunError(
+            f"{ckpt} is at step {info['step']}, past train.steps ({cfg.train.steps}); resume with a larger --train.steps"
+        )
     mismatch = kernels.restore(info.get("kernels"))  # the thread count the run's steps so far ran with
     if mismatch:
         print(f"[dashrl] warning: {mismatch}", file=sys.stderr)
@@ -334,7 +348,10 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
     if not cfg.run.quiet:
         verb = f"resuming {ckpt.name} of" if ckpt else "run folder"
         k = kernels.record()
-        print(f"[dashrl] {verb} {run_dir} ({k['threads']} threads, {k['isa'] or 'cpu'}, {openmp.apply()})", file=sys.stderr)  # before the bar
+        print(
+            f"[dashrl] {verb} {run_dir} ({k['threads']} threads, {k['isa'] or 'cpu'}, {openmp.apply()})",
+            file=sys.stderr,
+        )  # before the bar
     warm_up(source)  # first calls of the grader and sampler: start-up's cost, not step 1's
     startup: dict[str, float] = {"time/startup_s": time.perf_counter() - started}  # in this process's first row
     progress = Progress(total_opt, quiet=cfg.run.quiet, first_step=opt_step + 1)
@@ -345,7 +362,9 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
     def save(interrupted: bool = False) -> Path:
         nonlocal saved_step, saving
         saving = True
-        path = _save(cfg, run_dir, learner, rows, opt_step, cycle, elapsed0 + time.perf_counter() - t_start, interrupted)
+        path = _save(
+            cfg, run_dir, learner, rows, opt_step, cycle, elapsed0 + time.perf_counter() - t_start, interrupted
+        )
         saved_step, saving = opt_step, False
         return path
 
@@ -360,7 +379,12 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
                         loggers.log_samples(samples_log.write(opt_step, row.pop("_samples", None)), opt_step)
                         if evaluator.due(opt_step, last=cycle == cfg.train.steps and i == len(new_rows) - 1):
                             row = {**row, **evaluator.run(source.eval_sampler())}
-                        row = {"step": opt_step, **row, "time/elapsed_s": elapsed0 + time.perf_counter() - t_start, **startup}
+                        row = {
+                            "step": opt_step,
+                            **row,
+                            "time/elapsed_s": elapsed0 + time.perf_counter() - t_start,
+                            **startup,
+                        }
                         startup = {}
                         _write_row(writer, row)
                         rows.append(row)
@@ -370,13 +394,17 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
                     if every and opt_step // every > max(saved_step, 0) // every and cycle < cfg.train.steps:
                         save()
                 progress.close()
-                path = save(interrupted=stop.signum is not None) if saved_step != opt_step else step_dir(run_dir, opt_step)
+                path = (
+                    save(interrupted=stop.signum is not None) if saved_step != opt_step else step_dir(run_dir, opt_step)
+                )
             except KeyboardInterrupt:  # a second signal: abandon the step (or the save), keep the last checkpoint
                 progress.close()
                 what = f"the save of step {opt_step}" if saving else f"step {opt_step + 1}"
                 raise Interrupted(f"abandoned {what}; {resume_hint(run_dir)}", stop.signum or signal.SIGINT) from None
             if stop.signum is not None:
-                raise Interrupted(f"stopped after step {opt_step} of {total_opt}; saved {path}; {resume_hint(run_dir)}", stop.signum)
+                raise Interrupted(
+                    f"stopped after step {opt_step} of {total_opt}; saved {path}; {resume_hint(run_dir)}", stop.signum
+                )
     finally:
         writer.close()
         loggers.close()
@@ -384,7 +412,9 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
     try:
         atomic_write_text(run_dir / "summary.md", summary + "\n")
     except OSError as e:
-        raise RunError(f"cannot write {run_dir / 'summary.md'}: {e.strerror or e} (the run itself finished and is saved)") from None
+        raise RunError(
+            f"cannot write {run_dir / 'summary.md'}: {e.strerror or e} (the run itself finished and is saved)"
+        ) from None
     if not cfg.run.quiet:
         print(summary)
         print(f"[dashrl] checkpoint: {path}\n[dashrl] metrics: {run_dir / 'metrics.jsonl'}", file=sys.stderr)
@@ -407,7 +437,9 @@ def _sample_log(cfg: Config, run_dir: Path, tokenizer: Any, last_step: int) -> A
     return SampleLog(run_dir, cfg.run.sample_groups, cfg.run.sample_log_mb, tokenizer, threshold)
 
 
-def _guarded_step(step_fn: Any, source: Any, learner: Any, cycle: int, opt_step: int, saved_step: int, run_dir: Path) -> list[dict[str, Any]]:
+def _guarded_step(
+    step_fn: Any, source: Any, learner: Any, cycle: int, opt_step: int, saved_step: int, run_dir: Path
+) -> list[dict[str, Any]]:
     """One step; a reward function's fault stops the run in one line, the checkpoints untouched."""
     from dashrl.rewards.funcs import RewardError
 
@@ -431,7 +463,16 @@ def _write_row(writer: MetricsWriter, row: dict[str, Any]) -> None:
         ) from None
 
 
-def _save(cfg: Config, run_dir: Path, learner: Any, rows: list[dict[str, Any]], step: int, cycle: int, elapsed: float, interrupted: bool) -> Path:
+def _save(
+    cfg: Config,
+    run_dir: Path,
+    learner: Any,
+    rows: list[dict[str, Any]],
+    step: int,
+    cycle: int,
+    elapsed: float,
+    interrupted: bool,
+) -> Path:
     """Save a resumable checkpoint, record it as best if it is, prune old ones."""
     trainer_state = learner.state_dict()  # on Ray: also pulls the weights into learner.policy
     state = {"trainer": trainer_state, "rng": rng_state()} if cfg.run.keep_state != "none" else None
@@ -439,7 +480,9 @@ def _save(cfg: Config, run_dir: Path, learner: Any, rows: list[dict[str, Any]], 
     try:
         path = save_checkpoint(run_dir, step, learner.policy, learner.tokenizer, extra, state, cfg.run.save_dtype)
         if cfg.run.best:
-            value = next((r[cfg.run.best] for r in reversed(rows) if isinstance(r.get(cfg.run.best), (int, float))), None)
+            value = next(
+                (r[cfg.run.best] for r in reversed(rows) if isinstance(r.get(cfg.run.best), (int, float))), None
+            )
             if value is not None:
                 update_best(run_dir, path, cfg.run.best, float(value), cfg.run.best_mode)
         best = best_checkpoint(run_dir)

@@ -97,14 +97,18 @@ class Loggers:
     >>> log.log({"step": 1, "reward/mean": 0.5}); log.close()  # doctest: +SKIP
     """
 
-    def __init__(self, names: str, run_dir: Path, config: dict[str, Any], first_step: int = 1, stream: TextIO | None = None):
+    def __init__(
+        self, names: str, run_dir: Path, config: dict[str, Any], first_step: int = 1, stream: TextIO | None = None
+    ):
         self.stream = stream or sys.stderr  # looked up per run, not bound once at import (a caller may swap sys.stderr)
         self._active: dict[str, Any] = {}
         for name in (n.strip() for n in names.split(",") if n.strip()):
             try:
                 self._active[name] = _OPEN[name](run_dir, config, first_step)
             except ImportError as e:
-                self._warn(f"{name} is not installed ({e.name or e}); logging without it (pip install {_PACKAGE[name]})")
+                self._warn(
+                    f"{name} is not installed ({e.name or e}); logging without it (pip install {_PACKAGE[name]})"
+                )
             except Exception as e:  # a logger never stops a run
                 self._warn(f"could not start {name} ({type(e).__name__}: {e}); logging without it")
 
@@ -112,7 +116,11 @@ class Loggers:
         print(f"[dashrl] warning: {msg}", file=self.stream, flush=True)
 
     def log(self, row: dict[str, Any]) -> None:
-        scalars = {k: float(v) for k, v in row.items() if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        scalars = {
+            k: float(v)
+            for k, v in row.items()
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        }
         for name, logger in list(self._active.items()):
             try:
                 logger.log(scalars, int(row["step"]))
@@ -175,7 +183,14 @@ class _WandB:
         id_file = run_dir / "wandb_id"
         run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
         atomic_write_text(id_file, run_id + "\n")
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "dashrl"), name=run_dir.name, id=run_id, resume="allow", config=config, dir=str(run_dir))
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "dashrl"),
+            name=run_dir.name,
+            id=run_id,
+            resume="allow",
+            config=config,
+            dir=str(run_dir),
+        )
 
     def log(self, scalars: dict[str, float], step: int) -> None:
         self.run.log(scalars, step=step)
@@ -184,7 +199,11 @@ class _WandB:
         import wandb
 
         cols = ["step", "group", "prompt", "completion", "reward", "advantage", "kept"]
-        rows = [[r["step"], r["group"], r["prompt"], c["text"], c["reward"], c["advantage"], c["kept"]] for r in records for c in r["completions"]]
+        rows = [
+            [r["step"], r["group"], r["prompt"], c["text"], c["reward"], c["advantage"], c["kept"]]
+            for r in records
+            for c in r["completions"]
+        ]
         self.run.log({"samples": wandb.Table(columns=cols, data=rows)}, step=step)
 
     def close(self) -> None:
@@ -359,7 +378,9 @@ def first_last(rows: Sequence[dict[str, Any]], key: str) -> tuple[float, float]:
     w = window(len(rows))
 
     def mean(part: Sequence[dict[str, Any]]) -> float:
-        vals = [float(r[key]) for r in part if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)]
+        vals = [
+            float(r[key]) for r in part if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)
+        ]
         vals = [v for v in vals if math.isfinite(v)]
         return sum(vals) / len(vals) if vals else float("nan")
 
@@ -381,14 +402,21 @@ def summarize(rows: Sequence[dict[str, Any]]) -> str:
     reward, acc = first_last(rows, "reward/mean"), first_last(rows, "accuracy")
     kept = [r["filter/kept_frac"] for r in rows if isinstance(r.get("filter/kept_frac"), (int, float))]
     total = sum(r.get("time/step_s", 0.0) for r in rows) or 1.0
-    share = {k: sum(r.get(f"time/{k}_s", 0.0) for r in rows) / total for k in ("sampling", "scoring", "backprop", "optimizer", "sync")}
+    share = {
+        k: sum(r.get(f"time/{k}_s", 0.0) for r in rows) / total
+        for k in ("sampling", "scoring", "backprop", "optimizer", "sync")
+    }
     lines = [
         "| metric | value |",
         "|---|---|",
         f"| reward, first {w} | {reward[0]:.3f} |",
         f"| reward, last {w} | {reward[1]:.3f} |",
         *_func_lines(rows, w),
-        *([f"| accuracy, first / last {w} | {acc[0]:.3f} / {acc[1]:.3f} |"] if any("accuracy" in r for r in rows) else []),
+        *(
+            [f"| accuracy, first / last {w} | {acc[0]:.3f} / {acc[1]:.3f} |"]
+            if any("accuracy" in r for r in rows)
+            else []
+        ),
         f"| seconds per step | {total / len(rows):.1f} |",
         f"| samples kept by the filter | {(sum(kept) / len(kept) if kept else float('nan')):.1%} |",
     ] + [f"| time share: {k} | {v:.1%} |" for k, v in share.items()]
@@ -409,10 +437,18 @@ def _loss_summary(rows: Sequence[dict[str, Any]], w: str) -> str:
     """`summarize` for runs that sample nothing: loss early vs late, eval, time split."""
     loss = first_last(rows, "loss")
     total = sum(r.get("time/step_s", 0.0) for r in rows) or 1.0
-    lines = ["| metric | value |", "|---|---|", f"| loss, first {w} | {loss[0]:.3f} |", f"| loss, last {w} | {loss[1]:.3f} |"]
+    lines = [
+        "| metric | value |",
+        "|---|---|",
+        f"| loss, first {w} | {loss[0]:.3f} |",
+        f"| loss, last {w} | {loss[1]:.3f} |",
+    ]
     for key in sorted({k for r in rows for k in r if k.startswith("eval/") and k.endswith("/accuracy")}):
         last = next(r[key] for r in reversed(rows) if isinstance(r.get(key), (int, float)))
         lines.append(f"| {key}, last | {last:.3f} |")
     lines.append(f"| seconds per step | {total / len(rows):.1f} |")
-    lines += [f"| time share: {k} | {sum(r.get(f'time/{k}_s', 0.0) for r in rows) / total:.1%} |" for k in ("backprop", "optimizer")]
+    lines += [
+        f"| time share: {k} | {sum(r.get(f'time/{k}_s', 0.0) for r in rows) / total:.1%} |"
+        for k in ("backprop", "optimizer")
+    ]
     return "\n".join(lines) + f"\n\nfirst / last: {WINDOW_RULE}."

@@ -27,7 +27,9 @@ IMPLEMENTATIONS: dict[str, dict[str, bool]] = {
 }
 
 
-def make_optimizer(params: Sequence[torch.nn.Parameter], name: str, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def make_optimizer(
+    params: Sequence[torch.nn.Parameter], name: str, lr: float, weight_decay: float
+) -> torch.optim.AdamW:
     """AdamW over `params` in implementation `name`, with its state already allocated.
 
     >>> opt = make_optimizer([torch.nn.Parameter(torch.ones(2))], "adamw_fused", 1e-3, 0.0)
@@ -60,7 +62,10 @@ def preallocate(opt: torch.optim.Optimizer) -> None:
             if on_device:
                 step = torch.zeros((), dtype=torch.float32, device=p.device)
             else:
-                step = torch.tensor(0.0, dtype=torch.get_default_dtype() if torch.get_default_dtype() == torch.float64 else torch.float32)
+                step = torch.tensor(
+                    0.0,
+                    dtype=torch.get_default_dtype() if torch.get_default_dtype() == torch.float64 else torch.float32,
+                )
             state["step"] = step
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)

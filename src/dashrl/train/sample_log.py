@@ -30,7 +30,9 @@ def kept_mask(advantages: Sequence[float], threshold: float | None) -> list[bool
     return [abs(a) > threshold for a in advantages]
 
 
-def group_records(step: int, samples: Sequence[Any], groups: int, threshold: float | None, decode: Any) -> list[dict[str, Any]]:
+def group_records(
+    step: int, samples: Sequence[Any], groups: int, threshold: float | None, decode: Any
+) -> list[dict[str, Any]]:
     """The log lines of one step: its first `groups` groups (Sample or SampleRef with `info`).
 
     >>> from dashrl.rollout.samples import SampleRef
@@ -87,7 +89,10 @@ class SampleLog:
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(text)
         except OSError as e:  # the log is a window on the run, never a reason to stop it
-            print(f"[dashrl] warning: cannot write {self.path} ({e.strerror or e}); no more samples are logged", file=sys.stderr)
+            print(
+                f"[dashrl] warning: cannot write {self.path} ({e.strerror or e}); no more samples are logged",
+                file=sys.stderr,
+            )
             self.groups = 0
             return []
         self.size += len(text.encode("utf-8"))
@@ -122,6 +127,7 @@ def markdown_table(records: Sequence[dict[str, Any]], width: int = 200) -> str:
     |---|---|---|---|---|---|---|
     | 1 | 0 | Q | A\\|B | 1 | 0.5 | yes |
     """
+
     def cell(text: str) -> str:
         text = " ".join(str(text).split()).replace("|", "\\|")
         return text if len(text) <= width else text[: width - 1] + "…"

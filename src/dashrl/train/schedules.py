@@ -93,9 +93,20 @@ def merge_rollouts(parts: list[Rollouts]) -> Rollouts:
     return Rollouts(samples, {**rollout_metrics(samples), **costs})
 
 
-def make_row(lrn: Learner, ro: Rollouts | None, bp: dict[str, float], opt: dict[str, Any], kept: int, total: int, t0: float, sync_s: float) -> Row:
+def make_row(
+    lrn: Learner,
+    ro: Rollouts | None,
+    bp: dict[str, float],
+    opt: dict[str, Any],
+    kept: int,
+    total: int,
+    t0: float,
+    sync_s: float,
+) -> Row:
     """The one metrics row of an optimizer step, at every scale (`dist/*` keys pass through)."""
-    sampling = ro.metrics if ro is not None else {"time/sampling_s": 0.0, "time/scoring_s": 0.0, "gen/sampled_tokens": 0}
+    sampling = (
+        ro.metrics if ro is not None else {"time/sampling_s": 0.0, "time/scoring_s": 0.0, "gen/sampled_tokens": 0}
+    )
     row: Row = dict(sampling)
     row.update(
         {
@@ -210,7 +221,9 @@ def grpo_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
     parts, totals = [], Totals()
     for j, chunk in enumerate(chunks):  # generation per training micro-batch, as TRL 0.16
         ro = src.rollout(chunk, sample_seed(cfg.train.seed, step, j), first_group=j * per)
-        own = full_norm(ro.samples, cfg.sampler.max_new_tokens)  # each micro-batch normalised by itself, scaled by 1/accumulation
+        own = full_norm(
+            ro.samples, cfg.sampler.max_new_tokens
+        )  # each micro-batch normalised by itself, scaled by 1/accumulation
         norm = Norm(own.num_seqs * len(chunks), own.num_tokens * len(chunks), own.max_len)
         totals.add(lrn.backprop(ro.samples, norm), len(ro.samples))
         parts.append(ro)
@@ -245,7 +258,13 @@ def ppo_mini_cycle(src: RolloutSource, lrn: Learner, cycle: int) -> list[Row]:
     return rows
 
 
-SFT_DROPS = ("filter/kept_frac", "gen/sampled_tokens", "time/sampling_s", "time/scoring_s", "tokens/sampled_per_s")  # RL-only keys
+SFT_DROPS = (
+    "filter/kept_frac",
+    "gen/sampled_tokens",
+    "time/sampling_s",
+    "time/scoring_s",
+    "tokens/sampled_per_s",
+)  # RL-only keys
 
 
 def sft_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:

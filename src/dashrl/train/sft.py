@@ -41,7 +41,9 @@ def load_sft_data(cfg: Config) -> list[tuple[Example, str]]:
     3
     """
     s = cfg.sft
-    return sft_pairs(s.data, cfg.task, cfg.train.seed, problem_field=s.problem_field, completion_field=s.completion_field)
+    return sft_pairs(
+        s.data, cfg.task, cfg.train.seed, problem_field=s.problem_field, completion_field=s.completion_field
+    )
 
 
 class SFTSource:
@@ -73,7 +75,9 @@ class SFTSource:
         samples = []
         for j, index in enumerate(examples):
             s = self.record(index)
-            samples.append(Sample(s.prompt_ids, s.completion_ids, s.logprobs, 0.0, 0.0, first_group + j, s.finish_reason))
+            samples.append(
+                Sample(s.prompt_ids, s.completion_ids, s.logprobs, 0.0, 0.0, first_group + j, s.finish_reason)
+            )
         metrics = {
             "time/sampling_s": 0.0,
             "time/scoring_s": 0.0,
@@ -93,7 +97,9 @@ class SFTSource:
         """Records need no sampling ahead."""
 
 
-def sft_nll(model: Any, tokenizer: Any, pairs: Sequence[tuple[Example, str]], batch_size: int = 8, max_tokens: int = 1024) -> tuple[float, int]:
+def sft_nll(
+    model: Any, tokenizer: Any, pairs: Sequence[tuple[Example, str]], batch_size: int = 8, max_tokens: int = 1024
+) -> tuple[float, int]:
     """Token-mean cross-entropy of `pairs`' completions (and EOS) under `model`, prompts rendered
     and masked as the sft schedule trains them; returns `(nll, completion tokens)`. A held-out
     measure for SFT arms (the training loss of a step is on that step's records only).

@@ -89,13 +89,17 @@ class Learner:
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.device = next(model.parameters()).device
-        self.policy: Policy = make_policy(cfg, model, shard=cfg.dist.shard == "full")  # sharded: built in a trainer actor
+        self.policy: Policy = make_policy(
+            cfg, model, shard=cfg.dist.shard == "full"
+        )  # sharded: built in a trainer actor
         self.model = self.policy.module  # what trains (the peft wrapper with LoRA)
         if cfg.model.gradient_checkpointing:
             self.policy.model.gradient_checkpointing_enable()
             if self.policy.lora:  # frozen embeddings: the checkpointed blocks need an input that requires grad
                 self.policy.model.enable_input_require_grads()
-        self.optimizer = make_optimizer(self.policy.parameters(), cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
+        self.optimizer = make_optimizer(
+            self.policy.parameters(), cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
             lambda s: lr_lambda(s, cfg.train.warmup_steps, optimizer_steps, cfg.train.lr_schedule),
@@ -111,7 +115,9 @@ class Learner:
         packed = cfg.train.packed and not gc and packable(self.policy.model)
         fn = packed_logprobs if packed else shared_prompt_logprobs if shared else completion_logprobs
         self._logprobs = functools.partial(fn, chunk=cfg.train.head_chunk)
-        self.logprob_pass = f"{fn.__name__}, head_chunk {cfg.train.head_chunk}"  # which pass backprop runs (bench, tests)
+        self.logprob_pass = (
+            f"{fn.__name__}, head_chunk {cfg.train.head_chunk}"  # which pass backprop runs (bench, tests)
+        )
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.forward_samples = 0  # samples that went through a training forward pass
 
@@ -131,7 +137,12 @@ class Learner:
         step_cast = autocast_ctx(model, cfg.model.dtype) if cfg.train.cast_once else contextlib.nullcontext()
         with step_cast:
             totals, trained_tokens, nonfinite = self._backprop(samples, norm, model)
-        counts = {"time/backprop_s": time.perf_counter() - t0, "train/tokens": trained_tokens, "train/samples": len(samples), "nonfinite": float(nonfinite)}
+        counts = {
+            "time/backprop_s": time.perf_counter() - t0,
+            "train/tokens": trained_tokens,
+            "train/samples": len(samples),
+            "nonfinite": float(nonfinite),
+        }
         totals.add(counts, 0, summed=counts)  # counts and times add up over calls and ranks
         return totals.result()
 
@@ -163,7 +174,9 @@ class Learner:
                     with torch.autocast(self.device.type, enabled=False):
                         loss.backward()
                 continue
-            with torch.autocast(self.device.type, enabled=False):  # backward as outside autocast; keeps the step's casts
+            with torch.autocast(
+                self.device.type, enabled=False
+            ):  # backward as outside autocast; keeps the step's casts
                 loss.backward()
             if idx:
                 totals.add({"loss": float(loss.detach()), **metrics}, len(idx), summed={"loss", *summed})
@@ -210,7 +223,11 @@ class Learner:
     # -- checkpoint state (weights are saved and loaded separately) ----------------------
     def state_dict(self) -> dict[str, Any]:
         """What a resume needs besides the weights: optimizer, LR schedule and counters."""
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "forward_samples": self.forward_samples}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "forward_samples": self.forward_samples,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()`; load the weights first."""
@@ -224,9 +241,17 @@ class LocalSource:
 
     def __init__(self, cfg: Config, policy: Policy, tokenizer: Any, task: Task):
         self.cfg, self.tokenizer, self.task = cfg, tokenizer, task
-        self.sampler = make_sampler(cfg.sampler.backend, model=policy.sampler_model(), tokenizer=tokenizer, dtype=cfg.model.dtype)
+        self.sampler = make_sampler(
+            cfg.sampler.backend, model=policy.sampler_model(), tokenizer=tokenizer, dtype=cfg.model.dtype
+        )
         s = cfg.sampler
-        self.params = SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, batch_size=s.batch_size)
+        self.params = SamplingParams(
+            max_new_tokens=s.max_new_tokens,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k,
+            batch_size=s.batch_size,
+        )
         self._prompt_cache: dict[str, list[int]] = {}
         self.generate_calls = 0  # sampler.generate calls so far
 
@@ -255,7 +280,12 @@ class Trainer(Learner):
 
     def __init__(self, cfg: Config, model: Any, tokenizer: Any, optimizer_steps: int, task: Task | None = None):
         super().__init__(cfg, model, tokenizer, optimizer_steps)
-        self.source = LocalSource(cfg, self.policy, tokenizer, task if task is not None else make_task(cfg.task, cfg.train.seed, reward=cfg.reward))
+        self.source = LocalSource(
+            cfg,
+            self.policy,
+            tokenizer,
+            task if task is not None else make_task(cfg.task, cfg.train.seed, reward=cfg.reward),
+        )
 
     @property
     def task(self) -> Task:
@@ -296,4 +326,10 @@ class Trainer(Learner):
         self.source.generate_calls = int(state.get("generate_calls", 0))
 
 
-__all__ = ["Learner", "LocalSource", "Trainer", "lr_lambda", "sample_seed"]  # sample_seed lives in dashrl.rollout.samples
+__all__ = [
+    "Learner",
+    "LocalSource",
+    "Trainer",
+    "lr_lambda",
+    "sample_seed",
+]  # sample_seed lives in dashrl.rollout.samples

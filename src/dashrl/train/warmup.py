@@ -50,7 +50,9 @@ def warm_grader(task: Any, example: Any) -> None:
 
 def warm_sampler(sampler: Any, prompts: list[list[int]], params: Any) -> None:
     """One short generate call on the first `params.batch_size` of `prompts` (step 1's first call's shapes)."""
-    sampler.generate(prompts[: params.batch_size], replace(params, max_new_tokens=min(WARM_TOKENS, params.max_new_tokens)), seed=0)
+    sampler.generate(
+        prompts[: params.batch_size], replace(params, max_new_tokens=min(WARM_TOKENS, params.max_new_tokens)), seed=0
+    )
 
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
