@@ -75,15 +75,18 @@ QUICKSTART_SHARED = ["--task.name", "arithmetic", "--task.difficulty", "1", "--s
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workload", choices=sorted([*WORKLOADS, "quickstart"]), default="gsm8k",
                    help="shared settings: gsm8k (the paper's regime), wordproblems (256-token completions on a task "
-                   "the model solves ~22%% of the time), arithmetic (short; what --quick runs), quickstart (the quickstart's "
-                   "step split and MFU over fresh `dashrl train` runs; --before PATH adds another checkout as the 'before' arm)")  # fmt: skip
+                   "the model solves ~22%% of the time), arithmetic (short; what --quick runs), quickstart (the "
+                   "quickstart's step split and MFU over fresh `dashrl train` runs; --before PATH adds another "
+                   "checkout as the 'before' arm)")  # fmt: skip
     p.add_argument(
         "--before",
         default=None,
         help="--workload quickstart: a dashrl checkout (e.g. a git worktree of main) run as the 'before' arm",
     )
-    p.add_argument("--ttr", action="store_true", help="time to reward: dashrl and TRL's GRPOTrainer on the same task and settings, "
-                   "each until the rolling training reward reaches --level (--task.name/--reward.funcs for your own task)")  # fmt: skip
+    p.add_argument("--ttr", action="store_true",
+                   help="time to reward: dashrl and TRL's GRPOTrainer on the same task and settings, "
+                   "each until the rolling training reward reaches --level (--task.name/--reward.funcs "
+                   "for your own task)")  # fmt: skip
     p.add_argument("--level", type=float, default=0.5, help="--ttr: the reward level (default 0.5)")
     p.add_argument(
         "--window", type=int, default=5, help="--ttr: steps in the rolling mean of the training reward (default 5)"
@@ -118,7 +121,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backends",
         default=None,
-        help="--sampling: comma-separated, from hf, hf_plain, hf_noshare, hf_noprepack, hf_compiled, vllm (default: all but hf_compiled)",
+        help="--sampling: comma-separated, from hf, hf_plain, hf_noshare, hf_noprepack, hf_compiled, vllm (default: "
+        "all but hf_compiled)",
     )
     p.add_argument(
         "--backprop",
@@ -128,12 +132,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--algos",
         action="store_true",
-        help="compare sample selection: grpo, DASH's filter, DAPO's dynamic sampling, both (dashrl.bench_algos; word problems at 256 tokens)",
+        help="compare sample selection: grpo, DASH's filter, DAPO's dynamic sampling, both (dashrl.bench_algos; word "
+        "problems at 256 tokens)",
     )
     p.add_argument(
         "--levers",
         default=None,
-        help="--backprop: comma-separated, from padded, head_chunk, packed, packed_chunk, plain, cast_each, one_pass (default: all)",
+        help="--backprop: comma-separated, from padded, head_chunk, packed, packed_chunk, plain, cast_each, one_pass "
+        "(default: all)",
     )
     p.epilog = "Extra --section.field VALUE overrides apply to every variant."
 
@@ -291,7 +297,8 @@ def interleave(
                     clock[v] += row["time/step_s"]
                     curves[v].append((clock[v], row.get("reward/mean") or 0.0))
                     log(
-                        f"step {step + 1}/{steps} {v}: {row['time/step_s']:.1f}s reward {row.get('reward/mean') or 0:.3f}"
+                        f"step {step + 1}/{steps} {v}: {row['time/step_s']:.1f}s reward "
+                        f"{row.get('reward/mean') or 0:.3f}"
                     )
             done, finished = step + 1, {v: len(rows[v]) for v in names}
     except KeyboardInterrupt:
@@ -390,10 +397,10 @@ def variants_run(args: argparse.Namespace) -> int:
     results = {v: summarize_variant(rows[v], n_params, cfgs[v].algo.samples_per_step) for v in names}
     md = table(results, peak[compute])
     header = (
-        f"Workload: {first.model.name}, task {first.task.name}, M={first.algo.prompts_per_step}, G={first.algo.group_size}, "
-        f"max_new_tokens={first.sampler.max_new_tokens}, {steps} steps, compute {compute}; "
-        f"matmul peak fp32 {peak['fp32']:.0f} / bf16 {peak['bf16']:.0f} GFLOP/s; torch threads {torch.get_num_threads()}; "
-        f"one untimed {warm} warm-up step ran first."
+        f"Workload: {first.model.name}, task {first.task.name}, M={first.algo.prompts_per_step}, "
+        f"G={first.algo.group_size}, max_new_tokens={first.sampler.max_new_tokens}, {steps} steps, compute {compute}; "
+        f"matmul peak fp32 {peak['fp32']:.0f} / bf16 {peak['bf16']:.0f} GFLOP/s; torch threads "
+        f"{torch.get_num_threads()}; one untimed {warm} warm-up step ran first."
     )
     if done < steps:
         header += f" Interrupted (Ctrl-C): {done} of {steps} steps per variant measured."
@@ -490,7 +497,8 @@ def decode_roofline(
 def roofline_table(model_cfg: Any, n_params: int, group: int, prompt_len: float, completion_len: float,
                    batches: list[int], bandwidth: float, peak: float) -> str:  # fmt: skip
     """Markdown roofline of a decode step at each batch size: bytes and FLOPs, and the tokens/s bound."""
-    lines = ["| batch | GFLOP/step | MB weights | MB KV per row | MB KV shared | compute-bound tok/s | memory-bound tok/s (per row / shared) |",
+    lines = ["| batch | GFLOP/step | MB weights | MB KV per row | MB KV shared | compute-bound tok/s | memory-bound "
+             "tok/s (per row / shared) |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for b in batches:
         head_dim = getattr(model_cfg, "head_dim", None) or model_cfg.hidden_size // model_cfg.num_attention_heads
@@ -522,7 +530,8 @@ def sampling_table(
             rates += "".join(f"{2 * n_params * r['tok_per_s'][b] / (peak * 1e9):.1%} | " for b in batches)
         g = r["gap"]
         lines.append(
-            f"| {name} | {r['startup_s']:.1f} | {r['sync_s']:.2f} | {rates}{g['mean']:.4f} | {g['max']:.3f} | {g['ratio_max_dev']:.3f} |"
+            f"| {name} | {r['startup_s']:.1f} | {r['sync_s']:.2f} | {rates}{g['mean']:.4f} | {g['max']:.3f} | "
+            f"{g['ratio_max_dev']:.3f} |"
         )
     return "\n".join(lines)
 
@@ -623,7 +632,8 @@ def sampling_run(args: argparse.Namespace) -> int:
                     if b == max(batches):
                         last[n] = out
                     log(
-                        f"repeat {rep + 1}/{args.repeats} batch {b} {n}: {ntok} tokens in {dt:.1f}s ({ntok / dt:.0f} tok/s)"
+                        f"repeat {rep + 1}/{args.repeats} batch {b} {n}: {ntok} tokens in "
+                        f"{dt:.1f}s ({ntok / dt:.0f} tok/s)"
                     )
             for n in names:
                 for b, (ntok, dt) in this[n].items():
@@ -661,14 +671,17 @@ def sampling_run(args: argparse.Namespace) -> int:
     header = (
         f"Sampler backends on {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}, G={G}, "
         f"max_new_tokens={sc.max_new_tokens}, T={sc.temperature}, {done} interleaved calls per backend and batch; "
-        f"torch threads {torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s, copy bandwidth {bandwidth:.1f} GB/s; "
-        f"mean prompt {prompt_len:.0f} tokens, mean completion {2 * completion_len:.0f} tokens."
+        f"torch threads {torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s, copy bandwidth {bandwidth:.1f} "
+        f"GB/s; mean prompt {prompt_len:.0f} tokens, mean completion {2 * completion_len:.0f} tokens."
     )
     if done < args.repeats:
         header += f" Interrupted (Ctrl-C): {done} of {args.repeats} repeats measured."
     md = sampling_table(results, batches, peak, n_params)
     roof = roofline_table(model.config, n_params, G, prompt_len, completion_len, batches, bandwidth, peak)
-    text = f"{header}\n\n{md}\n\nRoofline of one decode step (bf16, at the mean position {prompt_len + completion_len:.0f}):\n\n{roof}\n"
+    text = (
+        f"{header}\n\n{md}\n\n"
+        f"Roofline of one decode step (bf16, at the mean position {prompt_len + completion_len:.0f}):\n\n{roof}\n"
+    )
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "sampling.md", text)

@@ -108,18 +108,21 @@ def summarize_algo(
 def algos_table(results: dict[str, dict[str, float]], at_time: float, level: float) -> str:
     """Markdown table of the variants."""
     head = ("| variant | s/step | samples/s | trained / sampled | with gradient / sampled | reward first -> last | "
-            f"reward at {at_time:.0f} s | s to reward {level:.3f} | rounds/step | prompts/step | refill s/step | one more round s |")  # fmt: skip
+            f"reward at {at_time:.0f} s | s to reward {level:.3f} | rounds/step | prompts/step | refill s/step | "
+            "one more round s |")  # fmt: skip
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in results.items():
         reach = "never" if r["time_to_level"] != r["time_to_level"] else f"{r['time_to_level']:.0f}"
         at = "no step yet" if r["reward_at_time"] != r["reward_at_time"] else f"{r['reward_at_time']:.3f}"
         dyn = r["one_round_s"] == r["one_round_s"]  # not NaN: a dynamic-sampling variant
         lines.append(
-            f"| {name} | {r['s_per_step']:.1f} | {r['samples_per_s']:.2f} | {r['trained_share']:.0%} | {r['grad_share']:.0%} | "
-            f"{r['reward_first']:.3f} -> {r['reward_last']:.3f} | {at} | {reach} | {r['rounds']:.2f} | "
-            f"{r['prompts_per_step']:.1f} | {r['refill_s']:.1f} | {r['one_round_s']:.1f} |" if dyn else
-            f"| {name} | {r['s_per_step']:.1f} | {r['samples_per_s']:.2f} | {r['trained_share']:.0%} | {r['grad_share']:.0%} | "
-            f"{r['reward_first']:.3f} -> {r['reward_last']:.3f} | {at} | {reach} | 1 | {r['prompts_per_step']:.0f} | - | - |"
+            f"| {name} | {r['s_per_step']:.1f} | {r['samples_per_s']:.2f} | {r['trained_share']:.0%} | "
+            f"{r['grad_share']:.0%} | {r['reward_first']:.3f} -> {r['reward_last']:.3f} | {at} | {reach} | "
+            f"{r['rounds']:.2f} | {r['prompts_per_step']:.1f} | {r['refill_s']:.1f} | {r['one_round_s']:.1f} |"
+            if dyn else
+            f"| {name} | {r['s_per_step']:.1f} | {r['samples_per_s']:.2f} | {r['trained_share']:.0%} | "
+            f"{r['grad_share']:.0%} | {r['reward_first']:.3f} -> {r['reward_last']:.3f} | {at} | {reach} | 1 | "
+            f"{r['prompts_per_step']:.0f} | - | - |"
         )  # fmt: skip
     return "\n".join(lines)
 

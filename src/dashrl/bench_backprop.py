@@ -64,20 +64,24 @@ def grad_vector(model: Any) -> Any:
 def backprop_table(results: dict[str, dict[str, float]]) -> str:
     """Markdown table of the variants' timings, ratios to `padded` and gradient gaps.
 
-    >>> r = {"padded": {"seconds": 2.0, "tok_per_s": 500.0, "mfu": 0.1, "mfu_needed": 0.05, "grad_rel": 0.0, "loss": 0.5},
-    ...      "packed": {"seconds": 1.0, "tok_per_s": 1000.0, "mfu": 0.2, "mfu_needed": 0.1, "grad_rel": 0.01, "loss": 0.5}}
+    >>> r = {"padded": {"seconds": 2.0, "tok_per_s": 500.0, "mfu": 0.1, "mfu_needed": 0.05, "grad_rel": 0.0,
+    ...                 "loss": 0.5},
+    ...      "packed": {"seconds": 1.0, "tok_per_s": 1000.0, "mfu": 0.2, "mfu_needed": 0.1, "grad_rel": 0.01,
+    ...                 "loss": 0.5}}
     >>> print(backprop_table(r).splitlines()[-1])
     | packed | 1.00 | 1000 | 2.00x | 20.0% | 10.0% | 0.0100 | 0.5000 |
     """
     base = results[BASE]["seconds"] if BASE in results else None
     lines = [
-        f"| variant | s / backprop | trained tok/s | vs {BASE} | MFU (counted tokens) | MFU (prompt once per group) | grad rel. diff | loss |",
+        f"| variant | s / backprop | trained tok/s | vs {BASE} | MFU (counted tokens) | MFU (prompt once per group) | "
+        "grad rel. diff | loss |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         ratio = f"{base / r['seconds']:.2f}x" if base else "-"
         lines.append(
-            f"| {name} | {r['seconds']:.2f} | {r['tok_per_s']:.0f} | {ratio} | {100 * r['mfu']:.1f}% | {100 * r['mfu_needed']:.1f}% | {r['grad_rel']:.4f} | {r['loss']:.4f} |"
+            f"| {name} | {r['seconds']:.2f} | {r['tok_per_s']:.0f} | {ratio} | {100 * r['mfu']:.1f}% | "
+            f"{100 * r['mfu_needed']:.1f}% | {r['grad_rel']:.4f} | {r['loss']:.4f} |"
         )
     return "\n".join(lines)
 
@@ -179,10 +183,11 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
             "loss": outs[n]["loss"],
         }
     header = (
-        f"Backprop levers on {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}: one batch of {len(samples)} samples "
-        f"({tokens} trained tokens counted, {needed} with each group's prompt once), micro-batch {cfg.train.micro_batch_size}, upper median of {done} interleaved passes; "
-        f"torch threads {torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s; "
-        f"the config's own setting: train.packed {cfg.train.packed}, train.head_chunk {cfg.train.head_chunk}."
+        f"Backprop levers on {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}: one batch of {len(samples)} "
+        f"samples ({tokens} trained tokens counted, {needed} with each group's prompt once), micro-batch "
+        f"{cfg.train.micro_batch_size}, upper median of {done} interleaved passes; torch threads "
+        f"{torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s; the config's own setting: train.packed "
+        f"{cfg.train.packed}, train.head_chunk {cfg.train.head_chunk}."
     )
     if done < args.repeats:
         header += f" Interrupted (Ctrl-C): {done} of {args.repeats} repeats measured."

@@ -32,7 +32,8 @@ from typing import Any, Sequence
 
 # The quickstart (configs/quickstart.toml) with every field it depends on written out, so that
 # another checkout whose defaults differ runs the same workload.
-QUICKSTART = ["--model.name", "smollm2-135m", "--model.dtype", "bf16", "--task.name", "arithmetic", "--task.difficulty", "1",
+QUICKSTART = ["--model.name", "smollm2-135m", "--model.dtype", "bf16", "--task.name", "arithmetic",
+              "--task.difficulty", "1",
               "--sampler.batch_size", "64", "--sampler.max_new_tokens", "48", "--sampler.temperature", "0.7",
               "--algo.schedule", "dash", "--algo.prompts_per_step", "8", "--algo.group_size", "8", "--algo.beta", "0",
               "--train.lr", "2e-5", "--train.micro_batch_size", "8"]  # fmt: skip
@@ -73,12 +74,13 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
 def split(rows: list[dict[str, Any]], n_params: int, peak_gflops: float) -> dict[str, float]:
     """Step 1's parts, the median of steps 2..N's, start-up, and MFU of sampling and backprop over steps 2..N.
 
-    >>> r = [{"time/sampling_s": 4.0, "time/scoring_s": 0.2, "time/backprop_s": 5.0, "time/optimizer_s": 2.0, "time/step_s": 11.2,
-    ...       "gen/sampled_tokens": 0, "train/tokens": 0, "time/startup_s": 9.0}]
-    >>> r += [{"time/sampling_s": 3.0, "time/scoring_s": 0.0, "time/backprop_s": 4.0, "time/optimizer_s": 0.1, "time/step_s": 7.1,
-    ...        "gen/sampled_tokens": 3000, "train/tokens": 4800}] * 2
+    >>> r = [{"time/sampling_s": 4.0, "time/scoring_s": 0.2, "time/backprop_s": 5.0, "time/optimizer_s": 2.0,
+    ...       "time/step_s": 11.2, "gen/sampled_tokens": 0, "train/tokens": 0, "time/startup_s": 9.0}]
+    >>> r += [{"time/sampling_s": 3.0, "time/scoring_s": 0.0, "time/backprop_s": 4.0, "time/optimizer_s": 0.1,
+    ...        "time/step_s": 7.1, "gen/sampled_tokens": 3000, "train/tokens": 4800}] * 2
     >>> s = split(r, n_params=1000, peak_gflops=1e-3)
-    >>> s["step1_optimizer"], s["later_optimizer"], s["startup"], round(s["mfu_sampling"], 3), s["step1_outside_backprop_ratio"]
+    >>> (s["step1_optimizer"], s["later_optimizer"], s["startup"], round(s["mfu_sampling"], 3),
+    ...  s["step1_outside_backprop_ratio"])
     (2.0, 0.1, 9.0, 2.0, 2.0)
     """
     first, later = rows[0], rows[1:] or rows[:1]
@@ -109,13 +111,15 @@ def split_table(results: dict[str, dict[str, float]]) -> str:
     """One row per arm: step 1 and steps 2..N per part, start-up, rates, MFU, and the step ratio to `before`."""
     base = results.get("before")
     head = ("| arm | " + " | ".join(f"{p} s (step 1 / later)" for p in PARTS)
-            + " | step 1 outside backprop / later | start-up s | sampled tok/s | trained tok/s | MFU sampling | MFU backprop | later step vs before |")  # fmt: skip
+            + " | step 1 outside backprop / later | start-up s | sampled tok/s | trained tok/s | MFU sampling"
+              " | MFU backprop | later step vs before |")  # fmt: skip
     lines = [head, "|" + "---|" * (len(PARTS) + 8)]
     for arm, r in results.items():
         parts = " | ".join(f"{r[f'step1_{p}']:.2f} / {r[f'later_{p}']:.2f}" for p in PARTS)
         ratio = f"{base['later_step'] / r['later_step']:.2f}x" if base and r["later_step"] else "-"
-        lines.append(f"| {arm} | {parts} | {r['step1_outside_backprop_ratio']:.2f} | {r['startup']:.1f} | {r['sampled_tok_per_s']:.0f} | "
-                     f"{r['trained_tok_per_s']:.0f} | {100 * r['mfu_sampling']:.1f}% | {100 * r['mfu_backprop']:.1f}% | {ratio} |")  # fmt: skip
+        lines.append(f"| {arm} | {parts} | {r['step1_outside_backprop_ratio']:.2f} | {r['startup']:.1f} | "
+                     f"{r['sampled_tok_per_s']:.0f} | {r['trained_tok_per_s']:.0f} | {100 * r['mfu_sampling']:.1f}% | "
+                     f"{100 * r['mfu_backprop']:.1f}% | {ratio} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -150,7 +154,8 @@ def quickstart_run(args: argparse.Namespace) -> int:
     n_params, name = _model_size(flags)
     peak = matmul_peak("bf16")
     log(
-        f"matmul peak bf16 {peak:.0f} GFLOP/s; {name}: {n_params / 1e6:.0f}M parameters; arms {', '.join(f'{a} ({s})' for a, s in arms.items())}"
+        f"matmul peak bf16 {peak:.0f} GFLOP/s; {name}: {n_params / 1e6:.0f}M parameters; arms "
+        f"{', '.join(f'{a} ({s})' for a, s in arms.items())}"
     )
     names = list(arms)
     per_arm: dict[str, list[dict[str, float]]] = {a: [] for a in names}
@@ -166,20 +171,24 @@ def quickstart_run(args: argparse.Namespace) -> int:
             rows = read_rows(run_dir / "metrics.jsonl")
             per_arm[arm].append({**split(rows, n_params, peak), "wall": wall})
             log(
-                f"repeat {rep + 1}/{args.repeats} {arm}: {wall:.0f}s wall, later step {per_arm[arm][-1]['later_step']:.2f}s"
+                f"repeat {rep + 1}/{args.repeats} {arm}: {wall:.0f}s wall, later step "
+                f"{per_arm[arm][-1]['later_step']:.2f}s"
             )
     results = {a: median_of(per_arm[a]) for a in names}
     import torch
 
     c = load_config(None, flags)
-    header = (f"Quickstart workload ({name}, {c.task.name}, {c.algo.prompts_per_step} prompts x {c.algo.group_size}, at most "
-              f"{c.sampler.max_new_tokens} new tokens, {c.model.dtype}, beta {c.algo.beta:g}), {steps} steps per run, "
-              f"median of {args.repeats} interleaved repeats per arm, each a fresh `dashrl train` process; later = median of steps 2..{steps}; "
-              f"torch threads {torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s.")  # fmt: skip
+    header = (f"Quickstart workload ({name}, {c.task.name}, {c.algo.prompts_per_step} prompts x {c.algo.group_size}, "
+              f"at most {c.sampler.max_new_tokens} new tokens, {c.model.dtype}, beta {c.algo.beta:g}), {steps} steps "
+              f"per run, median of {args.repeats} interleaved repeats per arm, each a fresh `dashrl train` process; "
+              f"later = median of steps 2..{steps}; torch threads {torch.get_num_threads()}; matmul peak bf16 "
+              f"{peak:.0f} GFLOP/s.")  # fmt: skip
     text = f"{header}\n\n{split_table(results)}\n"
     atomic_write_text(out / "quickstart.md", text)
-    atomic_write_text(out / "quickstart.json", json.dumps({"workload": header, "arms": {a: str(s) for a, s in arms.items()},
-                                                          "peak_gflops": peak, "results": results, "repeats": per_arm}, indent=1))  # fmt: skip
+    atomic_write_text(out / "quickstart.json", json.dumps({"workload": header,
+                                                           "arms": {a: str(s) for a, s in arms.items()},
+                                                           "peak_gflops": peak, "results": results, "repeats": per_arm},
+                                                          indent=1))  # fmt: skip
     print(text)
     return 0
 
@@ -210,7 +219,8 @@ def training_clock(rows: list[dict[str, Any]]) -> list[float]:
 
 def ttr_table(results: dict[str, dict[str, Any]], level: float, window: int) -> str:
     lines = [
-        f"| run | steps | s / step | rolling reward ({window} steps) first -> best | time to {level:g} (step) | TRL / dashrl |",
+        f"| run | steps | s / step | rolling reward ({window} steps) first -> best | time to {level:g} (step) | "
+        "TRL / dashrl |",
         "|---|---|---|---|---|---|",
     ]
     base = results.get("dashrl", {}).get("ttr")
@@ -219,7 +229,8 @@ def ttr_table(results: dict[str, dict[str, Any]], level: float, window: int) -> 
         reached = f"{ttr[0]:.1f} s (step {ttr[1]})" if ttr else f"not reached in {r['steps']} steps"
         ratio = f"{ttr[0] / base[0]:.2f}x" if ttr and base and name != "dashrl" else "-"
         lines.append(
-            f"| {name} | {r['steps']} | {r['s_per_step']:.2f} | {r['rolling_first']:.3f} -> {r['rolling_best']:.3f} | {reached} | {ratio} |"
+            f"| {name} | {r['steps']} | {r['s_per_step']:.2f} | {r['rolling_first']:.3f} -> {r['rolling_best']:.3f} | "
+            f"{reached} | {ratio} |"
         )
     return "\n".join(lines)
 
@@ -231,8 +242,10 @@ def ttr_summary(rows: list[dict[str, Any]], level: float, window: int) -> dict[s
         sum(rewards[max(0, i - window + 1) : i + 1]) / len(rewards[max(0, i - window + 1) : i + 1])
         for i in range(len(rewards))
     ]
-    return {"steps": len(rows), "s_per_step": times[-1] / len(rows) if rows else float("nan"), "ttr": time_to_level(times, rewards, level, window),
-            "rolling_first": rolling[0] if rolling else float("nan"), "rolling_best": max(rolling) if rolling else float("nan"),
+    return {"steps": len(rows), "s_per_step": times[-1] / len(rows) if rows else float("nan"),
+            "ttr": time_to_level(times, rewards, level, window),
+            "rolling_first": rolling[0] if rolling else float("nan"),
+            "rolling_best": max(rolling) if rolling else float("nan"),
             "curve": list(zip(times, rewards))}  # fmt: skip
 
 
@@ -284,10 +297,12 @@ def ttr_run(args: argparse.Namespace) -> int:
     for name, runs in per.items():  # the upper median repeat by time to the level (not reached counts as slowest)
         ranked = sorted(runs, key=lambda r: r["ttr"][0] if r["ttr"] else float("inf"))
         results[name] = ranked[len(ranked) // 2]
-    header = (f"Time to reward: {cfg.model.name}, task {cfg.task.name}, reward {cfg.reward.funcs}, {cfg.algo.prompts_per_step} prompts x "
-              f"{cfg.algo.group_size}, at most {cfg.sampler.max_new_tokens} new tokens, beta 0, lr {cfg.train.lr:g}, {steps} steps; "
+    header = (f"Time to reward: {cfg.model.name}, task {cfg.task.name}, reward {cfg.reward.funcs}, "
+              f"{cfg.algo.prompts_per_step} prompts x {cfg.algo.group_size}, at most {cfg.sampler.max_new_tokens} "
+              f"new tokens, beta 0, lr {cfg.train.lr:g}, {steps} steps; "
               f"level {args.level:g} of the training reward's rolling mean over {args.window} steps; training seconds "
-              f"(start-up left out on both sides); median of {args.repeats} repeat(s), each run a process of its own.")  # fmt: skip
+              f"(start-up left out on both sides); median of {args.repeats} repeat(s), "
+              "each run a process of its own.")  # fmt: skip
     text = f"{header}\n\n{ttr_table(results, args.level, args.window)}\n"
     atomic_write_text(out / "ttr.md", text)
     atomic_write_text(

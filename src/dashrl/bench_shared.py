@@ -53,14 +53,17 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
     Alone against `today` alone is the cost of a policy to a run that has the machine to itself.
 
-    >>> r = {"today": {"alone": {"sampling": 2.0}, "pair": [{"sampling": 12.0}, {"sampling": 13.0}], "choice": ["OpenMP a", "b", "c"]},
-    ...      "passive": {"alone": {"sampling": 4.0}, "pair": [{"sampling": 4.0}, {"sampling": 5.0}], "choice": ["d", "e", "f"]}}
+    >>> r = {"today": {"alone": {"sampling": 2.0}, "pair": [{"sampling": 12.0}, {"sampling": 13.0}],
+    ...                "choice": ["OpenMP a", "b", "c"]},
+    ...      "passive": {"alone": {"sampling": 4.0}, "pair": [{"sampling": 4.0}, {"sampling": 5.0}],
+    ...                  "choice": ["d", "e", "f"]}}
     >>> print("\\n".join(table(r).splitlines()[-2:]))
     | today | sampling | 2.00 | 1.00x | 12.00, 13.00 | 6.25x | a / b, c |
     | passive | sampling | 4.00 | 2.00x | 4.00, 5.00 | 1.12x | d / e, f |
     """
     today = results.get("today", {}).get("alone", {})
-    lines = ["| policy | phase | alone s | alone / today's alone | two at once s (each) | at once / alone | OpenMP chosen (alone / the pair) |",
+    lines = ["| policy | phase | alone s | alone / today's alone | two at once s (each) | at once / alone | OpenMP "
+             "chosen (alone / the pair) |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, r in results.items():
         for i, phase in enumerate(r["alone"]):
@@ -124,8 +127,8 @@ def worker(args: argparse.Namespace) -> int:
 
 def _start(args: argparse.Namespace, env: dict[str, str], ready: Path, go: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "dashrl.bench_shared", "--worker", "--ready", str(ready), "--go", str(go),
-           "--repeats", str(args.repeats), "--threads", str(args.threads), *(["--config", args.config] if args.config else []),
-           *args.overrides]  # fmt: skip
+           "--repeats", str(args.repeats), "--threads", str(args.threads),
+           *(["--config", args.config] if args.config else []), *args.overrides]  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
 
 
@@ -237,9 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     if not results:
         return 130
     cores = len(os.sched_getaffinity(0))
-    header = (f"Two runs at once against one alone: {cfg.model.name}, task {cfg.task.name}, M={cfg.algo.prompts_per_step}, "
-              f"G={cfg.algo.group_size}, max_new_tokens={cfg.sampler.max_new_tokens}; {args.repeats} timed sampling rollouts and "
-              f"backprop passes per worker, means; {cores} cores, {next(iter(results.values()))['threads']} torch threads per worker.")  # fmt: skip
+    header = (f"Two runs at once against one alone: {cfg.model.name}, task {cfg.task.name}, "
+              f"M={cfg.algo.prompts_per_step}, G={cfg.algo.group_size}, max_new_tokens={cfg.sampler.max_new_tokens}; "
+              f"{args.repeats} timed sampling rollouts and backprop passes per worker, means; {cores} cores, "
+              f"{next(iter(results.values()))['threads']} torch threads per worker.")  # fmt: skip
     text = f"{header}\n\n{table(results)}\n"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
