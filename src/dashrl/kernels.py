@@ -31,8 +31,8 @@ CPU_ISAS = (
     "avx512_core_bf16", "avx512_core_fp16", "avx512_core_amx", "avx512_core_amx_fp16",
     "avx10_1_512", "avx10_1_512_amx", "avx10_1_512_amx_fp16", "avx10_2_512", "avx10_2_512_amx_2",
 )  # fmt: skip
-_RANK = {**{isa: i for i, isa in enumerate(CPU_ISAS[:11])}, "avx10_1_512": 8, "avx10_1_512_amx": 9, "avx10_1_512_amx_fp16": 10,
-         "avx10_2_512": 11, "avx10_2_512_amx_2": 12}  # fmt: skip
+_RANK = {**{isa: i for i, isa in enumerate(CPU_ISAS[:11])}, "avx10_1_512": 8, "avx10_1_512_amx": 9,
+         "avx10_1_512_amx_fp16": 10, "avx10_2_512": 11, "avx10_2_512_amx_2": 12}  # fmt: skip
 # The environment settings that change which kernels run or how they split work.
 KERNEL_ENV = (
     "OMP_NUM_THREADS",

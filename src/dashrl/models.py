@@ -222,7 +222,8 @@ def load_adapter(folder: Path, attn: str = "sdpa") -> tuple[Any, Any]:
     base = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not base:
         raise ModelError(
-            f"{folder / 'adapter_config.json'}: base_model_name_or_path is empty; load the base yourself and apply the adapter with peft"
+            f"{folder / 'adapter_config.json'}: base_model_name_or_path is empty; load the base yourself and apply the "
+            "adapter with peft"
         )
     try:
         from peft import PeftModel

@@ -146,7 +146,8 @@ class Policy:
         missing = [k for k in result.missing_keys if "lora_" in k]
         if missing or result.unexpected_keys:
             raise ValueError(
-                f"adapter weights do not match the model: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}"
+                f"adapter weights do not match the model: missing {missing[:3]}, unexpected "
+                f"{result.unexpected_keys[:3]}"
             )
 
     # -- sharding ------------------------------------------------------------------------------

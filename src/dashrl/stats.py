@@ -155,7 +155,8 @@ def sample_std(values: Sequence[float]) -> float:
 
 # Two-sided 95% Student t quantiles t_{0.975, df} for df = 1..30 (beyond: the normal 1.96).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)  # fmt: skip
 
 
 def t_interval(values: Sequence[float]) -> tuple[float, float, float]:
@@ -177,7 +178,8 @@ def equivalence_verdict(low: float, high: float, margin: float) -> str:
     lies inside [-margin, margin], `contradicted` if it lies wholly outside it, else
     `inconclusive`.
 
-    >>> equivalence_verdict(-0.02, 0.03, 0.05), equivalence_verdict(0.06, 0.2, 0.05), equivalence_verdict(-0.1, 0.02, 0.05)
+    >>> (equivalence_verdict(-0.02, 0.03, 0.05), equivalence_verdict(0.06, 0.2, 0.05),
+    ...  equivalence_verdict(-0.1, 0.02, 0.05))
     ('reproduced', 'contradicted', 'inconclusive')
     """
     if margin <= 0 or low > high:

@@ -52,20 +52,26 @@ class Algorithm:
 ALGORITHMS: dict[str, Algorithm] = {
     a.name: a
     for a in (
-        Algorithm("dash", "sample M x G at once, drop |A| <= threshold before any forward pass, ONE plain policy-gradient step"),
-        Algorithm("grpo", "generation per training micro-batch, PPO ratio, KL 0.04, no filter (GRPO as TRL 0.16 ran it)",
+        Algorithm("dash", "sample M x G at once, drop |A| <= threshold before any forward pass, "
+                          "ONE plain policy-gradient step"),
+        Algorithm("grpo",
+                  "generation per training micro-batch, PPO ratio, KL 0.04, no filter (GRPO as TRL 0.16 ran it)",
                   schedule="grpo", loss="ppo_clip", beta=0.04, filters=False),
-        Algorithm("ppo_multi", "sample M x G once, K optimizer steps over all of it (PPO ratio)", schedule="ppo_multi", loss="ppo_clip"),
-        Algorithm("ppo_mini", "sample M x G once, K mini-batches of M/K prompts, one step each", schedule="ppo_mini", loss="ppo_clip"),
-        Algorithm("sft", "supervised fine-tuning: M records per step, cross-entropy on the completion", schedule="sft", loss="sft",
-                  supervised=True),
-        Algorithm("dapo", "clip-higher, token-level loss, overlong shaping, dynamic sampling (M groups with unequal rewards)",
+        Algorithm("ppo_multi", "sample M x G once, K optimizer steps over all of it (PPO ratio)",
+                  schedule="ppo_multi", loss="ppo_clip"),
+        Algorithm("ppo_mini", "sample M x G once, K mini-batches of M/K prompts, one step each",
+                  schedule="ppo_mini", loss="ppo_clip"),
+        Algorithm("sft", "supervised fine-tuning: M records per step, cross-entropy on the completion",
+                  schedule="sft", loss="sft", supervised=True),
+        Algorithm("dapo",
+                  "clip-higher, token-level loss, overlong shaping, dynamic sampling (M groups with unequal rewards)",
                   loss="ppo_clip", aggregation="token-mean", epsilon_high=0.28, overlong=True, dynamic_sampling=True),
         Algorithm("dr_grpo", "GRPO done right: advantages not divided by the group std, constant length normaliser",
                   loss="ppo_clip", advantage="dr_grpo", aggregation="constant"),
         Algorithm("gspo", "sequence-level importance ratio (length-normalised) and sequence-level clipping",
                   loss="gspo", clip_eps=3e-4, epsilon_high=4e-4),
-        Algorithm("rloo", "leave-one-out baseline: each sample against the mean of the other G - 1", loss="ppo_clip", advantage="rloo"),
+        Algorithm("rloo", "leave-one-out baseline: each sample against the mean of the other G - 1",
+                  loss="ppo_clip", advantage="rloo"),
     )
 }  # fmt: skip
 

@@ -78,8 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a run file or a run's config.toml (its model, sampler, task and eval sections)",
     )
     parser.add_argument("--dataset", action="append", default=None,
-                        help="arithmetic, a named dataset (math500, gsm8k, mbppplus, ...), a .jsonl(.gz) path or hf:owner/name; "
-                             "repeatable (or --eval.datasets a,b)")  # fmt: skip
+                        help="arithmetic, a named dataset (math500, gsm8k, mbppplus, ...), a .jsonl(.gz) path or "
+                             "hf:owner/name; repeatable (or --eval.datasets a,b)")  # fmt: skip
     parser.add_argument("--split", default=None, help="split of every --dataset (default: each dataset's own)")
     parser.add_argument("--n", type=int, default=1, help="samples per problem")
     parser.add_argument("--k", type=_ks, default=None, help="pass@k values, e.g. 1,4,8 (default: 1 and n)")
@@ -244,7 +244,8 @@ def run(args: argparse.Namespace) -> int:
         results[name]["seconds"] = round(time.monotonic() - start, 2)
     print(format_table(results))
     if args.out:
-        settings = {"model": {**vars(cfg.model), "checkpoint": model}, "difficulty": task.difficulty, "datasets": names, "split": args.split,
+        settings = {"model": {**vars(cfg.model), "checkpoint": model}, "difficulty": task.difficulty,
+                    "datasets": names, "split": args.split,
                     "n": args.n, "k": ks, "seed": args.seed, "temperature": temperature, "top_p": params.top_p,
                     "top_k": params.top_k, "max_new_tokens": params.max_new_tokens, "batch_size": params.batch_size,
                     "limit": cfg.eval.limit, "timeout": args.timeout}  # fmt: skip

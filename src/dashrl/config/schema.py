@@ -74,12 +74,14 @@ class TaskConfig:
                 _check(
                     not getattr(self, key),
                     f"task.{key}",
-                    f"{self.name} is a procedural task (it has no records to read fields from); field names apply to .jsonl files and hf: datasets",
+                    f"{self.name} is a procedural task (it has no records to read fields from); field names apply to "
+                    ".jsonl files and hf: datasets",
                 )
             _check(
                 self.split == "train",
                 "task.split",
-                f"{self.name} is a procedural task (it has no splits: its problems are generated); --eval.datasets {self.name} evaluates on its held-out problems",
+                f"{self.name} is a procedural task (it has no splits: its problems are generated); --eval.datasets "
+                f"{self.name} evaluates on its held-out problems",
             )
             _check(
                 not self.subset,
@@ -592,7 +594,8 @@ class Config:
             _check(
                 self.algo.loss in RATIO_LOSSES,
                 d,
-                f"samples drawn ahead are off-policy: needs a ratio loss, --algo.loss {' or '.join(RATIO_LOSSES)} (got {self.algo.loss!r})",
+                f"samples drawn ahead are off-policy: needs a ratio loss, --algo.loss {' or '.join(RATIO_LOSSES)} (got "
+                f"{self.algo.loss!r})",
             )
         if self.dist.shard == "full":
             d = "dist.shard"

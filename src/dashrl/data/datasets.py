@@ -425,7 +425,8 @@ def _load_table(path: str, split: str | None) -> Iterator[tuple[str, dict]]:
         raise
     except Exception as e:  # noqa: BLE001 - pyarrow / datasets parse errors: one line naming the file
         raise DatasetError(
-            f"{path}: cannot read it as {Path(path).suffix or 'a saved dataset'} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            f"{path}: cannot read it as {Path(path).suffix or 'a saved dataset'} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''})"
         ) from None
     return _rows(ds, path)
 
@@ -479,7 +480,8 @@ def check_dataset_name(name: str, also: Sequence[str] = ()) -> None:
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise DatasetError(
-        f"unknown dataset {name!r}{hint}; valid names: {', '.join(names)}, or a .jsonl / .jsonl.gz path, or hf:owner/name"
+        f"unknown dataset {name!r}{hint}; valid names: {', '.join(names)}, or a .jsonl / .jsonl.gz path, or "
+        "hf:owner/name"
     )
 
 

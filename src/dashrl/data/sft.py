@@ -163,7 +163,8 @@ def sft_pairs(
 def build_records(tokenizer: Any, pairs: Sequence[tuple[Example, str]]) -> list[SFTRecord]:
     """Tokenize pairs: the prompt as RL renders it, then the completion and the EOS token.
 
-    >>> build_records(tok, [(Example(id="0", problem="2+3?", answer="5"), "\\\\boxed{5}")])[0].completion_ids[-1] == tok.eos_token_id  # doctest: +SKIP
+    >>> build_records(tok, [(Example(id="0", problem="2+3?", answer="5"), "\\\\boxed{5}")])[0].completion_ids[-1] == (
+    ...     tok.eos_token_id)  # doctest: +SKIP
     True
     """
     from dashrl.data.prompts import build_prompt

@@ -76,7 +76,8 @@ def columns_of(examples: Sequence[Example]) -> dict[str, list[Any]]:
     >>> columns_of([Example(id="1", problem="2+2?", answer="4")])
     {'problem': ['2+2?'], 'answer': ['4']}
     """
-    rows = [ex.columns or {"problem": ex.problem, "answer": ex.answer, **({"tests": ex.tests} if ex.tests is not None else {})}
+    rows = [ex.columns or {"problem": ex.problem, "answer": ex.answer,
+                           **({"tests": ex.tests} if ex.tests is not None else {})}
             for ex in examples]  # fmt: skip
     keys = list(dict.fromkeys(k for row in rows for k in row))
     return {k: [row.get(k) for row in rows] for k in keys}
@@ -95,7 +96,8 @@ def grade_with(
 
     >>> from types import SimpleNamespace as C
     >>> from dashrl.rewards.funcs import reward_funcs
-    >>> grade_with(reward_funcs(["integer"]), [Example(id="1", problem="2+2?", answer="4")], [C(text="4", token_ids=[7])]).rewards
+    >>> grade_with(reward_funcs(["integer"]), [Example(id="1", problem="2+2?", answer="4")],
+    ...            [C(text="4", token_ids=[7])]).rewards
     [1.0]
     """
     from dashrl.rewards.funcs import Scored, score
@@ -171,7 +173,8 @@ def wrap_prompt(example: Example, cfg: "TaskConfig", where: str = "") -> Example
     when neither is set, so the default rendering stays today's.
 
     >>> from dashrl.config import TaskConfig
-    >>> wrap_prompt(Example(id="1", problem="2+2?"), TaskConfig(template="Q: {problem}", system_prompt="Be brief.")).messages
+    >>> wrap_prompt(Example(id="1", problem="2+2?"),
+    ...             TaskConfig(template="Q: {problem}", system_prompt="Be brief.")).messages
     [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Q: 2+2?'}]
     """
     if not cfg.system_prompt and not cfg.template:
@@ -189,7 +192,8 @@ def wrap_prompt(example: Example, cfg: "TaskConfig", where: str = "") -> Example
                 from dashrl.data.datasets import DatasetError
 
                 raise DatasetError(
-                    f"{where or example.id}: --task.template names {e} but the record has no such field (fields: {sorted(values)})"
+                    f"{where or example.id}: --task.template names {e} but the record has no such field (fields: "
+                    f"{sorted(values)})"
                 ) from None
         messages = [{"role": "user", "content": text}]
     if cfg.system_prompt and not any(m["role"] == "system" for m in messages):

@@ -68,7 +68,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Sample `n` completions per example, grade them and return the metrics dict.
 
-    >>> evaluate(sampler, tok, load_dataset("math500", limit=8), params=SamplingParams(temperature=0))["accuracy"]  # doctest: +SKIP
+    >>> evaluate(sampler, tok, load_dataset("math500", limit=8),
+    ...          params=SamplingParams(temperature=0))["accuracy"]  # doctest: +SKIP
     0.25
     """
     if n < 1:

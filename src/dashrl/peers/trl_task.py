@@ -12,7 +12,8 @@ see the same prompts at each step), chat prompts as message lists, which TRL ren
 same chat template. Plain-text problems are rendered as dashrl renders them. The GRPOConfig is
 `dashrl.peers.trl_grpo.grpo_args` (generation batch = one optimizer step, as DASH samples).
 Writes `RUN/trl_metrics.jsonl`: per optimizer step TRL's logged reward, each function's mean,
-and the wall-clock seconds since training began (start-up left out), for a time-to-reward comparison with `dashrl train`.
+and the wall-clock seconds since training began (start-up left out), for a time-to-reward
+comparison with `dashrl train`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def ordered_records(task: Any, steps: int, per_step: int, tokenizer: Any) -> lis
     """The records of steps 0..steps-1 in dashrl's order: `prompt` as TRL takes it (messages, or
     the text dashrl renders for a plain problem), every other column as it is.
 
-    >>> ordered_records(make_task(cfg.task, 0, reward=cfg.reward), steps=2, per_step=8, tokenizer=tok)[0]["prompt"]  # doctest: +SKIP
+    >>> ordered_records(make_task(cfg.task, 0, reward=cfg.reward), steps=2, per_step=8,
+    ...                 tokenizer=tok)[0]["prompt"]  # doctest: +SKIP
     [{'role': 'user', 'content': 'What is 3 + 5?'}]
     """
     from dashrl.data.prompts import prompt_string
@@ -43,7 +45,8 @@ def ordered_records(task: Any, steps: int, per_step: int, tokenizer: Any) -> lis
 def run_trl(cfg: Any, model: Any = None, tokenizer: Any = None) -> Path:
     """Train `cfg`'s task with TRL's GRPOTrainer; returns the path of `trl_metrics.jsonl`.
 
-    >>> run_trl(load_config(None, ["--task.name", "sums.parquet", "--reward.funcs", "my_rewards.py:correct_reward"]))  # doctest: +SKIP
+    >>> run_trl(load_config(None, ["--task.name", "sums.parquet",
+    ...                            "--reward.funcs", "my_rewards.py:correct_reward"]))  # doctest: +SKIP
     PosixPath('runs/trl/trl_metrics.jsonl')
     """
     from datasets import Dataset

@@ -142,7 +142,8 @@ def load_reward_fn(spec: str) -> Callable[..., Any]:
         close = difflib.get_close_matches(spec, list(REWARD_FUNCS), n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise RewardError(
-            f"unknown reward function {spec!r}{hint}; valid: {', '.join(REWARD_FUNCS)}, module:function or path/to/file.py:function"
+            f"unknown reward function {spec!r}{hint}; valid: {', '.join(REWARD_FUNCS)}, module:function or "
+            "path/to/file.py:function"
         )
     if target.endswith(".py") or os.sep in target:
         module = _load_file(target, attr, spec)
@@ -207,7 +208,7 @@ def check_signature(funcs: Sequence[RewardFn], columns: Sequence[str]) -> None:
     ... except RewardError as e:
     ...     print(str(e).split(";")[0])
     reward function 'bad' cannot take the call fn(prompts=, completions=, completion_ids=, answer=) (missing a required argument: 'text')
-    """
+    """  # noqa: E501 (the expected output above is one line)
     keys = ["prompts", "completions", "completion_ids", *[c for c in columns if c != "prompt"]]
     for f in funcs:
         try:
@@ -291,7 +292,8 @@ def score(
     function's checked values. Raises RewardError naming the function and `where(i)` (the record).
 
     >>> def half(completions, **kw): return [0.5 if "x" in c else None for c in completions]
-    >>> score(reward_funcs(["integer", half], [1.0, 2.0]), ["p", "p"], ["x = 3", "4"], [[1], [2]], {"answer": ["3", "3"]})
+    >>> score(reward_funcs(["integer", half], [1.0, 2.0]), ["p", "p"], ["x = 3", "4"], [[1], [2]],
+    ...       {"answer": ["3", "3"]})
     ([2.0, 0.0], {'integer': [1.0, 0.0], 'half': [0.5, None]})
     """
     n = len(completions)

@@ -215,7 +215,8 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 
 
 def pre_attention(x: torch.Tensor, ln: torch.Tensor, wqkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                  heads: int, kv_heads: int, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+                  heads: int, kv_heads: int,
+                  eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Norm, fused QKV product and rotary embedding of `x [B, d]`: `q [B, H, D]`, `k, v [B, Hkv, D]`."""
     B = x.shape[0]  # noqa: N806
     qkv = linear(rms_norm(x, ln, eps), wqkv).view(B, heads + 2 * kv_heads, -1)  # [B, H + 2 Hkv, D]
@@ -224,7 +225,8 @@ def pre_attention(x: torch.Tensor, ln: torch.Tensor, wqkv: torch.Tensor, cos: to
 
 
 def post_attention(x: torch.Tensor, o_p: torch.Tensor, lse_p: torch.Tensor, o_s: torch.Tensor, lse_s: torch.Tensor,
-                   wo: torch.Tensor, ln: torch.Tensor, wgu: torch.Tensor, wdown: torch.Tensor, eps: float) -> torch.Tensor:  # fmt: skip
+                   wo: torch.Tensor, ln: torch.Tensor, wgu: torch.Tensor, wdown: torch.Tensor,
+                   eps: float) -> torch.Tensor:  # fmt: skip
     """Merge the prefix and suffix attention `[B, Hkv, r, D]`, output projection, residual, MLP, residual."""
     o = merge_attention(o_p, lse_p, o_s, lse_s)  # [B, Hkv, r, D]
     x = x + linear(o.reshape(x.shape[0], -1), wo)

@@ -179,7 +179,8 @@ def accuracy_metrics(samples: Sequence[Any]) -> dict[str, float]:
     and `reward/<name>` for each reward function. Samples without `info` (supervised records)
     count `reward >= 1` as correct.
 
-    >>> s = [SampleRef(0, i, 1.0, 0.0, 1, "stop", info={"correct": c, "rewards": {"fmt": f}}) for i, (c, f) in enumerate([(1.0, 0.5), (0.0, None)])]
+    >>> s = [SampleRef(0, i, 1.0, 0.0, 1, "stop", info={"correct": c, "rewards": {"fmt": f}})
+    ...      for i, (c, f) in enumerate([(1.0, 0.5), (0.0, None)])]
     >>> accuracy_metrics(s)
     {'accuracy': 0.5, 'reward/fmt': 0.5}
     >>> accuracy_metrics([SampleRef(0, 0, 2.0, 0.0, 1, "stop", info={"correct": None, "rewards": {}})])

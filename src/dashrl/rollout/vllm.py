@@ -225,8 +225,8 @@ class VLLMSampler:
         too_long = [len(p) for p in prompts if len(p) + params.max_new_tokens > self.max_model_len]
         if too_long:
             raise ValueError(
-                f"a prompt of {max(too_long)} tokens + max_new_tokens {params.max_new_tokens} exceeds the vllm engine's "
-                f"max_model_len {self.max_model_len}"
+                f"a prompt of {max(too_long)} tokens + max_new_tokens {params.max_new_tokens} exceeds the vllm "
+                f"engine's max_model_len {self.max_model_len}"
             )
         runs = groups_of(prompts)
         requests = [TokensPrompt(prompt_token_ids=list(prompts[i])) for i, _ in runs]

@@ -22,7 +22,7 @@ the study deletes the ones it does not need once the cut is known. A finished ar
 last checkpoint at `train.steps` and its `summary.md` written) is skipped; an
 interrupted one continues from its newest checkpoint (`dashrl.train.loop`'s resume,
 bit-exact on one CPU process).
-"""
+"""  # noqa: E501 (a markdown table row above cannot be wrapped)
 
 from __future__ import annotations
 

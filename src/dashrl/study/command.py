@@ -151,7 +151,8 @@ def _run_arm(plan: Plan, arm: str, seed: int, sft_data: str = "human") -> str:
         _say(f"{run_name(arm, seed)}: finished, skipped")
         return "done"
     _say(
-        f"{run_name(arm, seed)}: {'resuming' if state == 'partial' else 'training'} {cfg.algo.name}, {cfg.train.steps} steps"
+        f"{run_name(arm, seed)}: {'resuming' if state == 'partial' else 'training'} "
+        f"{cfg.algo.name}, {cfg.train.steps} steps"
     )
     _train(cfg)
     return "resumed" if state == "partial" else "trained"

@@ -6,14 +6,14 @@ many problems, pass@k's n and temperature). `--quick` replaces the sizes with ti
 ones so that every arm runs in minutes (a smoke run, not a measurement).
 
 - `cpu` (the default): SmolLM2-135M-Instruct on one-step word problems (`wordproblems`,
-  difficulty 1), chosen by measurement (docs/study.md): the base model
-  solves 36% of held-out one-step problems greedily (10% sampled at T = 0.7), inside
-  the 15-60% band the study asks for (room to improve, and a signal); two steps give 6%, GSM8K 2%, so those leave nothing to
-  compare. The task ships worked solutions (SFT-H) and three out-of-distribution sets
-  (more steps, ten times larger numbers, multiplication events). Accuracy is greedy
-  accuracy (one decode per problem, no sampling noise); pass@k samples n = 8 at the
-  training temperature. Completions are capped at 128 tokens in training and in the
-  evaluation (the base model's greedy answers average 73 tokens; a one-step worked
+  difficulty 1), chosen by measurement (docs/study.md): the base model solves 36% of
+  held-out one-step problems greedily (10% sampled at T = 0.7), inside the 15-60% band the
+  study asks for (room to improve, and a signal); two steps give 6%, GSM8K 2%, so those
+  leave nothing to compare. The task ships worked solutions (SFT-H) and three
+  out-of-distribution sets (more steps, ten times larger numbers, multiplication events).
+  Accuracy is greedy accuracy (one decode per problem, no sampling noise); pass@k samples
+  n = 8 at the training temperature. Completions are capped at 128 tokens in training and
+  in the evaluation (the base model's greedy answers average 73 tokens; a one-step worked
   solution is ~30), and each set is read on its first 50 problems, to fit eight training
   arms and eleven evaluations into about three hours on two CPU cores (docs/study.md
   "Reproducing the paper" gives the measured times).

@@ -61,7 +61,8 @@ def report_text(plan: Any, results: dict[str, ArmResult], skipped: dict, figures
         "mini_k": p.ppo_mini_k,
         "traces": "traces/sft_m-sSEED-TEACHER.jsonl",
     }
-    arms = [(a.name, a.label, FLAGS.get(a.name, f"--algo.name {a.name}").format(**fill), "ran" if a.ran and (a.evals or a.name == "base") else f"not run: {a.why}")
+    arms = [(a.name, a.label, FLAGS.get(a.name, f"--algo.name {a.name}").format(**fill),
+             "ran" if a.ran and (a.evals or a.name == "base") else f"not run: {a.why}")
             for a in results.values()]  # fmt: skip
     base_cfg = plan.config("base", 0)
     ks = p.pass_ks
@@ -73,9 +74,9 @@ def report_text(plan: Any, results: dict[str, ArmResult], skipped: dict, figures
         f"M = {base_cfg.algo.prompts_per_step}, G = {base_cfg.algo.group_size}, {base_cfg.train.steps} steps "
         f"(sampling cycles), lr {base_cfg.train.lr}, {base_cfg.sampler.max_new_tokens} new tokens at T = "
         f"{base_cfg.sampler.temperature}; seeds {', '.join(str(s) for s in plan.seeds)}.",
-        f"Evaluation: greedy on {', '.join(p.eval_sets)} ({p.eval_limit or 'all'} problems each, {p.eval_max_new_tokens} "
-        f"tokens; the first set is in distribution); pass@k from n = {p.passk_n} samples at T = {p.passk_temperature} on "
-        f"the first {p.passk_limit or 'all'} problems of {p.id_set}.",
+        f"Evaluation: greedy on {', '.join(p.eval_sets)} ({p.eval_limit or 'all'} problems each, "
+        f"{p.eval_max_new_tokens} tokens; the first set is in distribution); pass@k from n = {p.passk_n} "
+        f"samples at T = {p.passk_temperature} on the first {p.passk_limit or 'all'} problems of {p.id_set}.",
         "",
         "## Which arm is which",
         "",

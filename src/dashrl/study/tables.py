@@ -72,8 +72,10 @@ def finding1(r: dict[str, ArmResult], id_set: str, ood: Sequence[str]) -> Findin
             ood,
         )
     )
-    return Finding(1, "On-policy RL beats SFT", "On-policy RL (DASH) beats SFT on human-written solutions (SFT-H) and SFT on a "
-                   "stronger model's traces (SFT-M), in and out of distribution; SFT-H even degrades the model.", claims)  # fmt: skip
+    return Finding(1, "On-policy RL beats SFT",
+                   "On-policy RL (DASH) beats SFT on human-written solutions (SFT-H) and SFT on a "
+                   "stronger model's traces (SFT-M), in and out of distribution; SFT-H even degrades the model.",
+                   claims)  # fmt: skip
 
 
 def finding2(r: dict[str, ArmResult], id_set: str) -> Finding:
@@ -81,60 +83,87 @@ def finding2(r: dict[str, ArmResult], id_set: str) -> Finding:
     claims, notes = [], [stability_note(dash)]
     for ppo in (r["ppo_multi"], r["ppo_mini"]):
         claims += [
-            steps_claim(f"{ppo.label} improves faster early", f"{ppo.label} - DASH, training reward over the first third of the cycles (paired by cycle)", +1, ppo, dash, _early),
-            eval_claim(f"{ppo.label} ends slightly higher at equal wall-clock", f"{ppo.label} at DASH's training time - DASH, accuracy on {id_set}", +1, ppo, dash, [id_set], cut_a=True),
-            eval_claim(f"(reported beside: {ppo.label} at equal steps)", f"{ppo.label} - DASH after the same sampling cycles, accuracy on {id_set}", None, ppo, dash, [id_set]),
-            pooled_claim(f"{ppo.label}'s training curve is clearly less stable", f"{ppo.label} - DASH, std of step-to-step training-reward changes", +1, ppo, dash, lambda rows: changes(curve(rows)), std_diff, "changes"),
+            steps_claim(f"{ppo.label} improves faster early",
+                        f"{ppo.label} - DASH, training reward over the first third of the cycles (paired by cycle)", +1,
+                        ppo, dash, _early),
+            eval_claim(f"{ppo.label} ends slightly higher at equal wall-clock",
+                       f"{ppo.label} at DASH's training time - DASH, accuracy on {id_set}", +1, ppo, dash, [id_set],
+                       cut_a=True),
+            eval_claim(f"(reported beside: {ppo.label} at equal steps)",
+                       f"{ppo.label} - DASH after the same sampling cycles, accuracy on {id_set}", None, ppo, dash,
+                       [id_set]),
+            pooled_claim(f"{ppo.label}'s training curve is clearly less stable",
+                         f"{ppo.label} - DASH, std of step-to-step training-reward changes", +1, ppo, dash,
+                         lambda rows: changes(curve(rows)), std_diff, "changes"),
         ]  # fmt: skip
         notes.append(stability_note(ppo))
         if ppo.cut_steps:
             total = [str(len(rows)) for rows in ppo.rows]
             cuts = ", ".join(f"{s} of {t}" for s, t in zip(ppo.cut_steps, total))
             notes.append(
-                f"{ppo.label} read at DASH's training time: optimizer step {cuts} (per seed; none = its first cycle took longer)"
+                f"{ppo.label} read at DASH's training time: optimizer step {cuts} (per seed; none = its first cycle "
+                "took longer)"
             )
-    return Finding(2, "PPO-Multi and PPO-Mini against DASH", "PPO-Multi (K optimizer passes over all M samples) and PPO-Mini (K mini-batches "
-                   "of M/K, one step each) improve faster early and end slightly higher at equal wall-clock, but their training "
-                   "curves are clearly less stable than DASH's.", claims, notes)  # fmt: skip
+    return Finding(2, "PPO-Multi and PPO-Mini against DASH",
+                   "PPO-Multi (K optimizer passes over all M samples) and PPO-Mini (K mini-batches of M/K, one step "
+                   "each) improve faster early and end slightly higher at equal wall-clock, but their training curves "
+                   "are clearly less stable than DASH's.", claims, notes)  # fmt: skip
 
 
 def finding3(r: dict[str, ArmResult], id_set: str, ks: Sequence[int]) -> Finding:
     nokl, kl = r["dash_nokl"], r["dash"]
     lo, hi = str(ks[0]), str(ks[-1])
     claims = [
-        steps_claim("No-KL: higher training reward", "No-KL - DASH, training reward (paired by step)", +1, nokl, kl, curve),
+        steps_claim("No-KL: higher training reward", "No-KL - DASH, training reward (paired by step)", +1, nokl, kl,
+                    curve),
         eval_claim("No-KL: higher accuracy", f"No-KL - DASH, accuracy on {id_set}", +1, nokl, kl, [id_set]),
-        eval_claim("No-KL: shorter generations", f"No-KL - DASH, greedy completion tokens on {id_set}", -1, nokl, kl, [id_set], what="lengths"),
-        steps_claim("No-KL: shorter generations (training)", "No-KL - DASH, mean sampled tokens per step", -1, nokl, kl, lambda rows: curve(rows, "gen/mean_tokens")),
+        eval_claim("No-KL: shorter generations", f"No-KL - DASH, greedy completion tokens on {id_set}", -1, nokl, kl,
+                   [id_set], what="lengths"),
+        steps_claim("No-KL: shorter generations (training)", "No-KL - DASH, mean sampled tokens per step", -1, nokl, kl,
+                    lambda rows: curve(rows, "gen/mean_tokens")),
         passk_claim("No-KL is best at small k", f"No-KL - DASH, pass@{lo} on {id_set}", +1, nokl, kl, lo),
         passk_claim("the gap closes as k grows", f"(No-KL - DASH)@{lo} - (No-KL - DASH)@{hi}", +1, nokl, kl, lo, hi),
     ]  # fmt: skip
-    return Finding(3, "Without the KL term", "Without the KL term: higher training reward, higher accuracy, shorter generations; "
+    return Finding(3, "Without the KL term",
+                   "Without the KL term: higher training reward, higher accuracy, shorter generations; "
                    "on pass@k no-KL is best at small k and the gap closes as k grows.", claims)  # fmt: skip
 
 
 def finding4(r: dict[str, ArmResult], id_set: str) -> Finding:
     dash, grpo, nogf = r["dash"], r["grpo"], r["nogf"]
     claims = [
-        pooled_claim("DASH takes 83% less time than GRPO", "1 - DASH / GRPO training seconds per step", +1, dash, grpo, step_seconds, time_saving, "steps", paper="0.83"),
-        eval_claim("... at GRPO's accuracy", f"DASH - GRPO, accuracy on {id_set} (within +-{MARGIN})", 0, dash, grpo, [id_set]),
-        pooled_claim("gradient filtering saves 4% (up to 10%) of the time", "1 - DASH / No-GF training seconds per step", +1, dash, nogf, step_seconds, time_saving, "steps", paper="0.04 (up to 0.10)"),
-        eval_claim("... at equal accuracy", f"DASH - No-GF, accuracy on {id_set} (within +-{MARGIN})", 0, dash, nogf, [id_set]),
+        pooled_claim("DASH takes 83% less time than GRPO", "1 - DASH / GRPO training seconds per step", +1, dash, grpo,
+                     step_seconds, time_saving, "steps", paper="0.83"),
+        eval_claim("... at GRPO's accuracy", f"DASH - GRPO, accuracy on {id_set} (within +-{MARGIN})", 0, dash, grpo,
+                   [id_set]),
+        pooled_claim("gradient filtering saves 4% (up to 10%) of the time",
+                     "1 - DASH / No-GF training seconds per step", +1, dash, nogf, step_seconds, time_saving, "steps",
+                     paper="0.04 (up to 0.10)"),
+        eval_claim("... at equal accuracy", f"DASH - No-GF, accuracy on {id_set} (within +-{MARGIN})", 0, dash, nogf,
+                   [id_set]),
     ]  # fmt: skip
-    return Finding(4, "DASH's time against GRPO and No-GF", "DASH matches GRPO's accuracy at 83% less time; against No-GF, "
+    return Finding(4, "DASH's time against GRPO and No-GF",
+                   "DASH matches GRPO's accuracy at 83% less time; against No-GF, "
                    "gradient filtering saves 4% (up to 10%) of the time at equal accuracy.", claims)  # fmt: skip
 
 
 def finding5(r: dict[str, ArmResult]) -> Finding:
     dash, nogf = r["dash"], r["nogf"]
     claims = [
-        steps_claim("filtering raises the mean |A| of the samples trained on", "DASH - No-GF, mean |A| of trained samples (paired by step)", +1, dash, nogf, trained_abs_adv, skip_first=False),
-        steps_claim("filtering cuts forward/backward time", "DASH - No-GF, backprop seconds per step (paired by step)", -1, dash, nogf, lambda rows: curve(rows, "time/backprop_s"), skip_first=False),
-        steps_claim("filtering leaves the training curve unchanged", f"DASH - No-GF, training reward (paired by step, within +-{MARGIN})", 0, dash, nogf, curve),
-        pooled_claim("(reported beside: curve stability)", "DASH - No-GF, std of step-to-step training-reward changes", None, dash, nogf, lambda rows: changes(curve(rows)), std_diff, "changes"),
+        steps_claim("filtering raises the mean |A| of the samples trained on",
+                    "DASH - No-GF, mean |A| of trained samples (paired by step)", +1, dash, nogf, trained_abs_adv,
+                    skip_first=False),
+        steps_claim("filtering cuts forward/backward time", "DASH - No-GF, backprop seconds per step (paired by step)",
+                    -1, dash, nogf, lambda rows: curve(rows, "time/backprop_s"), skip_first=False),
+        steps_claim("filtering leaves the training curve unchanged",
+                    f"DASH - No-GF, training reward (paired by step, within +-{MARGIN})", 0, dash, nogf, curve),
+        pooled_claim("(reported beside: curve stability)", "DASH - No-GF, std of step-to-step training-reward changes",
+                     None, dash, nogf, lambda rows: changes(curve(rows)), std_diff, "changes"),
     ]  # fmt: skip
-    return Finding(5, "What gradient filtering does", "Gradient filtering raises the mean |advantage| of the samples trained on and "
-                   "cuts forward/backward time, and leaves the training curve unchanged.", claims, [stability_note(dash), stability_note(nogf)])  # fmt: skip
+    return Finding(5, "What gradient filtering does",
+                   "Gradient filtering raises the mean |advantage| of the samples trained on and "
+                   "cuts forward/backward time, and leaves the training curve unchanged.", claims,
+                   [stability_note(dash), stability_note(nogf)])  # fmt: skip
 
 
 def findings(results: dict[str, ArmResult], id_set: str, ood: Sequence[str], ks: Sequence[int]) -> list[Finding]:
@@ -170,7 +199,8 @@ def render_finding(f: Finding) -> str:
     | c | a - b | - | not measured: x not run | - | **inconclusive** |
     """
     lines = [f"### Finding {f.number}: {f.title}", "", f"Paper: {f.paper}", "",
-             "| paper's claim | measured as | paper | ours (95% CI) | interval | verdict |", "|---|---|---|---|---|---|"]  # fmt: skip
+             "| paper's claim | measured as | paper | ours (95% CI) | interval | verdict |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
     for c in f.claims:
         ours, method = _fmt_effect(c)
         cells = [c.claim, c.measure, c.paper or "-", ours, method, f"**{c.verdict}**"]

@@ -32,7 +32,8 @@ def config_from(overrides: Any = None) -> Any:
         return load_config(Path(overrides))
     if not isinstance(overrides, Mapping):
         raise ConfigError(
-            f"overrides: expected a dict of 'section.field': value, a Config or a TOML path, got {type(overrides).__name__}"
+            "overrides: expected a dict of 'section.field': value, a Config or a TOML path, got "
+            f"{type(overrides).__name__}"
         )
     nested: dict[str, dict[str, Any]] = {}
     for key, value in overrides.items():
@@ -63,7 +64,8 @@ def train(
 
     >>> import dashrl
     >>> def short(completions, **kwargs): return [1.0 if len(c) < 20 else 0.0 for c in completions]
-    >>> result = dashrl.train({"train.steps": 1}, dataset=[{"prompt": "Say hi"}], reward_funcs=[short])  # doctest: +SKIP
+    >>> result = dashrl.train({"train.steps": 1}, dataset=[{"prompt": "Say hi"}],
+    ...                       reward_funcs=[short])  # doctest: +SKIP
     >>> result.rows[-1]["reward/short"]  # doctest: +SKIP
     0.25
     """

@@ -24,7 +24,8 @@ def load_eval_sets(
 ) -> dict[str, list[Example]]:
     """The evaluation sets `names`, first `limit` problems each (0 = all): `arithmetic` is
     `limit or 100` held-out problems at `difficulty` (a stream no training seed draws from),
-    so are the word-problem sets of `dashrl.data.wordproblems.EVAL_SETS`; anything else goes to `dashrl.data.datasets.load_dataset` (with `split` and `fields`).
+    so are the word-problem sets of `dashrl.data.wordproblems.EVAL_SETS`; anything else goes to
+    `dashrl.data.datasets.load_dataset` (with `split` and `fields`).
     Both `dashrl eval` and the evaluation inside training use it.
 
     >>> load_eval_sets(["arithmetic"], 3)["arithmetic"][0].id

@@ -251,7 +251,8 @@ def pack(batch: Collated) -> Packed:
 
 
 def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: Any,
-                     dropout: float = 0.0, scaling: float | None = None, **kwargs: Any) -> tuple[torch.Tensor, None]:  # fmt: skip
+                     dropout: float = 0.0, scaling: float | None = None,
+                     **kwargs: Any) -> tuple[torch.Tensor, None]:  # fmt: skip
     """Attention over `Packed.pieces` (passed as `dashrl_pieces`): one SDPA call per piece, no padding.
 
     `[1, heads, L, D]` in, `[1, L, heads, D]` out (transformers' attention-interface contract).

@@ -96,7 +96,10 @@ def resume_command(run_dir: Path) -> str:
 def start_over(run_dir: Path) -> str:
     """How to start a run afresh in `run_dir` without losing what is there: move it aside."""
     folder = shlex.quote(str(run_dir))
-    return f"to start over, move it aside (mv {folder} {shlex.quote(str(run_dir) + '.old')}) or remove it, or choose another --run.name"
+    return (
+        f"to start over, move it aside (mv {folder} {shlex.quote(str(run_dir) + '.old')}) or remove it, "
+        "or choose another --run.name"
+    )
 
 
 def resume_hint(run_dir: Path) -> str:
@@ -107,7 +110,10 @@ def resume_hint(run_dir: Path) -> str:
     if ckpt is None:
         return f"no resumable checkpoint exists, so there is nothing to resume; {start_over(run_dir)}"
     step = read_info(ckpt)["step"]
-    return f"the last checkpoint holds step {step}; resume with: {resume_command(run_dir)} (it continues with step {step + 1})"
+    return (
+        f"the last checkpoint holds step {step}; resume with: {resume_command(run_dir)} "
+        f"(it continues with step {step + 1})"
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -186,7 +192,8 @@ def find_resume_point(cfg: Config, run_dir: Path, resume: bool | None) -> Path |
     if ckpt is None:
         if run_dir.is_dir() and latest_checkpoint(run_dir, resumable=False):  # run.keep_state = "none"
             raise RunError(
-                f"run folder {run_dir} holds checkpoints without trainer state (run.keep_state = none); it cannot be resumed; choose another --run.name"
+                f"run folder {run_dir} holds checkpoints without trainer state (run.keep_state = none); it cannot be "
+                "resumed; choose another --run.name"
             )
         if resume:
             raise RunError(
@@ -201,7 +208,8 @@ def find_resume_point(cfg: Config, run_dir: Path, resume: bool | None) -> Path |
         return None
     if resume is False:
         raise RunError(
-            f"run folder {run_dir} already holds a run; choose another --run.name or resume it with: {resume_command(run_dir)}"
+            f"run folder {run_dir} already holds a run; choose another --run.name or resume it with: "
+            f"{resume_command(run_dir)}"
         )
     try:
         saved = load_config(run_dir / "config.toml")
@@ -285,7 +293,8 @@ def train(
     info = read_info(ckpt) if ckpt else {"step": 0, "cycle": 0, "elapsed_s": 0.0}
     if info["step"] > total_opt:
         raise RunError(
-            f"{ckpt} is at step {info['step']}, past train.steps ({cfg.train.steps}); resume with a larger --train.steps"
+            f"{ckpt} is at step {info['step']}, past train.steps ({cfg.train.steps}); resume with a larger "
+            "--train.steps"
         )
     mismatch = kernels.restore(info.get("kernels"))  # the thread count the run's steps so far ran with
     if mismatch:
@@ -322,8 +331,8 @@ def open_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, total_opt: 
     return contextlib.nullcontext((trainer, trainer))
 
 
-def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: int, step_fn: Any, source: Any, learner: Any,
-         tokenizer: Any, started: float) -> RunResult:  # fmt: skip
+def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: int, step_fn: Any, source: Any,
+         learner: Any, tokenizer: Any, started: float) -> RunResult:  # fmt: skip
     """The loop proper: resume state, steps, eval, logs, checkpoints, signals, summary."""
     from dashrl.train.warmup import warm_up
 
@@ -447,7 +456,10 @@ def _guarded_step(
         return step_fn(source, learner, cycle)
     except RewardError as e:
         if saved_step >= 0:
-            then = f"the last checkpoint (step {saved_step}) is intact; fix the function and resume with: {resume_command(run_dir)}"
+            then = (
+                f"the last checkpoint (step {saved_step}) is intact; fix the function and resume with: "
+                f"{resume_command(run_dir)}"
+            )
         else:
             then = "no checkpoint was saved yet; fix the function and run again"
         raise RunError(f"{e} at step {opt_step + 1}; {then}") from e

@@ -322,7 +322,8 @@ class Progress:
 
             # "12/30 |#####     | 01:02<03:04 " then the metrics text in what is left of the line
             self.bar = tqdm(total=total, initial=first_step - 1, file=self.stream, dynamic_ncols=True, leave=True,
-                            mininterval=0, bar_format="{n_fmt}/{total_fmt} |{bar:10}| {elapsed}<{remaining} {desc}")  # fmt: skip
+                            mininterval=0,
+                            bar_format="{n_fmt}/{total_fmt} |{bar:10}| {elapsed}<{remaining} {desc}")  # fmt: skip
 
     def update(self, row: dict[str, Any]) -> None:
         step = row["step"]

@@ -57,7 +57,8 @@ def validate_run(cfg: "Config", resume: bool | None = None) -> tuple[Path, Path 
         from dashrl.train.checkpoint import read_info
 
         raise RunError(
-            f"run {run_dir} is complete: its checkpoint {ckpt.name} is at step {read_info(ckpt)['step']} of train.steps {cfg.train.steps}; "
+            f"run {run_dir} is complete: its checkpoint {ckpt.name} is at step {read_info(ckpt)['step']} of "
+            f"train.steps {cfg.train.steps}; "
             f"to train it longer: {resume_command(run_dir)} --train.steps {cfg.train.steps + max(cfg.train.steps, 1)} "
             "(any number larger than the current one)"
         )

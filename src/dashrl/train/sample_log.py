@@ -36,7 +36,8 @@ def group_records(
     """The log lines of one step: its first `groups` groups (Sample or SampleRef with `info`).
 
     >>> from dashrl.rollout.samples import SampleRef
-    >>> s = [SampleRef(0, i, r, r - 0.5, 3, "stop", info={"text": t, "prompt_ids": [7], "rewards": {"fmt": r}, "correct": r})
+    >>> s = [SampleRef(0, i, r, r - 0.5, 3, "stop",
+    ...                info={"text": t, "prompt_ids": [7], "rewards": {"fmt": r}, "correct": r})
     ...      for i, (r, t) in enumerate([(1.0, "yes"), (0.0, "no")])]
     >>> rec = group_records(5, s, 1, 0.01, lambda ids: "P")[0]
     >>> rec["prompt"], [(c["text"], c["advantage"], c["kept"], c["rewards"]) for c in rec["completions"]]
@@ -122,7 +123,8 @@ def read_samples(path: Path, limit: int = 3) -> list[dict[str, Any]]:
 def markdown_table(records: Sequence[dict[str, Any]], width: int = 200) -> str:
     """The logged groups as one markdown table (TensorBoard text, `dashrl report`).
 
-    >>> print(markdown_table([{"step": 1, "group": 0, "prompt": "Q", "completions": [{"text": "A|B", "reward": 1.0, "advantage": 0.5, "kept": True, "rewards": {}}]}]))
+    >>> print(markdown_table([{"step": 1, "group": 0, "prompt": "Q", "completions": [
+    ...     {"text": "A|B", "reward": 1.0, "advantage": 0.5, "kept": True, "rewards": {}}]}]))
     | step | group | prompt | completion | reward | advantage | kept |
     |---|---|---|---|---|---|---|
     | 1 | 0 | Q | A\\|B | 1 | 0.5 | yes |
@@ -137,6 +139,7 @@ def markdown_table(records: Sequence[dict[str, Any]], width: int = 200) -> str:
         for i, c in enumerate(r["completions"]):
             prompt = cell(r["prompt"][-width:]) if i == 0 else ""
             lines.append(
-                f"| {r['step']} | {r['group']} | {prompt} | {cell(c['text'])} | {c['reward']:.3g} | {c['advantage']:.3g} | {'yes' if c['kept'] else 'no'} |"
+                f"| {r['step']} | {r['group']} | {prompt} | {cell(c['text'])} | {c['reward']:.3g} | "
+                f"{c['advantage']:.3g} | {'yes' if c['kept'] else 'no'} |"
             )
     return "\n".join(lines)

@@ -207,7 +207,8 @@ def dynamic_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
     row = _update(lrn, ro, keep(batch, threshold), norm, len(batch), t0)
     cost = [p.metrics.get("time/sampling_s", 0.0) + p.metrics.get("time/scoring_s", 0.0) for p in parts]  # per round
     row.update({"train/groups": len(chosen_set), "dynamic/prompts_sampled": drawn, "dynamic/rounds": rounds,
-                "dynamic/cap_hit": int(len(chosen) < M), "dynamic/first_round_s": cost[0], "dynamic/refill_s": sum(cost[1:]),
+                "dynamic/cap_hit": int(len(chosen) < M), "dynamic/first_round_s": cost[0],
+                "dynamic/refill_s": sum(cost[1:]),
                 "dynamic/first_round_prompts": len(parts[0].samples) // G})  # fmt: skip
     return [row]
 
@@ -296,7 +297,8 @@ def schedule_name(cfg: Config) -> str:
     """The schedule `cfg` runs: its algorithm's (`dashrl.algo.registry`), or `dynamic`.
 
     >>> from dashrl.config import load_config
-    >>> schedule_name(load_config(overrides=["--algo.name", "rloo"])), schedule_name(load_config(overrides=["--algo.name", "dapo"]))
+    >>> (schedule_name(load_config(overrides=["--algo.name", "rloo"])),
+    ...  schedule_name(load_config(overrides=["--algo.name", "dapo"])))
     ('dash', 'dynamic')
     """
     return "dynamic" if cfg.algo.dynamic_sampling else get_algorithm(cfg.algo.name).schedule

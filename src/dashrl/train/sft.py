@@ -37,7 +37,8 @@ def load_sft_data(cfg: Config) -> list[tuple[Example, str]]:
     """The run's (example, completion) pairs per `cfg.sft`; a bad record raises DatasetError
     naming file:line and field. `dashrl.train.loop.train` calls it before the model loads.
 
-    >>> len(load_sft_data(load_config(overrides=["--algo.name", "sft", "--task.name", "gsm8k", "--task.limit", "3"])))  # doctest: +SKIP
+    >>> len(load_sft_data(load_config(overrides=["--algo.name", "sft", "--task.name", "gsm8k",
+    ...                                          "--task.limit", "3"])))  # doctest: +SKIP
     3
     """
     s = cfg.sft
