@@ -60,8 +60,8 @@ def test_bench_trl_bad_generation_batch_is_one_line(tmp_path, model_dir, capsys)
 def test_bench_backprop_times_every_lever_on_one_batch(tmp_path, model_dir):
     """Every lever backprops the same batch; in fp32 each gradient equals the padded pass's
     (a lever that dropped a sample, a token or a mask term would move it by far more)."""
-    rc = main(["bench", "--backprop", "--quick", "--repeats", "1", "--out", str(tmp_path / "b"), "--model.name", model_dir,
-               *SMALL, "--sampler.max_new_tokens", "6"])  # fmt: skip
+    rc = main(["bench", "--backprop", "--quick", "--repeats", "1", "--out", str(tmp_path / "b"),
+               "--model.name", model_dir, *SMALL, "--sampler.max_new_tokens", "6"])  # fmt: skip
     assert rc == 0
     md = (tmp_path / "b" / "backprop.md").read_text()
     for v in ("padded", "head_chunk", "packed", "packed_chunk", "plain"):

@@ -18,7 +18,8 @@ from dashrl.train.loop import RunError, train
 from dashrl.train.metrics import read_metrics
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "custom-tasks.md"
-SMALL = ["--train.steps", "2", "--algo.prompts_per_step", "2", "--algo.group_size", "2", "--sampler.max_new_tokens", "6",
+SMALL = ["--train.steps", "2", "--algo.prompts_per_step", "2", "--algo.group_size", "2",
+         "--sampler.max_new_tokens", "6",
          "--train.micro_batch_size", "4", "--model.dtype", "fp32", "--run.quiet", "true"]  # fmt: skip
 
 
@@ -87,7 +88,8 @@ def test_reward_that_raises_keeps_checkpoints_and_resume_continues(tmp_path, tin
         "        raise ZeroDivisionError('bad luck')\n"
         "    return [float(len(c) % 2) for c in completions]\n"
     )
-    cfg = tiny_config(tmp_path, task={"name": "arithmetic"}, reward={"funcs": f"integer,{rewards}:flaky", "weights": "1,0.5"},
+    cfg = tiny_config(tmp_path, task={"name": "arithmetic"},
+                      reward={"funcs": f"integer,{rewards}:flaky", "weights": "1,0.5"},
                       train={"steps": 3}, run={"save_every": 1})  # fmt: skip
     import copy
 
@@ -118,7 +120,8 @@ def test_reward_that_raises_keeps_checkpoints_and_resume_continues(tmp_path, tin
     # and the resumed run is the run that never failed, bit for bit
     import torch
 
-    whole = train(tiny_config(tmp_path, task={"name": "arithmetic"}, reward={"funcs": f"integer,{rewards}:flaky", "weights": "1,0.5"},
+    whole = train(tiny_config(tmp_path, task={"name": "arithmetic"},
+                              reward={"funcs": f"integer,{rewards}:flaky", "weights": "1,0.5"},
                               train={"steps": 3}, run={"name": "whole"}), reference, tok)  # fmt: skip
     assert [r["reward/mean"] for r in read_metrics(whole.run_dir / "metrics.jsonl")] == [r["reward/mean"] for r in rows]
     for (n, p), q in zip(initial.state_dict().items(), reference.state_dict().values()):

@@ -384,6 +384,9 @@ def test_reward_functions_run_in_the_driver_on_ray(tmp_path):
     task = make_task(TaskConfig(name="arithmetic"), 0, funcs=[broken])
     with pytest.raises(
         RunError,
-        match=r"^reward function 'broken' returned 3 values for 4 completions \(record 'arith-1-0-\d' \.\.\.\) at step 1; no checkpoint was saved yet; fix the function and run again$",
+        match=(
+            r"^reward function 'broken' returned 3 values for 4 completions \(record 'arith-1-0-\d' \.\.\.\) "
+            r"at step 1; no checkpoint was saved yet; fix the function and run again$"
+        ),
     ):
         run(config(tmp_path, "broken", dist={"samplers": 2, "trainers": 1}), task=task)

@@ -95,7 +95,8 @@ def test_distill_command_writes_only_correct_traces(tmp_path, model_dir, capsys)
 
 def test_distill_from_a_dashrl_run_folder(tmp_path, model_dir, capsys):
     runs = tmp_path / "runs"
-    assert main(["train", "--model.name", model_dir, "--train.steps", "1", "--run.out_dir", str(runs), "--run.name", "r",
+    assert main(["train", "--model.name", model_dir, "--train.steps", "1", "--run.out_dir", str(runs),
+                 "--run.name", "r",
                  "--run.quiet", "true", "--algo.prompts_per_step", "2", "--algo.group_size", "2",
                  "--train.micro_batch_size", "2", *SMALL]) == 0  # fmt: skip
     out = tmp_path / "t.jsonl"

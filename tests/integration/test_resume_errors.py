@@ -280,7 +280,8 @@ def test_the_resume_hint_names_the_step_a_resume_continues_with(tmp_path, tiny_l
     with pytest.raises(Interrupted) as err:
         train(config(tmp_path), model, tok, task=signalling_task(signal.SIGTERM, signal.SIGTERM))
     assert str(err.value).endswith(
-        f"the last checkpoint holds step 1; resume with: dashrl train --resume {tmp_path / 'run'} (it continues with step 2)"
+        f"the last checkpoint holds step 1; resume with: dashrl train --resume {tmp_path / 'run'} "
+        "(it continues with step 2)"
     )
 
 

@@ -166,7 +166,8 @@ def test_sft_from_a_jsonl_file_leaves_a_whole_run_folder(tmp_path, model_dir, ca
             "--sft.problem_field", "question", "--sft.completion_field", "trace", "--algo.prompts_per_step", "5",
             "--train.steps", "6", "--train.lr", "1e-2", "--train.warmup_steps", "0", "--train.micro_batch_size", "2",
             "--eval.every", "3", "--eval.datasets", "arithmetic", "--eval.limit", "2", "--eval.max_new_tokens", "4",
-            "--run.out_dir", str(runs), "--run.name", "sft", "--run.quiet", "true", "--run.loggers", "tensorboard"]  # fmt: skip
+            "--run.out_dir", str(runs), "--run.name", "sft", "--run.quiet", "true",
+            "--run.loggers", "tensorboard"]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err[-2000:]
     run_dir = runs / "sft"
     rows = read_metrics(run_dir / "metrics.jsonl")

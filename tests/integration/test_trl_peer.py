@@ -30,7 +30,8 @@ def _probe_task(cfg, seed):
 def cfg(monkeypatch):
     monkeypatch.setitem(TASKS, "probe", _probe_task)
     return load_config(None, ["--task.name", "probe", "--algo.prompts_per_step", str(M), "--algo.group_size", str(G),
-                              "--train.micro_batch_size", "4", "--sampler.max_new_tokens", "6", "--sampler.temperature", "1.0",
+                              "--train.micro_batch_size", "4", "--sampler.max_new_tokens", "6",
+                              "--sampler.temperature", "1.0",
                               "--model.dtype", "fp32", "--train.warmup_steps", "0"])  # fmt: skip
 
 

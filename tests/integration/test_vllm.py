@@ -245,8 +245,10 @@ def test_a_model_vllm_cannot_run_fails_at_start_up_in_one_line(tmp_path, tiny_lm
     model, tok = tiny_lm
     model.save_pretrained(tmp_path / "tiny")
     tok.save_pretrained(tmp_path / "tiny")
-    cmd = [sys.executable, "-m", "dashrl.cli", "train", "--model.name", str(tmp_path / "tiny"), "--sampler.backend", "vllm",
-           "--model.dtype", "fp32", "--train.steps", "1", "--run.out_dir", str(tmp_path / "runs"), "--run.quiet", "true"]  # fmt: skip
+    cmd = [sys.executable, "-m", "dashrl.cli", "train", "--model.name", str(tmp_path / "tiny"),
+           "--sampler.backend", "vllm",
+           "--model.dtype", "fp32", "--train.steps", "1", "--run.out_dir", str(tmp_path / "runs"),
+           "--run.quiet", "true"]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 1, res.stderr[-2000:]
     last = res.stderr.strip().splitlines()[-1]

@@ -34,7 +34,10 @@ def test_registry_names_every_part_that_exists():
 
 
 def test_the_registry_and_the_config_load_without_torch():
-    code = "import sys, dashrl.algo.registry, dashrl.config; dashrl.config.load_config(overrides=['--algo.name', 'dapo']); assert 'torch' not in sys.modules"
+    code = (
+        "import sys, dashrl.algo.registry, dashrl.config; "
+        "dashrl.config.load_config(overrides=['--algo.name', 'dapo']); assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -45,7 +48,8 @@ def test_every_name_loads_and_round_trips(name):
     assert "\nschedule =" not in to_toml(cfg)  # the alias is not written
     import tomllib
 
-    again = load_config(overrides=[f"--{sec}.{k}={v}" for sec, vals in tomllib.loads(to_toml(cfg)).items() for k, v in vals.items()
+    again = load_config(overrides=[f"--{sec}.{k}={v}" for sec, vals in tomllib.loads(to_toml(cfg)).items()
+                                   for k, v in vals.items()
                                    if sec == "algo"])  # fmt: skip
     assert again.algo == cfg.algo
 
@@ -184,7 +188,8 @@ def test_gspo_matches_a_loop_oracle_and_clips_whole_sequences():
     assert x.logprobs.grad.abs().sum() == 0
 
 
-LOSSES_TO_SPLIT = [make_loss("pg"), make_loss("ppo_clip", epsilon_high=0.28), make_loss("gspo", clip_eps=0.2, epsilon_high=0.28),
+LOSSES_TO_SPLIT = [make_loss("pg"), make_loss("ppo_clip", epsilon_high=0.28),
+                   make_loss("gspo", clip_eps=0.2, epsilon_high=0.28),
                    make_loss("ppo_clip", aggregation="constant"), make_loss("sft")]  # fmt: skip
 
 
@@ -235,7 +240,8 @@ class FakeSource:
 
         self.calls.append((list(examples), seed, first_group))
         G = self.cfg.algo.group_size
-        samples = [Sample([1], [2, 3], [0.0, 0.0], float(i), (0.0 if ex % 3 == 0 else (1.0 if i % 2 else -1.0)), first_group + b, "stop")
+        samples = [Sample([1], [2, 3], [0.0, 0.0], float(i), (0.0 if ex % 3 == 0 else (1.0 if i % 2 else -1.0)),
+                          first_group + b, "stop")
                    for b, ex in enumerate(examples) for i in range(G)]  # fmt: skip
         return Rollouts(
             samples, {"time/sampling_s": 1.0, "time/scoring_s": 0.0, "gen/sampled_tokens": 2 * len(samples)}
@@ -267,8 +273,9 @@ class FakeLearner:
 def test_dynamic_step_trains_exactly_m_informative_groups(oversample, max_rounds):
     from dashrl.train.schedules import dynamic_step
 
-    cfg = load_config(overrides=["--algo.name", "dapo", "--algo.prompts_per_step", "6", "--algo.group_size", "2", "--train.micro_batch_size", "2",
-                                 "--algo.oversample", str(oversample), "--algo.max_rounds", str(max_rounds)])  # fmt: skip
+    cfg = load_config(overrides=["--algo.name", "dapo", "--algo.prompts_per_step", "6", "--algo.group_size", "2",
+                                 "--train.micro_batch_size", "2", "--algo.oversample", str(oversample),
+                                 "--algo.max_rounds", str(max_rounds)])  # fmt: skip
     src, lrn = FakeSource(cfg), FakeLearner(cfg)
     row = dynamic_step(src, lrn, step=5)[0]
     drawn = [ex for examples, _, _ in src.calls for ex in examples]

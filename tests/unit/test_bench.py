@@ -53,7 +53,8 @@ def test_quickstart_split_hand_computed():
 
     def row(samp, score, bp, opt, tokens, trained, **extra):
         return {"time/sampling_s": samp, "time/scoring_s": score, "time/backprop_s": bp, "time/optimizer_s": opt,
-                "time/step_s": samp + score + bp + opt, "gen/sampled_tokens": tokens, "train/tokens": trained, **extra}  # fmt: skip
+                "time/step_s": samp + score + bp + opt, "gen/sampled_tokens": tokens,
+                "train/tokens": trained, **extra}  # fmt: skip
 
     rows = [
         row(4.0, 0.6, 5.0, 2.4, 1000, 1000, **{"time/startup_s": 7.0}),

@@ -20,7 +20,8 @@ def test_an_unknown_policy_is_one_line(capsys):
 
 @pytest.mark.slow
 def test_one_policy_end_to_end_on_a_tiny_model(model_dir, tmp_path, capsys):
-    flags = ["--model.name", model_dir, "--model.dtype", "fp32", "--sampler.max_new_tokens", "4", "--algo.prompts_per_step", "2",
+    flags = ["--model.name", model_dir, "--model.dtype", "fp32", "--sampler.max_new_tokens", "4",
+             "--algo.prompts_per_step", "2",
              "--algo.group_size", "2", "--train.micro_batch_size", "2"]  # fmt: skip
     assert (
         main(["--policies", "spin1000", "--repeats", "1", "--threads", "1", "--out", str(tmp_path / "s"), *flags]) == 0

@@ -39,7 +39,8 @@ def test_config_show_one_section_and_a_typo(capsys):
 
 
 def test_train_help_names_every_section_and_how_to_see_fields():
-    proc = subprocess.run([sys.executable, "-m", "dashrl.cli", "train", "--help"], capture_output=True, text=True, check=True,
+    proc = subprocess.run([sys.executable, "-m", "dashrl.cli", "train", "--help"],
+                          capture_output=True, text=True, check=True,
                           env={**os.environ, "COLUMNS": "80"})  # fmt: skip
     for sec in dataclasses.fields(Config):
         assert f"\n  {sec.name} " in proc.stdout

@@ -33,7 +33,8 @@ def _hook(name: str):
 @needs_mkdocs
 def test_mkdocs_build_strict(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                          cwd=ROOT, capture_output=True, text=True, env={"NO_MKDOCS_2_WARNING": "1", **__import__("os").environ})  # fmt: skip
+                          cwd=ROOT, capture_output=True, text=True,
+                          env={"NO_MKDOCS_2_WARNING": "1", **__import__("os").environ})  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     page = (tmp_path / "site" / "reference" / "config" / "index.html").read_text()
     assert "--train.steps" in page and "--task.tests_field" in page
@@ -76,7 +77,8 @@ def test_every_public_name_on_the_api_page_has_a_docstring():
         names = [m.strip() for m in members.split(",")] if members else None
         if inspect.ismodule(obj):
             public = names or [n for n, v in vars(obj).items() if not n.startswith("_")
-                               and (inspect.isfunction(v) or inspect.isclass(v)) and v.__module__ == obj.__name__]  # fmt: skip
+                               and (inspect.isfunction(v) or inspect.isclass(v))
+                               and v.__module__ == obj.__name__]  # fmt: skip
             objs = {f"{target}.{n}": getattr(obj, n) for n in public}
         else:
             objs = {target: obj}

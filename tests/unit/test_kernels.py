@@ -100,7 +100,8 @@ def test_restore_names_what_it_cannot_restore_in_one_line(monkeypatch):
         assert torch.get_num_threads() == kernels.available_cores()
         assert msg == (
             f"only {kernels.available_cores()} cores here; resuming with threads {kernels.available_cores()} "
-            f"(was {kernels.available_cores() + 3}): the resumed steps will not repeat the uninterrupted run bit for bit"
+            f"(was {kernels.available_cores() + 3}): the resumed steps will not repeat the "
+            "uninterrupted run bit for bit"
         )
         # another CPU: named whatever the ISA; a thread count only matters where AMX kernels run
         monkeypatch.setattr(kernels, "effective_isa", lambda flags, cap: "avx512_core_bf16")

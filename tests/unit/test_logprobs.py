@@ -64,7 +64,8 @@ def test_chunked_head_equals_full_log_softmax():
 
 
 def test_trainer_logprobs_equal_the_models_own_head(tiny_lm):
-    """The chunked head in completion_logprobs == the model's logits + log_softmax (fp32 division, as the sampler), on real positions; 0 on padding."""
+    """The chunked head in completion_logprobs == the model's logits + log_softmax (fp32 division, as the sampler),
+    on real positions; 0 on padding."""
     model, _ = tiny_lm
     batch = collate(_samples(), pad_id=0)
     lp = completion_logprobs(model, batch, temperature=0.7, chunk=2)  # 4 chunks of the 7 real tokens

@@ -161,7 +161,8 @@ def test_reading_parent_environment(monkeypatch):
         "import os\n"
         "leaked = os.environ.get('DASHRL_SECRET_FOR_TEST')\n"
         "try:\n"
-        f"    leaked = leaked or ('s3cret' if b's3cret' in open('/proc/{os.getpid()}/environ', 'rb').read() else None)\n"
+        "    leaked = leaked or ('s3cret' if b's3cret' in "
+        f"open('/proc/{os.getpid()}/environ', 'rb').read() else None)\n"
         "except OSError:\n"
         "    pass\n"
     )

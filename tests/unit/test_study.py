@@ -56,7 +56,8 @@ def _eval(ids, ood=None, lengths=None, passk=None):
     lengths = lengths if lengths is not None else [10.0] * len(ids)
     passk = passk or {"1": [float(x) for x in ids], "2": [float(x) for x in ids]}
     return {
-        "sets": {"wp": {"correct": ids, "lengths": lengths, "accuracy": sum(ids) / len(ids), "mean_length": sum(lengths) / len(lengths)},
+        "sets": {"wp": {"correct": ids, "lengths": lengths, "accuracy": sum(ids) / len(ids),
+                        "mean_length": sum(lengths) / len(lengths)},
                  "wp_ood": {"correct": ood, "lengths": lengths, "accuracy": sum(ood) / len(ood), "mean_length": 10.0}},
         "pass_at_k": {k: sum(v) / len(v) for k, v in passk.items()}, "pass_items": passk,
     }  # fmt: skip
