@@ -109,3 +109,13 @@ def test_field_flags_apply_to_dataset_tasks():
         overrides=["--task.name", "data.jsonl", "--task.problem_field", "q", "--task.answer_field", "a"]
     ).task
     assert (task.problem_field, task.answer_field) == ("q", "a")
+
+
+def test_the_learning_rate_left_unset_follows_lora():
+    from dashrl.config import load_config, to_toml
+
+    assert load_config().train.lr == 2e-5
+    assert load_config(overrides=["--lora.r", "8"]).train.lr == 3e-4  # the rate measured in docs/lora.md
+    assert load_config(overrides=["--lora.r", "8", "--train.lr", "1e-4"]).train.lr == 1e-4  # a given rate wins
+    assert "lr = 0.0003" in to_toml(load_config(overrides=["--lora.r", "8"]))  # the run file holds the resolved rate
+    assert load_config("quickstart", ["--lora.r", "8"]).train.lr == 3e-4  # the shipped quickstart leaves it unset

@@ -313,6 +313,7 @@ class SFTConfig:
         _at_least("sft.max_tokens", self.max_tokens, 0)
 
 
+FULL_LR, LORA_LR = 2e-5, 3e-4  # train.lr when left at 0: full fine-tuning, LoRA adapters
 OPTIMIZERS = ("adamw_fused", "adamw_foreach", "adamw")
 
 
@@ -320,8 +321,10 @@ OPTIMIZERS = ("adamw_fused", "adamw_foreach", "adamw")
 class TrainConfig:
     steps: int = 30
     """Optimizer steps for dash and grpo; sampling cycles for ppo_multi / ppo_mini."""
-    lr: float = 2e-5
-    """AdamW peak learning rate."""
+    lr: float = 0.0
+    """AdamW peak learning rate; 0 = the run's default: 2e-5 for full fine-tuning, 3e-4 with LoRA
+    (`lora.r` > 0), the rate at which rank-8 adapters learned the quickstart as fast as full
+    fine-tuning (docs/lora.md)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     warmup_steps: int = 2
@@ -380,7 +383,7 @@ class TrainConfig:
         _at_least("train.steps", self.steps, 1)
         if self.cpu_isa:
             _choice("train.cpu_isa", self.cpu_isa, CPU_ISAS)
-        _check(self.lr > 0, "train.lr", f"expected > 0, got {self.lr}")
+        _check(self.lr >= 0, "train.lr", f"expected > 0 (or 0 for the default), got {self.lr}")
         _at_least("train.weight_decay", self.weight_decay, 0)
         _at_least("train.warmup_steps", self.warmup_steps, 0)
         _choice("train.lr_schedule", self.lr_schedule, ("constant", "cosine", "linear"))
@@ -582,6 +585,8 @@ class Config:
             "train.micro_batch_size",
             f"{self.train.micro_batch_size} is larger than the batch (prompts_per_step x group_size = {n})",
         )
+        if self.train.lr == 0:  # resolved once, here; the config is frozen afterwards
+            object.__setattr__(self.train, "lr", LORA_LR if self.lora.r > 0 else FULL_LR)
         if self.dist.overlap > 0:
             d = "dist.overlap"
             _check(self.dist.samplers > 0, d, "sampling ahead needs sampler actors (--dist.samplers >= 1)")
