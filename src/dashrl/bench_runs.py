@@ -77,11 +77,12 @@ def split(rows: list[dict[str, Any]], n_params: int, peak_gflops: float) -> dict
     >>> r = [{"time/sampling_s": 4.0, "time/scoring_s": 0.2, "time/backprop_s": 5.0, "time/optimizer_s": 2.0,
     ...       "time/step_s": 11.2, "gen/sampled_tokens": 0, "train/tokens": 0, "time/startup_s": 9.0}]
     >>> r += [{"time/sampling_s": 3.0, "time/scoring_s": 0.0, "time/backprop_s": 4.0, "time/optimizer_s": 0.1,
-    ...        "time/step_s": 7.1, "gen/sampled_tokens": 3000, "train/tokens": 4800}] * 2
+    ...        "time/step_s": 7.1, "gen/sampled_tokens": 3000, "train/tokens": 4800,
+    ...        "train/distinct_tokens": 1600}] * 2
     >>> s = split(r, n_params=1000, peak_gflops=1e-3)
     >>> (s["step1_optimizer"], s["later_optimizer"], s["startup"], round(s["mfu_sampling"], 3),
-    ...  s["step1_outside_backprop_ratio"])
-    (2.0, 0.1, 9.0, 2.0, 2.0)
+    ...  round(s["mfu_backprop"], 3), s["step1_outside_backprop_ratio"])
+    (2.0, 0.1, 9.0, 2.0, 2.4, 2.0)
     """
     first, later = rows[0], rows[1:] or rows[:1]
     out: dict[str, float] = {"steps": float(len(rows)), "startup": float(first.get("time/startup_s", float("nan")))}
@@ -98,7 +99,11 @@ def split(rows: list[dict[str, Any]], n_params: int, peak_gflops: float) -> dict
     out["sampled_tok_per_s"] = sampled / t_s if t_s else 0.0
     out["trained_tok_per_s"] = trained / t_b if t_b else 0.0
     out["mfu_sampling"] = 2 * n_params * out["sampled_tok_per_s"] / (peak_gflops * 1e9)
-    out["mfu_backprop"] = 6 * n_params * out["trained_tok_per_s"] / (peak_gflops * 1e9)
+    # Backprop's MFU counts the tokens the pass computes (each group's prompt once); an arm that
+    # does not log them (an older checkout) gets none, rather than one inflated by repeated prompts.
+    distinct = [r.get("train/distinct_tokens") for r in later]
+    computed = sum(float(d) for d in distinct) / t_b if t_b and None not in distinct else float("nan")
+    out["mfu_backprop"] = 6 * n_params * computed / (peak_gflops * 1e9)
     return out
 
 

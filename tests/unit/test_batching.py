@@ -55,3 +55,12 @@ def test_collate_layout():
     assert b.advantages.tolist() == [0.5, -0.5]
     assert b.prompt_rows.tolist() == [0, 1]
     assert b.num_tokens == 9
+
+
+def test_distinct_tokens_count_each_groups_prompt_once():
+    # two groups: a 2-token prompt x 3 samples, then a 4-token prompt x 2 samples (left-padded to 4)
+    s = [Sample([1, 2], [5] * n, [-0.5] * n, 0.0, 1.0, 0, "stop") for n in (3, 1, 2)]
+    s += [Sample([1, 2, 3, 4], [5] * n, [-0.5] * n, 0.0, 1.0, 1, "stop") for n in (2, 5)]
+    mb = collate(s, pad_id=0)
+    assert mb.num_tokens == 3 * 2 + 2 * 4 + (3 + 1 + 2 + 2 + 5)  # every row's prompt: 27
+    assert mb.distinct_tokens == 2 + 4 + (3 + 1 + 2 + 2 + 5)  # each prompt once: 19

@@ -1,5 +1,6 @@
 """Benchmark arithmetic: totals, rates and ratios from metrics rows (no timing asserted)."""
 
+import math
 from dashrl.bench import summarize_variant, table
 
 
@@ -58,8 +59,8 @@ def test_quickstart_split_hand_computed():
 
     rows = [
         row(4.0, 0.6, 5.0, 2.4, 1000, 1000, **{"time/startup_s": 7.0}),
-        row(3.0, 0.0, 4.0, 0.2, 600, 800),
-        row(3.0, 0.2, 6.0, 0.4, 600, 1600),
+        row(3.0, 0.0, 4.0, 0.2, 600, 800, **{"train/distinct_tokens": 300}),
+        row(3.0, 0.2, 6.0, 0.4, 600, 1600, **{"train/distinct_tokens": 700}),
     ]
     s = split(rows, n_params=100, peak_gflops=1e-6)
     assert (s["step1_optimizer"], s["later_optimizer"], s["later_backprop"], s["startup"]) == (
@@ -70,7 +71,8 @@ def test_quickstart_split_hand_computed():
     )
     assert s["step1_outside_backprop_ratio"] == (4.0 + 0.6 + 2.4) / (3.0 + 0.1 + 0.30000000000000004)
     assert s["sampled_tok_per_s"] == 1200 / 6.0 and s["trained_tok_per_s"] == 2400 / 10.0
-    assert abs(s["mfu_backprop"] - 6 * 100 * 240 / 1e3) < 1e-9
+    assert abs(s["mfu_backprop"] - 6 * 100 * (1000 / 10.0) / 1e3) < 1e-9  # each group's prompt once
+    assert math.isnan(split(rows[:2] + [row(3.0, 0.2, 6.0, 0.4, 600, 1600)], 100, 1e-6)["mfu_backprop"])  # not logged
     before = dict(s, later_step=8.0)
     after = dict(s, later_step=4.0)
     assert "| after |" in split_table({"before": before, "after": after}).splitlines()[-1]

@@ -67,6 +67,14 @@ class Collated:
     def num_tokens(self) -> int:
         return int(self.attention_mask.sum())
 
+    @property
+    def distinct_tokens(self) -> int:
+        """Tokens with each group's prompt counted once: what the packed pass (and the shared
+        prompt pass) computes, the count that a backprop MFU rests on."""
+        firsts = torch.unique(self.prompt_rows)
+        P = self.prompt_len
+        return int(self.attention_mask[firsts, :P].sum()) + int(self.attention_mask[:, P:].sum())
+
 
 def collate(samples: Sequence[Sample], pad_id: int, device: torch.device | str = "cpu") -> Collated:
     """Pack samples into padded tensors (completion tokens start at column P for every row)."""

@@ -136,20 +136,21 @@ class Learner:
         # until the region closes, so each weight is cast once per step, not once per micro-batch.
         step_cast = autocast_ctx(model, cfg.model.dtype) if cfg.train.cast_once else contextlib.nullcontext()
         with step_cast:
-            totals, trained_tokens, nonfinite = self._backprop(samples, norm, model)
+            totals, (trained_tokens, distinct_tokens), nonfinite = self._backprop(samples, norm, model)
         counts = {
             "time/backprop_s": time.perf_counter() - t0,
             "train/tokens": trained_tokens,
+            "train/distinct_tokens": distinct_tokens,
             "train/samples": len(samples),
             "nonfinite": float(nonfinite),
         }
         totals.add(counts, 0, summed=counts)  # counts and times add up over calls and ranks
         return totals.result()
 
-    def _backprop(self, samples: Sequence[Sample], norm: Norm, model: Any) -> tuple[Totals, int, bool]:
+    def _backprop(self, samples: Sequence[Sample], norm: Norm, model: Any) -> tuple[Totals, tuple[int, int], bool]:
         cfg = self.cfg
         totals = Totals()
-        trained_tokens, nonfinite = 0, False
+        trained_tokens, distinct_tokens, nonfinite = 0, 0, False
         batches = micro_batches(samples, cfg.train.micro_batch_by, cfg.train.micro_batch_size, cfg.train.token_budget)
         batches += [[]] * self.policy.lockstep(len(batches))  # sharded: empty ones, as many as other ranks have more
         for idx in batches:
@@ -168,6 +169,7 @@ class Learner:
                     loss, metrics, summed = loss + kl.loss, {**metrics, **kl.metrics}, summed | kl.summed
             self.forward_samples += len(idx)
             trained_tokens += mb.num_tokens if idx else 0
+            distinct_tokens += mb.distinct_tokens if idx else 0
             if not torch.isfinite(loss):
                 nonfinite = True
                 if self.policy.sharded:  # every rank backprops alike (collectives); the step is skipped
@@ -180,7 +182,7 @@ class Learner:
                 loss.backward()
             if idx:
                 totals.add({"loss": float(loss.detach()), **metrics}, len(idx), summed={"loss", *summed})
-        return totals, trained_tokens, nonfinite
+        return totals, (trained_tokens, distinct_tokens), nonfinite
 
     @property
     def _empty(self) -> Sample:
