@@ -9,7 +9,9 @@ order rotating (machine noise hits all alike), with an untimed warm-up pass each
 - `head_chunk`: the same with `--train.head_chunk 1024` (the LM head applied 1024 rows at a time,
   no `[tokens, vocab]` logits kept for backward);
 - `packed`: `--train.packed true` (a micro-batch as one row without padding);
-- `packed_chunk`: both (the default now);
+- `packed_chunk`: both, one packed pass per micro-batch (`--train.pass_tokens 1`);
+- `joined`: `packed_chunk` with consecutive micro-batches joined into passes of up to
+  `train.pass_tokens` tokens, from the model's shape (the default now);
 - `cast_each`: `packed_chunk` with `--train.cast_once false` (the bf16 casts of the weights made
   once per micro-batch, as before, instead of once per step);
 - `one_pass`: `packed_chunk` with the whole batch in one packed pass (fewer, larger products and
@@ -44,11 +46,12 @@ ONE_PASS = -1  # micro_batch_size: the whole batch (every group) in one packed p
 LEVERS: dict[str, dict[str, Any]] = {
     BASE: {"packed": False, "head_chunk": 0, "share_prompts": True},
     "head_chunk": {"packed": False, "head_chunk": 1024, "share_prompts": True},
-    "packed": {"packed": True, "head_chunk": 0},
-    "packed_chunk": {"packed": True, "head_chunk": 1024},
+    "packed": {"packed": True, "head_chunk": 0, "pass_tokens": 1},
+    "packed_chunk": {"packed": True, "head_chunk": 1024, "pass_tokens": 1},
+    "joined": {"packed": True, "head_chunk": 1024, "pass_tokens": 0},
     "plain": {"packed": False, "head_chunk": 0, "share_prompts": False},
-    "cast_each": {"packed": True, "head_chunk": 1024, "cast_once": False},
-    "one_pass": {"packed": True, "head_chunk": 1024, "micro_batch_size": ONE_PASS},
+    "cast_each": {"packed": True, "head_chunk": 1024, "cast_once": False, "pass_tokens": 1},
+    "one_pass": {"packed": True, "head_chunk": 1024, "micro_batch_size": ONE_PASS, "pass_tokens": 1},
 }
 
 

@@ -177,7 +177,8 @@ def test_generate_calls_and_optimizer_steps(tmp_path, tiny_lm, schedule, calls_p
 
 @pytest.mark.parametrize("name", ["dash", "dapo", "dr_grpo", "gspo", "rloo"])
 def test_micro_batch_split_does_not_change_the_gradient(tmp_path, monkeypatch, name):
-    """Gradient accumulation over 1 or 4 micro-batches gives the same gradient, for every loss."""
+    """Gradient accumulation over 1 or 4 micro-batches gives the same gradient, for every loss, and so
+    do 4 micro-batches joined into one packed pass (train.pass_tokens 0, the default)."""
     from conftest import make_tiny_model, make_tokenizer
 
     from dashrl.train.trainer import Trainer
@@ -190,18 +191,19 @@ def test_micro_batch_split_does_not_change_the_gradient(tmp_path, monkeypatch, n
         return real_step(self, nonfinite)
 
     monkeypatch.setattr(Trainer, "optimizer_step", spy)
-    for mbs in (16, 4):
+    for mbs, pass_tokens in ((16, 1), (4, 1), (4, 0)):
         tok = make_tokenizer()
         model = make_tiny_model(len(tok))
         cfg = config(
-            tmp_path / str(mbs),
-            train={"steps": 1, "micro_batch_size": mbs},
+            tmp_path / f"{mbs}-{pass_tokens}",
+            train={"steps": 1, "micro_batch_size": mbs, "pass_tokens": pass_tokens},
             algo={"name": name, "filter_threshold": -1.0},
         )
         train(cfg, model, tok, task=letter_task())
-    assert grads[0].keys() == grads[1].keys() and grads[0]
-    for k in grads[0]:
-        assert torch.allclose(grads[0][k], grads[1][k], atol=1e-7, rtol=1e-4), k
+    assert grads[0].keys() == grads[1].keys() == grads[2].keys() and grads[0]
+    for other in grads[1:]:
+        for k in grads[0]:
+            assert torch.allclose(grads[0][k], other[k], atol=1e-7, rtol=1e-4), k
 
 
 def test_reward_rises_on_a_learnable_task(tmp_path, tiny_lm):

@@ -45,6 +45,8 @@ def test_cast_once_is_bit_identical_to_a_cast_per_micro_batch(tiny_lm, extra):
             "4",
             "--train.micro_batch_size",
             "4",
+            "--train.pass_tokens",
+            "1",  # a pass per micro-batch: 4 of them, each would cast the weights again
         ]
         lrn = Learner(load_config(None, args + ["--train.cast_once", once] + extra), copy.deepcopy(model), tok, 1)
         lrn.backprop(batch, norm)

@@ -1,5 +1,6 @@
 """The trainer's logprobs: shared-prompt forward equals the plain forward, values and gradients."""
 
+import pytest
 import torch
 
 from dashrl.train.batching import Sample, collate
@@ -106,6 +107,34 @@ def test_packed_equals_padded_values_and_gradients(tiny_lm):
     assert (packed[~mask] == 0).all()
     for a, p in zip(g_plain, params):
         assert torch.allclose(a, p.grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("order", [[0, 4, 1, 2, 3], [0, 1, 2, 3, 4]])
+def test_one_attention_call_per_group_equals_one_per_piece(tiny_lm, order):
+    """The packed pass's attention, one masked call per group (contiguous, and groups interleaved so a
+    group's pieces must be gathered), equals the attention of each piece computed alone: its prompt
+    causally, a completion over all of its prompt and causally over itself."""
+    from dashrl.train.logprobs import attention_blocks, pack, packed_attention
+
+    extra = Sample([5, 6, 7, 8], [21, 22], [0.0] * 2, 0.0, 1.0, 0, "stop")  # group 0 again, after group 1
+    batch = collate([(_samples() + [extra])[i] for i in order], pad_id=0)
+    pk = pack(batch)
+    blocks = attention_blocks(pk.pieces)
+    assert len(blocks) == 2 and all(b.length == sum(n for s, n, ps, p in pk.pieces if (ps if p else s) == b.start)
+                                     for b in blocks)  # fmt: skip
+    assert (blocks[0].index is None) == (order == [0, 4, 1, 2, 3])
+    gen = torch.Generator().manual_seed(0)
+    L = pk.input_ids.shape[1]
+    q, k, v = (torch.randn(1, 4, L, 8, generator=gen) for _ in range(3))
+    out, _ = packed_attention(None, q, k[:, :2], v[:, :2], None, scaling=0.3, dashrl_blocks=blocks)
+    k, v = k[:, :2].repeat_interleave(2, dim=1), v[:, :2].repeat_interleave(2, dim=1)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    for s, n, ps, p in pk.pieces:
+        keys = torch.cat([k[:, :, ps : ps + p], k[:, :, s : s + n]], dim=2)
+        vals = torch.cat([v[:, :, ps : ps + p], v[:, :, s : s + n]], dim=2)
+        mask = torch.ones(n, p + n, dtype=torch.bool).tril_(p)
+        want = sdpa(q[:, :, s : s + n], keys, vals, attn_mask=mask, scale=0.3)
+        assert torch.allclose(out[0, s : s + n].transpose(0, 1), want[0], atol=1e-6), (s, n)
 
 
 def test_packed_pass_only_where_it_is_exact(tiny_lm):

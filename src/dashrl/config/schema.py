@@ -359,6 +359,12 @@ class TrainConfig:
     256-token completions (docs/performance.md). Models whose attention this pass does not
     reproduce (sliding windows, logit soft-capping, no transformers attention interface), and
     runs with model.gradient_checkpointing, use the padded pass instead."""
+    pass_tokens: int = 0
+    """With the packed pass: join consecutive micro-batches into one forward/backward while it computes at
+    most this many tokens (each group's prompt once). Short completions then make products large enough
+    to use the machine (the quickstart's backprop 1.2x faster); the gradient changes only by summation
+    order. 0 = from the model's shape, about 2 GiB of activations (2,663 tokens for SmolLM2-135M, 349
+    for a 7B); 1 = one pass per micro-batch."""
     cast_once: bool = True
     """With model.dtype = bf16: keep one autocast region over a step's micro-batches, so each weight is
     cast to bf16 once per step instead of once per micro-batch (the same casts, the same gradient bit
@@ -393,6 +399,7 @@ class TrainConfig:
         _choice("train.micro_batch_by", self.micro_batch_by, ("samples", "groups", "tokens"))
         _at_least("train.token_budget", self.token_budget, 1)
         _at_least("train.head_chunk", self.head_chunk, 0)
+        _at_least("train.pass_tokens", self.pass_tokens, 0)
 
 
 LOGGERS = ("tensorboard", "wandb", "mlflow")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -47,6 +47,67 @@ def micro_batches(samples: Sequence[Sample], by: str, size: int, token_budget: i
             width = w
         return out + ([current] if current else [])
     raise ValueError(f"unknown micro-batch mode {by!r}; valid: ['groups', 'samples', 'tokens']")
+
+
+PASS_BYTES = 2 * 2**30  # activations one packed pass may hold, when train.pass_tokens is 0 (auto)
+
+
+def auto_pass_tokens(model_config: Any, budget_bytes: int = PASS_BYTES) -> int:
+    """Tokens per packed pass for `budget_bytes` of activations, from the model's shape.
+
+    A decoder layer keeps about 20 bytes per hidden unit and 10 per MLP unit for each token
+    until backward (bf16 autocast; measured on SmolLM2-135M: 0.85 MB a token over 30 layers).
+    Clamped to 256 .. 4096: fewer starves the products, more gains nothing measurable on CPU.
+
+    >>> from types import SimpleNamespace as C
+    >>> auto_pass_tokens(C(num_hidden_layers=30, hidden_size=576, intermediate_size=1536))  # SmolLM2-135M
+    2663
+    >>> auto_pass_tokens(C(num_hidden_layers=32, hidden_size=4096, intermediate_size=11008))  # a 7B
+    349
+    """
+    layers = getattr(model_config, "num_hidden_layers", None) or 24
+    hidden = getattr(model_config, "hidden_size", None) or 1024
+    inter = getattr(model_config, "intermediate_size", None) or 4 * hidden
+    per_token = layers * (20 * hidden + 10 * inter)
+    return max(256, min(4096, budget_bytes // per_token))
+
+
+def pass_tokens(samples: Sequence[Sample]) -> int:
+    """Tokens a packed pass over `samples` computes: each group's prompt once, every completion but its last token.
+
+    >>> s = [Sample([1, 2], [3, 4, 5], [0.0] * 3, 0.0, 1.0, 0, "stop")] * 2
+    >>> pass_tokens(s)
+    6
+    """
+    prompts = {(s.group, tuple(s.prompt_ids)): len(s.prompt_ids) for s in samples}
+    return sum(prompts.values()) + sum(max(len(s.completion_ids) - 1, 0) for s in samples)
+
+
+def join_passes(batches: list[list[int]], samples: Sequence[Sample], budget: int) -> list[list[int]]:
+    """Consecutive micro-batches joined into one packed pass while the pass computes at most `budget`
+    tokens (`pass_tokens`); a micro-batch over the budget alone stays a pass of its own.
+
+    The loss of a pass is the sum of its micro-batches' losses (every loss is normalised by the
+    whole step's denominators), so joining changes the gradient only by summation order, while
+    short completions get products large enough to use the machine (docs/performance-short.md).
+
+    >>> s = [Sample([1] * 10, [2] * 11, [0.0] * 11, 0.0, 1.0, g, "stop") for g in range(4)]
+    >>> join_passes([[0], [1], [2], [3]], s, 40)
+    [[0, 1], [2, 3]]
+    >>> join_passes([[0], [1], [2], [3]], s, 10)
+    [[0], [1], [2], [3]]
+    """
+    out: list[list[int]] = []
+    size = 0
+    for idx in batches:
+        n = pass_tokens([samples[i] for i in idx])
+        if out and size + n <= budget:
+            out[-1] = out[-1] + idx
+            size += n
+        else:
+            out.append(list(idx))
+            size = n
+    return out
 
 
 @dataclass

@@ -10,7 +10,7 @@ is the model's own head and `token_logprobs`, as before.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import torch
@@ -250,27 +250,91 @@ def pack(batch: Collated) -> Packed:
     return Packed(cat(ids)[None], cat(pos)[None], pieces, cat(rows), cat(flat))
 
 
+@dataclass
+class Block:
+    """One group's span of a packed row for attention: its prompt and the completions that follow it.
+
+    `index` lists the block's packed positions, the prompt first (None when they are the contiguous
+    range `start .. start + length`, the usual case: a view then, no gather); `mask` is
+    `[length, length]`, True where a query may attend (None: plain causal, a prompt alone).
+    """
+
+    start: int
+    length: int
+    index: torch.Tensor | None
+    mask: torch.Tensor | None
+    _additive: dict[torch.dtype, torch.Tensor] = field(default_factory=dict)
+
+    def additive(self, dtype: torch.dtype) -> torch.Tensor:
+        """`mask` as 0 / -inf in `dtype`, made once per pass: CPU's flash kernel takes an additive mask
+        about 1.4x faster than a boolean one (the same attention)."""
+        if dtype not in self._additive:
+            assert self.mask is not None
+            zero = torch.zeros(self.mask.shape, dtype=dtype, device=self.mask.device)
+            self._additive[dtype] = zero.masked_fill_(~self.mask, float("-inf"))
+        return self._additive[dtype]
+
+
+def attention_blocks(pieces: list[tuple[int, int, int, int]], device: torch.device | str = "cpu") -> list[Block]:
+    """`Packed.pieces` grouped by prompt into `Block`s, one attention call each instead of one per piece.
+
+    Within a block a position attends causally to its own piece and to all of its prompt, which
+    comes first: `j <= i and (piece[j] == piece[i] or piece[j] is the prompt)`, the same
+    attention as one call per piece (`packed_attention`'s former loop).
+
+    >>> b = attention_blocks([(0, 2, 0, 0), (2, 2, 0, 2), (4, 1, 0, 2)])
+    >>> len(b), b[0].start, b[0].length, b[0].index
+    (1, 0, 5, None)
+    >>> b[0].mask.int().tolist()
+    [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 0, 0, 1]]
+    """
+    owned: dict[int, list[tuple[int, int]]] = {}  # prompt start -> its pieces (start, length), the prompt first
+    for s, n, ps, p in pieces:
+        owned.setdefault(s if p == 0 else ps, []).append((s, n))
+    blocks = []
+    for spans in owned.values():
+        length = sum(n for _, n in spans)
+        piece = torch.cat([torch.full((n,), k, dtype=torch.long) for k, (_, n) in enumerate(spans)])
+        contiguous = all(s == spans[0][0] + sum(n for _, n in spans[:k]) for k, (s, _) in enumerate(spans))
+        index = None if contiguous else torch.cat([torch.arange(s, s + n) for s, n in spans]).to(device)
+        mask = None
+        if len(spans) > 1:
+            same = (piece[None, :] == piece[:, None]) | (piece[None, :] == 0)
+            mask = (same & torch.ones(length, length, dtype=torch.bool).tril_()).to(device)
+        blocks.append(Block(spans[0][0], length, index, mask))
+    return blocks
+
+
 def packed_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: Any,
                      dropout: float = 0.0, scaling: float | None = None,
                      **kwargs: Any) -> tuple[torch.Tensor, None]:  # fmt: skip
-    """Attention over `Packed.pieces` (passed as `dashrl_pieces`): one SDPA call per piece, no padding.
-
-    `[1, heads, L, D]` in, `[1, L, heads, D]` out (transformers' attention-interface contract).
+    """Attention over the `Block`s of a packed row (passed as `dashrl_blocks`): one SDPA call per
+    group, no padding. `[1, heads, L, D]` in, `[1, L, heads, D]` out (transformers' attention-interface
+    contract).
     """
     groups = query.shape[1] // key.shape[1]
     if groups > 1:
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
-    out = torch.empty_like(query)
     sdpa = torch.nn.functional.scaled_dot_product_attention
-    for s, n, ps, p in kwargs["dashrl_pieces"]:
-        q = query[:, :, s : s + n]
-        if p == 0:  # a prompt: causal over itself
-            out[:, :, s : s + n] = sdpa(q, key[:, :, s : s + n], value[:, :, s : s + n], is_causal=True, scale=scaling)
-            continue
-        k = torch.cat([key[:, :, ps : ps + p], key[:, :, s : s + n]], dim=2)
-        v = torch.cat([value[:, :, ps : ps + p], value[:, :, s : s + n]], dim=2)
-        mask = torch.ones(n, p + n, dtype=torch.bool, device=q.device).tril_(p)  # all of the prompt, causal after
-        out[:, :, s : s + n] = sdpa(q, k, v, attn_mask=mask, scale=scaling)
+    blocks: list[Block] = kwargs["dashrl_blocks"]
+
+    def one(b: Block) -> torch.Tensor:
+        if b.index is None:
+            q, k, v = (t[:, :, b.start : b.start + b.length] for t in (query, key, value))
+        else:
+            q, k, v = (t.index_select(2, b.index) for t in (query, key, value))
+        if b.mask is None:
+            return sdpa(q, k, v, is_causal=True, scale=scaling)
+        return sdpa(q, k, v, attn_mask=b.additive(q.dtype), scale=scaling)
+
+    if len(blocks) == 1 and blocks[0].index is None and blocks[0].length == query.shape[2]:
+        return one(blocks[0]).transpose(1, 2), None  # the whole row is one group: no copy
+    out = torch.empty_like(query)
+    for b in blocks:
+        if b.index is None:
+            out[:, :, b.start : b.start + b.length] = one(b)
+        else:
+            out.index_copy_(2, b.index, one(b))
     return out.transpose(1, 2), None
 
 
@@ -326,7 +390,11 @@ def packed_logprobs(model: Any, batch: Collated, temperature: float = 1.0, chunk
     pk = pack(batch)
     with _attention(model, PACKED_ATTN):
         out = decoder_states(
-            model, input_ids=pk.input_ids, position_ids=pk.position_ids, use_cache=False, dashrl_pieces=pk.pieces
+            model,
+            input_ids=pk.input_ids,
+            position_ids=pk.position_ids,
+            use_cache=False,
+            dashrl_blocks=attention_blocks(pk.pieces, pk.input_ids.device),
         )
     hidden = out.last_hidden_state[0, pk.rows]  # [M, H]
     targets = batch.completion_ids.reshape(-1)[pk.flat]

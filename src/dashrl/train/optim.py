@@ -41,9 +41,31 @@ def make_optimizer(
     kwargs = IMPLEMENTATIONS[name]
     if kwargs.get("fused") and any(p.device.type not in ("cpu", "cuda") for p in params):
         kwargs = {"foreach": True}  # no fused kernel there: the multi-tensor path, bit-identical to the loop
+    own_memory(params)
     opt = torch.optim.AdamW(list(params), lr=lr, weight_decay=weight_decay, **kwargs)
     preallocate(opt)
     return opt
+
+
+def own_memory(params: Sequence[torch.nn.Parameter]) -> None:
+    """Copy each plain CPU parameter into memory of the process's own, in place of whatever held it.
+
+    transformers loads safetensors weights as views of the file mapped copy-on-write, so the
+    first optimizer step, the first write to each page, faulted in and copied every page: 1.1 s
+    for SmolLM2-135M's 540 MB, inside step 1. A copy here takes 0.24 s, at start-up. The values
+    are the same bits; a tied weight stays one parameter. Sharded (DTensor) and accelerator
+    parameters already live in memory of their own and are left alone.
+
+    >>> p = torch.nn.Parameter(torch.arange(3.0))
+    >>> before = p.data_ptr()
+    >>> own_memory([p])
+    >>> p.data_ptr() != before, p.tolist()
+    (True, [0.0, 1.0, 2.0])
+    """
+    with torch.no_grad():
+        for p in params:
+            if type(p.data) is torch.Tensor and p.device.type == "cpu":
+                p.data = p.data.clone(memory_format=torch.preserve_format)
 
 
 def preallocate(opt: torch.optim.Optimizer) -> None:

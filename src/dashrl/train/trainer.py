@@ -33,7 +33,7 @@ from dashrl.models import autocast_ctx
 from dashrl.policy import Policy, make_policy
 from dashrl.rollout import SamplingParams, make_sampler
 from dashrl.rollout.samples import Rollouts, Sample, sample_and_score, sample_seed
-from dashrl.train.batching import collate, micro_batches
+from dashrl.train.batching import auto_pass_tokens, collate, join_passes, micro_batches
 from dashrl.totals import Totals
 from dashrl.train.logprobs import completion_logprobs, packable, packed_logprobs, shared_prompt_logprobs
 from dashrl.train.optim import make_optimizer
@@ -115,6 +115,8 @@ class Learner:
         packed = cfg.train.packed and not gc and packable(self.policy.model)
         fn = packed_logprobs if packed else shared_prompt_logprobs if shared else completion_logprobs
         self._logprobs = functools.partial(fn, chunk=cfg.train.head_chunk)
+        # Packed: micro-batches joined into passes of up to this many tokens (0: one pass each).
+        self.pass_tokens = (cfg.train.pass_tokens or auto_pass_tokens(self.policy.model.config)) if packed else 0
         self.logprob_pass = (
             f"{fn.__name__}, head_chunk {cfg.train.head_chunk}"  # which pass backprop runs (bench, tests)
         )
@@ -152,6 +154,8 @@ class Learner:
         totals = Totals()
         trained_tokens, distinct_tokens, nonfinite = 0, 0, False
         batches = micro_batches(samples, cfg.train.micro_batch_by, cfg.train.micro_batch_size, cfg.train.token_budget)
+        if self.pass_tokens > 1:
+            batches = join_passes(batches, samples, self.pass_tokens)
         batches += [[]] * self.policy.lockstep(len(batches))  # sharded: empty ones, as many as other ranks have more
         for idx in batches:
             mb = collate([samples[i] for i in idx] or [self._empty], self.pad_id, self.device)
