@@ -80,3 +80,29 @@ def tiny_config(tmp_path, base=None, **sections):
         for sec, vals in layer.items():
             merged.setdefault(sec, {}).update(vals)
     return build_config(merged)
+
+
+def ray_session(*modules: str, num_cpus: int = 4):
+    """A local Ray cluster for a test module's fixture (`yield from ray_session(__name__)`): the
+    actors import dashrl and the test folders from this checkout, and the named test modules
+    travel to them by value (tasks and classes defined in tests). Shut down afterwards."""
+    import os
+    import sys
+    from pathlib import Path
+
+    import ray
+    import ray.cloudpickle
+
+    for mod in modules:
+        ray.cloudpickle.register_pickle_by_value(sys.modules[mod])
+    root = Path(__file__).resolve().parents[1]
+    paths = [str(root / "src"), str(root / "tests"), str(root / "tests" / "integration")]
+    paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in paths)}},
+    )
+    yield
+    ray.shutdown()

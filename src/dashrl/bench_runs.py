@@ -4,9 +4,9 @@
 and the MFU of sampling and backprop, for "arms" run in turn: `after` (this checkout) and,
 with `--before PATH`, another checkout (a `git worktree` of main, say), run with `PATH/src` on
 `PYTHONPATH`. Each arm runs `--repeats` times, the order rotating, so machine noise hits both
-alike; the table gives the median over the repeats. Step 1 is measured as a user meets it: in a
-fresh process, after the start-up that the run itself logs (`time/startup_s`, empty where the
-arm does not log it).
+alike; the table gives each arm's median repeat by the later step's time, whole. Step 1 is
+measured as a user meets it: in a fresh process, after the start-up that the run itself logs
+(`time/startup_s`, empty where the arm does not log it).
 
 `dashrl bench --ttr`: time to reward. dashrl (`dashrl train`) and TRL's GRPOTrainer
 (`dashrl.peers.trl_task`) on the same task, model and settings (8 prompts x 8 samples, at most
@@ -108,8 +108,13 @@ def split(rows: list[dict[str, Any]], n_params: int, peak_gflops: float) -> dict
 
 
 def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Key by key, the median over an arm's repeats (the upper median of two: the slower)."""
-    return {k: sorted(r[k] for r in runs)[len(runs) // 2] for k in runs[0]}
+    """The median repeat of an arm by its later step's time (of two: the slower), whole: every figure of
+    a row then comes from one run, so no row mixes one repeat's times with another's MFU.
+
+    >>> median_of([{"later_step": 5.0, "mfu_backprop": 0.5}, {"later_step": 6.0, "mfu_backprop": 0.4}])
+    {'later_step': 6.0, 'mfu_backprop': 0.4}
+    """
+    return sorted(runs, key=lambda r: r["later_step"])[len(runs) // 2]
 
 
 def split_table(results: dict[str, dict[str, float]]) -> str:
@@ -185,7 +190,8 @@ def quickstart_run(args: argparse.Namespace) -> int:
     c = load_config(None, flags)
     header = (f"Quickstart workload ({name}, {c.task.name}, {c.algo.prompts_per_step} prompts x {c.algo.group_size}, "
               f"at most {c.sampler.max_new_tokens} new tokens, {c.model.dtype}, beta {c.algo.beta:g}), {steps} steps "
-              f"per run, median of {args.repeats} interleaved repeats per arm, each a fresh `dashrl train` process; "
+              f"per run, the median of {args.repeats} interleaved repeats per arm by the later step (of two: the "
+              f"slower), each a fresh `dashrl train` process; "
               f"later = median of steps 2..{steps}; torch threads {torch.get_num_threads()}; matmul peak bf16 "
               f"{peak:.0f} GFLOP/s.")  # fmt: skip
     text = f"{header}\n\n{split_table(results)}\n"

@@ -10,7 +10,6 @@ instead of summed, or a clip over one shard only moves the weights by ~lr.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,31 +17,17 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from conftest import make_tiny_model, make_tokenizer  # noqa: E402
+from conftest import make_tiny_model, make_tokenizer, ray_session  # noqa: E402
 from test_dist_tiny import NO_FILTER, assert_same_rows, assert_same_weights, config, letter_task, run  # noqa: E402
 
 from dashrl.train.loop import train  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 SHARD = {"samplers": 1, "trainers": 2, "shard": "full"}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():
-    import ray.cloudpickle
-
-    for mod in (__name__, "test_dist_tiny"):
-        ray.cloudpickle.register_pickle_by_value(sys.modules[mod])  # tasks and test classes travel to the actors
-    paths = [str(ROOT / "src"), str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
-    paths += [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    ray.init(
-        num_cpus=4,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in paths)}},
-    )
-    yield
-    ray.shutdown()
+    yield from ray_session(__name__, "test_dist_tiny")
 
 
 @pytest.fixture(scope="module")

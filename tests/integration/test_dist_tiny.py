@@ -6,7 +6,6 @@ One Ray cluster is shared by the module; each run starts and kills its own actor
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,30 +13,17 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from conftest import make_tiny_model, make_tokenizer, tiny_config  # noqa: E402
+from conftest import make_tiny_model, make_tokenizer, ray_session, tiny_config  # noqa: E402
 
 from dashrl.data import Example  # noqa: E402
 from dashrl.data.tasks import Task  # noqa: E402
 from dashrl.train.loop import train  # noqa: E402
 from dashrl.train.metrics import read_metrics  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():
-    import ray.cloudpickle
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # tasks defined here travel to the actors
-    paths = [str(ROOT / "src")] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    ray.init(
-        num_cpus=4,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(os.path.abspath(p) for p in paths)}},
-    )
-    yield
-    ray.shutdown()
+    yield from ray_session(__name__)
 
 
 def letter_task() -> Task:

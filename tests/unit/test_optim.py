@@ -112,7 +112,7 @@ def test_unknown_name_is_one_line():
 
 @pytest.mark.parametrize("max_norm", [0.5, float("inf")])
 def test_clip_is_bit_identical_to_torchs_default(max_norm):
-    from dashrl.train.optim import clip_grad_norm
+    from dashrl.policy import clip_grad_norm
 
     a, b = params(), params()
     g = torch.Generator().manual_seed(2)
