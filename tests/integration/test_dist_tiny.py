@@ -263,9 +263,9 @@ def test_dapo_dynamic_sampling_runs_unchanged_on_ray(tmp_path, H):
 
 
 class DyingLlama:
-    """Mixin for the tiny Llama: a trainer process dies at its 3rd training forward pass (step 2: the packed
-    pass runs the decoder once per delivery, two deliveries a step), once per marker file (the replacement
-    actor, a new process, finds the marker)."""
+    """Mixin for the tiny Llama: a trainer process dies the 3rd time a training pass reaches its
+    `base_model` (in step 2), once per marker file (the replacement actor, a new process, finds
+    the marker)."""
 
     marker = ""
     training_forwards = 0
