@@ -3,8 +3,9 @@
 The paper's key observation is that inference and backprop want very different batch
 sizes. This command measures, on this machine and this workload (model, task, max new
 tokens, G), sampling throughput (sampled tokens/s) for each candidate inference batch
-size and backprop throughput (trained tokens/s) for each candidate micro-batch size,
-then writes the best pair into a config file that `dashrl train --config` and
+size and backprop throughput (trained tokens/s) for each candidate micro-batch size, each
+micro-batch its own pass, and for the default of micro-batches joined into larger packed passes
+(`train.pass_tokens`), then writes the best pair into a config file that `dashrl train --config` and
 `dashrl bench --tuned` read. A candidate that runs out of memory ends its sweep.
 """
 
@@ -79,9 +80,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"[tune] inference batch {bs}: {sampling[bs]:.0f} sampled tokens/s", file=sys.stderr)
     samples = tr.rollout(tr.task.batch(1, 4), seed=1).samples
     norm = full_norm(samples, cfg.sampler.max_new_tokens)
-    backprop: dict[int, float] = {}
-    for mbs in sorted(args.micro_batches or [G, 2 * G, 4 * G]):
+    backprop: dict[int, float] = {}  # micro-batch size -> trained tokens/s; 0: joined passes
+    joined = tr.pass_tokens  # a packed pass's auto token budget (0: not packed)
+    trials = [(m, 1 if joined else 0) for m in sorted(args.micro_batches or [G, 2 * G, 4 * G])]
+    trials += [(G, joined)] if joined else []  # the default: micro-batches joined into larger passes
+    for mbs, pass_tokens in trials:
+        key = 0 if pass_tokens > 1 else mbs
         tr.cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, micro_batch_size=min(mbs, len(samples))))
+        tr.pass_tokens = pass_tokens  # each micro-batch its own pass, or joined up to the budget
         try:
             t0 = time.perf_counter()
             out = tr.backprop(samples, norm)
@@ -92,19 +98,24 @@ def run(args: argparse.Namespace) -> int:
             raise
         finally:
             tr.optimizer.zero_grad(set_to_none=True)
-        backprop[mbs] = out["train/tokens"] / elapsed
-        print(f"[tune] micro-batch {mbs}: {backprop[mbs]:.0f} trained tokens/s", file=sys.stderr)
+        backprop[key] = out["train/tokens"] / elapsed
+        what = f"joined passes (up to {joined} tokens)" if key == 0 else f"micro-batch {mbs}"
+        print(f"[tune] {what}: {backprop[key]:.0f} trained tokens/s", file=sys.stderr)
     if not sampling or not backprop:
         print("dashrl tune: no candidate ran (out of memory at the smallest size?)", file=sys.stderr)
         return 1
-    tuned = dataclasses.replace(
-        cfg,
-        sampler=dataclasses.replace(cfg.sampler, batch_size=best(sampling)),
-        train=dataclasses.replace(cfg.train, micro_batch_size=min(best(backprop), cfg.algo.samples_per_step)),
+    b = best(backprop)
+    # Joined passes best: the defaults (micro-batches of G joined from the model's shape); else the
+    # measured micro-batch, each its own pass as measured.
+    train = dataclasses.replace(
+        cfg.train,
+        micro_batch_size=min(b or G, cfg.algo.samples_per_step),
+        pass_tokens=0 if b == 0 else (1 if joined else cfg.train.pass_tokens),
     )
+    tuned = dataclasses.replace(cfg, sampler=dataclasses.replace(cfg.sampler, batch_size=best(sampling)), train=train)
+    chosen = "joined passes" if b == 0 else f"micro-batch {b}"
     atomic_write_text(
-        args.out,
-        f"# Written by dashrl tune: inference batch {best(sampling)}, micro-batch {best(backprop)}.\n" + to_toml(tuned),
+        args.out, f"# Written by dashrl tune: inference batch {best(sampling)}, {chosen}.\n" + to_toml(tuned)
     )
-    print(f"[tune] best inference batch {best(sampling)}, best micro-batch {best(backprop)} -> {args.out}")
+    print(f"[tune] best inference batch {best(sampling)}, best {chosen} -> {args.out}")
     return 0

@@ -25,7 +25,7 @@ def test_train_command_rejects_a_typo_before_loading(capsys):
     assert "did you mean 'steps'" in capsys.readouterr().err
 
 
-def test_tune_writes_a_config_with_measured_sizes(tmp_path, model_dir):
+def test_tune_writes_a_config_with_measured_sizes(tmp_path, model_dir, capsys):
     out = tmp_path / "tuned.toml"
     rc = main(
         ["tune", "--model.name", model_dir, "--batch-sizes", "2,4", "--micro-batches", "2,4", "--out", str(out), *SMALL]
@@ -33,7 +33,9 @@ def test_tune_writes_a_config_with_measured_sizes(tmp_path, model_dir):
     assert rc == 0
     cfg = load_config(out)
     assert cfg.sampler.batch_size in (2, 4) and cfg.train.micro_batch_size in (2, 4)
+    assert cfg.train.pass_tokens in (0, 1)  # joined passes won (the default), or a micro-batch as its own pass
     assert cfg.model.name == model_dir
+    assert "joined passes (up to" in capsys.readouterr().err  # the packed pass's default was a candidate
 
 
 def test_bench_quick_writes_table_and_json(tmp_path, model_dir):
