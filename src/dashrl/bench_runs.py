@@ -99,7 +99,7 @@ def split(rows: list[dict[str, Any]], n_params: int, peak_gflops: float) -> dict
     out["sampled_tok_per_s"] = sampled / t_s if t_s else 0.0
     out["trained_tok_per_s"] = trained / t_b if t_b else 0.0
     out["mfu_sampling"] = 2 * n_params * out["sampled_tok_per_s"] / (peak_gflops * 1e9)
-    # Backprop's MFU counts the tokens the pass computes (each group's prompt once); an arm that
+    # Backprop's MFU counts the sequences' tokens with each group's prompt once; an arm that
     # does not log them (an older checkout) gets none, rather than one inflated by repeated prompts.
     distinct = [r.get("train/distinct_tokens") for r in later]
     computed = sum(float(d) for d in distinct) / t_b if t_b and None not in distinct else float("nan")

@@ -130,8 +130,10 @@ class Collated:
 
     @property
     def distinct_tokens(self) -> int:
-        """Tokens with each group's prompt counted once: what the packed pass (and the shared
-        prompt pass) computes, the count that a backprop MFU rests on."""
+        """Tokens of the micro-batch's sequences with each group's prompt counted once: the count
+        that a backprop MFU rests on. The packed and shared-prompt passes run one position fewer
+        per sample (a completion's last token predicts nothing), so by positions run the MFU is
+        a few percent lower (docs/performance-short.md)."""
         firsts = torch.unique(self.prompt_rows)
         P = self.prompt_len
         return int(self.attention_mask[firsts, :P].sum()) + int(self.attention_mask[:, P:].sum())

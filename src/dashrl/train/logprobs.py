@@ -263,7 +263,7 @@ class Block:
     length: int
     index: torch.Tensor | None
     mask: torch.Tensor | None
-    _additive: dict[torch.dtype, torch.Tensor] = field(default_factory=dict)
+    _additive: dict[torch.dtype, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
 
     def additive(self, dtype: torch.dtype) -> torch.Tensor:
         """`mask` as 0 / -inf in `dtype`, made once per pass: CPU's flash kernel takes an additive mask
@@ -295,7 +295,7 @@ def attention_blocks(pieces: list[tuple[int, int, int, int]], device: torch.devi
     for spans in owned.values():
         length = sum(n for _, n in spans)
         piece = torch.cat([torch.full((n,), k, dtype=torch.long) for k, (_, n) in enumerate(spans)])
-        contiguous = all(s == spans[0][0] + sum(n for _, n in spans[:k]) for k, (s, _) in enumerate(spans))
+        contiguous = all(a + n == b for (a, n), (b, _) in zip(spans, spans[1:]))
         index = None if contiguous else torch.cat([torch.arange(s, s + n) for s, n in spans]).to(device)
         mask = None
         if len(spans) > 1:
