@@ -10,7 +10,7 @@ from dashrl.cli import main
 from dashrl.data import Example
 from dashrl.data.sft import load_pairs
 from dashrl.data.tasks import Task
-from dashrl.distill import distill, select
+from dashrl.study.distill import distill, select
 from dashrl.rollout import SamplingParams, make_sampler
 
 

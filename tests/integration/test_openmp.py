@@ -1,4 +1,4 @@
-"""OpenMP settings (dashrl.openmp) are chosen on every entry point before torch loads, and the
+"""OpenMP settings (dashrl.runtime.openmp) are chosen on every entry point before torch loads, and the
 run's log line names the choice: the command line and the Python API in a fresh interpreter
 (an audit hook records the environment at the moment torch is imported), Ray's workers through
 the cluster's runtime environment."""
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dashrl import openmp
+from dashrl.runtime import openmp
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 SMALL = ["--sampler.max_new_tokens", "4", "--algo.prompts_per_step", "2", "--algo.group_size", "2",
@@ -71,7 +71,7 @@ def test_ray_workers_start_with_the_drivers_choice(monkeypatch):
     import ray
 
     from dashrl.config import load_config
-    from dashrl.dist import backend
+    from dashrl.distributed import backend
 
     seen = {}
     monkeypatch.setattr(ray, "is_initialized", lambda: False)

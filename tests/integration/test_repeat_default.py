@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from dashrl.kernels import available_cores
+from dashrl.runtime.kernels import available_cores
 
 ARGS = ["--train.steps", "2", "--algo.prompts_per_step", "4", "--sampler.max_new_tokens", "32",
         "--run.save_every", "1", "--run.keep_state", "all", "--run.loggers", "", "--run.quiet", "true"]  # fmt: skip

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dashrl.cli import main
-from dashrl.report import PLOTS, ReportError, report
+from dashrl.cli.report import PLOTS, ReportError, report
 
 pytest.importorskip("matplotlib")
 
@@ -104,7 +104,7 @@ def test_smoothed_curve_is_labelled_and_the_legend_leaves_the_bars_visible(tmp_p
     import matplotlib
 
     matplotlib.use("Agg")
-    from dashrl.report import _line_panels, _time_split, load_run
+    from dashrl.cli.report import _line_panels, _time_split, load_run
 
     fake_run(tmp_path / "r", "dash", 30, 1.0)
     run = load_run(tmp_path / "r")

@@ -97,7 +97,7 @@ def _install_kill(at: str, task, tokenizer) -> None:
     hf.HFSampler._generate_chunk = chunk
 
     try:  # the Ray path: the same phases, seen from the driver
-        import dashrl.dist.backend as backend
+        import dashrl.distributed.backend as backend
     except ImportError:  # no Ray installed
         backend = None
     if backend is not None:

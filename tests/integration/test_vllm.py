@@ -103,7 +103,7 @@ def test_greedy_matches_hf_up_to_near_ties(lm, engine, prompts):
 
 def test_seeds_are_per_sample_and_groups_share_a_request(lm, engine, prompts):
     from dashrl.rollout import SamplingParams
-    from dashrl.kernels import cpu_isa, thread_dependent
+    from dashrl.runtime.kernels import cpu_isa, thread_dependent
     from dashrl.rollout.vllm import groups_of
 
     rows = [prompts[0]] * 4 + [prompts[1]] * 4

@@ -1,7 +1,7 @@
 """Benchmark arithmetic: totals, rates and ratios from metrics rows (no timing asserted)."""
 
 import math
-from dashrl.bench import summarize_variant, table
+from dashrl.bench.steps import summarize_variant, table
 
 
 def _rows(step_s, sampling_s, backprop_s, tokens, trained):
@@ -37,7 +37,7 @@ def test_wordproblems_workload_is_the_papers_regime():
     """`--workload wordproblems`: 256-token completions on the word-problem task, through the real config loader."""
     import argparse
 
-    from dashrl.bench import _workload, add_arguments
+    from dashrl.bench.steps import _workload, add_arguments
     from dashrl.config import load_config
 
     p = argparse.ArgumentParser()
@@ -50,7 +50,7 @@ def test_wordproblems_workload_is_the_papers_regime():
 
 def test_quickstart_split_hand_computed():
     """Step 1 apart, the median of later steps, MFU and the ratio of step 1's time outside backprop."""
-    from dashrl.bench_runs import split, split_table
+    from dashrl.bench.runs import split, split_table
 
     def row(samp, score, bp, opt, tokens, trained, **extra):
         return {"time/sampling_s": samp, "time/scoring_s": score, "time/backprop_s": bp, "time/optimizer_s": opt,
@@ -80,7 +80,7 @@ def test_quickstart_split_hand_computed():
 
 
 def test_time_to_reward_level_and_ratio():
-    from dashrl.bench_runs import time_to_level, ttr_summary, ttr_table
+    from dashrl.bench.runs import time_to_level, ttr_summary, ttr_table
 
     assert time_to_level([1.0, 2.0, 3.0], [0.2, 0.6, 0.6], level=0.6, window=2) == (3.0, 3)
     assert time_to_level([1.0, 2.0, 3.0], [0.2, 0.6, 0.6], level=0.4, window=2) == (2.0, 2)
@@ -97,8 +97,8 @@ def test_time_to_reward_level_and_ratio():
 def test_before_must_be_a_checkout(tmp_path):
     import pytest
 
-    from dashrl.bench_runs import src_of
+    from dashrl.bench.runs import src_of
 
     with pytest.raises(ValueError, match="holds no src/dashrl"):
         src_of(str(tmp_path))
-    assert (src_of(None) / "dashrl" / "bench_runs.py").is_file()
+    assert (src_of(None) / "dashrl" / "bench" / "runs.py").is_file()

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-import dashrl.bench as bench
+import dashrl.bench.steps as bench
 from dashrl.cli import main
 
 

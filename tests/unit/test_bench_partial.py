@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-import dashrl.bench as bench
-import dashrl.hardware
+import dashrl.bench.steps as bench
+import dashrl.runtime.hardware
 from dashrl.cli import main
 
 
@@ -17,7 +17,7 @@ from dashrl.cli import main
 def quiet_machine(monkeypatch):
     monkeypatch.setattr(bench, "matmul_peak", lambda dtype: 100.0)
     monkeypatch.setattr(bench, "memory_bandwidth", lambda: 10.0)
-    monkeypatch.setattr(dashrl.hardware, "matmul_peak", lambda dtype: 100.0)
+    monkeypatch.setattr(dashrl.runtime.hardware, "matmul_peak", lambda dtype: 100.0)
 
 
 def interrupt_call(monkeypatch, owner, name, n):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dashrl.bench import _sampling_backends, decode_roofline, sampling_table
+from dashrl.bench.steps import _sampling_backends, decode_roofline, sampling_table
 
 
 def test_decode_roofline_counts_weights_once_and_the_prompt_once_per_group():

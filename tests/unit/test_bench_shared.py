@@ -1,4 +1,4 @@
-"""`python -m dashrl.bench_shared`: a bad policy is one line; end to end on a tiny model (slow:
+"""`python -m dashrl.bench.shared`: a bad policy is one line; end to end on a tiny model (slow:
 three worker processes each load the model) it writes the table with every phase of every policy."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from dashrl.bench_shared import main
+from dashrl.bench.shared import main
 
 
 def test_an_unknown_policy_is_one_line(capsys):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dashrl.dist.store import Delivery, RolloutStore
-from dashrl.dist.units import check_deliveries, generate_at, pack_groups, plan_units
+from dashrl.distributed.store import Delivery, RolloutStore
+from dashrl.distributed.units import check_deliveries, generate_at, pack_groups, plan_units
 from dashrl.rollout import SamplingParams
 
 
@@ -61,7 +61,7 @@ def test_check_deliveries_catches_duplicates_and_losses():
 
 
 def test_allreduce_on_one_trainer_is_the_identity():
-    from dashrl.dist.actors import allreduce_grads
+    from dashrl.distributed.actors import allreduce_grads
 
     lin = torch.nn.Linear(2, 2)
     lin(torch.ones(1, 2)).sum().backward()
@@ -78,7 +78,7 @@ def test_pin_cores_pins_every_thread_and_wraps_round_the_cores():
 
     code = (
         "import os, threading, time\n"
-        "from dashrl.dist.actors import pin_cores\n"
+        "from dashrl.distributed.actors import pin_cores\n"
         "cores = sorted(os.sched_getaffinity(0)); ev = threading.Event()\n"
         "t = threading.Thread(target=ev.wait); t.start(); time.sleep(0.05)\n"
         "mine = pin_cores(len(cores) + 1, 1)\n"
@@ -98,7 +98,7 @@ def test_driver_scoring_of_an_unscored_unit_is_what_the_sampler_would_have_score
     from dashrl.config import TaskConfig
     from dashrl.data.prompts import build_prompt
     from dashrl.data.tasks import make_task
-    from dashrl.dist.units import Unit, sample_unit, score_report
+    from dashrl.distributed.units import Unit, sample_unit, score_report
     from dashrl.rollout.hf import HFSampler
 
     model, tok = tiny_lm

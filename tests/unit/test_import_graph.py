@@ -4,7 +4,7 @@ imports under `if TYPE_CHECKING:` do not.
 
 The layers this keeps: `dist` (Ray, the transport) is below `train` (the loop hands it the
 `Trainer` class), `eval` (evaluation sets and grading) is below `train`, entry points
-(`cli`, `bench`, `tune`, ...) are on top, and atomic writes live in `dashrl.io`.
+(`cli`, `bench`, `tune`, ...) are on top, and atomic writes live in `dashrl.runtime.io`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ SRC = Path(dashrl.__file__).parent
 
 
 def _part(module: str, root: str) -> str | None:
-    """`dashrl.train.loop` -> `train`; `dashrl.io` -> `io`; `dashrl` -> `dashrl`; None if not ours."""
+    """`dashrl.train.loop` -> `train`; `dashrl.runtime.io` -> `io`; `dashrl` -> `dashrl`; None if not ours."""
     parts = module.split(".")
     if parts[0] != root:
         return None
@@ -36,7 +36,7 @@ def _imports(body: list[ast.stmt], root: str) -> list[tuple[str, int]]:
         if isinstance(node, ast.Import):
             out += [(a.name, node.lineno) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            # `from dashrl import io` names the module `dashrl.io`
+            # `from dashrl import io` names the module `dashrl.runtime.io`
             out += [
                 (f"{node.module}.{a.name}" if node.module == root else node.module, node.lineno) for a in node.names
             ]
@@ -98,7 +98,7 @@ def cycles(graph: dict[str, dict[str, str]]) -> list[list[str]]:
 
 def test_no_import_cycles_between_dashrl_parts():
     graph = import_graph(SRC)
-    assert {"train", "dist", "eval", "io"} <= set(graph) | {t for e in graph.values() for t in e}
+    assert {"train", "distributed", "eval", "runtime"} <= set(graph) | {t for e in graph.values() for t in e}
     bad = cycles(graph)
     detail = [f"{a} -> {b} ({graph[a][b]})" for comp in bad for a in comp for b in graph.get(a, {}) if b in comp]
     assert not bad, f"import cycles {bad}: " + "; ".join(detail)
@@ -106,10 +106,10 @@ def test_no_import_cycles_between_dashrl_parts():
 
 def test_the_layers_named_in_the_docstring_hold():
     graph = import_graph(SRC)
-    assert "train" not in graph.get("dist", {}), graph["dist"]
+    assert "train" not in graph.get("distributed", {}), graph["distributed"]
     assert "train" not in graph.get("eval", {}), graph["eval"]
-    assert "dist" in graph["train"]  # the loop opens the Ray backend
-    assert set(graph.get("io", {})) == set()  # io is a leaf: standard library only
+    assert "distributed" in graph["train"]  # the loop opens the Ray backend
+    assert set(graph.get("runtime", {})) == set()  # runtime is a leaf: standard library only
 
 
 def test_the_checker_finds_a_lazy_cycle_and_ignores_type_checking(tmp_path):

@@ -1,4 +1,4 @@
-"""The repeatability promise's kernel side (dashrl.kernels, docs/repeatability.md).
+"""The repeatability promise's kernel side (dashrl.runtime.kernels, docs/repeatability.md).
 
 - `restore` sets the recorded thread count and names, in one line, what it could not restore;
 - with `train.cpu_isa = avx512_core_bf16` a bf16 forward and backward of a model of the default
@@ -16,14 +16,14 @@ import sys
 import pytest
 import torch
 
-from dashrl import kernels
+from dashrl.runtime import kernels
 from dashrl.config import ConfigError, load_config
 
 # A 2-layer model of SmolLM2-135M's widths (random weights: no download), bf16 autocast as in
 # training; prints a digest of the logits and of every gradient at 1 and at 2 threads.
 PROBE = r"""
 import hashlib, sys
-from dashrl.kernels import apply_cpu_isa
+from dashrl.runtime.kernels import apply_cpu_isa
 apply_cpu_isa(sys.argv[1])
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM

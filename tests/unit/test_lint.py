@@ -24,3 +24,13 @@ def test_ruff_format_leaves_the_tree_unchanged():
         ["ruff", "format", "--check", "--no-cache", "src", "tests"], cwd=ROOT, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (pip install -e '.[test]')")
+def test_ruff_lints_every_source_file():
+    """No source folder is skipped by ruff's default exclusions (a folder named `dist/` or `build/` would be)."""
+    proc = subprocess.run(["ruff", "check", "--show-files", "src"], cwd=ROOT, capture_output=True, text=True)
+    linted = {Path(line.strip()).resolve() for line in proc.stdout.splitlines() if line.strip().endswith(".py")}
+    sources = {p.resolve() for p in (ROOT / "src").rglob("*.py")}
+    assert sources - linted == set(), sorted(str(p) for p in sources - linted)
+    assert any("distributed" in p.parts for p in linted)

@@ -238,7 +238,7 @@ def test_one_rule_at_every_grading_place():
     grade through `math_reward`: the same completions get the same rewards everywhere."""
     from dashrl.config import TaskConfig
     from dashrl.data.tasks import make_task
-    from dashrl.distill import select
+    from dashrl.study.distill import select
     from dashrl.eval import _score
 
     expected = [math_reward(c, r) for c, r in CASES]

@@ -75,7 +75,7 @@ def _rank(rank: int, port: int, out: str) -> None:
 def test_sharded_policy_gathers_keeps_shards_and_sums_gradients(tmp_path):
     import torch.multiprocessing as mp
 
-    from dashrl.dist.actors import free_port
+    from dashrl.distributed.actors import free_port
 
     out = tmp_path / "results.pt"
     mp.spawn(_rank, args=(free_port(), str(out)), nprocs=2)

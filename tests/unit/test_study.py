@@ -224,7 +224,7 @@ def test_bad_study_flags_fail_with_one_line_before_anything(tmp_path, capsys, ar
 
 
 def test_report_text_names_every_arm_and_finding(tmp_path):
-    from dashrl.study.command import Plan
+    from dashrl.cli.study import Plan
     from dashrl.study.report import report_text
 
     args = argparse.Namespace(

@@ -27,12 +27,12 @@ from typing import Sequence
 COMMANDS = {
     "train": ("dashrl.cli.train", "train a policy with DASH, GRPO or PPO schedules"),
     "eval": ("dashrl.cli.eval", "evaluate a model on math and code datasets"),
-    "report": ("dashrl.report", "plot one or more runs and write a markdown summary"),
-    "bench": ("dashrl.bench", "time grpo, DASH without and with filtering side by side"),
-    "tune": ("dashrl.tune", "measure and pick the inference batch size and micro-batch size"),
+    "report": ("dashrl.cli.report", "plot one or more runs and write a markdown summary"),
+    "bench": ("dashrl.bench.steps", "time grpo, DASH without and with filtering side by side"),
+    "tune": ("dashrl.bench.tune", "measure and pick the inference batch size and micro-batch size"),
     "config": ("dashrl.cli.config", "list every config field (type, default, doc) and the shipped run files"),
-    "distill": ("dashrl.distill", "keep a teacher model's correct solutions to a task as SFT data"),
-    "study": ("dashrl.study.command", "run the paper's arms, evaluate them alike, and judge its five findings"),
+    "distill": ("dashrl.cli.distill", "keep a teacher model's correct solutions to a task as SFT data"),
+    "study": ("dashrl.cli.study", "run the paper's arms, evaluate them alike, and judge its five findings"),
 }
 TAKES_OVERRIDES = ("train", "eval", "bench", "tune", "distill", "study")  # commands that accept --section.field VALUE
 RUNS_TORCH = (
@@ -42,7 +42,7 @@ RUNS_TORCH = (
     "tune",
     "distill",
     "study",
-)  # their OpenMP settings are chosen first (dashrl.openmp)
+)  # their OpenMP settings are chosen first (dashrl.runtime.openmp)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.overrides = rest
     if args.command in RUNS_TORCH:
-        from dashrl import openmp
+        from dashrl.runtime import openmp
 
         openmp.apply()  # before any command imports torch (libgomp reads its settings once)
     try:

@@ -153,7 +153,7 @@ def model_path(name: str, step: int | None) -> str:
 
 def check_output(path: str) -> str | None:
     """Why the report cannot be written to `path`, or None (nothing is created)."""
-    from dashrl.io import writable_problem
+    from dashrl.runtime.io import writable_problem
 
     target = Path(path)
     if target.is_dir():
@@ -163,11 +163,11 @@ def check_output(path: str) -> str | None:
 
 
 def write_json_atomic(path: str, data: Any) -> None:
-    """Write `data` as JSON to `path` atomically (`dashrl.io.atomic_write_text`).
+    """Write `data` as JSON to `path` atomically (`dashrl.runtime.io.atomic_write_text`).
 
     >>> import os, tempfile; write_json_atomic(os.path.join(tempfile.mkdtemp(), "r.json"), {"a": 1})
     """
-    from dashrl.io import atomic_write_text
+    from dashrl.runtime.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(data, indent=2))
 

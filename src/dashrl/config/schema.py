@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 
 from dashrl.config.errors import ConfigError, _at_least, _check, _choice, _suggest
-from dashrl.kernels import CPU_ISAS
+from dashrl.runtime.kernels import CPU_ISAS
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dashrl import stats
-from dashrl.io import save_figure
+from dashrl.runtime.io import save_figure
 from dashrl.study.findings import ArmResult, curve, step_seconds, trained_abs_adv
 
 FIGURES = ("reward_time.png", "abs_adv.png", "gen_length_kl.png", "pass_at_k.png")

@@ -10,7 +10,7 @@ models. Results are cached as JSON under `DIR/eval/`, named by the model and the
 settings, so a rerun reuses them and never overwrites one.
 
 `distill_traces` writes SFT-M's data: the teacher's correct completions to the training
-stream's problems (`dashrl.distill.distill`: correct only, distinct, at most k each).
+stream's problems (`dashrl.study.distill.distill`: correct only, distinct, at most k each).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def distill_traces(teacher: str, cfg: Any, preset: Preset, out: Path) -> dict[st
     An empty result writes no file (SFT-M then cannot run, and the report says why).
     """
     from dashrl.data.tasks import make_task
-    from dashrl.distill import distill
+    from dashrl.study.distill import distill
     from dashrl.models import load_model
     from dashrl.rollout import SamplingParams, make_sampler
     from dashrl.train.checkpoint import atomic_write_text

@@ -69,7 +69,7 @@ def train(
     >>> result.rows[-1]["reward/short"]  # doctest: +SKIP
     0.25
     """
-    from dashrl import openmp
+    from dashrl.runtime import openmp
 
     openmp.apply()  # before torch loads (the caller's own `import torch` first leaves it unchanged; the log says so)
     from dashrl.data.tasks import make_task, task_from_records

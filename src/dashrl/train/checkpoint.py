@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from dashrl.io import atomic_write_text, fsync_dir, share
+from dashrl.runtime.io import atomic_write_text, fsync_dir, share
 
 STATE_FILE = "trainer_state.pt"
 INFO_FILE = "dashrl_state.json"

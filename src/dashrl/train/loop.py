@@ -23,7 +23,7 @@ weights instead of separate vLLM servers.
 Scale: this one loop runs every schedule both in one process and on Ray
 (`--dist.samplers H --dist.trainers H'`): the schedules talk to a rollout source and a
 learner (`dashrl.train.schedules`), which `open_backend` builds as one `Trainer` or as
-Ray actors (`dashrl.dist.backend`). Run folder, resume, signals, eval, loggers and
+Ray actors (`dashrl.distributed.backend`). Run folder, resume, signals, eval, loggers and
 checkpoints are the same on both.
 """
 
@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dashrl import kernels, openmp
+from dashrl.runtime import kernels, openmp
 from dashrl.config import Config, ConfigError, load_config, to_dict, to_toml
-from dashrl.io import atomic_write_text
+from dashrl.runtime.io import atomic_write_text
 from dashrl.train.checkpoint import (
     best_checkpoint,
     latest_checkpoint,
@@ -318,13 +318,13 @@ def train(
 
 def open_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, total_opt: int) -> Any:
     """A context giving `(RolloutSource, Learner)`: one `Trainer` in this process, or
-    sampler and trainer actors on Ray when `dist.samplers > 0` (`dashrl.dist.backend`)."""
+    sampler and trainer actors on Ray when `dist.samplers > 0` (`dashrl.distributed.backend`)."""
     import contextlib
 
     from dashrl.train.trainer import Learner, Trainer
 
     if cfg.dist.samplers > 0:  # the trainer actors wrap the Learner (no sampler)
-        from dashrl.dist import ray_backend
+        from dashrl.distributed import ray_backend
 
         return ray_backend(cfg, model, tokenizer, task, total_opt, Learner)
     trainer = Trainer(cfg, model, tokenizer, total_opt, task=task)

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from dashrl.io import atomic_write_text
+from dashrl.runtime.io import atomic_write_text
 
 
 class MetricsWriter:

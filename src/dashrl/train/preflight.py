@@ -2,7 +2,7 @@
 leaves nothing behind.
 
 `validate_run(cfg, resume)` is what `dashrl.train.loop.train` calls first; its writability probe
-is `dashrl.io.writable_problem`, shared with `dashrl eval --out` and `distill`. Only the standard
+is `dashrl.runtime.io.writable_problem`, shared with `dashrl eval --out` and `distill`. Only the standard
 library is imported at module level.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dashrl.io import writable_problem
+from dashrl.runtime.io import writable_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     from dashrl.config import Config

@@ -3,7 +3,7 @@
 Each schedule runs one step (dash, grpo) or one sampling cycle (ppo_multi, ppo_mini)
 and returns one metrics row per optimizer step it made. A schedule talks only to a
 `RolloutSource` and a `Learner`; in one process both are the `Trainer`, on Ray they
-are the sampler actors and the trainer actors (`dashrl.dist.backend`), so every
+are the sampler actors and the trainer actors (`dashrl.distributed.backend`), so every
 schedule runs unchanged at every scale.
 
 - `dash` (the paper's method): sample M x G in one go (the sampler chunks it by its own

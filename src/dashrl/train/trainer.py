@@ -4,7 +4,7 @@ The schedules in `dashrl.train.schedules` talk to two interfaces (`RolloutSource
 `Learner` in `dashrl.train.schedules`). `Learner` here holds the policy
 (`dashrl.policy.Policy`), the optimizer, backprop and their state, and no sampler;
 `LocalSource` holds the sampler and the task. In one process `Trainer` is a `Learner`
-with its `LocalSource`, both interfaces in one object. On Ray (`dashrl.dist.backend`)
+with its `LocalSource`, both interfaces in one object. On Ray (`dashrl.distributed.backend`)
 the source is the sampler actors and the learner a group of trainer actors, each
 wrapping a `Learner`; the local source and the sampler actors sample and score through
 one function (`dashrl.rollout.samples.sample_and_score`). All sampling results live in

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from dashrl.hardware import log
+from dashrl.runtime.hardware import log
 
 ALGO_VARIANTS: dict[str, list[str]] = {
     "grpo": ["--algo.name", "dash", "--algo.filter_threshold", "-1"],
@@ -141,7 +141,7 @@ def algos_run(
     args: argparse.Namespace, workload: list[str], interleave: Callable[..., Any], warm_up: Callable[..., Any]
 ) -> int:
     """The comparison: build each variant's config, warm up once, interleave, print the table
-    (`interleave` and `warm_up` are `dashrl.bench`'s, handed over so that imports point down)."""
+    (`interleave` and `warm_up` are `dashrl.bench.steps`'s, handed over so that imports point down)."""
     from dashrl.config import ConfigError, load_config
 
     try:
@@ -157,7 +157,7 @@ def algos_run(
         print(f"dashrl bench: {e}", file=sys.stderr)
         return 2
 
-    from dashrl.io import atomic_write_text
+    from dashrl.runtime.io import atomic_write_text
     from dashrl.models import load_model
     from dashrl.train.loop import seed_everything
     from dashrl.train.metrics import silence_transformers_bars

@@ -1,10 +1,10 @@
 """The three Ray actors of a distributed run, as plain classes (`ray.remote` wraps them in
-`dashrl.dist.backend`, so importing this module needs no Ray).
+`dashrl.distributed.backend`, so importing this module needs no Ray).
 
 - `SamplerWorker`: its own copy of the policy (`dashrl.policy.Policy`) and a sampler
-  backend on the policy's sampling weights; samples whole units (see `dashrl.dist.units`),
+  backend on the policy's sampling weights; samples whole units (see `dashrl.distributed.units`),
   which the driver scores; reloads weights once per step.
-- `RolloutStore` (in `dashrl.dist.store`): the queue trainers fetch deliveries from.
+- `RolloutStore` (in `dashrl.distributed.store`): the queue trainers fetch deliveries from.
 - `TrainerWorker`: a learner (the caller's `make_learner`: `dashrl.train.trainer.Learner`
   in `dashrl train`, which holds no sampler) that backprops what it fetches from the
   store, then all-reduces gradients with torch.distributed and takes the optimizer step; every trainer steps on
@@ -31,7 +31,7 @@ import torch
 
 from dashrl.algo import Norm
 from dashrl.config import Config
-from dashrl.dist.units import TrainReport, Unit, sample_unit
+from dashrl.distributed.units import TrainReport, Unit, sample_unit
 from dashrl.rollout import SamplingParams
 from dashrl.totals import Totals
 
@@ -68,7 +68,13 @@ def pin_cores(first: int, n: int) -> list[int]:
 
 def sampling_params(cfg: Config) -> SamplingParams:
     s = cfg.sampler
-    return SamplingParams(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, batch_size=s.batch_size)
+    return SamplingParams(
+        max_new_tokens=s.max_new_tokens,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k,
+        batch_size=s.batch_size,
+    )
 
 
 class SamplerWorker:
@@ -85,7 +91,9 @@ class SamplerWorker:
         model = _place(model, d.gpus_per_sampler, d.cpus_per_sampler, first).requires_grad_(False).eval()
         self.policy = make_policy(cfg, model, reference=False)
         self.tokenizer = tokenizer
-        self.sampler = make_sampler(cfg.sampler.backend, model=self.policy.sampler_model(), tokenizer=tokenizer, dtype=cfg.model.dtype)
+        self.sampler = make_sampler(
+            cfg.sampler.backend, model=self.policy.sampler_model(), tokenizer=tokenizer, dtype=cfg.model.dtype
+        )
         self.params = sampling_params(cfg)
         self.version = 0  # optimizer steps of the weights held
         self._prompts: dict[str, list[int]] = {}
@@ -113,8 +121,17 @@ class SamplerWorker:
 
         a = self.cfg.algo
         report, groups = sample_unit(
-            self.sampler, self._prompt_ids, None, examples, unit, a.group_size, self.params, seed,  # scored on the driver
-            advantages_of(self.cfg), group_offset, self.version,
+            self.sampler,
+            self._prompt_ids,
+            None,
+            examples,
+            unit,
+            a.group_size,
+            self.params,
+            seed,  # scored on the driver
+            advantages_of(self.cfg),
+            group_offset,
+            self.version,
         )
         report.worker = self.index
         return (report, *groups)
@@ -126,7 +143,9 @@ def weights_to_numpy(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in state.items():
         v = v.detach().to("cpu")
-        out[k + ".bf16" if v.dtype == torch.bfloat16 else k] = (v.view(torch.int16) if v.dtype == torch.bfloat16 else v).numpy()
+        out[k + ".bf16" if v.dtype == torch.bfloat16 else k] = (
+            v.view(torch.int16) if v.dtype == torch.bfloat16 else v
+        ).numpy()
     return out
 
 
@@ -160,7 +179,9 @@ def state_to_numpy(obj: Any) -> Any:
 def state_from_numpy(obj: Any) -> Any:
     """Inverse of `state_to_numpy`, with tensors of their own (writable: the optimizer updates them in place).
 
-    >>> s = state_from_numpy(state_to_numpy({"step": torch.tensor(3.0), "m": [torch.ones(2, dtype=torch.bfloat16)], "n": 1}))
+    >>> s = state_from_numpy(
+    ...     state_to_numpy({"step": torch.tensor(3.0), "m": [torch.ones(2, dtype=torch.bfloat16)], "n": 1})
+    ... )
     >>> s["step"], s["m"][0].dtype, s["n"]
     (tensor(3.), torch.bfloat16, 1)
     """
@@ -188,11 +209,25 @@ class TrainerWorker:
     optimizer_steps, task=task)`: an object with `policy`, `optimizer`, `backprop`,
     `optimizer_step`, `lr`, `state_dict` and `load_state_dict` (the `Learner`)."""
 
-    def __init__(self, cfg: Config, make_learner: Any, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, rank: int, world: int):
+    def __init__(
+        self,
+        cfg: Config,
+        make_learner: Any,
+        model: Any,
+        tokenizer: Any,
+        task: Any,
+        optimizer_steps: int,
+        rank: int,
+        world: int,
+    ):
         self.rank, self.world = rank, world
         d = cfg.dist
         self.sharded = d.shard == "full"
-        first = d.samplers * max(1, int(d.cpus_per_sampler)) + rank * max(1, int(d.cpus_per_trainer)) if d.pin_cores else None
+        first = (
+            d.samplers * max(1, int(d.cpus_per_sampler)) + rank * max(1, int(d.cpus_per_trainer))
+            if d.pin_cores
+            else None
+        )
         model = _place(model, d.gpus_per_trainer, d.cpus_per_trainer, first)
         self._learner_args = (cfg, model, tokenizer, optimizer_steps, task)
         self._make_learner = make_learner
@@ -230,7 +265,11 @@ class TrainerWorker:
             delivery, members = got
             groups = ray.get([ref for ref, _, _ in members])
             # the driver scored the samples: its advantages, not the store's placeholders
-            samples = [dataclasses.replace(group[i], advantage=adv) for group, (_, idx, advs) in zip(groups, members) for i, adv in zip(idx, advs)]
+            samples = [
+                dataclasses.replace(group[i], advantage=adv)
+                for group, (_, idx, advs) in zip(groups, members)
+                for i, adv in zip(idx, advs)
+            ]
             t1 = time.perf_counter()
             rep.queue_wait_s += t1 - t0
             rep.deliveries.append(delivery)

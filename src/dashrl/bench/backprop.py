@@ -107,8 +107,8 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
 
     import torch
 
-    from dashrl.hardware import log, matmul_peak
-    from dashrl.io import atomic_write_text
+    from dashrl.runtime.hardware import log, matmul_peak
+    from dashrl.runtime.io import atomic_write_text
     from dashrl.models import load_model
     from dashrl.rollout.samples import full_norm
     from dashrl.train.metrics import silence_transformers_bars

@@ -25,7 +25,7 @@ not depend on what else the machine was doing (on AMX CPUs they depend on the th
 docs/repeatability.md), and a run alone keeps all its cores. The choice, in words, is kept in
 the environment (`MARK`) for the run's log line. Child processes inherit the settings (Ray's
 workers through the runtime environment, `inherited`) and report them as set. Imports only the
-standard library. `python -m dashrl.bench_shared` measures each policy (docs/shared-machine.md).
+standard library. `python -m dashrl.bench.shared` measures each policy (docs/shared-machine.md).
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from dashrl.hardware import log, matmul_peak, memory_bandwidth
-from dashrl.io import save_figure
+from dashrl.runtime.hardware import log, matmul_peak, memory_bandwidth
+from dashrl.runtime.io import save_figure
 
 VARIANTS: dict[str, list[str]] = {
     "grpo": ["--algo.name", "grpo"],
@@ -66,7 +66,7 @@ WORDS = ["--task.name", "wordproblems", "--task.difficulty", "1", "--sampler.max
          "--sampler.temperature", "0.5", "--algo.prompts_per_step", "8", "--algo.group_size", "8",
          "--train.micro_batch_size", "8", "--train.lr", "2e-5", "--train.warmup_steps", "0"]  # fmt: skip
 WORKLOADS = {"gsm8k": FULL, "wordproblems": WORDS, "arithmetic": QUICK}
-# The quickstart's settings for --backprop / --sampling; alone, --workload quickstart runs `dashrl.bench_runs`.
+# The quickstart's settings for --backprop / --sampling; alone, --workload quickstart runs `dashrl.bench.runs`.
 QUICKSTART_SHARED = ["--task.name", "arithmetic", "--task.difficulty", "1", "--sampler.max_new_tokens", "48",
                      "--sampler.temperature", "0.7", "--algo.prompts_per_step", "8", "--algo.group_size", "8",
                      "--train.micro_batch_size", "8", "--train.lr", "2e-5", "--algo.beta", "0"]  # fmt: skip
@@ -132,7 +132,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--algos",
         action="store_true",
-        help="compare sample selection: grpo, DASH's filter, DAPO's dynamic sampling, both (dashrl.bench_algos; word "
+        help="compare sample selection: grpo, DASH's filter, DAPO's dynamic sampling, both (dashrl.bench.algos; word "
         "problems at 256 tokens)",
     )
     p.add_argument(
@@ -250,18 +250,18 @@ def run(args: argparse.Namespace) -> int:
         if args.sampling:
             return sampling_run(args)
         if args.ttr or (getattr(args, "workload", None) == "quickstart" and not args.backprop):
-            from dashrl.bench_runs import quickstart_run, ttr_run
+            from dashrl.bench.runs import quickstart_run, ttr_run
 
             if args.repeats < 1 or (args.ttr and args.window < 1):
                 print("dashrl bench: --repeats and --window: expected at least 1", file=sys.stderr)
                 return 2
             return ttr_run(args) if args.ttr else quickstart_run(args)
         if args.backprop:
-            from dashrl.bench_backprop import backprop_run
+            from dashrl.bench.backprop import backprop_run
 
             return backprop_run(args, _workload(args))
         if getattr(args, "algos", False):
-            from dashrl.bench_algos import algos_run
+            from dashrl.bench.algos import algos_run
 
             return algos_run(args, QUICK if args.quick else WORDS, interleave, warm_up)
         return variants_run(args)
@@ -349,7 +349,7 @@ def variants_run(args: argparse.Namespace) -> int:
     import torch
 
     from dashrl.models import load_model
-    from dashrl.io import atomic_write_text
+    from dashrl.runtime.io import atomic_write_text
     from dashrl.train.loop import seed_everything
     from dashrl.train.metrics import silence_transformers_bars
     from dashrl.train.schedules import SCHEDULE_FNS, schedule_name
@@ -573,7 +573,7 @@ def sampling_run(args: argparse.Namespace) -> int:
     from dashrl.models import autocast_ctx, load_model
     from dashrl.rollout import SamplingParams, make_sampler
     from dashrl.train.batching import Sample, collate
-    from dashrl.io import atomic_write_text
+    from dashrl.runtime.io import atomic_write_text
     from dashrl.train.logprobs import completion_logprobs
     from dashrl.train.metrics import silence_transformers_bars
 

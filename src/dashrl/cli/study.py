@@ -159,7 +159,7 @@ def _run_arm(plan: Plan, arm: str, seed: int, sft_data: str = "human") -> str:
 
 
 def _teacher(plan: Plan, seed: int) -> str | None:
-    from dashrl.distill import resolve_teacher
+    from dashrl.study.distill import resolve_teacher
     from dashrl.study.arms import TEACHER_ARM, final_checkpoint, run_name
 
     if plan.teacher:
@@ -208,7 +208,7 @@ def train_arms(plan: Plan) -> dict[tuple[str, int], str]:
 
 
 def read_rows(run_dir: Path) -> list[dict[str, Any]]:
-    from dashrl.report import ReportError, load_run
+    from dashrl.cli.report import ReportError, load_run
 
     try:
         return load_run(run_dir).rows

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from dashrl.io import save_figure
+from dashrl.runtime.io import save_figure
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -288,7 +288,7 @@ def report(run_dirs: Sequence[str | Path], out: str | Path | None = None) -> Pat
         target.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ReportError(f"cannot create the report folder {target}: {e.strerror or e}") from None
-    from dashrl.io import atomic_write_text
+    from dashrl.runtime.io import atomic_write_text
 
     try:
         plots = plot(runs, target)

@@ -1,7 +1,7 @@
 """Overlap benchmark: sampling ahead of training (`--dist.overlap 1`) against the synchronous run.
 
-    python -m dashrl.dist.overlapbench                 # 6 steps per arm, SmolLM2-135M, arithmetic
-    python -m dashrl.dist.overlapbench --steps 8 --sampler.batch_size 2
+    python -m dashrl.bench.overlap                 # 6 steps per arm, SmolLM2-135M, arithmetic
+    python -m dashrl.bench.overlap --steps 8 --sampler.batch_size 2
 
 Three arms of `dashrl train`, each in its own process, on one workload (the default model on
 the arithmetic task, M = 4 prompts x G = 4, 32 new tokens, inference batch 4, `ppo_clip`),
@@ -79,14 +79,20 @@ def s_per_step(rows: list[dict[str, Any]]) -> float:
 
 def tables(results: dict[str, list[dict[str, Any]]]) -> str:
     base = s_per_step(results["single"]) if "single" in results else None
-    lines = ["| arm | s/step | vs single | sampling busy s/step | backprop busy s/step | staleness | reward mean |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| arm | s/step | vs single | sampling busy s/step | backprop busy s/step | staleness | reward mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, rows in results.items():
         sps = s_per_step(rows)
         samp, back = zip(*(busy(r) for r in rows))
         stale = statistics.mean(r.get("dist/staleness_mean", 0.0) for r in rows)
         reward = statistics.mean(r["reward/mean"] for r in rows)
         vs = f"{base / sps:.2f}x" if base else "-"
-        lines.append(f"| {name} | {sps:.2f} | {vs} | {statistics.mean(samp):.2f} | {statistics.mean(back):.2f} | {stale:.2f} | {reward:.3f} |")
+        lines.append(
+            f"| {name} | {sps:.2f} | {vs} | {statistics.mean(samp):.2f} | {statistics.mean(back):.2f} "
+            f"| {stale:.2f} | {reward:.3f} |"
+        )
     steps = max(len(rows) for rows in results.values())
     lines += ["", "| step | " + " | ".join(f"reward {n}" for n in results) + " |", "|---" * (len(results) + 1) + "|"]
     for i in range(steps):
@@ -99,8 +105,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=6, help="optimizer steps per arm")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {list(ARMS)}")
-    ap.add_argument("--out", default=None, help="keep the run folders here (default: a temporary folder); "
-                    "a rerun with the same --out reuses the arms that finished")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="keep the run folders here (default: a temporary folder); "
+        "a rerun with the same --out reuses the arms that finished",
+    )
     args, overrides = ap.parse_known_args(argv)  # --section.field VALUE flags go to every arm
     flags = [*WORKLOAD, "--train.steps", str(args.steps), *overrides]
     with tempfile.TemporaryDirectory(prefix="overlapbench-") as tmp:

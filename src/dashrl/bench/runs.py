@@ -44,7 +44,7 @@ PARTS = ("sampling", "scoring", "backprop", "optimizer", "step")
 def src_of(checkout: str | None) -> Path:
     """The `src` folder whose `dashrl` an arm runs: this package's own, or `checkout/src`."""
     if checkout is None:
-        return Path(__file__).resolve().parents[1]
+        return Path(__file__).resolve().parents[2]
     src = Path(checkout) / "src"
     if not (src / "dashrl").is_dir():
         raise ValueError(
@@ -146,8 +146,8 @@ def _model_size(flags: Sequence[str]) -> tuple[int, str]:
 def quickstart_run(args: argparse.Namespace) -> int:
     """`dashrl bench --workload quickstart`: the arms' splits side by side (module docstring)."""
     from dashrl.config import ConfigError, load_config
-    from dashrl.hardware import log, matmul_peak
-    from dashrl.io import atomic_write_text
+    from dashrl.runtime.hardware import log, matmul_peak
+    from dashrl.runtime.io import atomic_write_text
 
     steps = args.steps or 4
     flags = QUICKSTART + ["--train.steps", str(steps), "--run.quiet", "true"] + list(args.overrides)
@@ -263,8 +263,8 @@ def ttr_summary(rows: list[dict[str, Any]], level: float, window: int) -> dict[s
 def ttr_run(args: argparse.Namespace) -> int:
     """`dashrl bench --ttr`: dashrl and TRL to a reward level (module docstring)."""
     from dashrl.config import ConfigError, load_config
-    from dashrl.hardware import log
-    from dashrl.io import atomic_write_text
+    from dashrl.runtime.hardware import log
+    from dashrl.runtime.io import atomic_write_text
 
     steps = args.steps or 30
     overrides = list(args.overrides)

@@ -20,11 +20,20 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from dashrl.data import Example
-from dashrl.dist.store import Delivery
+from dashrl.distributed.store import Delivery
 from dashrl.rollout import Completion, Sampler, SamplingParams
 from dashrl.rollout.samples import Sample, SampleRef, pack_groups, sample_and_score, score_groups
 
-__all__ = ["Unit", "UnitResult", "TrainReport", "plan_units", "generate_at", "sample_unit", "pack_groups", "check_deliveries"]
+__all__ = [
+    "Unit",
+    "UnitResult",
+    "TrainReport",
+    "plan_units",
+    "generate_at",
+    "sample_unit",
+    "pack_groups",
+    "check_deliveries",
+]
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,9 @@ def plan_units(num_prompts: int, group_size: int, batch_size: int) -> list[Unit]
     return [Unit(i, g, min(per, num_prompts - g)) for i, g in enumerate(range(0, num_prompts, per))]
 
 
-def generate_at(sampler: Sampler, prompts: Sequence[Sequence[int]], params: SamplingParams, seed: int, start: int) -> list[Completion]:
+def generate_at(
+    sampler: Sampler, prompts: Sequence[Sequence[int]], params: SamplingParams, seed: int, start: int
+) -> list[Completion]:
     """Sample `prompts`, which sit at index `start` of a step's full prompt list, exactly as
     one `sampler.generate(full_list, params, seed)` call would sample them.
 
@@ -77,7 +88,9 @@ class UnitResult:
         infos = self.infos or [{}] * len(self.rewards)
         return [
             SampleRef(self.first_group + i // G, i % G, r, a, n, f, group_refs[i // G], self.version, info)
-            for i, (r, a, n, f, info) in enumerate(zip(self.rewards, self.advantages, self.lengths, self.finish_reasons, infos))
+            for i, (r, a, n, f, info) in enumerate(
+                zip(self.rewards, self.advantages, self.lengths, self.finish_reasons, infos)
+            )
         ]
 
 
@@ -105,7 +118,8 @@ def sample_unit(
     """
     G = group_size
     ro = sample_and_score(
-        sampler, prompt_ids, grade or _unscored, examples, G, params, seed, unit.first_group * G, group_offset + unit.first_group,
+        sampler, prompt_ids, grade or _unscored, examples, G, params, seed, unit.first_group * G,
+        group_offset + unit.first_group,
         advantages, version,
     )  # fmt: skip
     samples = ro.samples
@@ -137,7 +151,11 @@ def _unscored(examples: Sequence[Example], completions: Sequence[Any]) -> Any:
 
 
 def score_report(
-    report: UnitResult, examples: Sequence[Example], grade: Callable[[Sequence[Example], Sequence[Any]], Any], group_size: int, advantages: Any
+    report: UnitResult,
+    examples: Sequence[Example],
+    grade: Callable[[Sequence[Example], Sequence[Any]], Any],
+    group_size: int,
+    advantages: Any,
 ) -> UnitResult:
     """Score, on the driver, a unit its sampler left unscored: the rewards, advantages and per-sample
     `info` that `score_groups` gives in one process, from the report's texts and token ids.
@@ -145,13 +163,18 @@ def score_report(
     >>> from dashrl.rewards.funcs import Scored
     >>> rep = UnitResult(0, 0, [0.0] * 2, [0.0] * 2, [1, 1], ["stop"] * 2, 0.0, 0.0,
     ...                  infos=[{"text": t, "prompt_ids": [1], "token_ids": [2]} for t in ("a", "b")])
-    >>> score_report(rep, [Example(id="1", problem="p")], lambda e, c: Scored([float(x.text == "a") for x in c], {}), 2, True).advantages
+    >>> grade = lambda e, c: Scored([float(x.text == "a") for x in c], {})
+    >>> score_report(rep, [Example(id="1", problem="p")], grade, 2, True).advantages
     [0.7070068120956421, -0.7070068120956421]
     """
     t0 = time.perf_counter()
-    completions = [Completion(info["token_ids"], info["text"], [], f) for info, f in zip(report.infos, report.finish_reasons)]
+    completions = [
+        Completion(info["token_ids"], info["text"], [], f) for info, f in zip(report.infos, report.finish_reasons)
+    ]
     prompts = [info["prompt_ids"] for info in report.infos]
-    samples = score_groups(examples, prompts, completions, grade, group_size, advantages, report.first_group, report.version)
+    samples = score_groups(
+        examples, prompts, completions, grade, group_size, advantages, report.first_group, report.version
+    )
     report.rewards = [s.reward for s in samples]
     report.advantages = [s.advantage for s in samples]
     report.infos = [s.info for s in samples]
@@ -169,9 +192,13 @@ def check_deliveries(step: int, deliveries: Sequence[Delivery], expected: dict[i
             seen[g] = 1
     want = {g for g, n in expected.items() if n}
     if set(seen) != want:
-        raise RuntimeError(f"step {step}: groups lost {sorted(want - set(seen))}, unexpected {sorted(set(seen) - want)}")
+        raise RuntimeError(
+            f"step {step}: groups lost {sorted(want - set(seen))}, unexpected {sorted(set(seen) - want)}"
+        )
     if sum(d.samples for d in deliveries) != sum(expected.values()):
-        raise RuntimeError(f"step {step}: {sum(d.samples for d in deliveries)} samples delivered, {sum(expected.values())} kept")
+        raise RuntimeError(
+            f"step {step}: {sum(d.samples for d in deliveries)} samples delivered, {sum(expected.values())} kept"
+        )
 
 
 @dataclass

@@ -1,8 +1,8 @@
-"""Two runs at once against one alone, on dashrl's own work: `python -m dashrl.bench_shared`.
+"""Two runs at once against one alone, on dashrl's own work: `python -m dashrl.bench.shared`.
 
-    python -m dashrl.bench_shared                                   # the quickstart's model and task
-    python -m dashrl.bench_shared --policies today,dashrl --repeats 3 --out shared
-    python -m dashrl.bench_shared --model.name runs/x/checkpoints/step-000030 --sampler.max_new_tokens 128
+    python -m dashrl.bench.shared                                   # the quickstart's model and task
+    python -m dashrl.bench.shared --policies today,dashrl --repeats 3 --out shared
+    python -m dashrl.bench.shared --model.name runs/x/checkpoints/step-000030 --sampler.max_new_tokens 128
 
 For each OpenMP policy it starts one worker alone, then two at once; each worker loads the model,
 then times `--repeats` sampling rollouts (one step's M x G samples) and as many backprop passes
@@ -13,7 +13,7 @@ once (both workers), and the ratio; a fair share of a machine between two runs i
 
 Policies: `today` (libgomp's default spin, GOMP_SPINCOUNT=300000), `passive`
 (OMP_WAIT_POLICY=PASSIVE), `spinN` (GOMP_SPINCOUNT=N), and `dashrl` (nothing set: each worker's
-`dashrl.openmp.apply` chooses, as a run does). Every worker runs with torch's default thread
+`dashrl.runtime.openmp.apply` chooses, as a run does). Every worker runs with torch's default thread
 count unless `--threads` is given. Writes shared.md and shared.json to `--out`. Imports only the
 standard library until a worker runs.
 """
@@ -77,7 +77,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 def worker(args: argparse.Namespace) -> int:
     """One run's work: load, warm up until `--go` exists, then time the phases; JSON on stdout."""
-    from dashrl import openmp
+    from dashrl.runtime import openmp
 
     choice = openmp.apply()
     from dataclasses import replace
@@ -126,7 +126,7 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def _start(args: argparse.Namespace, env: dict[str, str], ready: Path, go: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "dashrl.bench_shared", "--worker", "--ready", str(ready), "--go", str(go),
+    cmd = [sys.executable, "-m", "dashrl.bench.shared", "--worker", "--ready", str(ready), "--go", str(go),
            "--repeats", str(args.repeats), "--threads", str(args.threads),
            *(["--config", args.config] if args.config else []), *args.overrides]  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
@@ -198,7 +198,7 @@ def measure(args: argparse.Namespace, policy: str, tmp: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m dashrl.bench_shared", description="two runs at once against one alone, per OpenMP policy"
+        prog="python -m dashrl.bench.shared", description="two runs at once against one alone, per OpenMP policy"
     )
     p.add_argument(
         "--policies", default="today,passive,spin10000,dashrl", help="comma-separated: today, passive, dashrl, spinN"
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     text = f"{header}\n\n{table(results)}\n"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from dashrl.io import atomic_write_text
+    from dashrl.runtime.io import atomic_write_text
 
     atomic_write_text(out / "shared.md", text)
     atomic_write_text(out / "shared.json", json.dumps({"workload": header, "results": results}, indent=1))

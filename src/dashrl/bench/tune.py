@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from dashrl.models import load_model
     from dashrl.rollout.samples import full_norm
-    from dashrl.io import atomic_write_text
+    from dashrl.runtime.io import atomic_write_text
     from dashrl.train.trainer import Trainer
 
     model, tok = load_model(cfg.model.name, attn=cfg.model.attn)

@@ -3,15 +3,15 @@
 `dashrl.train.loop.train` runs every schedule against a `RolloutSource` and a `Learner`
 (`dashrl.train.schedules`). With `--dist.samplers H --dist.trainers H'` those are:
 
-- `RaySource`: one sampling call cuts its prompts into units (`dashrl.dist.units`) and
+- `RaySource`: one sampling call cuts its prompts into units (`dashrl.distributed.units`) and
   hands them round-robin to the H sampler actors at once (the paper's preemptive sampling
   of the whole batch). Each unit comes back as a small report (texts, token ids,
   lengths) plus one object per group that stays in the Ray object store. The driver
   scores each report as it arrives, while the samplers go on with the other units: the
   reward functions run in the driver process, as in one process, so a function may hold
   state (a client, a cache, a judge model loaded once), need not pickle, and a fault
-  stops the run in one line. The driver holds `SampleRef`s, so the schedule filters and normalises on the driver, before any
-  forward pass, without the tokens.
+  stops the run in one line. The driver holds `SampleRef`s, so the schedule filters and
+  normalises on the driver, before any forward pass, without the tokens.
 - `RayLearner`: `backprop` packs the kept samples into whole-group deliveries, fills the
   rollout store and has every trainer backprop its share; `optimizer_step` all-reduces
   the gradients and steps every trainer alike; `sync` has rank 0 publish its weights as
@@ -56,9 +56,9 @@ from typing import Any, Iterator, Sequence
 
 from dashrl.algo import Norm
 from dashrl.config import Config
-from dashrl.dist.actors import SamplerWorker, TrainerWorker, weights_from_numpy
-from dashrl.dist.store import Delivery, RolloutStore
-from dashrl.dist.units import TrainReport, UnitResult, check_deliveries, pack_groups, plan_units, score_report
+from dashrl.distributed.actors import SamplerWorker, TrainerWorker, weights_from_numpy
+from dashrl.distributed.store import Delivery, RolloutStore
+from dashrl.distributed.units import TrainReport, UnitResult, check_deliveries, pack_groups, plan_units, score_report
 from dashrl.rollout.samples import Rollouts, Sample, SampleRef, rollout_metrics
 
 MAX_UNIT_RETRIES = 3
@@ -67,23 +67,26 @@ AHEAD_KEY = "dist_ahead"  # in the learner's checkpoint state: batches sampled a
 
 
 def _log(msg: str) -> None:
-    print(f"[dashrl.dist] {msg}", file=sys.stderr, flush=True)
+    print(f"[dashrl.distributed] {msg}", file=sys.stderr, flush=True)
 
 
 def connect(cfg: Config) -> bool:
     """Join `dist.address`, or start a local cluster sized for the actors; True if this call
     connected (then `ray.shutdown()` at the end stops a local cluster, or only disconnects).
     Workers get this process's PYTHONPATH, so they import the same dashrl, and its OpenMP
-    settings (`dashrl.openmp`), chosen before their torch loads."""
+    settings (`dashrl.runtime.openmp`), chosen before their torch loads."""
     import ray
 
     d = cfg.dist
     if ray.is_initialized():  # the caller's cluster (tests): theirs to shut down
         return False
-    from dashrl import openmp
+    from dashrl.runtime import openmp
 
     paths = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env_vars = {**({"PYTHONPATH": os.pathsep.join(paths)} if paths else {}), **openmp.inherited()}  # the driver's OpenMP choice
+    env_vars = {
+        **({"PYTHONPATH": os.pathsep.join(paths)} if paths else {}),
+        **openmp.inherited(),
+    }  # the driver's OpenMP choice
     env = {"env_vars": env_vars} if env_vars else None
     if d.address:
         ray.init(address=d.address, log_to_driver=False, runtime_env=env)
@@ -106,7 +109,9 @@ class Cluster:
         self.weights_ref: Any = None  # newest published weights (numpy arrays), None = the initial ones
         self.state_ref: Any = None  # rank 0's trainer state of the same step
         self.version = 0  # optimizer steps of the newest weights
-        self.ahead: dict[tuple[int, int, int], Any] = {}  # sampling calls started early (dist.overlap): _Job or _Sampled
+        self.ahead: dict[
+            tuple[int, int, int], Any
+        ] = {}  # sampling calls started early (dist.overlap): _Job or _Sampled
         self._sampler_cls = ray.remote(SamplerWorker).options(num_cpus=d.cpus_per_sampler, num_gpus=d.gpus_per_sampler)
         self._trainer_cls = ray.remote(TrainerWorker).options(num_cpus=d.cpus_per_trainer, num_gpus=d.gpus_per_trainer)
         self.samplers = [self._new_sampler(i) for i in range(d.samplers)]
@@ -137,7 +142,16 @@ class Cluster:
         for t in self.trainers:
             ray.kill(t, no_restart=True)
         self.trainers = [
-            self._trainer_cls.remote(self.cfg, self.make_learner, self.model_ref, self.tokenizer, self.task, self.optimizer_steps, r, d.trainers)
+            self._trainer_cls.remote(
+                self.cfg,
+                self.make_learner,
+                self.model_ref,
+                self.tokenizer,
+                self.task,
+                self.optimizer_steps,
+                r,
+                d.trainers,
+            )
             for r in range(d.trainers)
         ]
         backend = d.backend if d.backend != "auto" else ("nccl" if d.gpus_per_trainer > 0 else "gloo")
@@ -182,9 +196,13 @@ class RaySource:
         """Sample on the actors exactly what `Trainer.rollout(examples, seed, first_group)` samples
         (with the weights the samplers held when the call was submitted: see `ahead`)."""
         t0 = time.perf_counter()
-        job = self.cl.ahead.pop((seed, first_group, len(examples)), None) or _Job(self.cl, list(examples), seed, first_group)
+        job = self.cl.ahead.pop((seed, first_group, len(examples)), None) or _Job(
+            self.cl, list(examples), seed, first_group
+        )
         ro = job.collect(t0)
-        ro.metrics["dist/staleness_mean"] = sum(self.cl.version - s.version for s in ro.samples) / max(len(ro.samples), 1)
+        ro.metrics["dist/staleness_mean"] = sum(self.cl.version - s.version for s in ro.samples) / max(
+            len(ro.samples), 1
+        )
         return ro
 
     def ahead(self, step: int) -> None:
@@ -205,7 +223,10 @@ class RaySource:
         into the object store as a group of one, which the trainers fetch like a sampled group."""
         import ray
 
-        return [SampleRef(s.group, 0, s.reward, s.advantage, s.num_tokens, s.finish_reason, ray.put([s]), s.version) for s in samples]
+        return [
+            SampleRef(s.group, 0, s.reward, s.advantage, s.num_tokens, s.finish_reason, ray.put([s]), s.version)
+            for s in samples
+        ]
 
     def eval_sampler(self) -> Any:
         """A sampler on the driver's policy, loaded with the newest weights."""
@@ -214,7 +235,12 @@ class RaySource:
         p = self.policy
         self.cl.pull(p)
         if self._eval_sampler is None:
-            self._eval_sampler = make_sampler(self.cfg.sampler.backend, model=p.sampler_model(), tokenizer=self.cl.tokenizer, dtype=self.cfg.model.dtype)
+            self._eval_sampler = make_sampler(
+                self.cfg.sampler.backend,
+                model=p.sampler_model(),
+                tokenizer=self.cl.tokenizer,
+                dtype=self.cfg.model.dtype,
+            )
         self._eval_sampler.load_weights(p.sampler_weights())
         return self._eval_sampler
 
@@ -229,7 +255,9 @@ class _Job:
         self.tries: dict[int, int] = {}
         self.result: Rollouts | None = None
         for unit in plan_units(len(examples), self.G, cl.cfg.sampler.batch_size):
-            self.submit(unit, unit.index % len(self.cl.samplers))  # deterministic split; the samples do not depend on it
+            self.submit(
+                unit, unit.index % len(self.cl.samplers)
+            )  # deterministic split; the samples do not depend on it
 
     def submit(self, unit: Any, i: int) -> None:
         actor = self.cl.samplers[i]
@@ -259,7 +287,9 @@ class _Job:
             except ray.exceptions.RayActorError as e:
                 self.tries[unit.index] = self.tries.get(unit.index, 0) + 1
                 if self.tries[unit.index] > MAX_UNIT_RETRIES:
-                    raise RuntimeError(f"unit {unit.index} killed {MAX_UNIT_RETRIES + 1} sampler actors; last error: {e}") from None
+                    raise RuntimeError(
+                        f"unit {unit.index} killed {MAX_UNIT_RETRIES + 1} sampler actors; last error: {e}"
+                    ) from None
                 if cl.samplers[i] is actor:  # first failure seen from this actor: replace it
                     restarts += 1
                     _log(f"sampler {i} died while sampling; restarting it and sampling its units again")
@@ -273,7 +303,11 @@ class _Job:
         samples = [s for rep, refs in reports for s in rep.refs(refs, self.G)]
         # Scoring runs in the driver, as each unit arrives, while the samplers work on the rest.
         scoring_s = sum(rep.scoring_s for rep, _ in reports)
-        metrics: dict[str, float] = {**rollout_metrics(samples), "time/sampling_s": time.perf_counter() - t0 - scoring_s, "time/scoring_s": scoring_s}
+        metrics: dict[str, float] = {
+            **rollout_metrics(samples),
+            "time/sampling_s": time.perf_counter() - t0 - scoring_s,
+            "time/scoring_s": scoring_s,
+        }
         metrics["dist/sampler_restarts"] = restarts
         for i in range(H):
             mine = [rep for rep, _ in reports if rep.worker == i]
@@ -308,7 +342,11 @@ def export_ahead(cl: Cluster) -> list[dict[str, Any]]:
         out.append({
             "key": list(key),
             "metrics": {k: float(v) for k, v in ro.metrics.items()},
-            "refs": [[s.group, s.index, float(s.reward), float(s.advantage), int(s.num_tokens), str(s.finish_reason), int(s.version)] for s in ro.samples],
+            "refs": [
+                [s.group, s.index, float(s.reward), float(s.advantage), int(s.num_tokens), str(s.finish_reason),
+                 int(s.version)]
+                for s in ro.samples
+            ],
             "groups": [[g, [_plain(x) for x in members]] for g, members in zip(refs, groups)],
         })  # fmt: skip
         cl.ahead[key] = _Sampled(ro)
@@ -361,7 +399,9 @@ class RayLearner:
     def optimizer_step(self, nonfinite: bool) -> dict[str, Any]:
         import ray
 
-        outs = self._with_restarts(lambda: self._wait([t.optimizer_step.remote(nonfinite) for t in self.cl.trainers]), replay_pending=True)
+        outs = self._with_restarts(
+            lambda: self._wait([t.optimizer_step.remote(nonfinite) for t in self.cl.trainers]), replay_pending=True
+        )
         self._pending, self._mark = [], len(self.deliveries)
         opt = dict(outs[0])
         for r, o in enumerate(outs):
@@ -399,7 +439,7 @@ class RayLearner:
         pulls the newest weights into `self.policy`, which the checkpoint saves."""
         import ray
 
-        from dashrl.dist.actors import state_from_numpy
+        from dashrl.distributed.actors import state_from_numpy
 
         self.cl.pull(self.policy)
         if self.cl.state_ref is None:
@@ -413,12 +453,15 @@ class RayLearner:
         """Give every trainer `self.policy`'s weights (the loop loaded the checkpoint into it) and `state`."""
         import ray
 
-        from dashrl.dist.actors import state_to_numpy, weights_to_numpy
+        from dashrl.distributed.actors import state_to_numpy, weights_to_numpy
 
         cl = self.cl
         state = dict(state)
         import_ahead(cl, state.pop(AHEAD_KEY, []))
-        cl.weights_ref, cl.state_ref = ray.put(weights_to_numpy(self.policy.state_dict())), ray.put(state_to_numpy(state))
+        cl.weights_ref, cl.state_ref = (
+            ray.put(weights_to_numpy(self.policy.state_dict())),
+            ray.put(state_to_numpy(state)),
+        )
         cl.version = int(state["scheduler"]["last_epoch"])
         ray.get([t.restore.remote(cl.weights_ref, cl.state_ref) for t in cl.trainers])
 
@@ -455,8 +498,13 @@ class RayLearner:
             ready, remaining = ray.wait(remaining, num_returns=1)
             try:
                 out[rank_of[ready[0]]] = ray.get(ready[0])
-            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:  # dead, or an all-reduce broken by a dead peer
-                raise TrainerDied(f"trainer actor {rank_of[ready[0]]}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            except (
+                ray.exceptions.RayActorError,
+                ray.exceptions.RayTaskError,
+            ) as e:  # dead, or an all-reduce broken by a dead peer
+                raise TrainerDied(
+                    f"trainer actor {rank_of[ready[0]]}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                ) from None
         return [out[r] for r in range(len(refs))]
 
     def _with_restarts(self, call: Any, replay_pending: bool) -> Any:
@@ -468,7 +516,9 @@ class RayLearner:
                 return call()
             except TrainerDied as e:
                 if attempt == MAX_TRAINER_RESTARTS:
-                    raise RuntimeError(f"{e}; gave up after {MAX_TRAINER_RESTARTS} trainer group rebuilds in one call") from None
+                    raise RuntimeError(
+                        f"{e}; gave up after {MAX_TRAINER_RESTARTS} trainer group rebuilds in one call"
+                    ) from None
                 self.trainer_restarts += 1
                 _log(f"{e}; rebuilding the trainer group from step {self.cl.version} and running the step again")
                 self.cl.start_trainers()
@@ -498,7 +548,9 @@ class RayLearner:
 
 
 @contextlib.contextmanager
-def ray_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, make_learner: Any) -> Iterator[tuple[RaySource, RayLearner]]:
+def ray_backend(
+    cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, make_learner: Any
+) -> Iterator[tuple[RaySource, RayLearner]]:
     """Connect to (or start) Ray, start the actors, each trainer actor around
     `make_learner(cfg, model, tokenizer, optimizer_steps, task=task)`; yields `(source,
     learner)`. On the way out the driver's `model` (through its policy) gets the newest

@@ -1,12 +1,12 @@
 """Memory of a trainer actor, replicated (`--dist.shard none`) against sharded (`full`).
 
-    python -m dashrl.dist.shardmem                       # 135m: measured, 2 trainers
-    python -m dashrl.dist.shardmem --size 0.5b --exact   # 0.5b: state bytes only, no memory used
-    python -m dashrl.dist.shardmem --size 0.5b --arms full --trainers 4
+    python -m dashrl.bench.shardmem                       # 135m: measured, 2 trainers
+    python -m dashrl.bench.shardmem --size 0.5b --exact   # 0.5b: state bytes only, no memory used
+    python -m dashrl.bench.shardmem --size 0.5b --arms full --trainers 4
 
 Models are built from a config with random weights (no download): `135m` has the default
 model's shape (SmolLM2-135M), `0.5b` Qwen2.5-0.5B's (as a Llama, tied head; see
-`dashrl.dist.syncbench`). Each arm starts `--trainers` processes in one gloo group, as the
+`dashrl.bench.sync`). Each arm starts `--trainers` processes in one gloo group, as the
 trainer actors do; each builds the model, wraps it as the trainer does (`dashrl.policy.Policy`,
 sharded or not), runs one forward and backward of a small batch through the trainer's logprob
 pass and takes one AdamW step (gradients all-reduced, or reduce-scattered by FSDP). Then
@@ -52,8 +52,8 @@ def _worker(rank: int, world: int, port: int, size: str, arm: str, exact: bool, 
     import torch
     import torch.distributed as dist
 
-    from dashrl.dist.actors import allreduce_grads
-    from dashrl.dist.syncbench import SIZES
+    from dashrl.distributed.actors import allreduce_grads
+    from dashrl.bench.sync import SIZES
     from dashrl.policy import Policy, decoder_states
 
     torch.set_num_threads(1)
@@ -95,7 +95,7 @@ def measure(size: str, arm: str, world: int, exact: bool) -> list[dict[str, Any]
     """One arm: `world` processes; their rows in rank order."""
     import torch.multiprocessing as mp
 
-    from dashrl.dist.actors import free_port
+    from dashrl.distributed.actors import free_port
 
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
@@ -112,13 +112,17 @@ def measure(size: str, arm: str, world: int, exact: bool) -> list[dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> None:
-    from dashrl.dist.syncbench import SIZES
+    from dashrl.bench.sync import SIZES
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", choices=sorted(SIZES), default="135m")
     ap.add_argument("--trainers", type=int, default=2)
-    ap.add_argument("--arms", default="none,full", help="comma-separated, from none,full (0.5b replicated needs ~9 GiB per trainer)")
-    ap.add_argument("--exact", action="store_true", help="state bytes only, models on the meta device (no memory, no timing)")
+    ap.add_argument(
+        "--arms", default="none,full", help="comma-separated, from none,full (0.5b replicated needs ~9 GiB per trainer)"
+    )
+    ap.add_argument(
+        "--exact", action="store_true", help="state bytes only, models on the meta device (no memory, no timing)"
+    )
     args = ap.parse_args(argv)
     if args.trainers < 2:
         ap.error("--trainers: expected >= 2 (sharding over one trainer shards nothing)")
@@ -127,14 +131,27 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--arms: expected a comma-separated list from {', '.join(ARMS)}, got {args.arms!r}")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     gib = 2**30
-    print(f"trainer memory, {args.size}, {args.trainers} trainers, fp32 weights and AdamW, {os.cpu_count()} cores on this node")
+    print(
+        f"trainer memory, {args.size}, {args.trainers} trainers, fp32 weights and AdamW, "
+        f"{os.cpu_count()} cores on this node"
+    )
     head = f"{'shard':<6} {'rank':>4} {'params GiB':>11} {'grads GiB':>10} {'adam GiB':>9} {'state GiB':>10}"
     print(head + ("" if args.exact else f" {'peak RSS GiB':>13} {'+publish':>9} {'gather s':>9}"))
     for arm in arms:
         for r in measure(args.size, arm, args.trainers, args.exact):
             state = r["params"] + r["grads"] + r["adam"]
-            line = f"{arm:<6} {r['rank']:>4} {r['params'] / gib:>11.3f} {r['grads'] / gib:>10.3f} {r['adam'] / gib:>9.3f} {state / gib:>10.3f}"
-            print(line + ("" if args.exact else f" {r['rss'] / gib:>13.2f} {r['rss_publish'] / gib:>9.2f} {r['gather_s']:>9.3f}"))
+            line = (
+                f"{arm:<6} {r['rank']:>4} {r['params'] / gib:>11.3f} {r['grads'] / gib:>10.3f} "
+                f"{r['adam'] / gib:>9.3f} {state / gib:>10.3f}"
+            )
+            print(
+                line
+                + (
+                    ""
+                    if args.exact
+                    else f" {r['rss'] / gib:>13.2f} {r['rss_publish'] / gib:>9.2f} {r['gather_s']:>9.3f}"
+                )
+            )
 
 
 if __name__ == "__main__":
