@@ -10,13 +10,19 @@ first math grading, and the sandbox starts processes only when code is graded.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 from dashrl.rewards.code import code_reward, code_rewards, extract_code
 from dashrl.rewards.math_grading import extract_answer, math_equal, math_reward
 
-if TYPE_CHECKING:  # pragma: no cover
-    from dashrl.data import Example
+
+class Example(Protocol):
+    """What grading reads of a problem (`dashrl.data.Example` has it): rewards sit below the data
+    layer, so they name the fields they need instead of importing the record."""
+
+    answer: str | None
+    kind: str
+    tests: str | None
 
 
 def _math(example: "Example", completion: str) -> float:
