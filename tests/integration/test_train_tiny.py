@@ -234,9 +234,29 @@ def test_evaluation_inside_training_joins_the_metrics(tmp_path, tiny_lm):
         assert 0.0 <= r["eval/gsm8k/accuracy"] <= 1.0 and 1 <= r["eval/gsm8k/mean_tokens"] <= 4
 
 
-def test_gradient_checkpointing_trains(tmp_path, tiny_lm):
-    model, tok = tiny_lm
-    res = train(
-        config(tmp_path, model={"gradient_checkpointing": True}, train={"steps": 1}), model, tok, task=letter_task()
-    )
-    assert res.rows[0].get("skipped") is None and res.rows[0]["grad_norm"] > 0
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_gradient_checkpointing_gives_the_unchecked_gradient(tmp_path, dtype):
+    """Checkpointed blocks recompute their activations in backward: the same gradient, so the same
+    step, as the plain pass (both runs take the plain per-sample pass, which checkpointing forces)."""
+    from conftest import make_tiny_model, make_tokenizer
+
+    runs = []
+    for gc in (False, True):
+        tok = make_tokenizer()
+        model = make_tiny_model(len(tok))
+        cfg = config(
+            tmp_path / str(gc),
+            model={"gradient_checkpointing": gc, "dtype": dtype},
+            train={"steps": 1, "packed": False, "share_prompts": False},
+        )
+        res = train(cfg, model, tok, task=letter_task())
+        runs.append((res.rows[0], {k: v.detach().clone() for k, v in res.trainer.policy.module.state_dict().items()}))
+    (plain, w_plain), (checked, w_checked) = runs
+    assert plain.get("skipped") is None and plain["grad_norm"] > 0
+    assert checked["grad_norm"] == pytest.approx(plain["grad_norm"], rel=1e-5)
+    assert checked["loss"] == pytest.approx(plain["loss"], rel=1e-5, abs=1e-7)
+    start = make_tiny_model(len(make_tokenizer())).state_dict()
+    moved = [k for k in w_plain if not torch.equal(w_plain[k], start[k])]
+    assert moved  # the step changed weights, and changed them alike
+    for k in w_plain:
+        torch.testing.assert_close(w_checked[k], w_plain[k], rtol=1e-5, atol=1e-6, msg=k)
