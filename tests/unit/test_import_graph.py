@@ -24,7 +24,7 @@ SRC = Path(dashrl.__file__).parent
 # torch-free registries it validates names against (`algo.registry`, `data`, `rollout`).
 LAYERS: list[set[str]] = [
     {"dashrl", "runtime", "totals", "stats"},  # standard library only (runtime: OpenMP, kernels, io, hardware)
-    {"models", "rewards", "algo"},  # a model and its tokenizer; reward functions and the sandbox; pure math
+    {"models", "rewards", "algo", "select"},  # a model, its tokenizer; rewards and the sandbox; pure math; selectors
     {"policy", "data"},  # the weights a step trains and samples with; tasks, prompts, datasets
     {"rollout"},  # samplers: token ids in, token ids and logprobs out
     {"config"},  # typed sections, validated against the registries below
