@@ -164,8 +164,8 @@ class SamplerConfig:
 @dataclass(frozen=True)
 class AlgoConfig:
     name: str = "dash"
-    """Algorithm: `dash` (the paper's method) or another name registered in `dashrl.algo.registry`
-    (docs/algorithms.md describes each; a wrong name prints them all)."""
+    """Algorithm: `dash` (the paper's method) or another registered in `dashrl.algo.registry`
+    (docs/algorithms.md describes each)."""
     schedule: str = ""
     """Former name of `algo.name`, still accepted (with a one-line note); set to the name it resolves."""
     prompts_per_step: int = 8
@@ -174,7 +174,9 @@ class AlgoConfig:
     group_size: int = 8
     """G: completions per prompt."""
     loss: str = ""
-    """Policy loss (dashrl.algo.LOSSES): empty = the algorithm's (`pg` for dash)."""
+    """Policy loss: a registered name, or your own class as `path/to/file.py:Class` or `module:Class`,
+    built with the algo fields its constructor names and called on a `LossInputs` (docs/algorithms.md,
+    "Your own loss"); a file is stored as its absolute path. Empty = the algorithm's (`pg` for dash)."""
     clip_eps: float = -1.0
     """PPO clip range epsilon (DAPO's epsilon_low); negative = the algorithm's: 0.2, gspo 3e-4."""
     epsilon_high: float = -1.0
@@ -184,7 +186,7 @@ class AlgoConfig:
     """KL coefficient to a frozen reference model; the reference loads only when > 0.
     Negative = the algorithm's default: 0.04 for grpo (TRL's default then), 0 otherwise."""
     kl_estimator: str = "k3"
-    """KL estimator: `k1` (log ratio) or `k3` (Schulman's unbiased, non-negative)."""
+    """KL estimator: k1 is the log ratio, k3 Schulman's unbiased, non-negative one."""
     filter_threshold: float = 0.01
     """Gradient filtering: drop samples with |advantage| <= this before any forward pass.
     Negative disables filtering (No-GF). Every algorithm but grpo applies it."""
@@ -192,7 +194,7 @@ class AlgoConfig:
     """Divide group-centred rewards by the group std (GRPO); False = Dr.GRPO's mean-only
     (what `--algo.name dr_grpo` sets, with the constant aggregation)."""
     aggregation: str = ""
-    """Token aggregation (dashrl.algo.AGGREGATIONS): token-mean, seq-mean, or constant (Dr.GRPO);
+    """Token aggregation: how per-token terms become the loss (constant is Dr.GRPO's normaliser);
     empty = the algorithm's (constant for dr_grpo, token-mean otherwise)."""
     ppo_k: int = 2
     """K for ppo_multi (passes) and ppo_mini (mini-batches)."""
@@ -213,8 +215,27 @@ class AlgoConfig:
     """With dynamic sampling: the most sampling rounds a step makes; a step that still has fewer
     than M informative groups trains on those it has, and its row says `dynamic/cap_hit`."""
 
+    @staticmethod
+    def choices() -> dict[str, tuple[str, ...]]:
+        """The names each choice field takes, read from the registry: validation and the help
+        (`dashrl config --show algo`, the docs site) both use this, so a new entry shows in both.
+
+        >>> AlgoConfig.choices()["kl_estimator"]
+        ('k1', 'k3')
+        """
+        from dashrl.algo.registry import AGGREGATIONS, KL_ESTIMATORS, LOSS_PATHS, LOSSES, NAMES
+
+        return {
+            "name": NAMES,
+            "loss": (*LOSSES, *LOSS_PATHS),
+            "kl_estimator": KL_ESTIMATORS,
+            "aggregation": AGGREGATIONS,
+        }
+
     def __post_init__(self) -> None:
-        from dashrl.algo.registry import ALGORITHMS, NAMES, get
+        from dashrl.algo.registry import ALGORITHMS, get
+
+        choices = self.choices()
 
         if self.schedule and self.schedule != self.name:  # the former flag: an alias of name
             _check(
@@ -222,10 +243,10 @@ class AlgoConfig:
                 "algo.schedule",
                 f"is the former name of algo.name; give one of them (got {self.schedule!r} and {self.name!r})",
             )
-            _choice("algo.schedule", self.schedule, NAMES)
+            _choice("algo.schedule", self.schedule, choices["name"])
             print(f"[dashrl] note: algo.schedule is now algo.name (--algo.name {self.schedule})", file=sys.stderr)
             object.__setattr__(self, "name", self.schedule)
-        _choice("algo.name", self.name, NAMES)
+        _choice("algo.name", self.name, choices["name"])
         object.__setattr__(self, "schedule", self.name)
         spec = get(self.name)
         _at_least("algo.prompts_per_step", self.prompts_per_step, 1)
@@ -235,9 +256,7 @@ class AlgoConfig:
             f"expected >= 2 (advantages compare samples in a group), got {self.group_size}",
         )
         if self.loss:  # empty = the algorithm's default, resolved below
-            from dashrl.algo.registry import LOSS_NAMES
-
-            _choice("algo.loss", self.loss, LOSS_NAMES)
+            self._check_loss(choices["loss"])
         if spec.supervised or self.loss == "sft":
             _check(spec.supervised, "algo.loss", f"the sft loss goes with --algo.name sft, not {self.name!r}")
             _check(
@@ -250,9 +269,9 @@ class AlgoConfig:
             )
         _check(self.clip_eps != 0, "algo.clip_eps", f"expected > 0, got {self.clip_eps}")
         _check(self.epsilon_high != 0, "algo.epsilon_high", f"expected > 0, got {self.epsilon_high}")
-        _choice("algo.kl_estimator", self.kl_estimator, ("k1", "k3"))
+        _choice("algo.kl_estimator", self.kl_estimator, choices["kl_estimator"])
         if self.aggregation:
-            _choice("algo.aggregation", self.aggregation, ("token-mean", "seq-mean", "constant"))
+            _choice("algo.aggregation", self.aggregation, choices["aggregation"])
         _at_least("algo.ppo_k", self.ppo_k, 1)
         _at_least("algo.overlong_penalty", self.overlong_penalty, 0)
         _at_least("algo.oversample", self.oversample, 1)
@@ -284,6 +303,24 @@ class AlgoConfig:
         )
         for key, value in resolved.items():
             object.__setattr__(self, key, value)
+
+    def _check_loss(self, options: tuple[str, ...]) -> None:
+        """A registered name, or a user's loss path checked without importing it (a file made absolute)."""
+        from dashrl.algo.registry import is_path, loss_path
+
+        if not is_path(self.loss):
+            _choice("algo.loss", self.loss, options)
+            return
+        try:
+            object.__setattr__(self, "loss", loss_path(self.loss))
+        except ValueError as e:
+            raise ConfigError(f"config algo.loss: {e}") from None
+
+    @property
+    def hparams(self) -> dict:
+        """The fields a loss's constructor may name (`dashrl.algo.losses.make_loss`): all but the
+        ones that pick the algorithm and its loss."""
+        return {k: v for k, v in vars(self).items() if k not in ("name", "schedule", "loss")}
 
     @property
     def samples_per_step(self) -> int:
@@ -583,7 +620,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        from dashrl.algo.registry import RATIO_LOSSES, get
+        from dashrl.algo.registry import LOSSES, is_path, get
 
         spec = get(self.algo.name)
         n = self.algo.samples_per_step
@@ -603,10 +640,11 @@ class Config:
                 d,
                 "dynamic sampling decides a step's rounds from its own samples; it does not sample ahead",
             )
+            ratio = [name for name, loss in LOSSES.items() if loss.ratio]
             _check(
-                self.algo.loss in RATIO_LOSSES,
+                is_path(self.algo.loss) or LOSSES[self.algo.loss].ratio,  # a user's loss reads old_logprobs itself
                 d,
-                f"samples drawn ahead are off-policy: needs a ratio loss, --algo.loss {' or '.join(RATIO_LOSSES)} (got "
+                f"samples drawn ahead are off-policy: needs a ratio loss, --algo.loss {' or '.join(ratio)} (got "
                 f"{self.algo.loss!r})",
             )
         if self.dist.shard == "full":
