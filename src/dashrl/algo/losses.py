@@ -127,15 +127,14 @@ def loss_class(name: str) -> type:
         raise ValueError(f"unknown loss {name!r}; valid: {', '.join([*LOSSES, *LOSS_PATHS])}")
     from dashrl.rewards.funcs import RewardError, load_reward_fn  # one loader for user code, files and modules
 
+    expected = "expected a class (built with algo fields, called on a LossInputs)"
     try:
         obj = load_reward_fn(name)
-    except RewardError as e:
-        raise ValueError(f"algo.loss {name!r}: {str(e).removeprefix(f'reward function {name!r}: ')}") from None
+    except RewardError as e:  # its message names a reward function: say what algo.loss expects instead
+        reason = str(e).removeprefix(f"reward function {name!r}: ").replace("not a function", expected)
+        raise ValueError(f"algo.loss {name!r}: {reason}") from None
     if not isinstance(obj, type):
-        raise ValueError(
-            f"algo.loss {name!r}: {name.rpartition(':')[2]} is a {type(obj).__name__}, expected a class (built with "
-            "algo fields, called on a LossInputs)"
-        )
+        raise ValueError(f"algo.loss {name!r}: {name.rpartition(':')[2]!r} is a {type(obj).__name__}, {expected}")
     return obj
 
 
