@@ -1,4 +1,4 @@
-"""The registry of algorithms and the variants it adds (dapo, dr_grpo, gspo, rloo): names and
+"""The registry of algorithms and the variants it adds (dapo, dr_grpo, gspo, rloo, cispo): names and
 config, then each loss and advantage against hand-computed values or a plain loop, then the
 dynamic-sampling schedule on a fake source."""
 
@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from dashrl.algo import LossInputs, LossOutput, Norm, PPOClipLoss, make_loss
+from dashrl.algo import CISPOLoss, LossInputs, LossOutput, Norm, PPOClipLoss, make_loss
 from dashrl.algo.advantages import Advantages, advantages_of, dr_grpo_advantages
 from dashrl.algo.dapo import informative_groups, overlong_penalty, prompt_index, refill_prompts
 from dashrl.algo.gspo import GSPOLoss
@@ -188,9 +188,35 @@ def test_gspo_matches_a_loop_oracle_and_clips_whole_sequences():
     assert x.logprobs.grad.abs().sum() == 0
 
 
+def test_cispo_hand_computed_loss_and_gradient():
+    """Weights sg(clip(r, 0.8, 1.28)): e^0.5 -> 1.28, e^-0.5 -> 0.8, e^0.1 kept; row 2: 1 and e^-1 -> 0.8."""
+    lp = torch.tensor([[0.5, -0.5, 0.1], [0.0, -1.0, 0.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    x = LossInputs(lp, torch.zeros(2, 3), torch.tensor([1.0, -2.0]), mask)
+    out = CISPOLoss(clip_eps=0.2, epsilon_high=0.28)(x)
+    w = torch.tensor([[1.28, 0.8, math.exp(0.1)], [1.0, 0.8, 0.0]])
+    per_token = [-1.28 * 0.5, -0.8 * -0.5, -math.exp(0.1) * 0.1, 0.0, -0.8 * -2.0 * -1.0]  # -w A log p
+    assert out.loss.item() == pytest.approx(sum(per_token) / 5, rel=1e-6)
+    assert out.metrics["clip_frac"].item() == pytest.approx(3 / 5)
+    out.loss.backward()
+    assert torch.allclose(lp.grad, -w * torch.tensor([[1.0], [-2.0]]) / 5)  # -clip(r) A / N per token
+    # PPO-clip gives the capped token (r = e^0.5 > 1.28, A > 0) no gradient; CISPO keeps it, weighted 1.28
+    lp2 = lp.detach().clone().requires_grad_(True)
+    PPOClipLoss(clip_eps=0.2, epsilon_high=0.28)(LossInputs(lp2, x.old_logprobs, x.advantages, mask)).loss.backward()
+    assert lp2.grad[0, 0] == 0 and lp.grad[0, 0].item() == pytest.approx(-1.28 / 5)
+
+
+def test_cispo_by_name_takes_the_defaults_its_docstring_sources():
+    algo = load_config(overrides=["--algo.name", "cispo"]).algo
+    assert (algo.loss, algo.clip_eps, algo.epsilon_high, algo.aggregation) == ("cispo", 1.0, 4.0, "token-mean")
+    assert make_loss(algo.loss, **algo.hparams) == CISPOLoss(1.0, 4.0, "token-mean")  # weight in [0, 5]: TRL's cap
+    assert LOSSES["cispo"].ratio  # off-policy samples (dist.overlap) are corrected
+
+
 LOSSES_TO_SPLIT = [make_loss("pg"), make_loss("ppo_clip", epsilon_high=0.28),
                    make_loss("gspo", clip_eps=0.2, epsilon_high=0.28),
-                   make_loss("ppo_clip", aggregation="constant"), make_loss("sft")]  # fmt: skip
+                   make_loss("ppo_clip", aggregation="constant"), make_loss("sft"),
+                   make_loss("cispo", clip_eps=0.2, epsilon_high=0.28)]  # fmt: skip
 
 
 @pytest.mark.parametrize("loss_fn", LOSSES_TO_SPLIT, ids=lambda f: repr(f))

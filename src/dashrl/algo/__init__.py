@@ -19,6 +19,7 @@ _HOMES = {
     "ESTIMATORS": "registry",
     "KL_ESTIMATORS": "registry",
     "LOSSES": "registry",
+    "CISPOLoss": "cispo",
     "GSPOLoss": "gspo",
     "LossInputs": "core",
     "LossOutput": "core",

@@ -24,11 +24,11 @@ Adding an algorithm: an entry in `ALGORITHMS`, plus the file holding its new pie
 `ESTIMATORS`), plus tests.
 
 >>> sorted(ALGORITHMS)[:3]
-['dapo', 'dash', 'dr_grpo']
+['cispo', 'dapo', 'dash']
 >>> get("gpro")
 Traceback (most recent call last):
 ...
-ValueError: unknown algorithm 'gpro'; valid: dash, grpo, ppo_multi, ppo_mini, sft, dapo, dr_grpo, gspo, rloo
+ValueError: unknown algorithm 'gpro'; valid: dash, grpo, ppo_multi, ppo_mini, sft, dapo, dr_grpo, gspo, rloo, cispo
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ LOSSES: dict[str, Loss] = {
     "ppo_clip": Loss("dashrl.algo.losses:PPOClipLoss", ratio=True),
     "sft": Loss("dashrl.algo.sft:SFTLoss"),
     "gspo": Loss("dashrl.algo.gspo:GSPOLoss", ratio=True),
+    "cispo": Loss("dashrl.algo.cispo:CISPOLoss", ratio=True),
 }
 
 ESTIMATORS: dict[str, str] = {  # rewards [B, G] -> advantages [B, G]
@@ -110,6 +111,8 @@ ALGORITHMS: dict[str, Algorithm] = {
                   loss="gspo", clip_eps=3e-4, epsilon_high=4e-4),
         Algorithm("rloo", "leave-one-out baseline: each sample against the mean of the other G - 1",
                   loss="ppo_clip", advantage="rloo"),
+        Algorithm("cispo", "clipped importance-sampling weight (detached) on REINFORCE: no token loses its gradient",
+                  loss="cispo", clip_eps=1.0, epsilon_high=4.0),
     )
 }  # fmt: skip
 

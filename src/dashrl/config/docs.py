@@ -11,8 +11,8 @@ from dashrl.config.loading import _section_types, _toml_value
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """The docstrings written under each field of a config dataclass, read from its source, and for
-    a field whose names come from a registry (the class's `choices()`), those names.
+    """The docstrings written under each field of a config dataclass, read from its source, and what
+    the class's `help_notes()` adds from a registry (the names a field takes, the algorithms' defaults).
 
     >>> from dashrl.config import TrainConfig
     >>> field_docs(TrainConfig)["steps"].split(";")[0]
@@ -35,9 +35,9 @@ def field_docs(cls: type) -> dict[str, str]:
                 and isinstance(after.value.value, str)
             ):
                 docs[node.target.id] = " ".join(after.value.value.split())
-    choices = getattr(cls, "choices", None)  # names a field takes, read from a registry (AlgoConfig.choices)
-    for name, options in (choices() if callable(choices) else {}).items():
-        docs[name] = f"{docs.get(name, '')} One of: {', '.join(options)}.".strip()
+    notes = getattr(cls, "help_notes", None)  # read from a registry (AlgoConfig.help_notes)
+    for name, note in (notes() if callable(notes) else {}).items():
+        docs[name] = f"{docs.get(name, '')} {note}".strip()
     return docs
 
 

@@ -178,13 +178,13 @@ class AlgoConfig:
     built with the algo fields its constructor names and called on a `LossInputs` (docs/algorithms.md,
     "Your own loss"); a file is stored as its absolute path. Empty = the algorithm's (`pg` for dash)."""
     clip_eps: float = -1.0
-    """PPO clip range epsilon (DAPO's epsilon_low); negative = the algorithm's: 0.2, gspo 3e-4."""
+    """PPO clip range epsilon (DAPO's epsilon_low); negative = the algorithm's, 0.2 unless listed here."""
     epsilon_high: float = -1.0
     """Upper clip range (DAPO's clip-higher): the ratio is clipped to [1 - clip_eps, 1 + epsilon_high].
-    Negative = the algorithm's: 0.28 for dapo, 4e-4 for gspo, clip_eps otherwise."""
+    Negative = the algorithm's, clip_eps unless listed here."""
     beta: float = -1.0
     """KL coefficient to a frozen reference model; the reference loads only when > 0.
-    Negative = the algorithm's default: 0.04 for grpo (TRL's default then), 0 otherwise."""
+    Negative = the algorithm's, 0 unless listed here (grpo's 0.04 was TRL's default then)."""
     kl_estimator: str = "k3"
     """KL estimator: k1 is the log ratio, k3 Schulman's unbiased, non-negative one."""
     filter_threshold: float = 0.01
@@ -195,7 +195,7 @@ class AlgoConfig:
     (what `--algo.name dr_grpo` sets, with the constant aggregation)."""
     aggregation: str = ""
     """Token aggregation: how per-token terms become the loss (constant is Dr.GRPO's normaliser);
-    empty = the algorithm's (constant for dr_grpo, token-mean otherwise)."""
+    empty = the algorithm's, token-mean unless listed here."""
     ppo_k: int = 2
     """K for ppo_multi (passes) and ppo_mini (mini-batches)."""
     overlong_window: int = -1
@@ -231,6 +231,22 @@ class AlgoConfig:
             "kl_estimator": KL_ESTIMATORS,
             "aggregation": AGGREGATIONS,
         }
+
+    @classmethod
+    def help_notes(cls) -> dict[str, str]:
+        """What the help adds to a field's docstring, read from the registry (`field_docs`): the
+        names a choice field takes, and the algorithms whose entry sets a field's default.
+
+        >>> AlgoConfig.help_notes()["beta"]
+        'Algorithm defaults: grpo 0.04.'
+        """
+        from dashrl.algo.registry import ALGORITHMS
+
+        notes = {k: f"One of: {', '.join(v)}." for k, v in cls.choices().items()}
+        for key in ("clip_eps", "epsilon_high", "beta", "aggregation"):
+            given = ", ".join(f"{a.name} {getattr(a, key)}" for a in ALGORITHMS.values() if getattr(a, key))
+            notes[key] = f"Algorithm defaults: {given}."
+        return notes
 
     def __post_init__(self) -> None:
         from dashrl.algo.registry import ALGORITHMS, get
