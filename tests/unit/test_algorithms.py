@@ -33,6 +33,20 @@ def test_every_registered_part_imports():
         assert a.loss in LOSSES and a.advantage in ESTIMATORS and a.schedule in SCHEDULE_FNS, a
 
 
+def test_the_algo_modules_import_one_another_without_a_cycle():
+    """losses, gspo, sft and cispo each build on algo/core.py; none imports another, so no loop."""
+    import ast
+
+    from test_import_graph import SRC, _imports, cycles
+
+    graph = {}
+    for path in (SRC / "algo").glob("*.py"):
+        mods = [m for m, _ in _imports(ast.parse(path.read_text()).body, "dashrl")]
+        graph[path.stem] = {m.split(".")[2]: "" for m in mods if m.startswith("dashrl.algo.")}
+    assert cycles(graph) == [] and "losses" not in graph["gspo"] | graph["sft"] | graph["cispo"], graph
+    assert set(graph["registry"]) == set() and set(graph["core"]) == {"registry"}  # the bottom: no torch-side loop
+
+
 def test_the_registry_and_the_config_load_without_torch():
     code = (
         "import sys, dashrl.algo.registry, dashrl.config; "
