@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from dashrl.algo.core import LossFn, LossInputs, LossOutput, aggregate
+from dashrl.algo.core import LossFn, LossInputs, LossOutput, Norm, aggregate  # noqa: F401 (Norm: callers import it here)
 from dashrl.algo.registry import KL_ESTIMATORS, LOSS_PATHS, LOSSES, is_path, resolve
 
 
