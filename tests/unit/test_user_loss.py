@@ -49,18 +49,17 @@ def test_the_documented_example_gives_the_hand_computed_loss_and_gradient(tmp_pa
 @pytest.mark.parametrize(
     "text, spec, expected",
     [
-        (
-            None,
-            "{tmp}/missing.py:L",
-            "config algo.loss: no such file {tmp}/missing.py (expected path/to/file.py:Class)",
-        ),
-        ("def f(:\n", "{tmp}/my_loss.py:L", "config algo.loss: {tmp}/my_loss.py:1: syntax error: "),
-        ("class M: pass\n", "{tmp}/my_loss.py:L", "config algo.loss: {tmp}/my_loss.py defines no 'L' (expected the"),
-        (None, "no_such_pkg.losses:L", "config algo.loss: no module named 'no_such_pkg' (expected"),
-        (None, "my_loss.py:", "config algo.loss: expected path/to/file.py:Class or module:Class, got 'my_loss.py:'"),
+        (None, "{tmp}/missing.py:L", "config algo.loss '{tmp}/missing.py:L': no such file {tmp}/missing.py (expected "
+                                     "path/to/file.py:Class or module:Class, a loss class)"),
+        ("def f(:\n", "{tmp}/my_loss.py:L", "config algo.loss '{tmp}/my_loss.py:L': {tmp}/my_loss.py:1: "
+                                             "syntax error: "),
+        ("class M: pass\n", "{tmp}/my_loss.py:L", "config algo.loss '{tmp}/my_loss.py:L': {tmp}/my_loss.py "
+                                                  "defines no 'L'"),
+        (None, "no_such_pkg.losses:L", "config algo.loss 'no_such_pkg.losses:L': no module named 'no_such_pkg' ("),
+        (None, "my_loss.py:", "config algo.loss 'my_loss.py:': expected path/to/file.py:name or module:name"),
         (None, "clipped", f"config algo.loss: expected one of {', '.join([*LOSSES, *LOSS_PATHS])}, got 'clipped'"),
     ],
-)
+)  # fmt: skip
 def test_a_bad_path_is_one_config_line(tmp_path, text, spec, expected):
     if text is not None:
         user_file(tmp_path, text)

@@ -21,6 +21,7 @@ import torch
 
 from dashrl.algo.core import LossFn, LossInputs, LossOutput, Norm, aggregate  # noqa: F401 (Norm: callers import it here)
 from dashrl.algo.registry import KL_ESTIMATORS, LOSS_PATHS, LOSSES, is_path, resolve
+from dashrl.runtime.user_code import load  # the loader --reward.funcs uses too
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
@@ -115,7 +116,8 @@ class KLTerm:
 
 def loss_class(name: str) -> type:
     """The class `algo.loss` names: a registered loss (`LOSSES`), or a user's
-    `path/to/file.py:Class` / `module:Class`, loaded as `--reward.funcs` loads a function.
+    `path/to/file.py:Class` / `module:Class`, loaded as `--reward.funcs` loads a function
+    (`dashrl.runtime.user_code.load`).
     ValueError, one line, for an unknown name or a path that does not give a class.
 
     >>> loss_class("ppo_clip").__name__, loss_class("collections:OrderedDict").__name__
@@ -125,16 +127,12 @@ def loss_class(name: str) -> type:
         return resolve(LOSSES[name].target)
     if not is_path(name):
         raise ValueError(f"unknown loss {name!r}; valid: {', '.join([*LOSSES, *LOSS_PATHS])}")
-    from dashrl.rewards.funcs import RewardError, load_reward_fn  # one loader for user code, files and modules
-
-    expected = "expected a class (built with algo fields, called on a LossInputs)"
-    try:
-        obj = load_reward_fn(name)
-    except RewardError as e:  # its message names a reward function: say what algo.loss expects instead
-        reason = str(e).removeprefix(f"reward function {name!r}: ").replace("not a function", expected)
-        raise ValueError(f"algo.loss {name!r}: {reason}") from None
+    obj = load(name, "algo.loss")  # UserCodeError (a ValueError) names the file and what failed
     if not isinstance(obj, type):
-        raise ValueError(f"algo.loss {name!r}: {name.rpartition(':')[2]!r} is a {type(obj).__name__}, {expected}")
+        raise ValueError(
+            f"algo.loss {name!r}: {name.rpartition(':')[2]!r} is a {type(obj).__name__}, expected a class (built with "
+            "algo fields, called on a LossInputs)"
+        )
     return obj
 
 
@@ -164,5 +162,5 @@ def loss_problem(algo: Any) -> str:
     try:
         make_loss(algo.loss, **algo.hparams)
     except ValueError as e:
-        return f"config {e}" if str(e).startswith("algo.loss") else f"config algo.loss: {e}"
+        return f"config {e}"  # every message starts with algo.loss
     return ""

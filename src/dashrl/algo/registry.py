@@ -33,13 +33,12 @@ ValueError: unknown algorithm 'gpro'; valid: dash, grpo, ppo_multi, ppo_mini, sf
 
 from __future__ import annotations
 
-import ast
 import importlib
-import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from dashrl.runtime.user_code import check, split
 
 
 @dataclass(frozen=True)
@@ -149,42 +148,13 @@ LOSS_PATHS = ("path/to/file.py:Class", "module:Class")  # what algo.loss takes b
 
 
 def loss_path(spec: str) -> str:
-    """`spec` (a user's loss) checked without importing it, a file made absolute (so sampler and
-    trainer processes find it from any folder); ValueError says what is wrong. The class itself is
-    imported and built by `dashrl.algo.losses.make_loss`, before any model loads.
+    """`spec` (a user's loss) checked without running it (`dashrl.runtime.user_code.check`), a file
+    made absolute so sampler and trainer processes find it from any folder; a ValueError says what
+    is wrong. `dashrl.algo.losses.make_loss` imports and builds the class, before any model loads.
 
     >>> loss_path("os.path:basename")
     'os.path:basename'
     """
-    target, _, attr = spec.rpartition(":")
-    if not target or not attr.isidentifier():
-        raise ValueError(f"expected {' or '.join(LOSS_PATHS)}, got {spec!r}")
-    if not (target.endswith(".py") or os.sep in target):  # a module: the full import waits for torch's side
-        if importlib.util.find_spec(target.split(".")[0]) is None:
-            raise ValueError(f"no module named {target.split('.')[0]!r} (expected {' or '.join(LOSS_PATHS)})")
-        return spec
-    file = Path(target).expanduser()
-    if not file.is_file():
-        raise ValueError(f"no such file {file} (expected {LOSS_PATHS[0]})")
-    try:
-        tree = ast.parse(file.read_bytes(), str(file))
-    except (SyntaxError, ValueError) as e:
-        raise ValueError(f"{file}:{getattr(e, 'lineno', '?')}: syntax error: {getattr(e, 'msg', e)}") from None
-    names = _bound_names(tree)
-    if attr not in names and "*" not in names:
-        raise ValueError(f"{file} defines no {attr!r} (expected the loss class)")
-    return f"{file.resolve()}:{attr}"
-
-
-def _bound_names(tree: ast.Module) -> set[str]:
-    """Names a module binds anywhere (classes, functions, assignments, imports; `*` for `import *`):
-    lenient, so a name bound under an `if` passes here and the import decides."""
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
-        elif isinstance(node, ast.alias):
-            names.add((node.asname or node.name).split(".")[0])
-    return names
+    check(spec, "algo.loss")
+    target, name, is_file = split(spec)
+    return f"{Path(target).expanduser().resolve()}:{name}" if is_file else spec.strip()

@@ -193,7 +193,7 @@ class AlgoConfig:
         try:
             object.__setattr__(self, "loss", loss_path(self.loss))
         except ValueError as e:
-            raise ConfigError(f"config algo.loss: {e}") from None
+            raise ConfigError(f"config {e} (expected {' or '.join(options[-2:])}, a loss class)") from None
 
     @property
     def hparams(self) -> dict:
