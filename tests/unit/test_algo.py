@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dashrl.algo import (
+    AGGREGATIONS,
     KLTerm,
     LossInputs,
     Norm,
@@ -144,7 +145,7 @@ def test_make_loss_fixes_the_hyper_parameters_each_loss_has():
         make_loss("ppo")
 
 
-@pytest.mark.parametrize("mode", ["token-mean", "seq-mean", "constant"])
+@pytest.mark.parametrize("mode", AGGREGATIONS)
 def test_micro_batch_parts_add_up_to_full_batch(mode):
     g = torch.Generator().manual_seed(1)
     values = torch.randn(6, 5, generator=g)

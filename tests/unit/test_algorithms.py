@@ -1,4 +1,4 @@
-"""The registry of algorithms and the variants it adds (dapo, dr_grpo, gspo, rloo): names and
+"""The registry of algorithms and the variants it adds (dapo, dr_grpo, gspo, rloo, cispo): names and
 config, then each loss and advantage against hand-computed values or a plain loop, then the
 dynamic-sampling schedule on a fake source."""
 
@@ -7,16 +7,17 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from dashrl.algo import LossInputs, LossOutput, Norm, PPOClipLoss, make_loss
-from dashrl.algo.advantages import ESTIMATORS, Advantages, advantages_of
+from dashrl.algo import CISPOLoss, LossInputs, LossOutput, Norm, PPOClipLoss, make_loss
+from dashrl.algo.advantages import Advantages, advantages_of, dr_grpo_advantages
 from dashrl.algo.dapo import informative_groups, overlong_penalty, prompt_index, refill_prompts
 from dashrl.algo.gspo import GSPOLoss
-from dashrl.algo.registry import ALGORITHMS, ESTIMATOR_NAMES, LOSS_NAMES, NAMES
+from dashrl.algo.registry import ALGORITHMS, ESTIMATORS, LOSSES, NAMES, resolve
 from dashrl.algo.rloo import rloo_advantages
 from dashrl.config import ConfigError, load_config, to_toml
 from dashrl.totals import Totals
@@ -24,13 +25,29 @@ from dashrl.totals import Totals
 # -- the registry and the config ----------------------------------------------------------------
 
 
-def test_registry_names_every_part_that_exists():
-    from dashrl.algo.losses import LOSSES
+def test_every_registered_part_imports():
     from dashrl.train.schedules import SCHEDULE_FNS
 
-    assert set(LOSS_NAMES) == set(LOSSES) and set(ESTIMATOR_NAMES) == set(ESTIMATORS)
+    assert all(callable(resolve(loss.target)) for loss in LOSSES.values())
+    assert all(callable(resolve(target)) for target in ESTIMATORS.values())
     for a in ALGORITHMS.values():
         assert a.loss in LOSSES and a.advantage in ESTIMATORS and a.schedule in SCHEDULE_FNS, a
+
+
+def test_the_algo_modules_import_one_another_without_a_cycle():
+    """losses, gspo, sft and cispo each build on algo/core.py; none imports another (lazy imports
+    count), and the registry, at the bottom, imports none of them."""
+    import ast
+
+    import dashrl.algo
+    from test_import_graph import cycles
+
+    graph = {}
+    for path in Path(dashrl.algo.__file__).parent.glob("*.py"):
+        nodes = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom) and n.module]
+        graph[path.stem] = {n.module.split(".")[2]: "" for n in nodes if n.module.startswith("dashrl.algo.")}
+    assert cycles(graph) == [] and "losses" not in graph["gspo"] | graph["sft"] | graph["cispo"], graph
+    assert set(graph["registry"]) == set() and set(graph["core"]) == {"registry"}
 
 
 def test_the_registry_and_the_config_load_without_torch():
@@ -121,7 +138,7 @@ def test_rloo_matches_a_loop_oracle():
 
 
 def test_dr_grpo_is_centred_not_scaled():
-    assert ESTIMATORS["dr_grpo"](torch.tensor([[3.0, 1.0]])).tolist() == [[1.0, -1.0]]
+    assert dr_grpo_advantages(torch.tensor([[3.0, 1.0]])).tolist() == [[1.0, -1.0]]
 
 
 def test_overlong_penalty_hand_computed():
@@ -188,9 +205,35 @@ def test_gspo_matches_a_loop_oracle_and_clips_whole_sequences():
     assert x.logprobs.grad.abs().sum() == 0
 
 
+def test_cispo_hand_computed_loss_and_gradient():
+    """Weights sg(clip(r, 0.8, 1.28)): e^0.5 -> 1.28, e^-0.5 -> 0.8, e^0.1 kept; row 2: 1 and e^-1 -> 0.8."""
+    lp = torch.tensor([[0.5, -0.5, 0.1], [0.0, -1.0, 0.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
+    x = LossInputs(lp, torch.zeros(2, 3), torch.tensor([1.0, -2.0]), mask)
+    out = CISPOLoss(clip_eps=0.2, epsilon_high=0.28)(x)
+    w = torch.tensor([[1.28, 0.8, math.exp(0.1)], [1.0, 0.8, 0.0]])
+    per_token = [-1.28 * 0.5, -0.8 * -0.5, -math.exp(0.1) * 0.1, 0.0, -0.8 * -2.0 * -1.0]  # -w A log p
+    assert out.loss.item() == pytest.approx(sum(per_token) / 5, rel=1e-6)
+    assert out.metrics["clip_frac"].item() == pytest.approx(3 / 5)
+    out.loss.backward()
+    assert torch.allclose(lp.grad, -w * torch.tensor([[1.0], [-2.0]]) / 5)  # -clip(r) A / N per token
+    # PPO-clip gives the capped token (r = e^0.5 > 1.28, A > 0) no gradient; CISPO keeps it, weighted 1.28
+    lp2 = lp.detach().clone().requires_grad_(True)
+    PPOClipLoss(clip_eps=0.2, epsilon_high=0.28)(LossInputs(lp2, x.old_logprobs, x.advantages, mask)).loss.backward()
+    assert lp2.grad[0, 0] == 0 and lp.grad[0, 0].item() == pytest.approx(-1.28 / 5)
+
+
+def test_cispo_by_name_takes_the_defaults_its_docstring_sources():
+    algo = load_config(overrides=["--algo.name", "cispo"]).algo
+    assert (algo.loss, algo.clip_eps, algo.epsilon_high, algo.aggregation) == ("cispo", 1.0, 4.0, "token-mean")
+    assert make_loss(algo.loss, **algo.hparams) == CISPOLoss(1.0, 4.0, "token-mean")  # weight in [0, 5]: TRL's cap
+    assert LOSSES["cispo"].ratio  # off-policy samples (dist.overlap) are corrected
+
+
 LOSSES_TO_SPLIT = [make_loss("pg"), make_loss("ppo_clip", epsilon_high=0.28),
                    make_loss("gspo", clip_eps=0.2, epsilon_high=0.28),
-                   make_loss("ppo_clip", aggregation="constant"), make_loss("sft")]  # fmt: skip
+                   make_loss("ppo_clip", aggregation="constant"), make_loss("sft"),
+                   make_loss("cispo", clip_eps=0.2, epsilon_high=0.28)]  # fmt: skip
 
 
 @pytest.mark.parametrize("loss_fn", LOSSES_TO_SPLIT, ids=lambda f: repr(f))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dashrl.algo.registry import NAMES
 from dashrl.config import ConfigError, build_config, load_config
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -24,8 +25,7 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
         (["--train.steps", "many"], "config train.steps: expected int, got 'many'"),
         (
             ["--algo.schedule", "gpro"],
-            "expected one of dash, grpo, ppo_multi, ppo_mini, sft, dapo, dr_grpo, gspo, rloo, got "
-            "'gpro'; did you mean 'grpo'?",
+            f"expected one of {', '.join(NAMES)}, got 'gpro'; did you mean 'grpo'?",  # the registry's names
         ),
         (["--algo.group_size", "1"], "config algo.group_size: expected >= 2"),
         (["--train.micro_batch_size", "999"], "config train.micro_batch_size: 999 is larger than the batch"),

@@ -1,5 +1,6 @@
 """Pure math of the method: advantages, gradient filtering, losses, KL, the SFT loss (torch only),
-and the registry of algorithms (`dashrl.algo.registry`, standard library only).
+and the registry that names the algorithms and their parts (`dashrl.algo.registry`, standard
+library only).
 
 The torch names load on first use, so `dashrl.algo.registry` (what the config reads) imports
 without torch.
@@ -13,17 +14,23 @@ from typing import Any
 _HOMES = {
     "gradient_filter": "advantages",
     "group_advantages": "advantages",
-    "AGGREGATIONS": "losses",
-    "LOSSES": "losses",
+    "AGGREGATIONS": "registry",
+    "ALGORITHMS": "registry",
+    "ESTIMATORS": "registry",
+    "KL_ESTIMATORS": "registry",
+    "LOSSES": "registry",
+    "CISPOLoss": "cispo",
+    "GSPOLoss": "gspo",
+    "LossInputs": "core",
+    "LossOutput": "core",
+    "Norm": "core",
+    "aggregate": "core",
     "KLTerm": "losses",
-    "LossInputs": "losses",
-    "LossOutput": "losses",
-    "Norm": "losses",
     "PGLoss": "losses",
     "PPOClipLoss": "losses",
-    "aggregate": "losses",
     "kl_penalty": "losses",
     "make_loss": "losses",
+    "SFTLoss": "sft",
     "sft_loss": "sft",
 }
 

@@ -1,5 +1,5 @@
-"""Group-relative advantages, the registry of advantage estimators, and gradient filtering:
-pure functions over tensors."""
+"""Group-relative advantages, the estimators registered in `dashrl.algo.registry.ESTIMATORS`,
+and gradient filtering: pure functions over tensors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from dashrl.algo.rloo import rloo_advantages
+from dashrl.algo.registry import ESTIMATORS, resolve
 
 
 def group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-4) -> torch.Tensor:
@@ -46,18 +46,29 @@ def gradient_filter(advantages: torch.Tensor, threshold: float) -> torch.Tensor:
     return advantages.abs() > threshold
 
 
-ESTIMATORS = {
-    "grpo": lambda rewards: group_advantages(rewards, scale=True),
-    "dr_grpo": lambda rewards: group_advantages(rewards, scale=False),
-    "rloo": lambda rewards: rloo_advantages(rewards),
-}
+def grpo_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """GRPO's estimator: group-centred rewards divided by the group std (`group_advantages`).
+
+    >>> grpo_advantages(torch.tensor([[3.0, 1.0]]))  # centred +-1, std sqrt(2)
+    tensor([[ 0.7071, -0.7071]])
+    """
+    return group_advantages(rewards, scale=True)
+
+
+def dr_grpo_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """Dr.GRPO's estimator: group-centred rewards, not divided by the std.
+
+    >>> dr_grpo_advantages(torch.tensor([[3.0, 1.0]]))
+    tensor([[ 1., -1.]])
+    """
+    return group_advantages(rewards, scale=False)
 
 
 @dataclass(frozen=True)
 class Advantages:
-    """An algorithm's advantage estimator (`ESTIMATORS`), with DAPO's overlong shaping on top
-    when `overlong_window` > 0: what turns a step's rewards `[B, G]` into advantages. Frozen
-    and picklable: Ray's driver and the local source build it from the config alike.
+    """An algorithm's advantage estimator (a key of `dashrl.algo.registry.ESTIMATORS`), with DAPO's
+    overlong shaping on top when `overlong_window` > 0: what turns a step's rewards `[B, G]` into
+    advantages. Frozen and picklable: Ray's driver and the local source build it from the config alike.
 
     >>> Advantages("rloo")(torch.tensor([[1.0, 0.0]]), torch.tensor([[3, 5]]))
     tensor([[ 1., -1.]])
@@ -77,7 +88,7 @@ class Advantages:
             rewards = rewards.float() + overlong_penalty(
                 lengths, self.max_tokens, self.overlong_window, self.overlong_penalty
             )  # [B, G]
-        return ESTIMATORS[self.estimator](rewards)
+        return resolve(ESTIMATORS[self.estimator])(rewards)
 
 
 def advantages_of(cfg: Any) -> Advantages:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dashrl.algo.losses import LossInputs, LossOutput
+from dashrl.algo.core import LossInputs, LossOutput
 
 
 @dataclass(frozen=True)

@@ -1,73 +1,27 @@
-"""Policy losses, KL to a reference model and token aggregation: pure functions.
+"""Policy losses, KL to a reference model, and `make_loss`, the one way a loss is built: pure
+functions over tensors.
 
 A loss is built once with its hyper-parameters (`make_loss`), then called on one
 `LossInputs` record: per-token tensors `[N, T]` (N samples, T completion tokens) and
 per-sample advantages `[N]`; it returns a `LossOutput`: `(loss, metrics)`, and which
 metrics add up over micro-batches and ranks (`summed`; the rest are per-sample rates). `loss_mask` is 1 on real
 completion tokens and 0 on padding. The KL term (`KLTerm`) is its own piece, added
-once by the trainer to whichever loss runs.
-
-Aggregation (how per-token terms become one number):
-- `token-mean` (default): sum over all tokens / number of tokens. Every token weighs the
-  same, so long and short answers are not weighed differently per token (DAPO; verl's
-  default). We pick it because seq-mean gives each token of a short completion more
-  weight than one of a long completion, a length bias Dr.GRPO documents.
-- `seq-mean`: mean over tokens of each sequence, then mean over sequences (TRL 0.16's
-  GRPO, the implementation the paper modified).
-- `constant`: sum over tokens / (sequences x max_len), Dr.GRPO's constant normaliser.
-
-`norm` lets a caller supply the denominators of the *whole* batch when a batch is
-split into micro-batches: the micro-batch losses then add up to the full-batch loss.
+once by the trainer to whichever loss runs. The shared records and token aggregation are in
+`dashrl.algo.core`; which class a loss name means is in `dashrl.algo.registry.LOSSES`, and a
+user's class comes by path (`--algo.loss my_loss.py:MyLoss`, docs/algorithms.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any, Callable
+import inspect
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-Metrics = dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Norm:
-    """Denominators of the full batch: sequences, real tokens, and the constant max_len."""
-
-    num_seqs: float
-    num_tokens: float
-    max_len: int
-
-
-def aggregate(
-    values: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean", norm: Norm | None = None
-) -> torch.Tensor:
-    """Reduce per-token `values [N, T]` under `mask [N, T]` to a scalar.
-
-    >>> v = torch.tensor([[1.0, 3.0], [5.0, 0.0]]); m = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
-    >>> aggregate(v, m, "token-mean"), aggregate(v, m, "seq-mean")
-    (tensor(3.), tensor(3.5000))
-    """
-    mask = mask.to(values.dtype)
-    if norm is None:
-        norm = Norm(num_seqs=values.shape[0], num_tokens=float(mask.sum()), max_len=values.shape[1])
-    if mode == "token-mean":
-        return (values * mask).sum() / max(norm.num_tokens, 1.0)
-    if mode == "seq-mean":
-        per_seq = (values * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)  # [N]
-        return per_seq.sum() / max(norm.num_seqs, 1.0)
-    if mode == "constant":
-        return (values * mask).sum() / max(norm.num_seqs * norm.max_len, 1.0)
-    raise ValueError(f"unknown aggregation {mode!r}; valid: {sorted(AGGREGATIONS)}")
-
-
-def __getattr__(name: str) -> Any:
-    if name == "LOSSES":  # built on first use: gspo.py imports this module
-        return _losses()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-AGGREGATIONS = ("token-mean", "seq-mean", "constant")
+from dashrl.algo.core import LossFn, LossInputs, LossOutput, Norm, aggregate  # noqa: F401 (Norm: callers import it here)
+from dashrl.algo.registry import KL_ESTIMATORS, LOSS_PATHS, LOSSES, is_path, resolve
+from dashrl.runtime.user_code import load  # the loader --reward.funcs uses too
 
 
 def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str = "k3") -> torch.Tensor:
@@ -84,50 +38,7 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: st
         return -log_ratio
     if estimator == "k3":
         return torch.exp(log_ratio) - log_ratio - 1.0
-    raise ValueError(f"unknown KL estimator {estimator!r}; valid: ['k1', 'k3']")
-
-
-class LossOutput(tuple):
-    """A loss's `(loss, metrics)` (it unpacks as that pair) and `summed`, the metrics that add
-    up over micro-batches and ranks: terms divided by the whole batch's denominators (`Norm`).
-    Every other metric is a per-sample rate, averaged weighting each part by its samples
-    (`dashrl.totals.Totals`).
-
-    >>> out = LossOutput(torch.tensor(1.0), {"loss/policy": torch.tensor(1.0)}, {"loss/policy"})
-    >>> loss, metrics = out; out.summed
-    frozenset({'loss/policy'})
-    """
-
-    summed: frozenset
-
-    def __new__(cls, loss: torch.Tensor, metrics: Metrics, summed: Any = ()) -> "LossOutput":
-        out = super().__new__(cls, (loss, metrics))
-        out.summed = frozenset(summed)
-        return out
-
-    @property
-    def loss(self) -> torch.Tensor:
-        return self[0]
-
-    @property
-    def metrics(self) -> Metrics:
-        return self[1]
-
-    @classmethod
-    def of(cls, out: Any) -> "LossOutput":
-        """A loss's result as a `LossOutput` (a plain pair declares nothing summed)."""
-        return out if isinstance(out, LossOutput) else cls(out[0], out[1])
-
-
-@dataclass
-class LossInputs:
-    """What every policy loss reads: one micro-batch's per-token tensors and its batch's denominators."""
-
-    logprobs: torch.Tensor  # [N, T] current policy
-    old_logprobs: torch.Tensor  # [N, T] sampling policy
-    advantages: torch.Tensor  # [N]
-    loss_mask: torch.Tensor  # [N, T] 1 on completion tokens
-    norm: Norm | None = None  # denominators of the whole optimizer batch; None = this micro-batch's
+    raise ValueError(f"unknown KL estimator {estimator!r}; valid: {', '.join(KL_ESTIMATORS)}")
 
 
 @dataclass(frozen=True)
@@ -203,43 +114,53 @@ class KLTerm:
         return LossOutput(self.beta * kl, {"kl": kl.detach()}, {"kl"})
 
 
-@dataclass(frozen=True)
-class SFTLoss:
-    """Supervised fine-tuning (`--algo.name sft`): the negative log-likelihood of the
-    completion tokens (`dashrl.algo.sft.sft_loss`); advantages and old logprobs are not read.
+def loss_class(name: str) -> type:
+    """The class `algo.loss` names: a registered loss (`LOSSES`), or a user's
+    `path/to/file.py:Class` / `module:Class`, loaded as `--reward.funcs` loads a function
+    (`dashrl.runtime.user_code.load`).
+    ValueError, one line, for an unknown name or a path that does not give a class.
 
-    >>> x = LossInputs(torch.tensor([[-1.0, -3.0]]), torch.zeros(1, 2), torch.zeros(1), torch.ones(1, 2))
-    >>> SFTLoss()(x)[0]
-    tensor(2.)
+    >>> loss_class("ppo_clip").__name__, loss_class("collections:OrderedDict").__name__
+    ('PPOClipLoss', 'OrderedDict')
     """
-
-    aggregation: str = "token-mean"
-
-    def __call__(self, x: LossInputs) -> LossOutput:
-        from dashrl.algo.sft import sft_loss  # sft.py builds on this module's `aggregate`
-
-        loss, _ = sft_loss(x.logprobs, x.loss_mask, aggregation=self.aggregation, norm=x.norm)
-        return LossOutput(loss, {})  # the trainer logs it as `loss`
-
-
-def _losses() -> dict[str, type]:
-    from dashrl.algo.gspo import GSPOLoss  # gspo.py builds on this module
-
-    return {"pg": PGLoss, "ppo_clip": PPOClipLoss, "sft": SFTLoss, "gspo": GSPOLoss}
+    if name in LOSSES:
+        return resolve(LOSSES[name].target)
+    if not is_path(name):
+        raise ValueError(f"unknown loss {name!r}; valid: {', '.join([*LOSSES, *LOSS_PATHS])}")
+    obj = load(name, "algo.loss")  # UserCodeError (a ValueError) names the file and what failed
+    if not isinstance(obj, type):
+        raise ValueError(
+            f"algo.loss {name!r}: {name.rpartition(':')[2]!r} is a {type(obj).__name__}, expected a class (built with "
+            "algo fields, called on a LossInputs)"
+        )
+    return obj
 
 
-LossFn = Callable[[LossInputs], LossOutput]
-
-
-def make_loss(name: str, **hparams: Any) -> LossFn:
-    """Build loss `name` with its hyper-parameters, taken by field name from `hparams`
-    (e.g. the algo config's fields); an unknown name lists the valid ones.
+def make_loss(name: str, /, **hparams: Any) -> LossFn:
+    """Build loss `name` (`loss_class`) with the hyper-parameters its constructor names, taken
+    by name from `hparams` (the algo section's fields: `AlgoConfig.hparams`); a constructor
+    parameter without a default that `hparams` lacks is a one-line ValueError.
 
     >>> make_loss("pg", aggregation="seq-mean", clip_eps=0.2)
     PGLoss(aggregation='seq-mean')
     """
-    losses = _losses()
-    if name not in losses:
-        raise ValueError(f"unknown loss {name!r}; valid: {sorted(losses)}")
-    cls = losses[name]
-    return cls(**{f.name: hparams[f.name] for f in fields(cls) if f.name in hparams})
+    cls = loss_class(name)
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    params = [p for p in inspect.signature(cls).parameters.values() if p.kind in kinds]
+    missing = [p.name for p in params if p.default is p.empty and p.name not in hparams]
+    if missing:
+        raise ValueError(
+            f"algo.loss {name!r}: {cls.__name__} asks for {', '.join(missing)}, which the algo section has no field "
+            f"of (it has {', '.join(sorted(hparams))})"
+        )
+    return cls(**{p.name: hparams[p.name] for p in params if p.name in hparams})
+
+
+def loss_problem(algo: Any) -> str:
+    """What stops `algo` (the config's algo section) building its loss, as one line ("" = nothing):
+    the run checks it before any model loads, so a user's bad loss file never waits for one."""
+    try:
+        make_loss(algo.loss, **algo.hparams)
+    except ValueError as e:
+        return f"config {e}"  # every message starts with algo.loss
+    return ""

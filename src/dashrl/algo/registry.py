@@ -1,33 +1,71 @@
-"""The registry of algorithms: the one place that lists their names. Standard library only,
-so the config validates `algo.name` without torch.
+"""The registry: the one place that names the algorithms and their parts (losses, advantage
+estimators, aggregations, KL estimators). Standard library only, so the config validates a
+name, and the help lists them, without torch; every other list of these names is derived
+from the dicts and tuples here.
 
 An algorithm is four parts, each found by name here and built lazily where torch runs:
-- its advantage estimator (`advantage`: `dashrl.algo.advantages.ESTIMATORS`), with DAPO's
-  overlong reward shaping on top when `overlong` is set;
+- its advantage estimator (`advantage`, a key of `ESTIMATORS`), with DAPO's overlong reward
+  shaping on top when `overlong` is set;
 - its sample filter: DASH's per-sample gradient filter (`algo.filter_threshold`, every
   algorithm but grpo applies it) and DAPO's group filter with refill (`dynamic_sampling`);
-- its loss (`loss`: `dashrl.algo.losses.LOSSES`), which returns a `LossOutput`: the loss, its
-  metrics and which of them add up over micro-batches and ranks;
+- its loss (`loss`, a key of `LOSSES`, or a user's `path/to/file.py:Class`), which returns a
+  `LossOutput`: the loss, its metrics and which of them add up over micro-batches and ranks;
 - its schedule (`schedule`: `dashrl.train.schedules.SCHEDULE_FNS`), the order of sampling,
   backprop and optimizer steps; `dash`'s (sample M x G once, one step) is every new one's.
+
+A part is registered as `"module:attr"`, imported on first use (`resolve`), so this module
+never imports torch and the part's module never imports this one back for its name.
 
 The defaults an entry sets (`beta`, `aggregation`, `epsilon_high`, ...) are what the config
 resolves an unset field to; a flag given on the command line wins.
 
-Adding an algorithm: an entry below, plus the file holding its new piece (a loss in
-`dashrl/algo/<name>.py` registered in `LOSSES`, or an estimator in `ESTIMATORS`), plus tests.
+Adding an algorithm: an entry in `ALGORITHMS`, plus the file holding its new piece (a loss in
+`dashrl/algo/<name>.py` with its line in `LOSSES`, or an estimator with its line in
+`ESTIMATORS`), plus tests.
 
 >>> sorted(ALGORITHMS)[:3]
-['dapo', 'dash', 'dr_grpo']
+['cispo', 'dapo', 'dash']
 >>> get("gpro")
 Traceback (most recent call last):
 ...
-ValueError: unknown algorithm 'gpro'; valid: dash, grpo, ppo_multi, ppo_mini, sft, dapo, dr_grpo, gspo, rloo
+ValueError: unknown algorithm 'gpro'; valid: dash, grpo, ppo_multi, ppo_mini, sft, dapo, dr_grpo, gspo, rloo, cispo
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dashrl.runtime.user_code import check, split
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A registered loss: where its class lives, and whether it corrects off-policy samples with an
+    importance ratio (what `dist.overlap`, sampling ahead, needs)."""
+
+    target: str  # "module:Class", a frozen dataclass whose fields are algo fields
+    ratio: bool = False
+
+
+LOSSES: dict[str, Loss] = {
+    "pg": Loss("dashrl.algo.losses:PGLoss"),
+    "ppo_clip": Loss("dashrl.algo.losses:PPOClipLoss", ratio=True),
+    "sft": Loss("dashrl.algo.sft:SFTLoss"),
+    "gspo": Loss("dashrl.algo.gspo:GSPOLoss", ratio=True),
+    "cispo": Loss("dashrl.algo.cispo:CISPOLoss", ratio=True),
+}
+
+ESTIMATORS: dict[str, str] = {  # rewards [B, G] -> advantages [B, G]
+    "grpo": "dashrl.algo.advantages:grpo_advantages",
+    "dr_grpo": "dashrl.algo.advantages:dr_grpo_advantages",
+    "rloo": "dashrl.algo.rloo:rloo_advantages",
+}
+
+AGGREGATIONS = ("token-mean", "seq-mean", "constant")  # dashrl.algo.core.aggregate
+KL_ESTIMATORS = ("k1", "k3")  # dashrl.algo.losses.kl_penalty
 
 
 @dataclass(frozen=True)
@@ -36,9 +74,9 @@ class Algorithm:
 
     name: str
     summary: str
-    schedule: str = "dash"  # a key of dashrl.train.schedules.SCHEDULE_FNS: dash | grpo | ppo_multi | ppo_mini | sft
-    loss: str = "pg"  # a key of dashrl.algo.losses.LOSSES
-    advantage: str = "grpo"  # a key of dashrl.algo.advantages.ESTIMATORS
+    schedule: str = "dash"  # a key of dashrl.train.schedules.SCHEDULE_FNS
+    loss: str = "pg"  # a key of LOSSES
+    advantage: str = "grpo"  # a key of ESTIMATORS
     beta: float = 0.0  # KL coefficient when algo.beta is left unset
     aggregation: str = ""  # token aggregation when algo.aggregation is left unset ("" = token-mean)
     clip_eps: float = 0.0  # lower clip range when algo.clip_eps is left unset (0 = 0.2)
@@ -72,14 +110,12 @@ ALGORITHMS: dict[str, Algorithm] = {
                   loss="gspo", clip_eps=3e-4, epsilon_high=4e-4),
         Algorithm("rloo", "leave-one-out baseline: each sample against the mean of the other G - 1",
                   loss="ppo_clip", advantage="rloo"),
+        Algorithm("cispo", "clipped importance-sampling weight (detached) on REINFORCE: no token loses its gradient",
+                  loss="cispo", clip_eps=1.0, epsilon_high=4.0),
     )
 }  # fmt: skip
 
 NAMES = tuple(ALGORITHMS)
-LOSS_NAMES = ("pg", "ppo_clip", "sft", "gspo")  # the keys of dashrl.algo.losses.LOSSES (a test keeps them equal)
-RATIO_LOSSES = ("ppo_clip", "gspo")  # losses that correct off-policy samples with an importance ratio
-ESTIMATOR_NAMES = ("grpo", "dr_grpo", "rloo")  # the keys of dashrl.algo.advantages.ESTIMATORS
-SCHEDULE_KINDS = ("dash", "grpo", "ppo_multi", "ppo_mini", "sft")  # named after the algorithm that brought each
 
 
 def get(name: str) -> Algorithm:
@@ -87,3 +123,38 @@ def get(name: str) -> Algorithm:
     if name not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {name!r}; valid: {', '.join(NAMES)}")
     return ALGORITHMS[name]
+
+
+def resolve(target: str) -> Any:
+    """The object a `"module:attr"` entry names, imported now.
+
+    >>> resolve("os.path:basename")("a/b.py")
+    'b.py'
+    """
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def is_path(loss: str) -> bool:
+    """Whether `algo.loss` names a user's loss (`path/to/file.py:Class` or `module:Class`), not a registered one.
+
+    >>> is_path("cispo"), is_path("my_loss.py:Clipped")
+    (False, True)
+    """
+    return ":" in loss
+
+
+LOSS_PATHS = ("path/to/file.py:Class", "module:Class")  # what algo.loss takes besides the names in LOSSES
+
+
+def loss_path(spec: str) -> str:
+    """`spec` (a user's loss) checked without running it (`dashrl.runtime.user_code.check`), a file
+    made absolute so sampler and trainer processes find it from any folder; a ValueError says what
+    is wrong. `dashrl.algo.losses.make_loss` imports and builds the class, before any model loads.
+
+    >>> loss_path("os.path:basename")
+    'os.path:basename'
+    """
+    check(spec, "algo.loss")
+    target, name, is_file = split(spec)
+    return f"{Path(target).expanduser().resolve()}:{name}" if is_file else spec.strip()

@@ -13,9 +13,11 @@ for the RL losses. `seq-mean` and `constant` are accepted for symmetry with RL.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from dashrl.algo.losses import Metrics, Norm, aggregate
+from dashrl.algo.core import LossInputs, LossOutput, Metrics, Norm, aggregate
 
 
 def sft_loss(
@@ -37,3 +39,20 @@ def sft_loss(
         raise ValueError(f"logprobs {tuple(logprobs.shape)} and loss_mask {tuple(loss_mask.shape)} differ in shape")
     loss = aggregate(-logprobs, loss_mask, aggregation, norm)
     return loss, {"loss/nll": loss.detach(), "tokens": loss_mask.sum().detach()}
+
+
+@dataclass(frozen=True)
+class SFTLoss:
+    """Supervised fine-tuning (`--algo.name sft`) as a registered loss: `sft_loss` on a
+    `LossInputs`; advantages and old logprobs are not read.
+
+    >>> x = LossInputs(torch.tensor([[-1.0, -3.0]]), torch.zeros(1, 2), torch.zeros(1), torch.ones(1, 2))
+    >>> SFTLoss()(x)[0]
+    tensor(2.)
+    """
+
+    aggregation: str = "token-mean"
+
+    def __call__(self, x: LossInputs) -> LossOutput:
+        loss, _ = sft_loss(x.logprobs, x.loss_mask, aggregation=self.aggregation, norm=x.norm)
+        return LossOutput(loss, {})  # the trainer logs it as `loss`

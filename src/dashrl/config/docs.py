@@ -11,11 +11,15 @@ from dashrl.config.loading import _section_types, _toml_value
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """The docstrings written under each field of a config dataclass, read from its source.
+    """The docstrings written under each field of a config dataclass, read from its source, and what
+    the class's `help_notes()` adds from a registry (the names a field takes, the algorithms' defaults).
 
     >>> from dashrl.config import TrainConfig
     >>> field_docs(TrainConfig)["steps"].split(";")[0]
     'Optimizer steps for dash and grpo'
+    >>> from dashrl.config import AlgoConfig
+    >>> field_docs(AlgoConfig)["kl_estimator"].split("One of: ")[1]
+    'k1, k3.'
     """
     import ast
     import inspect
@@ -31,6 +35,9 @@ def field_docs(cls: type) -> dict[str, str]:
                 and isinstance(after.value.value, str)
             ):
                 docs[node.target.id] = " ".join(after.value.value.split())
+    notes = getattr(cls, "help_notes", None)  # read from a registry (AlgoConfig.help_notes)
+    for name, note in (notes() if callable(notes) else {}).items():
+        docs[name] = f"{docs.get(name, '')} {note}".strip()
     return docs
 
 

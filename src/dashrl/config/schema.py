@@ -4,9 +4,9 @@ validated in `__post_init__`."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
+from dashrl.config.algo import AlgoConfig, SFTConfig
 from dashrl.config.errors import ConfigError, _at_least, _check, _choice, _suggest
 from dashrl.runtime.kernels import CPU_ISAS
 
@@ -159,158 +159,6 @@ class SamplerConfig:
         _at_least("sampler.temperature", self.temperature, 0)
         _check(0 < self.top_p <= 1, "sampler.top_p", f"expected in (0, 1], got {self.top_p}")
         _at_least("sampler.top_k", self.top_k, 0)
-
-
-@dataclass(frozen=True)
-class AlgoConfig:
-    name: str = "dash"
-    """Algorithm: `dash` (the paper's method) or another name registered in `dashrl.algo.registry`
-    (docs/algorithms.md describes each; a wrong name prints them all)."""
-    schedule: str = ""
-    """Former name of `algo.name`, still accepted (with a one-line note); set to the name it resolves."""
-    prompts_per_step: int = 8
-    """M: prompts sampled per optimizer step (per cycle for ppo_multi / ppo_mini; for sft, the
-    supervised records per step; with dynamic sampling, the groups trained on)."""
-    group_size: int = 8
-    """G: completions per prompt."""
-    loss: str = ""
-    """Policy loss (dashrl.algo.LOSSES): empty = the algorithm's (`pg` for dash)."""
-    clip_eps: float = -1.0
-    """PPO clip range epsilon (DAPO's epsilon_low); negative = the algorithm's: 0.2, gspo 3e-4."""
-    epsilon_high: float = -1.0
-    """Upper clip range (DAPO's clip-higher): the ratio is clipped to [1 - clip_eps, 1 + epsilon_high].
-    Negative = the algorithm's: 0.28 for dapo, 4e-4 for gspo, clip_eps otherwise."""
-    beta: float = -1.0
-    """KL coefficient to a frozen reference model; the reference loads only when > 0.
-    Negative = the algorithm's default: 0.04 for grpo (TRL's default then), 0 otherwise."""
-    kl_estimator: str = "k3"
-    """KL estimator: `k1` (log ratio) or `k3` (Schulman's unbiased, non-negative)."""
-    filter_threshold: float = 0.01
-    """Gradient filtering: drop samples with |advantage| <= this before any forward pass.
-    Negative disables filtering (No-GF). Every algorithm but grpo applies it."""
-    scale_advantages: bool = True
-    """Divide group-centred rewards by the group std (GRPO); False = Dr.GRPO's mean-only
-    (what `--algo.name dr_grpo` sets, with the constant aggregation)."""
-    aggregation: str = ""
-    """Token aggregation (dashrl.algo.AGGREGATIONS): token-mean, seq-mean, or constant (Dr.GRPO);
-    empty = the algorithm's (constant for dr_grpo, token-mean otherwise)."""
-    ppo_k: int = 2
-    """K for ppo_multi (passes) and ppo_mini (mini-batches)."""
-    overlong_window: int = -1
-    """DAPO's soft overlong penalty: completions longer than max_new_tokens - window lose up to
-    `overlong_penalty` of reward, linearly, reaching it at the cap. 0 = off; negative = the
-    algorithm's (dapo: max_new_tokens / 4, others off)."""
-    overlong_penalty: float = 1.0
-    """Reward lost by a completion that reaches the token cap (with overlong_window > 0)."""
-    dynamic_sampling: bool = False
-    """Train each step on exactly M groups whose rewards are not all equal, drawing more prompts
-    in over-sampled rounds as needed (DAPO's dynamic sampling; always on for dapo). For the
-    algorithms that sample once per step (the `dash` schedule)."""
-    oversample: float = 1.0
-    """With dynamic sampling: the first round samples ceil(M x this) prompts at once (the
-    preemptive over-sample); later rounds are sized from the informative share seen so far."""
-    max_rounds: int = 4
-    """With dynamic sampling: the most sampling rounds a step makes; a step that still has fewer
-    than M informative groups trains on those it has, and its row says `dynamic/cap_hit`."""
-
-    def __post_init__(self) -> None:
-        from dashrl.algo.registry import ALGORITHMS, NAMES, get
-
-        if self.schedule and self.schedule != self.name:  # the former flag: an alias of name
-            _check(
-                self.name == "dash",
-                "algo.schedule",
-                f"is the former name of algo.name; give one of them (got {self.schedule!r} and {self.name!r})",
-            )
-            _choice("algo.schedule", self.schedule, NAMES)
-            print(f"[dashrl] note: algo.schedule is now algo.name (--algo.name {self.schedule})", file=sys.stderr)
-            object.__setattr__(self, "name", self.schedule)
-        _choice("algo.name", self.name, NAMES)
-        object.__setattr__(self, "schedule", self.name)
-        spec = get(self.name)
-        _at_least("algo.prompts_per_step", self.prompts_per_step, 1)
-        _check(
-            self.group_size >= 2,
-            "algo.group_size",
-            f"expected >= 2 (advantages compare samples in a group), got {self.group_size}",
-        )
-        if self.loss:  # empty = the algorithm's default, resolved below
-            from dashrl.algo.registry import LOSS_NAMES
-
-            _choice("algo.loss", self.loss, LOSS_NAMES)
-        if spec.supervised or self.loss == "sft":
-            _check(spec.supervised, "algo.loss", f"the sft loss goes with --algo.name sft, not {self.name!r}")
-            _check(
-                self.loss in ("", "sft"),
-                "algo.loss",
-                f"the sft schedule trains with the sft loss (cross-entropy), got {self.loss!r}",
-            )
-            _check(
-                self.beta <= 0, "algo.beta", f"the sft schedule has no KL term; leave beta unset or 0, got {self.beta}"
-            )
-        _check(self.clip_eps != 0, "algo.clip_eps", f"expected > 0, got {self.clip_eps}")
-        _check(self.epsilon_high != 0, "algo.epsilon_high", f"expected > 0, got {self.epsilon_high}")
-        _choice("algo.kl_estimator", self.kl_estimator, ("k1", "k3"))
-        if self.aggregation:
-            _choice("algo.aggregation", self.aggregation, ("token-mean", "seq-mean", "constant"))
-        _at_least("algo.ppo_k", self.ppo_k, 1)
-        _at_least("algo.overlong_penalty", self.overlong_penalty, 0)
-        _at_least("algo.oversample", self.oversample, 1)
-        _at_least("algo.max_rounds", self.max_rounds, 1)
-        if self.dynamic_sampling:
-            once = ", ".join(n for n, a in ALGORITHMS.items() if a.schedule == "dash")
-            _check(
-                spec.schedule == "dash",
-                "algo.dynamic_sampling",
-                f"needs an algorithm that samples once per step ({once}), not {self.name!r}",
-            )
-        if spec.schedule == "ppo_mini":
-            _check(
-                self.prompts_per_step % self.ppo_k == 0,
-                "algo.ppo_k",
-                f"ppo_mini needs prompts_per_step ({self.prompts_per_step}) divisible by ppo_k ({self.ppo_k})",
-            )
-        # Resolve the algorithm's defaults once, here; the config is frozen afterwards.
-        resolved = {
-            "beta": self.beta if self.beta >= 0 else spec.beta,
-            "loss": self.loss or spec.loss,
-            "clip_eps": self.clip_eps if self.clip_eps > 0 else spec.clip_eps or 0.2,
-            "aggregation": self.aggregation or spec.aggregation or "token-mean",
-            "dynamic_sampling": self.dynamic_sampling or spec.dynamic_sampling,
-            "scale_advantages": self.scale_advantages and spec.advantage != "dr_grpo",
-        }
-        resolved["epsilon_high"] = (
-            self.epsilon_high if self.epsilon_high > 0 else spec.epsilon_high or resolved["clip_eps"]
-        )
-        for key, value in resolved.items():
-            object.__setattr__(self, key, value)
-
-    @property
-    def samples_per_step(self) -> int:
-        """Sequences trained on per optimizer step: M x G, or M records for sft."""
-        from dashrl.algo.registry import get
-
-        return self.prompts_per_step if get(self.name).supervised else self.prompts_per_step * self.group_size
-
-
-@dataclass(frozen=True)
-class SFTConfig:
-    data: str = "human"
-    """Records of `--algo.schedule sft`: `human` = the human-written solutions that ship with
-    task.name (gsm8k, math, mbppplus, wordproblems), or a JSONL(.gz) path with one problem and
-    one completion per line (e.g. the traces `dashrl distill` writes)."""
-    problem_field: str = "problem"
-    """JSONL only: the field holding the problem (rendered as RL renders task prompts)."""
-    completion_field: str = "completion"
-    """JSONL only: the field holding the completion trained on."""
-    max_tokens: int = 1024
-    """Longest completion trained on, EOS included; longer ones are cut there (0 = no cap)."""
-
-    def __post_init__(self) -> None:
-        _check(bool(self.data.strip()), "sft.data", "expected `human` or a JSONL path, got an empty string")
-        for key in ("problem_field", "completion_field"):
-            _check(bool(getattr(self, key)), f"sft.{key}", "expected a field name, got an empty string")
-        _at_least("sft.max_tokens", self.max_tokens, 0)
 
 
 FULL_LR, LORA_LR = 2e-5, 3e-4  # train.lr when left at 0: full fine-tuning, LoRA adapters
@@ -583,7 +431,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        from dashrl.algo.registry import RATIO_LOSSES, get
+        from dashrl.algo.registry import LOSSES, is_path, get
 
         spec = get(self.algo.name)
         n = self.algo.samples_per_step
@@ -603,10 +451,11 @@ class Config:
                 d,
                 "dynamic sampling decides a step's rounds from its own samples; it does not sample ahead",
             )
+            ratio = [name for name, loss in LOSSES.items() if loss.ratio]
             _check(
-                self.algo.loss in RATIO_LOSSES,
+                is_path(self.algo.loss) or LOSSES[self.algo.loss].ratio,  # a user's loss reads old_logprobs itself
                 d,
-                f"samples drawn ahead are off-policy: needs a ratio loss, --algo.loss {' or '.join(RATIO_LOSSES)} (got "
+                f"samples drawn ahead are off-policy: needs a ratio loss, --algo.loss {' or '.join(ratio)} (got "
                 f"{self.algo.loss!r})",
             )
         if self.dist.shard == "full":

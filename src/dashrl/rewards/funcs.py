@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import importlib
-import importlib.util
 import inspect
 import math
-import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
+
+from dashrl.runtime.user_code import UserCodeError, load
 
 
 class RewardError(ValueError):
@@ -111,23 +108,6 @@ class RewardFn:
     weight: float = 1.0
 
 
-def _load_file(path: str, attr: str, spec: str) -> Any:
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise RewardError(f"reward function {spec!r}: no such file {file}")
-    name = f"dashrl_user_reward_{abs(hash(str(file.resolve())))}"
-    module_spec = importlib.util.spec_from_file_location(name, file)
-    module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
-    sys.modules[name] = module  # while it runs: dataclasses and the like look their module up
-    try:
-        module_spec.loader.exec_module(module)  # type: ignore[union-attr]
-    except Exception as e:  # noqa: BLE001 - user code: any error becomes one line
-        raise RewardError(f"reward function {spec!r}: importing {file} failed: {type(e).__name__}: {e}") from None
-    finally:  # not importable elsewhere: out of sys.modules, the function pickles by value (Ray sampler actors)
-        sys.modules.pop(name, None)
-    return module
-
-
 def load_reward_fn(spec: str) -> Callable[..., Any]:
     """The callable a `--reward.funcs` entry names: a built-in, `module:function` or `file.py:function`.
 
@@ -145,16 +125,10 @@ def load_reward_fn(spec: str) -> Callable[..., Any]:
             f"unknown reward function {spec!r}{hint}; valid: {', '.join(REWARD_FUNCS)}, module:function or "
             "path/to/file.py:function"
         )
-    if target.endswith(".py") or os.sep in target:
-        module = _load_file(target, attr, spec)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except Exception as e:  # noqa: BLE001 - user code: any error becomes one line
-            raise RewardError(f"reward function {spec!r}: cannot import {target!r}: {type(e).__name__}: {e}") from None
-    fn = getattr(module, attr, None)
-    if fn is None:
-        raise RewardError(f"reward function {spec!r}: {target} has no attribute {attr!r}")
+    try:
+        fn = load(spec, "reward function")  # files and modules alike (dashrl.runtime.user_code)
+    except UserCodeError as e:
+        raise RewardError(str(e)) from None
     if not callable(fn):
         raise RewardError(f"reward function {spec!r}: {attr!r} is a {type(fn).__name__}, not a function")
     return fn

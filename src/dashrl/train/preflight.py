@@ -46,6 +46,11 @@ def validate_run(cfg: "Config", resume: bool | None = None) -> tuple[Path, Path 
     problem = writable_problem(run_dir)
     if problem:
         raise RunError(f"cannot write the run folder {run_dir}: {problem} (set --run.out_dir)")
+    if ":" in cfg.algo.loss:  # a user's loss (file.py:Class): imported and built now, before any model loads
+        from dashrl.algo.losses import loss_problem
+
+        if problem := loss_problem(cfg.algo):
+            raise RunError(problem)
     if cfg.eval.dataset_names:
         from dashrl.train.evaluation import load_eval_sets
 

@@ -105,7 +105,7 @@ class Learner:
             lambda s: lr_lambda(s, cfg.train.warmup_steps, optimizer_steps, cfg.train.lr_schedule),
         )
         a = cfg.algo
-        self.loss_fn = make_loss(a.loss, aggregation=a.aggregation, clip_eps=a.clip_eps, epsilon_high=a.epsilon_high)
+        self.loss_fn = make_loss(a.loss, **a.hparams)  # the algo fields its constructor names
         self.kl_term = KLTerm(a.beta, a.kl_estimator, a.aggregation) if a.beta > 0 else None
         # Activation checkpointing drops the KV cache the shared prompt pass hands on, and recomputes
         # the packed pass after its attention function is switched back: use the plain pass.
