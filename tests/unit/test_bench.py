@@ -37,15 +37,21 @@ def test_wordproblems_workload_is_the_papers_regime():
     """`--workload wordproblems`: 256-token completions on the word-problem task, through the real config loader."""
     import argparse
 
-    from dashrl.bench.steps import _workload, add_arguments
+    from dashrl.bench.workloads import workload_flags
+    from dashrl.cli.bench import add_arguments
     from dashrl.config import load_config
 
     p = argparse.ArgumentParser()
     add_arguments(p)
-    cfg = load_config(None, _workload(p.parse_args(["--workload", "wordproblems"])))
+
+    def flags(argv):
+        args = p.parse_args(argv)
+        return workload_flags(args.workload, args.quick)
+
+    cfg = load_config(None, flags(["--workload", "wordproblems"]))
     assert (cfg.task.name, cfg.sampler.max_new_tokens, cfg.sampler.temperature) == ("wordproblems", 256, 0.5)
-    assert load_config(None, _workload(p.parse_args(["--quick"]))).task.name == "arithmetic"
-    assert load_config(None, _workload(p.parse_args([]))).task.name == "gsm8k"
+    assert load_config(None, flags(["--quick"])).task.name == "arithmetic"
+    assert load_config(None, flags([])).task.name == "gsm8k"
 
 
 def test_quickstart_split_hand_computed():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dashrl.bench.steps import _sampling_backends, decode_roofline, sampling_table
+from dashrl.bench.sampling import decode_roofline, sampling_backends, sampling_table
 
 
 def test_decode_roofline_counts_weights_once_and_the_prompt_once_per_group():
@@ -31,8 +31,8 @@ def test_sampling_backends_default_and_unknown_names(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
-    assert _sampling_backends(None) == ["hf_plain", "hf", "hf_noshare", "hf_noprepack"]
+    assert sampling_backends(None) == ["hf_plain", "hf", "hf_noshare", "hf_noprepack"]
     with pytest.raises(ValueError, match="valid"):
-        _sampling_backends("hf,hf_fast")
+        sampling_backends("hf,hf_fast")
     with pytest.raises(ValueError, match="needs vLLM"):
-        _sampling_backends("hf,vllm")
+        sampling_backends("hf,vllm")

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from dashrl.bench.steps import logprob_gap, sampling_table
+from dashrl.bench.sampling import logprob_gap, sampling_table
 
 
 def test_groups_are_runs_of_identical_prompts():
