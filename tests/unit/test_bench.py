@@ -1,51 +1,116 @@
-"""Benchmark arithmetic: totals, rates and ratios from metrics rows (no timing asserted)."""
+"""Benchmark arithmetic: totals, rates and ratios from metrics rows (no timing asserted). Each
+figure of a table is checked against the value the test computes from the rows by the formula."""
 
 import math
+import statistics
+
+import pytest
+from markdown_table import read_table, shows
+
 from dashrl.bench.steps import summarize_variant, table
+
+N_PARAMS, PER_STEP, PEAK = 1000, 8, 1e-3  # parameters, samples per step, GFLOP/s (small: MFUs in whole percents)
+TIMES = ("sampling", "scoring", "backprop", "optimizer", "sync", "other")
 
 
 def _rows(step_s, sampling_s, backprop_s, tokens, trained):
+    """Two steps of a variant: the second 1.5x the first's times and tokens, a reward rising 0.2 -> 0.6."""
     return [
-        {"time/step_s": step_s, "time/sampling_s": sampling_s, "time/backprop_s": backprop_s, "time/scoring_s": 0.0,
-         "time/optimizer_s": 0.0, "time/sync_s": 0.0, "gen/sampled_tokens": tokens, "train/tokens": trained,
-         "filter/kept_frac": 0.5, "reward/mean": r}
-        for r in (0.2, 0.4)
+        {"time/step_s": k * step_s, "time/sampling_s": k * sampling_s, "time/backprop_s": k * backprop_s,
+         "time/scoring_s": k * 0.1, "time/optimizer_s": 0.0, "time/sync_s": 0.0, "gen/sampled_tokens": k * tokens,
+         "train/tokens": k * trained, "filter/kept_frac": kept, "reward/mean": r}
+        for k, kept, r in ((1.0, 0.5, 0.2), (1.5, 0.75, 0.6))
     ]  # fmt: skip
 
 
-def test_summary_and_ratios():
-    grpo = summarize_variant(_rows(10.0, 8.0, 2.0, 400, 1000), n_params=1000, samples_per_step=8)
-    dash = summarize_variant(_rows(2.5, 1.0, 1.5, 400, 600), n_params=1000, samples_per_step=8)
-    assert grpo["s_per_step"] == 10.0 and grpo["s_per_sample"] == 10.0 / 8
-    assert grpo["sampled_tok_per_s"] == 800 / 16 and dash["trained_tok_per_s"] == 1200 / 3
-    assert dash["sampling_gflops"] == 2 * 1000 * 800 / 2.0 / 1e9
-    assert (grpo["reward_first"], grpo["reward_last"]) == (0.2, 0.4)
-    md = table({"grpo": grpo, "dash": dash}, peak=1.0)
-    assert "| dash | 2.5 | 0.312 | 4.00x |" in md and "| grpo | 10.0 | 1.250 | 1.00x |" in md
+def _expected(rows):
+    """The figures of one variant, computed here from its rows by the formulas the bench states."""
+    total = lambda key: sum(r[key] for r in rows)  # noqa: E731
+    tok_s = total("gen/sampled_tokens") / total("time/sampling_s")
+    trained_s = total("train/tokens") / total("time/backprop_s")
+    return {
+        "s_per_step": total("time/step_s") / len(rows),
+        "s_per_sample": total("time/step_s") / (len(rows) * PER_STEP),
+        "sampled_tok_per_s": tok_s,
+        "trained_tok_per_s": trained_s,
+        "mfu_sample": 2 * N_PARAMS * tok_s / 1e9 / PEAK,  # 2 FLOPs per parameter per sampled token
+        "mfu_backprop": 6 * N_PARAMS * trained_s / 1e9 / PEAK,  # 6 per trained token (forward + backward)
+        "kept": total("filter/kept_frac") / len(rows),
+        "rewards": [r["reward/mean"] for r in rows],
+    }
 
 
-def test_ratios_against_trl_when_present():
-    grpo = summarize_variant(_rows(10.0, 8.0, 2.0, 400, 1000), n_params=1000, samples_per_step=8)
-    trl = summarize_variant(_rows(5.0, 3.0, 2.0, 400, 1000), n_params=1000, samples_per_step=8)
-    dash = summarize_variant(_rows(2.5, 1.0, 1.5, 400, 600), n_params=1000, samples_per_step=8)
-    md = table({"grpo": grpo, "trl": trl, "dash": dash}, peak=1.0)
-    assert "| speed-up vs grpo | speed-up vs trl |" in md
-    assert "| dash | 2.5 | 0.312 | 4.00x | 2.00x |" in md and "| trl | 5.0 | 0.625 | 2.00x | 1.00x |" in md
+WORKLOADS = {  # (step_s, sampling_s, backprop_s, sampled tokens, trained tokens) of the first step
+    "grpo": (10.0, 8.0, 1.9, 400, 1000),
+    "trl": (5.0, 3.0, 1.9, 400, 1000),
+    "dash": (2.5, 1.0, 1.4, 300, 600),
+}
+
+
+def _summaries(names):
+    rows = {v: _rows(*WORKLOADS[v]) for v in names}
+    return rows, {v: summarize_variant(rows[v], n_params=N_PARAMS, samples_per_step=PER_STEP) for v in names}
+
+
+def test_summary_is_the_rows_totals_and_rates():
+    rows, summaries = _summaries(["grpo", "dash"])
+    for v, r in summaries.items():
+        e = _expected(rows[v])
+        assert r["steps"] == 2
+        for key in ("s_per_step", "s_per_sample", "sampled_tok_per_s", "trained_tok_per_s", "kept_frac"):
+            assert r[key] == pytest.approx(e["kept" if key == "kept_frac" else key])
+        for part in TIMES:
+            assert r[f"{part}_s"] == pytest.approx(sum(row.get(f"time/{part}_s", 0.0) for row in rows[v]))
+        assert r["sampling_gflops"] / PEAK == pytest.approx(e["mfu_sample"])
+        assert r["backprop_gflops"] / PEAK == pytest.approx(e["mfu_backprop"])
+        assert (r["reward_first"], r["reward_last"]) == (0.2, 0.6) and r["reward_mean"] == pytest.approx(0.4)
+    assert math.isnan(summarize_variant([], N_PARAMS, PER_STEP)["reward_first"])
+
+
+@pytest.mark.parametrize("names", [["grpo", "dash"], ["grpo", "trl", "dash"]])
+def test_table_shows_each_variants_figures_and_speed_ups_per_sample(names):
+    rows, summaries = _summaries(names)
+    md = table(summaries, peak=PEAK)
+    bases = [b for b in ("grpo", "trl") if b in names]
+    head = md.splitlines()[0]
+    assert [h for h in head.split(" | ") if h.startswith("speed-up")] == [f"speed-up vs {b}" for b in bases]
+    cells = read_table(md)
+    assert list(cells) == names
+    for v in names:
+        c, e = cells[v], _expected(rows[v])
+        for b in bases:  # time per sample of the base over this variant's: > 1 is faster
+            assert shows(c[f"speed-up vs {b}"], _expected(rows[b])["s_per_sample"] / e["s_per_sample"])
+        assert shows(c["s/step"], e["s_per_step"]) and shows(c["s/sample"], e["s_per_sample"])
+        assert shows(c["sampling s"], sum(r["time/sampling_s"] for r in rows[v]))
+        assert shows(c["backprop s"], sum(r["time/backprop_s"] for r in rows[v]))
+        assert shows(c["other s"], sum(r["time/scoring_s"] + r["time/optimizer_s"] for r in rows[v]))
+        assert shows(c["kept"], e["kept"]) and shows(c["sampled tok/s"], e["sampled_tok_per_s"])
+        assert shows(c["trained tok/s"], e["trained_tok_per_s"])
+        assert shows(c["MFU sample"], e["mfu_sample"]) and shows(c["MFU backprop"], e["mfu_backprop"])
+        first, last, mean = c["reward first -> last (mean)"].replace("->", " ").strip(")").replace("(", " ").split()
+        assert (float(first), float(last), float(mean)) == pytest.approx((0.2, 0.6, 0.4))
+    assert not shows("4.00x", 4.01) and shows("4.00x", 4.004)  # the reader itself: a wrong figure fails
 
 
 def test_wordproblems_workload_is_the_papers_regime():
     """`--workload wordproblems`: 256-token completions on the word-problem task, through the real config loader."""
     import argparse
 
-    from dashrl.bench.steps import _workload, add_arguments
+    from dashrl.bench.workloads import workload_flags
+    from dashrl.cli.bench import add_arguments
     from dashrl.config import load_config
 
     p = argparse.ArgumentParser()
     add_arguments(p)
-    cfg = load_config(None, _workload(p.parse_args(["--workload", "wordproblems"])))
+
+    def flags(argv):
+        args = p.parse_args(argv)
+        return workload_flags(args.workload, args.quick)
+
+    cfg = load_config(None, flags(["--workload", "wordproblems"]))
     assert (cfg.task.name, cfg.sampler.max_new_tokens, cfg.sampler.temperature) == ("wordproblems", 256, 0.5)
-    assert load_config(None, _workload(p.parse_args(["--quick"]))).task.name == "arithmetic"
-    assert load_config(None, _workload(p.parse_args([]))).task.name == "gsm8k"
+    assert load_config(None, flags(["--quick"])).task.name == "arithmetic"
+    assert load_config(None, flags([])).task.name == "gsm8k"
 
 
 def test_quickstart_split_hand_computed():
@@ -63,20 +128,35 @@ def test_quickstart_split_hand_computed():
         row(3.0, 0.2, 6.0, 0.4, 600, 1600, **{"train/distinct_tokens": 700}),
     ]
     s = split(rows, n_params=100, peak_gflops=1e-6)
-    assert (s["step1_optimizer"], s["later_optimizer"], s["later_backprop"], s["startup"]) == (
-        2.4,
-        0.30000000000000004,
-        5.0,
-        7.0,
+    step1, later = rows[0], rows[1:]
+    for part in ("sampling", "scoring", "backprop", "optimizer", "step"):
+        assert s[f"step1_{part}"] == step1[f"time/{part}_s"]
+        assert s[f"later_{part}"] == pytest.approx(statistics.median(r[f"time/{part}_s"] for r in later))
+    assert s["startup"] == 7.0
+    outside = ("sampling", "scoring", "optimizer")
+    assert s["step1_outside_backprop_ratio"] == pytest.approx(
+        sum(step1[f"time/{p}_s"] for p in outside) / sum(s[f"later_{p}"] for p in outside)
     )
-    assert s["step1_outside_backprop_ratio"] == (4.0 + 0.6 + 2.4) / (3.0 + 0.1 + 0.30000000000000004)
-    assert s["sampled_tok_per_s"] == 1200 / 6.0 and s["trained_tok_per_s"] == 2400 / 10.0
-    assert abs(s["mfu_backprop"] - 6 * 100 * (1000 / 10.0) / 1e3) < 1e-9  # each group's prompt once
+    sampled_rate = sum(r["gen/sampled_tokens"] for r in later) / sum(r["time/sampling_s"] for r in later)
+    assert s["sampled_tok_per_s"] == pytest.approx(sampled_rate)
+    assert s["trained_tok_per_s"] == pytest.approx(sum(r["train/tokens"] for r in later) / 10.0)
+    assert s["mfu_sampling"] == pytest.approx(2 * 100 * sampled_rate / (1e-6 * 1e9))
+    distinct_rate = (300 + 700) / (4.0 + 6.0)  # each group's prompt once, over the later steps' backprop time
+    assert s["mfu_backprop"] == pytest.approx(6 * 100 * distinct_rate / (1e-6 * 1e9))
     assert math.isnan(split(rows[:2] + [row(3.0, 0.2, 6.0, 0.4, 600, 1600)], 100, 1e-6)["mfu_backprop"])  # not logged
-    before = dict(s, later_step=8.0)
-    after = dict(s, later_step=4.0)
-    assert "| after |" in split_table({"before": before, "after": after}).splitlines()[-1]
-    assert split_table({"before": before, "after": after}).splitlines()[-1].endswith("| 2.00x |")
+    before, after = dict(s, later_step=8.0), dict(s, later_step=3.2)
+    cells = read_table(split_table({"before": before, "after": after}))
+    assert list(cells) == ["before", "after"]
+    assert shows(cells["after"]["later step vs before"], 8.0 / 3.2) and shows(
+        cells["before"]["later step vs before"], 1
+    )
+    c = cells["after"]
+    for part in ("sampling", "scoring", "backprop", "optimizer", "step"):
+        first, _, rest = c[f"{part} s (step 1 / later)"].partition(" / ")
+        assert shows(first, after[f"step1_{part}"]) and shows(rest, after[f"later_{part}"])
+    assert shows(c["step 1 outside backprop / later"], s["step1_outside_backprop_ratio"])
+    assert shows(c["start-up s"], 7.0) and shows(c["sampled tok/s"], sampled_rate)
+    assert shows(c["MFU sampling"], s["mfu_sampling"]) and shows(c["MFU backprop"], s["mfu_backprop"])
 
 
 def test_time_to_reward_level_and_ratio():
@@ -89,14 +169,17 @@ def test_time_to_reward_level_and_ratio():
     trl = ttr_summary(rows(5.0, [0.0, 0.5, 1.0, 1.0]), level=0.75, window=2)
     never = ttr_summary(rows(5.0, [0.0, 0.0]), level=0.75, window=2)
     assert dash["ttr"] == (6.0, 3) and trl["ttr"] == (15.0, 3) and never["ttr"] is None
-    md = ttr_table({"dashrl": dash, "trl": trl, "other": never}, 0.75, 2).splitlines()
-    assert md[2].startswith("| dashrl | 4 | 2.00 |") and md[3].endswith("| 15.0 s (step 3) | 2.50x |")
-    assert "not reached in 2 steps" in md[4]
+    cells = read_table(ttr_table({"dashrl": dash, "trl": trl, "other": never}, 0.75, 2))
+    assert [c["steps"] for c in cells.values()] == ["4", "4", "2"]
+    assert shows(cells["dashrl"]["s / step"], 2.0 * 4 / 4) and shows(cells["trl"]["s / step"], 5.0 * 4 / 4)
+    assert cells["trl"]["time to 0.75 (step)"] == f"{15.0:.1f} s (step 3)"
+    assert shows(cells["trl"]["TRL / dashrl"], 15.0 / 6.0) and cells["dashrl"]["TRL / dashrl"] == "-"
+    assert cells["other"]["time to 0.75 (step)"] == "not reached in 2 steps"
+    first, best = cells["dashrl"]["rolling reward (2 steps) first -> best"].split(" -> ")
+    assert shows(first, 0.0) and shows(best, (1.0 + 1.0) / 2)
 
 
 def test_before_must_be_a_checkout(tmp_path):
-    import pytest
-
     from dashrl.bench.runs import src_of
 
     with pytest.raises(ValueError, match="holds no src/dashrl"):

@@ -8,15 +8,15 @@ import json
 
 import pytest
 
-import dashrl.bench.steps as bench
+import dashrl.bench.sampling as sampling
 import dashrl.runtime.hardware
 from dashrl.cli import main
 
 
 @pytest.fixture
 def quiet_machine(monkeypatch):
-    monkeypatch.setattr(bench, "matmul_peak", lambda dtype: 100.0)
-    monkeypatch.setattr(bench, "memory_bandwidth", lambda: 10.0)
+    monkeypatch.setattr(sampling, "matmul_peak", lambda dtype: 100.0)
+    monkeypatch.setattr(sampling, "memory_bandwidth", lambda: 10.0)
     monkeypatch.setattr(dashrl.runtime.hardware, "matmul_peak", lambda dtype: 100.0)
 
 

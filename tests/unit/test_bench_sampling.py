@@ -1,8 +1,9 @@
 """`dashrl bench --sampling`: the roofline arithmetic, the table, the backend list."""
 
 import pytest
+from markdown_table import read_table, shows
 
-from dashrl.bench.steps import _sampling_backends, decode_roofline, sampling_table
+from dashrl.bench.sampling import decode_roofline, sampling_backends, sampling_table
 
 
 def test_decode_roofline_counts_weights_once_and_the_prompt_once_per_group():
@@ -16,14 +17,23 @@ def test_decode_roofline_counts_weights_once_and_the_prompt_once_per_group():
 
 
 def test_sampling_table_has_ratios_to_the_first_backend_and_mfu():
-    gap = {"mean": 0.01, "max": 0.1, "ratio_max_dev": 0.105}
-    res = {
-        "hf_plain": {"startup_s": 1.0, "sync_s": 0.1, "tok_per_s": {8: 100.0}, "gap": gap},
-        "hf": {"startup_s": 2.0, "sync_s": 0.2, "tok_per_s": {8: 250.0}, "gap": gap},
-    }
-    md = sampling_table(res, [8], peak=100.0, n_params=10**8)  # 2e8 FLOP per token
-    assert "vs hf_plain @8" in md
-    assert "| hf | 2.0 | 0.20 | 250 | 2.50x | 50.0% | 0.0100 | 0.100 | 0.105 |" in md
+    gaps = {"hf_plain": {"mean": 0.0123, "max": 0.25, "ratio_max_dev": 0.284}, "hf": {"mean": 0.01, "max": 0.1,
+            "ratio_max_dev": 0.105}}  # fmt: skip
+    rates = {"hf_plain": {8: 100.0, 64: 320.0}, "hf": {8: 250.0, 64: 400.0}}
+    res = {n: {"startup_s": 1.0 + i, "sync_s": 0.1 * (i + 1), "tok_per_s": rates[n], "gap": gaps[n]}
+           for i, n in enumerate(rates)}  # fmt: skip
+    peak, n_params = 100.0, 10**8  # GFLOP/s; 2e8 FLOPs per sampled token
+    cells = read_table(sampling_table(res, [8, 64], peak=peak, n_params=n_params))
+    assert list(cells) == ["hf_plain", "hf"]
+    for n, c in cells.items():
+        assert shows(c["start-up s"], res[n]["startup_s"]) and shows(c["sync s"], res[n]["sync_s"])
+        for b in (8, 64):
+            assert shows(c[f"tok/s @{b}"], rates[n][b])
+            assert shows(c[f"vs hf_plain @{b}"], rates[n][b] / rates["hf_plain"][b])  # the first row is the base
+            assert shows(c[f"MFU @{b}"], 2 * n_params * rates[n][b] / (peak * 1e9))
+        assert shows(c["mean abs dlogp"], gaps[n]["mean"]) and shows(c["max abs dlogp"], gaps[n]["max"])
+        assert shows(c["max abs(ratio-1)"], gaps[n]["ratio_max_dev"])
+    assert "MFU @8" not in sampling_table(res, [8])  # no peak given: no MFU columns
 
 
 def test_sampling_backends_default_and_unknown_names(monkeypatch):
@@ -31,8 +41,8 @@ def test_sampling_backends_default_and_unknown_names(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
-    assert _sampling_backends(None) == ["hf_plain", "hf", "hf_noshare", "hf_noprepack"]
+    assert sampling_backends(None) == ["hf_plain", "hf", "hf_noshare", "hf_noprepack"]
     with pytest.raises(ValueError, match="valid"):
-        _sampling_backends("hf,hf_fast")
+        sampling_backends("hf,hf_fast")
     with pytest.raises(ValueError, match="needs vLLM"):
-        _sampling_backends("hf,vllm")
+        sampling_backends("hf,vllm")

@@ -13,7 +13,8 @@ import pytest
         ("dashrl.rewards", ("torch", "math_verify", "sympy", "numpy")),
         ("dashrl.cli.eval, dashrl.eval", ("torch", "transformers", "math_verify", "sympy", "numpy")),
         (
-            "dashrl.cli, dashrl.bench.steps, dashrl.peers.trl_grpo, dashrl.cli.distill, dashrl.data.sft, dashrl.stats, "
+            "dashrl.cli, dashrl.cli.bench, dashrl.cli.tune, dashrl.bench.steps, dashrl.bench.sampling, "
+            "dashrl.peers.trl_grpo, dashrl.cli.distill, dashrl.data.sft, dashrl.stats, "
             "dashrl.cli.study, dashrl.study.tables, dashrl.study.arms",
             ("torch", "transformers", "trl", "datasets"),
         ),

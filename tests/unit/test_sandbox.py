@@ -37,7 +37,7 @@ def _hostile(program: str, tests: str = "assert True", limits: Limits = FAST):
     result = run_tests(program, tests, limits)
     elapsed = time.monotonic() - start
     assert result.status != "passed", result
-    assert elapsed < BOUND, elapsed
+    assert elapsed < limits.timeout + BOUND - FAST.timeout, elapsed
     time.sleep(0.05)
     assert _sandbox_processes() == []
     return result
@@ -93,8 +93,13 @@ def test_setsid_escapee_is_killed():
 
 
 def test_memory_bomb():
-    result = _hostile("blocks = []\nwhile True:\n    blocks.append(bytearray(50 * 2**20))\n")
-    assert result.status == "failed"  # MemoryError under RLIMIT_AS, well before the timeout
+    # A wall clock long enough that only the memory limit can end it, even on a loaded machine (at 2 s,
+    # zeroing 1 GiB there sometimes ran out the clock first): MemoryError under RLIMIT_AS, so "failed";
+    # without the limit it would run to the timeout ("timeout").
+    result = _hostile(
+        "blocks = []\nwhile True:\n    blocks.append(bytearray(50 * 2**20))\n", limits=Limits(timeout=10.0)
+    )
+    assert result.status == "failed"
 
 
 def test_writing_outside_its_directory(tmp_path):

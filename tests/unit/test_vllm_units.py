@@ -6,8 +6,9 @@ import importlib.util
 import sys
 
 import pytest
+from markdown_table import read_table, shows
 
-from dashrl.bench.steps import logprob_gap, sampling_table
+from dashrl.bench.sampling import logprob_gap, sampling_table
 
 
 def test_groups_are_runs_of_identical_prompts():
@@ -36,13 +37,18 @@ def test_logprob_gap_and_ratio():
 
 def test_sampling_table_ratios_against_hf():
     gap = {"mean": 0.01, "max": 0.1, "ratio_max_dev": 0.105}
+    rates = {"hf": {8: 100.0, 64: 400.0}, "vllm": {8: 150.0, 64: 700.0}}
     res = {
-        "hf": {"startup_s": 0.0, "sync_s": 0.1, "tok_per_s": {8: 100.0, 64: 400.0}, "gap": gap},
-        "vllm": {"startup_s": 30.0, "sync_s": 2.0, "tok_per_s": {8: 150.0, 64: 600.0}, "gap": gap},
+        "hf": {"startup_s": 0.0, "sync_s": 0.1, "tok_per_s": rates["hf"], "gap": gap},
+        "vllm": {"startup_s": 30.0, "sync_s": 2.0, "tok_per_s": rates["vllm"], "gap": gap},
     }
-    md = sampling_table(res, [8, 64])
-    assert "| vllm | 30.0 | 2.00 | 150 | 1.50x | 600 | 1.50x | 0.0100 | 0.100 | 0.105 |" in md
-    assert "| hf | 0.0 | 0.10 | 100 | 1.00x | 400 | 1.00x |" in md
+    cells = read_table(sampling_table(res, [8, 64]))
+    for n in ("hf", "vllm"):
+        for b in (8, 64):
+            assert shows(cells[n][f"tok/s @{b}"], rates[n][b])
+            assert shows(cells[n][f"vs hf @{b}"], rates[n][b] / rates["hf"][b])
+        assert shows(cells[n]["start-up s"], res[n]["startup_s"]) and shows(cells[n]["sync s"], res[n]["sync_s"])
+    assert shows(cells["vllm"]["max abs(ratio-1)"], gap["ratio_max_dev"])
 
 
 def test_missing_vllm_is_one_config_line_naming_the_extra(monkeypatch):

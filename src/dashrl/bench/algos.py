@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from dashrl.bench.interleave import interleave, warm_up
 from dashrl.runtime.hardware import log
 
 ALGO_VARIANTS: dict[str, list[str]] = {
@@ -137,11 +138,8 @@ def _names(spec: str | None) -> list[str]:
     return names
 
 
-def algos_run(
-    args: argparse.Namespace, workload: list[str], interleave: Callable[..., Any], warm_up: Callable[..., Any]
-) -> int:
-    """The comparison: build each variant's config, warm up once, interleave, print the table
-    (`interleave` and `warm_up` are `dashrl.bench.steps`'s, handed over so that imports point down)."""
+def algos_run(args: argparse.Namespace, workload: list[str]) -> int:
+    """The comparison: build each variant's config, warm up once, interleave, print the table."""
     from dashrl.config import ConfigError, load_config
 
     try:
@@ -157,7 +155,6 @@ def algos_run(
         print(f"dashrl bench: {e}", file=sys.stderr)
         return 2
 
-    from dashrl.runtime.io import atomic_write_text
     from dashrl.models import load_model
     from dashrl.train.loop import seed_everything
     from dashrl.train.metrics import silence_transformers_bars
@@ -184,6 +181,16 @@ def algos_run(
             file=sys.stderr,
         )
         return 130
+    report_algos(out, first, rows, curves, done, steps)
+    return 0 if done == steps else 130
+
+
+def report_algos(out: Path, first: Any, rows: dict[str, list], curves: dict[str, list], done: int, steps: int) -> None:
+    """The variants' figures, read at the time the fastest finished and at a level half of them
+    reach: bench_algos.md and bench_algos.json in `out`, the table on stdout."""
+    from dashrl.runtime.io import atomic_write_text
+
+    names = list(rows)
     at_time = min(curves[v][-1][0] for v in names)  # when the fastest variant finished
     best = sorted(max(r for _, r in curves[v]) for v in names)
     level = best[(len(best) - 1) // 2]  # a level half the variants reach
@@ -202,4 +209,3 @@ def algos_run(
     )
     print(header + "\n\n" + md)
     log(f"wrote {out / 'bench_algos.md'}, {out / 'bench_algos.json'}")
-    return 0 if done == steps else 130

@@ -89,35 +89,71 @@ def backprop_table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def lever_names(spec: str | None) -> list[str]:
+    """The levers of `--levers` (default: all), `padded` first when it is not named: the others are read against it.
+
+    >>> lever_names("packed,joined")
+    ['padded', 'packed', 'joined']
+    """
+    names = [n.strip() for n in (spec or ",".join(LEVERS)).split(",") if n.strip()]
+    unknown = [n for n in names if n not in LEVERS]
+    if unknown:
+        raise ValueError(f"--levers: unknown {unknown[0]!r}; valid: {', '.join(LEVERS)}")
+    return names if BASE in names else [BASE, *names]
+
+
 def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
     """Run the backprop A/B; the table on stdout, `backprop.md` and `backprop.json` in `--out`."""
     from dashrl.config import ConfigError, load_config
 
     try:
         cfg = load_config(args.config, workload + list(args.overrides))
-        names = [n.strip() for n in (args.levers or ",".join(LEVERS)).split(",") if n.strip()]
-        unknown = [n for n in names if n not in LEVERS]
-        if unknown:
-            raise ValueError(f"--levers: unknown {unknown[0]!r}; valid: {', '.join(LEVERS)}")
-        if BASE not in names:
-            names = [BASE, *names]
+        names = lever_names(args.levers)
     except (ConfigError, ValueError) as e:
         print(f"dashrl bench: {e}", file=sys.stderr)
         return 2
 
-    import torch
-
-    from dashrl.runtime.hardware import log, matmul_peak
-    from dashrl.runtime.io import atomic_write_text
     from dashrl.models import load_model
     from dashrl.rollout.samples import full_norm
+    from dashrl.runtime.hardware import matmul_peak
     from dashrl.train.metrics import silence_transformers_bars
-    from dashrl.train.trainer import Trainer
 
     silence_transformers_bars()  # the bench prints its own lines
     peak = matmul_peak("bf16")
     model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
+    trainers = lever_trainers(cfg, names, model, tok)
+    samples = sample_batch(trainers[BASE], cfg)
+    norm = full_norm(samples, cfg.sampler.max_new_tokens)
+    grads, seconds, outs, done = time_levers(trainers, model, samples, norm, args.repeats)
+    if not done and args.repeats:
+        print(
+            "dashrl bench: interrupted before every lever finished a timed pass; nothing measured, nothing written",
+            file=sys.stderr,
+        )
+        return 130
+    model.zero_grad(set_to_none=True)
+    tokens = outs[BASE]["train/tokens"]
+    needed = sum(len(p) for p in {s.group: s.prompt_ids for s in samples}.values()) + sum(
+        len(s.completion_ids) for s in samples
+    )
     n_params = sum(p.numel() for p in model.parameters())
+    results = {}
+    for n in names:
+        s = sorted(seconds[n])[len(seconds[n]) // 2]  # the upper median repeat (of 2: the slower)
+        results[n] = lever_figures(s, tokens, needed, n_params, peak, grads[n], grads[BASE])
+        results[n] |= {"pass": trainers[n].logprob_pass, "grad_norm": float(grads[n].norm()), "loss": outs[n]["loss"]}
+    header = backprop_header(cfg, len(samples), tokens, needed, done, args.repeats, peak)
+    text = f"{header}\n\n{backprop_table(results)}\n"
+    write_backprop(
+        Path(args.out), text, {"workload": header, "peak_gflops": peak, "results": results, "seconds": seconds}
+    )
+    print(text)
+    return 0 if done == args.repeats else 130
+
+
+def lever_trainers(cfg: Any, names: list[str], model: Any, tok: Any) -> dict[str, Any]:
+    """One trainer per lever, all over the same `model`, each with the lever's `train.*` fields."""
+    from dashrl.train.trainer import Trainer
 
     def levers(n: str) -> dict[str, Any]:
         ls = dict(LEVERS[n])
@@ -125,24 +161,40 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
             ls["micro_batch_size"] = cfg.algo.samples_per_step
         return ls
 
-    trainers = {
+    return {
         n: Trainer(replace(cfg, train=replace(cfg.train, **levers(n))), model, tok, optimizer_steps=1) for n in names
     }
-    base = trainers[BASE]
+
+
+def sample_batch(trainer: Any, cfg: Any) -> list[Any]:
+    """One step's M x G samples, their advantages set to +1 and -1 in turn: every sample then carries
+    gradient, so the gradient check means something even where the model solves nothing (the work
+    does not depend on their values)."""
+    from dashrl.runtime.hardware import log
+
     t0 = time.perf_counter()
-    samples = base.rollout(base.task.batch(0, cfg.algo.prompts_per_step), seed=0).samples
+    samples = trainer.rollout(trainer.task.batch(0, cfg.algo.prompts_per_step), seed=0).samples
     log(f"sampled {len(samples)} samples in {time.perf_counter() - t0:.1f}s "
         f"({sum(len(s.completion_ids) for s in samples) / len(samples):.0f} completion tokens on average)")  # fmt: skip
-    # Advantages +1 / -1 in turn: every sample then carries gradient, so the gradient check means
-    # something even where the model solves nothing (the work does not depend on their values).
-    samples = [replace(s, advantage=1.0 if i % 2 == 0 else -1.0) for i, s in enumerate(samples)]
-    norm = full_norm(samples, cfg.sampler.max_new_tokens)
+    return [replace(s, advantage=1.0 if i % 2 == 0 else -1.0) for i, s in enumerate(samples)]
+
+
+def time_levers(
+    trainers: dict[str, Any], model: Any, samples: list[Any], norm: Any, repeats: int
+) -> tuple[dict[str, Any], dict[str, list[float]], dict[str, dict[str, float]], int]:
+    """Every lever's backprop of the batch, the levers interleaved with the order rotating: pass 0
+    warms up and records each lever's gradient, passes 1..`repeats` are timed. Returns the gradients,
+    the timed seconds, each lever's last backprop figures and the repeats that every lever finished
+    (a Ctrl-C keeps only those)."""
+    from dashrl.runtime.hardware import log
+
+    names = list(trainers)
     grads: dict[str, Any] = {}
     seconds: dict[str, list[float]] = {n: [] for n in names}
     outs: dict[str, dict[str, float]] = {}
-    done = 0  # timed repeats that every lever finished: a Ctrl-C keeps only those
+    done = 0
     try:
-        for rep in range(args.repeats + 1):  # pass 0 warms up and records the gradients
+        for rep in range(repeats + 1):
             order = names[rep % len(names) :] + names[: rep % len(names)]
             for n in order:
                 model.zero_grad(set_to_none=True)
@@ -153,54 +205,57 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
                     grads[n] = grad_vector(model)
                 else:
                     seconds[n].append(dt)
-                log(f"{'warm-up' if rep == 0 else f'repeat {rep}/{args.repeats}'} {n}: {dt:.2f}s")
+                log(f"{'warm-up' if rep == 0 else f'repeat {rep}/{repeats}'} {n}: {dt:.2f}s")
             done = rep
     except KeyboardInterrupt:
-        if not done:
-            print(
-                "dashrl bench: interrupted before every lever finished a timed pass; nothing measured, nothing written",
-                file=sys.stderr,
-            )
-            return 130
-        log(f"interrupted in repeat {done + 1}: keeping the {done} repeat(s) that every lever finished")
-        seconds = {n: times[:done] for n, times in seconds.items()}
-    model.zero_grad(set_to_none=True)
-    tokens = outs[BASE]["train/tokens"]
-    needed = sum(len(p) for p in {s.group: s.prompt_ids for s in samples}.values()) + sum(
-        len(s.completion_ids) for s in samples
-    )
-    g0 = grads[BASE]
-    results = {}
-    for n in names:
-        s = sorted(seconds[n])[len(seconds[n]) // 2]  # the upper median repeat (of 2: the slower)
-        rate = tokens / s
-        rel = float((grads[n] - g0).norm() / g0.norm().clamp_min(1e-30))
-        results[n] = {
-            "seconds": s,
-            "tok_per_s": rate,
-            "mfu": 6 * n_params * rate / (peak * 1e9),
-            "mfu_needed": 6 * n_params * needed / s / (peak * 1e9),
-            "grad_rel": rel,
-            "pass": trainers[n].logprob_pass,
-            "grad_norm": float(grads[n].norm()),
-            "loss": outs[n]["loss"],
-        }
+        if done:
+            log(f"interrupted in repeat {done + 1}: keeping the {done} repeat(s) that every lever finished")
+            seconds = {n: times[:done] for n, times in seconds.items()}
+    return grads, seconds, outs, done
+
+
+def lever_figures(
+    seconds: float, tokens: int, needed: int, n_params: int, peak: float, grad: Any, base_grad: Any
+) -> dict[str, float]:
+    """One lever's rate and MFUs (6 x parameters x tokens / s against `peak` GFLOP/s, on the counted
+    tokens and on the tokens the batch needs at the least) and its gradient's relative distance from
+    the base's.
+
+    >>> import torch
+    >>> f = lever_figures(2.0, 1000, 600, 10**6, 6.0, torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0]))
+    >>> f["tok_per_s"], f["mfu"], f["mfu_needed"], f["grad_rel"]
+    (500.0, 0.5, 0.3, 1.0)
+    """
+    rate = tokens / seconds
+    return {
+        "seconds": seconds,
+        "tok_per_s": rate,
+        "mfu": 6 * n_params * rate / (peak * 1e9),
+        "mfu_needed": 6 * n_params * needed / seconds / (peak * 1e9),
+        "grad_rel": float((grad - base_grad).norm() / base_grad.norm().clamp_min(1e-30)),
+    }
+
+
+def backprop_header(cfg: Any, n_samples: int, tokens: int, needed: int, done: int, repeats: int, peak: float) -> str:
+    """The workload line above the table."""
+    import torch
+
     header = (
-        f"Backprop levers on {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}: one batch of {len(samples)} "
+        f"Backprop levers on {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}: one batch of {n_samples} "
         f"samples ({tokens} trained tokens counted, {needed} with each group's prompt once), micro-batch "
         f"{cfg.train.micro_batch_size}, upper median of {done} interleaved passes; torch threads "
         f"{torch.get_num_threads()}; matmul peak bf16 {peak:.0f} GFLOP/s; the config's own setting: train.packed "
         f"{cfg.train.packed}, train.head_chunk {cfg.train.head_chunk}."
     )
-    if done < args.repeats:
-        header += f" Interrupted (Ctrl-C): {done} of {args.repeats} repeats measured."
-    text = f"{header}\n\n{backprop_table(results)}\n"
-    out_dir = Path(args.out)
+    if done < repeats:
+        header += f" Interrupted (Ctrl-C): {done} of {repeats} repeats measured."
+    return header
+
+
+def write_backprop(out_dir: Path, text: str, payload: dict[str, Any]) -> None:
+    """backprop.md and backprop.json in `out_dir`."""
+    from dashrl.runtime.io import atomic_write_text
+
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "backprop.md", text)
-    atomic_write_text(
-        out_dir / "backprop.json",
-        json.dumps({"workload": header, "peak_gflops": peak, "results": results, "seconds": seconds}, indent=1),
-    )
-    print(text)
-    return 0 if done == args.repeats else 130
+    atomic_write_text(out_dir / "backprop.json", json.dumps(payload, indent=1))

@@ -263,7 +263,6 @@ def ttr_summary(rows: list[dict[str, Any]], level: float, window: int) -> dict[s
 def ttr_run(args: argparse.Namespace) -> int:
     """`dashrl bench --ttr`: dashrl and TRL to a reward level (module docstring)."""
     from dashrl.config import ConfigError, load_config
-    from dashrl.runtime.hardware import log
     from dashrl.runtime.io import atomic_write_text
 
     steps = args.steps or 30
@@ -286,8 +285,32 @@ def ttr_run(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    src = src_of(None)
+    per = ttr_repeats(args, flags, out)
     results: dict[str, dict[str, Any]] = {}
+    for name, runs in per.items():  # the upper median repeat by time to the level (not reached counts as slowest)
+        ranked = sorted(runs, key=lambda r: r["ttr"][0] if r["ttr"] else float("inf"))
+        results[name] = ranked[len(ranked) // 2]
+    header = (f"Time to reward: {cfg.model.name}, task {cfg.task.name}, reward {cfg.reward.funcs}, "
+              f"{cfg.algo.prompts_per_step} prompts x {cfg.algo.group_size}, at most {cfg.sampler.max_new_tokens} "
+              f"new tokens, beta 0, lr {cfg.train.lr:g}, {steps} steps; "
+              f"level {args.level:g} of the training reward's rolling mean over {args.window} steps; training seconds "
+              f"(start-up left out on both sides); median of {args.repeats} repeat(s), "
+              "each run a process of its own.")  # fmt: skip
+    text = f"{header}\n\n{ttr_table(results, args.level, args.window)}\n"
+    atomic_write_text(out / "ttr.md", text)
+    atomic_write_text(
+        out / "ttr.json", json.dumps({"workload": header, "flags": flags, "results": results, "repeats": per}, indent=1)
+    )
+    print(text)
+    return 0
+
+
+def ttr_repeats(args: argparse.Namespace, flags: list[str], out: Path) -> dict[str, list[dict[str, Any]]]:
+    """`--repeats` runs of dashrl and of TRL, in turn (the order swapped every repeat), each a process
+    of its own with the same `flags`: each run's time-to-reward summary, per side."""
+    from dashrl.runtime.hardware import log
+
+    src = src_of(None)
     per: dict[str, list[dict[str, Any]]] = {"dashrl": [], "trl": []}
     for rep in range(args.repeats):
         for name in ["dashrl", "trl"] if rep % 2 == 0 else ["trl", "dashrl"]:
@@ -305,19 +328,4 @@ def ttr_run(args: argparse.Namespace) -> int:
                 f"repeat {rep + 1}/{args.repeats} {name}: {wall:.0f}s wall, "
                 + (f"level {args.level:g} at {t[0]:.0f}s (step {t[1]})" if t else "level not reached")
             )
-    for name, runs in per.items():  # the upper median repeat by time to the level (not reached counts as slowest)
-        ranked = sorted(runs, key=lambda r: r["ttr"][0] if r["ttr"] else float("inf"))
-        results[name] = ranked[len(ranked) // 2]
-    header = (f"Time to reward: {cfg.model.name}, task {cfg.task.name}, reward {cfg.reward.funcs}, "
-              f"{cfg.algo.prompts_per_step} prompts x {cfg.algo.group_size}, at most {cfg.sampler.max_new_tokens} "
-              f"new tokens, beta 0, lr {cfg.train.lr:g}, {steps} steps; "
-              f"level {args.level:g} of the training reward's rolling mean over {args.window} steps; training seconds "
-              f"(start-up left out on both sides); median of {args.repeats} repeat(s), "
-              "each run a process of its own.")  # fmt: skip
-    text = f"{header}\n\n{ttr_table(results, args.level, args.window)}\n"
-    atomic_write_text(out / "ttr.md", text)
-    atomic_write_text(
-        out / "ttr.json", json.dumps({"workload": header, "flags": flags, "results": results, "repeats": per}, indent=1)
-    )
-    print(text)
-    return 0
+    return per

@@ -1,13 +1,15 @@
 """`dashrl` command line: parses the config first, imports heavy modules lazily.
 
-One module per command, each with `add_arguments(parser)` and `run(args) -> int`: `cli.train`,
-`cli.eval` and `cli.config` here; `report`, `bench`, `tune`, `distill` and `study.command` sit
-beside the code they drive. `COMMANDS` below is the whole list.
+One module per command in this package, each with `add_arguments(parser)` and `run(args) -> int`:
+it parses the command's flags and calls into the library (`bench` and `tune` into `dashrl.bench`,
+`study` and `distill` into `dashrl.study`). `COMMANDS` below is the whole list.
 
     dashrl train [--config FILE.toml] [--section.field VALUE ...]
     dashrl train --resume RUN_DIR [--train.steps N]
     dashrl eval --model PATH_OR_ID_OR_RUN_DIR --dataset math500 [...]
     dashrl report RUN_DIR [RUN_DIR ...] [--out DIR]
+    dashrl bench [--quick | --sampling | --backprop | --algos | --ttr | --workload NAME] [...]
+    dashrl tune [--batch-sizes 8,16,...] [--micro-batches ...] [--out tuned.toml]
     dashrl config [--show SECTION] [--files]
     dashrl distill --teacher MODEL --task.name NAME --n 8 --out traces.jsonl
     dashrl study [--preset cpu|paper] [--out DIR] [--seeds N] [--quick] [--section.field VALUE ...]
@@ -28,8 +30,8 @@ COMMANDS = {
     "train": ("dashrl.cli.train", "train a policy with DASH, GRPO or PPO schedules"),
     "eval": ("dashrl.cli.eval", "evaluate a model on math and code datasets"),
     "report": ("dashrl.cli.report", "plot one or more runs and write a markdown summary"),
-    "bench": ("dashrl.bench.steps", "time grpo, DASH without and with filtering side by side"),
-    "tune": ("dashrl.bench.tune", "measure and pick the inference batch size and micro-batch size"),
+    "bench": ("dashrl.cli.bench", "time grpo, DASH without and with filtering side by side"),
+    "tune": ("dashrl.cli.tune", "measure and pick the inference batch size and micro-batch size"),
     "config": ("dashrl.cli.config", "list every config field (type, default, doc) and the shipped run files"),
     "distill": ("dashrl.cli.distill", "keep a teacher model's correct solutions to a task as SFT data"),
     "study": ("dashrl.cli.study", "run the paper's arms, evaluate them alike, and judge its five findings"),

@@ -172,6 +172,30 @@ def write_json_atomic(path: str, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2))
 
 
+def flag_problem(args: argparse.Namespace, ks: list[int], names: list[str]) -> str | None:
+    """What is wrong with `--n`, `--k` and the datasets named, or None.
+
+    >>> flag_problem(argparse.Namespace(n=4), [1, 8], ["gsm8k"])
+    '--k 8 is larger than --n 4'
+    """
+    if args.n < 1:
+        return f"--n must be >= 1, got {args.n}"
+    if max(ks) > args.n:
+        return f"--k {max(ks)} is larger than --n {args.n}"
+    if not names:
+        return "name at least one dataset: --dataset NAME (repeatable) or --eval.datasets a,b"
+    return None
+
+
+def eval_temperature(args: argparse.Namespace, cfg: Any) -> float:
+    """The sampling temperature: the config's when one is given on the command line, else greedy
+    for `--n 1` (as training's evaluation) and 1.0 for more samples per problem."""
+    given = {flag for flag in (getattr(args, "overrides", None) or []) if flag.startswith("--sampler.temperature")}
+    if given or args.alias_temperature is not None:
+        return cfg.sampler.temperature
+    return 0.0 if args.n == 1 else 1.0
+
+
 def run(args: argparse.Namespace) -> int:
     """Run `dashrl eval` with parsed `args`; returns the process exit code (2: bad flags or
     config, 1: a model, dataset or file problem), after one `dashrl: ...` line on stderr.
@@ -187,14 +211,11 @@ def run(args: argparse.Namespace) -> int:
         cfg = eval_config(args)
     except ConfigError as err:
         return fail(str(err), 2)
-    if args.n < 1:
-        return fail(f"--n must be >= 1, got {args.n}", 2)
     ks = args.k or sorted({1, args.n})
-    if max(ks) > args.n:
-        return fail(f"--k {max(ks)} is larger than --n {args.n}", 2)
     names = args.dataset or cfg.eval.dataset_names
-    if not names:
-        return fail("name at least one dataset: --dataset NAME (repeatable) or --eval.datasets a,b", 2)
+    problem = flag_problem(args, ks, names)
+    if problem:
+        return fail(problem, 2)
     problem = check_output(args.out) if args.out else None
     if problem:
         return fail(problem, 1)
@@ -204,21 +225,9 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(err), 1)
     if model != cfg.model.name:
         print(f"[dashrl] evaluating {model}", file=sys.stderr)
-    given = {flag for flag in (getattr(args, "overrides", None) or []) if flag.startswith("--sampler.temperature")}
-    temperature = (
-        cfg.sampler.temperature if (given or args.alias_temperature is not None) else (0.0 if args.n == 1 else 1.0)
-    )
-
-    from dashrl.train.evaluation import load_eval_sets
-
-    task = cfg.task
-    fields = {
-        "problem_field": task.problem_field or None,
-        "answer_field": task.answer_field or None,
-        "tests_field": task.tests_field or None,
-    }
+    temperature = eval_temperature(args, cfg)
     try:
-        datasets = load_eval_sets(names, cfg.eval.limit, task.difficulty, args.split, **fields)
+        datasets = load_datasets(cfg, names, args.split)
     except DatasetError as err:
         return fail(str(err), 1)
 
@@ -230,7 +239,41 @@ def run(args: argparse.Namespace) -> int:
         policy, tokenizer = load_model(model, attn=cfg.model.attn)
     except ModelError as err:
         return fail(str(err), 1)
-    from dashrl.eval import evaluate, format_table
+    from dashrl.eval import format_table
+
+    results, params = evaluate_sets(cfg, policy, tokenizer, datasets, args, ks, temperature)
+    print(format_table(results))
+    if args.out:
+        settings = eval_settings(cfg, model, names, args, ks, params)
+        try:
+            write_json_atomic(args.out, {"settings": settings, "results": results})
+        except OSError as err:
+            return fail(f"cannot write {args.out}: {err.strerror or err} (the table above holds the results)", 1)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def load_datasets(cfg: Any, names: list[str], split: str | None) -> dict[str, list]:
+    """The named evaluation sets, loaded as training's evaluation loads them (a local file's field
+    names from `task.*`); raises DatasetError."""
+    from dashrl.train.evaluation import load_eval_sets
+
+    task = cfg.task
+    fields = {
+        "problem_field": task.problem_field or None,
+        "answer_field": task.answer_field or None,
+        "tests_field": task.tests_field or None,
+    }
+    return load_eval_sets(names, cfg.eval.limit, task.difficulty, split, **fields)
+
+
+def evaluate_sets(
+    cfg: Any, policy: Any, tokenizer: Any, datasets: dict[str, list], args: argparse.Namespace, ks: list[int],
+    temperature: float,
+) -> tuple[dict[str, Any], Any]:  # fmt: skip
+    """Sample and grade every dataset with one sampler: each one's results (with its seconds) and
+    the sampling parameters used."""
+    from dashrl.eval import evaluate
     from dashrl.rollout import SamplingParams, make_sampler
 
     sampler = make_sampler(cfg.sampler.backend, model=policy, tokenizer=tokenizer, dtype=cfg.model.dtype)
@@ -242,16 +285,15 @@ def run(args: argparse.Namespace) -> int:
         results[name] = evaluate(sampler, tokenizer, examples, params=params, n=args.n, ks=ks,
                                  seed=args.seed, records=args.records, timeout=args.timeout)  # fmt: skip
         results[name]["seconds"] = round(time.monotonic() - start, 2)
-    print(format_table(results))
-    if args.out:
-        settings = {"model": {**vars(cfg.model), "checkpoint": model}, "difficulty": task.difficulty,
-                    "datasets": names, "split": args.split,
-                    "n": args.n, "k": ks, "seed": args.seed, "temperature": temperature, "top_p": params.top_p,
-                    "top_k": params.top_k, "max_new_tokens": params.max_new_tokens, "batch_size": params.batch_size,
-                    "limit": cfg.eval.limit, "timeout": args.timeout}  # fmt: skip
-        try:
-            write_json_atomic(args.out, {"settings": settings, "results": results})
-        except OSError as err:
-            return fail(f"cannot write {args.out}: {err.strerror or err} (the table above holds the results)", 1)
-        print(f"wrote {args.out}")
-    return 0
+    return results, params
+
+
+def eval_settings(
+    cfg: Any, model: str, names: list[str], args: argparse.Namespace, ks: list[int], params: Any
+) -> dict[str, Any]:
+    """The settings the JSON report records beside the results: what was evaluated, and how."""
+    return {"model": {**vars(cfg.model), "checkpoint": model}, "difficulty": cfg.task.difficulty,
+            "datasets": names, "split": args.split,
+            "n": args.n, "k": ks, "seed": args.seed, "temperature": params.temperature, "top_p": params.top_p,
+            "top_k": params.top_k, "max_new_tokens": params.max_new_tokens, "batch_size": params.batch_size,
+            "limit": cfg.eval.limit, "timeout": args.timeout}  # fmt: skip

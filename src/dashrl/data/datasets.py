@@ -7,6 +7,8 @@
     naming the fields (defaults: problem|question|prompt, answer, tests|test);
   - `hf:owner/name` (or `hf:owner/name:config`): a Hugging Face hub dataset through the `datasets`
     library, imported only then (never needed for the shipped sets).
+Reading those files and the hub, and turning a user's record into an `Example`, is
+`dashrl.data.records`'s; this module holds the named datasets' schemas.
 
 Departures and choices, written down:
   - math_train: the 12,000-problem prm800k train split (MATH minus MATH-500), reconstructed (see
@@ -41,7 +43,6 @@ Departures and choices, written down:
 from __future__ import annotations
 
 import difflib
-import gzip
 import json
 import os
 from dataclasses import dataclass, field
@@ -49,12 +50,21 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from dashrl.data import Example
+from dashrl.data.records import (
+    TABLE_FORMATS,
+    DatasetError,
+    answer_text,
+    example_from_record,
+    get_field,
+    hub_rows,
+    is_saved_dataset,
+    iter_jsonl,
+    table_rows,
+)
+
+__all__ = ["DATASETS", "FILES", "DatasetError", "DatasetSpec", "check_dataset_name", "iter_jsonl", "load_dataset"]
 
 FILES = Path(__file__).parent / "files"
-
-
-class DatasetError(ValueError):
-    """A dataset file or record that cannot be used; the message names file, line and field."""
 
 
 @dataclass(frozen=True)
@@ -69,46 +79,6 @@ class DatasetSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _get(record: dict, key: str, where: str, kinds: tuple = (str,), optional: bool = False) -> Any:
-    """`record[key]`, checked: raises DatasetError naming file:line and field."""
-    if key not in record or record[key] is None:
-        if optional:
-            return None
-        raise DatasetError(f"{where}: missing field {key!r} (fields present: {sorted(record)})")
-    value = record[key]
-    if not isinstance(value, kinds):
-        names = "/".join(k.__name__ for k in kinds)
-        raise DatasetError(f"{where}: field {key!r} should be {names}, got {type(value).__name__}")
-    return value
-
-
-def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[str, dict]]:
-    """Yield `("file:line", record)` for each non-empty line of a .jsonl or .jsonl.gz file.
-
-    >>> next(iter_jsonl(FILES / "math_ood" / "amc23_test.jsonl.gz"))[0].endswith(":1")
-    True
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such file")
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DatasetError(f"{where}: invalid JSON ({err.msg} at column {err.colno})") from None
-                if not isinstance(record, dict):
-                    raise DatasetError(f"{where}: expected a JSON object, got {type(record).__name__}")
-                yield where, record
-    except (OSError, EOFError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read ({err})") from None
-
-
 def _last_boxed(text: str, where: str) -> str:
     from dashrl.rewards.math_grading import _last_boxed as last_boxed
 
@@ -118,23 +88,17 @@ def _last_boxed(text: str, where: str) -> str:
     return answer
 
 
-def _number(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
 # ---- builders: one per file schema (schemas are in files/SOURCES.md) -------------------------
 
 
 def _math(record: dict, where: str) -> Example:
-    answer = _get(record, "answer", where, optional=True)
+    answer = get_field(record, "answer", where, optional=True)
     if answer is None:  # two train records; their solutions write \boxed 2 without braces
-        answer = _last_boxed(_get(record, "solution", where), where)
+        answer = _last_boxed(get_field(record, "solution", where), where)
     level = record.get("level")
     return Example(
-        id=_get(record, "unique_id", where),
-        problem=_get(record, "problem", where),
+        id=get_field(record, "unique_id", where),
+        problem=get_field(record, "problem", where),
         answer=answer,
         meta={
             "subject": record.get("subject"),
@@ -145,12 +109,12 @@ def _math(record: dict, where: str) -> Example:
 
 
 def _gsm8k(record: dict, where: str) -> Example:
-    full = _get(record, "answer", where)
+    full = get_field(record, "answer", where)
     if "####" not in full:
         raise DatasetError(f"{where}: field 'answer' has no '#### <final answer>'")
     return Example(
         id=where.rsplit("/", 1)[-1],
-        problem=_get(record, "question", where),
+        problem=get_field(record, "question", where),
         answer=full.rsplit("####", 1)[1].strip().replace(",", ""),
         meta={"solution": full},
     )
@@ -158,39 +122,39 @@ def _gsm8k(record: dict, where: str) -> Example:
 
 def _qwen_eval(record: dict, where: str) -> Example:  # aime24, amc23
     return Example(
-        id=str(_get(record, "id", where, (str, int))),
-        problem=_get(record, "problem", where),
-        answer=_number(_get(record, "answer", where, (str, int, float))),
+        id=str(get_field(record, "id", where, (str, int))),
+        problem=get_field(record, "problem", where),
+        answer=answer_text(get_field(record, "answer", where, (str, int, float))),
     )
 
 
 def _minerva(record: dict, where: str) -> Example:
     return Example(
-        id=str(_get(record, "idx", where, (int, str))),
-        problem=_get(record, "problem", where),
-        answer=_last_boxed(_get(record, "solution", where), where),
+        id=str(get_field(record, "idx", where, (int, str))),
+        problem=get_field(record, "problem", where),
+        answer=_last_boxed(get_field(record, "solution", where), where),
         meta={"subject": record.get("type")},
     )
 
 
 def _olympiad(record: dict, where: str) -> Example:
-    answers = _get(record, "final_answer", where, (list,))
+    answers = get_field(record, "final_answer", where, (list,))
     return Example(
-        id=str(_get(record, "id", where, (int, str))),
-        problem=_get(record, "question", where),
+        id=str(get_field(record, "id", where, (int, str))),
+        problem=get_field(record, "question", where),
         answer=", ".join(str(a).strip().strip("$").strip() for a in answers),
         meta={"subject": record.get("subfield")},
     )
 
 
 def _mbpp(record: dict, where: str) -> Example:
-    asserts = _get(record, "test_list", where, (list,))
+    asserts = get_field(record, "test_list", where, (list,))
     challenge = record.get("challenge_test_list") or []
     setup = record.get("test_setup_code") or ""
     shown = "\n".join(asserts)
     return Example(
-        id=f"mbpp/{_get(record, 'task_id', where, (int,))}",
-        problem=f"{_get(record, 'text', where)}\nYour code should pass these tests:\n{shown}",
+        id=f"mbpp/{get_field(record, 'task_id', where, (int,))}",
+        problem=f"{get_field(record, 'text', where)}\nYour code should pass these tests:\n{shown}",
         kind="code",
         tests="\n".join([setup, *asserts, *challenge]).strip() + "\n",
     )
@@ -204,9 +168,9 @@ def _mbpp_select(record: dict, split: str) -> bool:
 def _mbppplus_prompts() -> dict[int, tuple[str, str]]:
     prompts = {}
     for where, record in iter_jsonl(FILES / "code" / "MbppPlus-v0.2.0.jsonl.gz"):
-        task = int(_get(record, "task_id", where).split("/")[-1])
-        text = _get(record, "prompt", where).strip().strip('"').strip()
-        prompts[task] = (text, _get(record, "entry_point", where))
+        task = int(get_field(record, "task_id", where).split("/")[-1])
+        text = get_field(record, "prompt", where).strip().strip('"').strip()
+        prompts[task] = (text, get_field(record, "entry_point", where))
     return prompts
 
 
@@ -221,24 +185,24 @@ def _mbppplus_select(record: dict, split: str) -> bool:
 
 
 def _mbppplus(record: dict, where: str, prompts: dict[int, tuple[str, str]]) -> Example:
-    task = _get(record, "task_id", where, (int,))
-    text, entry_point = prompts.get(task, (_get(record, "prompt", where), None))
+    task = get_field(record, "task_id", where, (int,))
+    text, entry_point = prompts.get(task, (get_field(record, "prompt", where), None))
     return Example(
         id=f"Mbpp/{task}",
         problem=text,
         kind="code",
-        tests=_get(record, "test", where),
+        tests=get_field(record, "test", where),
         meta={"entry_point": entry_point, "solution": record.get("code")},
     )
 
 
 def _humaneval(record: dict, where: str) -> Example:
-    entry = _get(record, "entry_point", where)
+    entry = get_field(record, "entry_point", where)
     return Example(
-        id=_get(record, "task_id", where),
-        problem=_get(record, "prompt", where),
+        id=get_field(record, "task_id", where),
+        problem=get_field(record, "prompt", where),
         kind="code",
-        tests=f"{_get(record, 'test', where)}\n\ncheck({entry})\n",
+        tests=f"{get_field(record, 'test', where)}\n\ncheck({entry})\n",
         meta={"entry_point": entry},
     )
 
@@ -271,8 +235,8 @@ def _humanevalplus(record: dict, where: str) -> Example:
     base = _humaneval(record, where)
     if base.id == "HumanEval/32":
         return base
-    inputs = _get(record, "base_input", where, (list,)) + _get(record, "plus_input", where, (list,))
-    reference = _get(record, "prompt", where) + _get(record, "canonical_solution", where)
+    inputs = get_field(record, "base_input", where, (list,)) + get_field(record, "plus_input", where, (list,))
+    reference = get_field(record, "prompt", where) + get_field(record, "canonical_solution", where)
     entry = base.meta["entry_point"]
     plus = (
         f"{_PLUS_CHECK}\n_PLUS_REFERENCE = {reference!r}\n_PLUS_ENTRY = {entry!r}\n"
@@ -329,142 +293,12 @@ def _load_named(name: str, split: str | None, limit: int | None) -> list[Example
     return examples
 
 
-def _chat_messages(value: Any, where: str, key: str) -> list[dict[str, str]] | None:
-    """A field holding TRL's conversational prompt (a list of role/content dicts), checked; else None."""
-    if not isinstance(value, list):
-        return None
-    for i, m in enumerate(value):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise DatasetError(
-                f"{where}: field {key!r} message {i} should be {{'role': str, 'content': str}}, got {m!r:.80}"
-            )
-    if not value:
-        raise DatasetError(f"{where}: field {key!r} is an empty message list")
-    return [{"role": m["role"], "content": m["content"]} for m in value]
-
-
-def _from_record(
-    record: dict, where: str, source: str, fields: dict[str, str | None], require_reference: bool = True
-) -> Example:
-    def pick(role: str, candidates: tuple[str, ...], optional: bool) -> Any:
-        if fields[role]:
-            return _get(record, fields[role], where, (str, int, float), optional)
-        for key in candidates:
-            if record.get(key) is not None:
-                return _get(record, key, where, (str, int, float))
-        if optional:
-            return None
-        raise DatasetError(
-            f"{where}: missing field {' or '.join(map(repr, candidates))} for the {role} "
-            f"(fields present: {sorted(record)}); name it with --task.{role}_field"
-        )
-
-    prompt_key = fields["problem"] or "prompt"
-    messages = _chat_messages(record.get(prompt_key), where, prompt_key)
-    if messages is not None:  # TRL's conversational format: the last user message is the problem text
-        problem = next((m["content"] for m in reversed(messages) if m["role"] == "user"), messages[-1]["content"])
-    else:
-        problem = pick("problem", ("problem", "question", "prompt"), optional=False)
-    tests = pick("tests", ("tests", "test"), optional=True)
-    answer = pick("answer", ("answer",), optional=tests is not None or not require_reference)
-    if tests is None and answer is None and require_reference:
-        raise DatasetError(f"{where}: field 'answer' is empty")
-    ident = record.get("id", record.get("task_id", where.rsplit(":", 1)[-1]))
-    answer = None if answer is None else _number(answer)
-    tests = None if tests is None else str(tests)
-    columns = {
-        **record,
-        **({"answer": answer} if answer is not None else {}),
-        **({"tests": tests} if tests is not None else {}),
-    }
-    return Example(
-        id=str(ident),
-        problem=str(problem),
-        answer=answer,
-        kind="code" if tests is not None else "math",
-        tests=tests,
-        meta={"dataset": source, **{k: record[k] for k in ("subject", "level") if k in record}},
-        messages=messages,
-        columns=columns,
-    )
-
-
-TABLE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json"}  # suffix -> `datasets` builder
-
-
-def _is_saved_dataset(path: str) -> bool:
-    """A folder written by `datasets.save_to_disk` (a Dataset or a DatasetDict)."""
-    p = Path(path)
-    return p.is_dir() and any((p / f).is_file() for f in ("dataset_info.json", "state.json", "dataset_dict.json"))
-
-
-def _rows(ds: Any, label: str) -> Iterator[tuple[str, dict]]:
-    for number, record in enumerate(ds, start=1):
-        yield f"{label}:row {number}", dict(record)
-
-
-def _load_table(path: str, split: str | None) -> Iterator[tuple[str, dict]]:
-    """Rows of a .parquet / .csv / .json file or a `save_to_disk` folder, through `datasets`."""
-    try:
-        import datasets  # imported only for these formats: `import dashrl` stays light
-    except ImportError:
-        raise DatasetError(f"{path}: reading it needs the `datasets` package (pip install datasets)") from None
-    datasets.disable_progress_bars()
-    try:
-        if _is_saved_dataset(path):
-            ds = datasets.load_from_disk(path)
-            if isinstance(ds, datasets.DatasetDict):
-                if (split or "train") not in ds:
-                    raise DatasetError(f"{path}: no split {split or 'train'!r}; splits: {', '.join(ds)} (--task.split)")
-                ds = ds[split or "train"]
-        else:
-            if not Path(path).is_file():
-                raise DatasetError(f"{path}: no such file")
-            ds = datasets.load_dataset(TABLE_FORMATS[Path(path).suffix], data_files=path, split="train")
-    except DatasetError:
-        raise
-    except Exception as e:  # noqa: BLE001 - pyarrow / datasets parse errors: one line naming the file
-        raise DatasetError(
-            f"{path}: cannot read it as {Path(path).suffix or 'a saved dataset'} ({type(e).__name__}: "
-            f"{str(e).splitlines()[0] if str(e) else ''})"
-        ) from None
-    return _rows(ds, path)
-
-
-def _load_hub(name: str, split: str | None, subset: str | None = None) -> Iterator[tuple[str, dict]]:
-    try:
-        import datasets  # noqa: F401 - optional dependency
-    except ImportError:
-        raise DatasetError(f"{name}: hub datasets need the `datasets` package (pip install datasets)") from None
-    from dashrl.models import hub_unreachable
-
-    repo, _, config = name[3:].partition(":")
-    reason = hub_unreachable()  # one 3 s probe, instead of datasets' retries against a hub that is not there
-    was_offline = datasets.config.HF_HUB_OFFLINE
-    datasets.config.HF_HUB_OFFLINE = was_offline or reason is not None  # unreachable: read the local cache only
-    try:
-        rows = datasets.load_dataset(repo, config or subset or None, split=split or "train")
-    except (ConnectionError, FileNotFoundError) as err:  # datasets' "not on the hub, not in the cache"
-        if reason is None:
-            raise DatasetError(f"{name}: {' '.join(str(err).split())}") from None
-        raise DatasetError(
-            f"{name}: the dataset is not in the local Hugging Face cache and {reason}; download it on a machine "
-            "with access, or save it as a .jsonl file and pass its path"
-        ) from None
-    except ValueError as err:  # a split or config the dataset does not have
-        raise DatasetError(f"{name}: {' '.join(str(err).split())}") from None
-    finally:
-        datasets.config.HF_HUB_OFFLINE = was_offline
-    for number, record in enumerate(rows, start=1):
-        yield f"{name}[{split or 'train'}]:{number}", dict(record)
-
-
 def _is_path_like(name: str) -> bool:
     return (
         name.startswith("hf:")
         or name.endswith((".jsonl", ".jsonl.gz", *TABLE_FORMATS))
         or os.sep in name
-        or _is_saved_dataset(name)
+        or is_saved_dataset(name)
     )
 
 
@@ -515,14 +349,14 @@ def load_dataset(
     fields = {"problem": problem_field, "answer": answer_field, "tests": tests_field}
     check_dataset_name(name_or_path)
     if name_or_path.startswith("hf:"):
-        rows: Iterator[tuple[str, dict]] = _load_hub(name_or_path, split, subset)
-    elif name_or_path.endswith(tuple(TABLE_FORMATS)) or _is_saved_dataset(name_or_path):
-        rows = _load_table(name_or_path, split)
+        rows: Iterator[tuple[str, dict]] = hub_rows(name_or_path, split, subset)
+    elif name_or_path.endswith(tuple(TABLE_FORMATS)) or is_saved_dataset(name_or_path):
+        rows = table_rows(name_or_path, split)
     else:
         rows = iter_jsonl(name_or_path)
     examples = []
     for where, record in rows:
         if limit is not None and len(examples) >= limit:
             break
-        examples.append(_from_record(record, where, name_or_path, fields, require_reference))
+        examples.append(example_from_record(record, where, name_or_path, fields, require_reference))
     return examples

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from dashrl.data import Example
-from dashrl.data.datasets import DatasetError, _get, iter_jsonl, load_dataset
+from dashrl.data.datasets import load_dataset
+from dashrl.data.records import DatasetError, get_field, iter_jsonl
 
 if TYPE_CHECKING:  # pragma: no cover
     from dashrl.config import TaskConfig
@@ -116,20 +117,20 @@ def load_pairs(
     for where, record in iter_jsonl(path):
         if limit is not None and len(pairs) >= limit:
             break
-        problem = _get(record, problem_field, where)
-        completion = _get(record, completion_field, where)
+        problem = get_field(record, problem_field, where)
+        completion = get_field(record, completion_field, where)
         if not completion.strip():
             raise DatasetError(f"{where}: field {completion_field!r} is empty")
-        kind = _get(record, "kind", where, optional=True) or "math"
+        kind = get_field(record, "kind", where, optional=True) or "math"
         if kind not in ("math", "code"):
             raise DatasetError(f"{where}: field 'kind' should be 'math' or 'code', got {kind!r}")
-        answer = _get(record, "answer", where, (str, int, float), optional=True)
+        answer = get_field(record, "answer", where, (str, int, float), optional=True)
         example = Example(
             id=str(record.get("id", where.rsplit(":", 1)[-1])),
             problem=problem,
             answer=None if answer is None else str(answer),
             kind=kind,
-            tests=_get(record, "tests", where, optional=True),
+            tests=get_field(record, "tests", where, optional=True),
             meta={"dataset": str(path)},
         )
         pairs.append((example, completion))

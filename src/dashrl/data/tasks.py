@@ -285,7 +285,7 @@ def task_from_records(
     >>> t.get(0).messages, t.get(0).columns["lang"]
     ([{'role': 'user', 'content': 'Hi'}], 'en')
     """
-    from dashrl.data.datasets import DatasetError, _from_record
+    from dashrl.data.records import DatasetError, example_from_record
 
     loaded = _load_funcs(reward, funcs, weights)
     fields = {
@@ -299,5 +299,7 @@ def task_from_records(
             break
         if not isinstance(record, dict):
             raise DatasetError(f"{name}:row {number}: expected a dict of columns, got {type(record).__name__}")
-        examples.append(_from_record(dict(record), f"{name}:row {number}", name, fields, require_reference=not loaded))
+        examples.append(
+            example_from_record(dict(record), f"{name}:row {number}", name, fields, require_reference=not loaded)
+        )
     return _finish(_from_examples(name, examples, seed), cfg, loaded)

@@ -50,7 +50,7 @@ def run_trl(cfg: Any, model: Any = None, tokenizer: Any = None) -> Path:
     PosixPath('runs/trl/trl_metrics.jsonl')
     """
     from datasets import Dataset
-    from transformers import PrinterCallback, TrainerCallback
+    from transformers import PrinterCallback
     from trl import GRPOTrainer
 
     from dashrl.data.tasks import make_task
@@ -74,37 +74,50 @@ def run_trl(cfg: Any, model: Any = None, tokenizer: Any = None) -> Path:
         reward_weights=[f.weight for f in task.funcs],
     )
     out = run_dir / "trl_metrics.jsonl"
-    t0 = time.perf_counter()
-
-    class Log(TrainerCallback):
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            nonlocal t0  # training time only: TRL's start-up is left out, as dashrl's time/elapsed_s leaves out its own
-            t0 = time.perf_counter()
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
-            if logs and "reward" in logs:
-                row = {
-                    "step": state.global_step,
-                    "time/elapsed_s": time.perf_counter() - t0,
-                    "reward/mean": logs["reward"],
-                }
-                row.update(
-                    {
-                        f"reward/{k.split('/')[1]}": v
-                        for k, v in logs.items()
-                        if k.startswith("rewards/") and k.endswith("/mean")
-                    }
-                )
-                with open(out, "a") as handle:
-                    handle.write(json.dumps(row) + "\n")
-
     trainer = GRPOTrainer(
         model=model, reward_funcs=[f.fn for f in task.funcs], args=args, train_dataset=data, processing_class=tokenizer
     )
     trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(Log())
+    trainer.add_callback(metrics_logger(out))
     trainer.train()
     return out
+
+
+def metrics_row(step: int, elapsed: float, logs: dict[str, Any]) -> dict[str, Any] | None:
+    """The `trl_metrics.jsonl` row of one of TRL's logs, in dashrl's metric names; None for a log
+    without a reward.
+
+    >>> metrics_row(3, 1.5, {"reward": 0.5, "rewards/correct/mean": 0.25, "rewards/correct/std": 0.1})
+    {'step': 3, 'time/elapsed_s': 1.5, 'reward/mean': 0.5, 'reward/correct': 0.25}
+    """
+    if "reward" not in logs:
+        return None
+    row = {"step": step, "time/elapsed_s": elapsed, "reward/mean": logs["reward"]}
+    row.update(
+        {f"reward/{k.split('/')[1]}": v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")}
+    )
+    return row
+
+
+def metrics_logger(out: Path) -> Any:
+    """A TrainerCallback that appends each reward log to `out` (`metrics_row`), timed from the
+    start of training: TRL's start-up is left out, as dashrl's `time/elapsed_s` leaves out its own."""
+    from transformers import TrainerCallback
+
+    class MetricsLogger(TrainerCallback):
+        def __init__(self) -> None:
+            self.t0 = time.perf_counter()
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.t0 = time.perf_counter()
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
+            row = metrics_row(state.global_step, time.perf_counter() - self.t0, logs) if logs else None
+            if row is not None:
+                with open(out, "a") as handle:
+                    handle.write(json.dumps(row) + "\n")
+
+    return MetricsLogger()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

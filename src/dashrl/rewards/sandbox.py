@@ -210,6 +210,35 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+def _child_env(workdir: str, mode: str) -> dict[str, str]:
+    """The child's whole environment (nothing is inherited): PATH, LANG, HOME, TMPDIR, 1-thread BLAS.
+
+    >>> sorted(_child_env("/w", "rlimits"))
+    ['HOME', 'LANG', 'MKL_NUM_THREADS', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'PATH', 'TMPDIR']
+    >>> _child_env("/w", "rlimits")["TMPDIR"], _child_env("/w", "namespaces")["TMPDIR"]
+    ('/w', '/tmp')
+    """
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": workdir,
+        "TMPDIR": "/tmp" if mode == "namespaces" else workdir,
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+
+
+def _harness_input(program: str, tests: str, nonce: str, fd: int, workdir: str, mode: str) -> bytes:
+    """What the harness reads on stdin: the code, where to report (the nonce, the pipe's fd), its
+    working directory, and whether its audit hook blocks process creation (all but "namespaces",
+    where the kernel limits it)."""
+    return json.dumps(
+        {"program": program, "tests": tests, "nonce": nonce, "fd": fd,
+         "workdir": workdir, "block_spawn": mode != "namespaces"}
+    ).encode()  # fmt: skip
+
+
 def run_tests(
     program: str,
     tests: str,
@@ -237,19 +266,8 @@ def run_tests(
     try:
         if mode == "namespaces":
             os.chown(workdir, uid, uid)
-        env = {
-            "PATH": "/usr/local/bin:/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "HOME": workdir,
-            "TMPDIR": "/tmp" if mode == "namespaces" else workdir,
-            "OPENBLAS_NUM_THREADS": "1",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-        }
-        payload = json.dumps(
-            {"program": program, "tests": tests, "nonce": nonce, "fd": write_fd,
-             "workdir": workdir, "block_spawn": mode != "namespaces"}
-        ).encode()  # fmt: skip
+        env = _child_env(workdir, mode)
+        payload = _harness_input(program, tests, nonce, write_fd, workdir, mode)
         with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as out, \
                 tempfile.TemporaryFile() as err:  # fmt: skip
             stdin.write(payload)
