@@ -571,7 +571,7 @@ def sampling_run(args: argparse.Namespace) -> int:
     from dashrl.data.prompts import build_prompt
     from dashrl.data.tasks import make_task
     from dashrl.models import autocast_ctx, load_model
-    from dashrl.rollout import SamplingParams, make_sampler
+    from dashrl.rollout import make_sampler, sampling_params
     from dashrl.train.batching import Sample, collate
     from dashrl.runtime.io import atomic_write_text
     from dashrl.train.logprobs import completion_logprobs
@@ -601,7 +601,7 @@ def sampling_run(args: argparse.Namespace) -> int:
         for k, v in settings.items():
             if k != "decoder":
                 setattr(samplers[n], k, v)
-        warm = SamplingParams(8, sc.temperature, sc.top_p, sc.top_k, batch_size=min(batches))
+        warm = sampling_params(cfg, max_new_tokens=8, batch_size=min(batches))
         samplers[n].generate(rows[min(batches)], warm, seed=0)  # start-up includes a first short call (compiles)
         startup = time.perf_counter() - t0
         syncs = []
@@ -622,7 +622,7 @@ def sampling_run(args: argparse.Namespace) -> int:
         for rep in range(args.repeats):
             this: dict[str, dict[int, tuple[int, float]]] = {n: {} for n in names}
             for b in batches:
-                params = SamplingParams(sc.max_new_tokens, sc.temperature, sc.top_p, sc.top_k, batch_size=b)
+                params = sampling_params(cfg, batch_size=b)
                 for n in names[rep % len(names) :] + names[: rep % len(names)]:  # the order rotates
                     t0 = time.perf_counter()
                     out = samplers[n].generate(rows[b], params, seed=rep)

@@ -231,11 +231,11 @@ def run(args: argparse.Namespace) -> int:
     except ModelError as err:
         return fail(str(err), 1)
     from dashrl.eval import evaluate, format_table
-    from dashrl.rollout import SamplingParams, make_sampler
+    from dashrl.rollout import make_sampler, sampling_params
 
     sampler = make_sampler(cfg.sampler.backend, model=policy, tokenizer=tokenizer, dtype=cfg.model.dtype)
-    params = SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=temperature, top_p=cfg.sampler.top_p,
-                            top_k=cfg.sampler.top_k, batch_size=cfg.eval.batch_size)  # fmt: skip
+    params = sampling_params(cfg, max_new_tokens=cfg.eval.max_new_tokens, temperature=temperature,
+                             batch_size=cfg.eval.batch_size)  # fmt: skip
     results: dict[str, Any] = {}
     for name, examples in datasets.items():
         start = time.monotonic()

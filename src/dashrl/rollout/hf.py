@@ -18,7 +18,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from dashrl.rollout import Completion, SamplingParams, decode
+from dashrl.rollout import decode
+from dashrl.rollout.base import Completion, SamplingParams
 
 try:
     from transformers.cache_utils import DynamicLayer
