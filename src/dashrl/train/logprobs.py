@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
 from dashrl.policy import decoder_states
-from dashrl.train.batching import Collated
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dashrl.train.learner import Collated
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

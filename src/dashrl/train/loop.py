@@ -22,8 +22,8 @@ weights instead of separate vLLM servers.
 
 Scale: this one loop runs every schedule both in one process and on Ray
 (`--dist.samplers H --dist.trainers H'`): the schedules talk to a rollout source and a
-learner (`dashrl.train.schedules`), which `open_backend` builds as one `Trainer` or as
-Ray actors (`dashrl.distributed.backend`). Run folder, resume, signals, eval, loggers and
+learner (`dashrl.train.schedules`), which `open_backend` builds as a `LocalSource` and a
+`Learner` in this process, or as Ray actors (`dashrl.distributed`). Run folder, resume, signals, eval, loggers and
 checkpoints are the same on both.
 """
 
@@ -65,6 +65,7 @@ from dashrl.train.run_dir import (  # noqa: F401 - RESUMABLE_CHANGES, find_resum
     run_dir_of,
 )
 
+
 class Interrupted(RuntimeError):
     """Stopped by SIGINT/SIGTERM; the message says what was saved and how to resume."""
 
@@ -76,7 +77,8 @@ class Interrupted(RuntimeError):
 @dataclass
 class RunResult:
     """What a finished run returns (`train`, and `dashrl.train` from Python): its folder, its
-    metric rows (as in `metrics.jsonl`) and the learner (whose `model` holds the final weights).
+    metric rows (as in `metrics.jsonl`), the learner (whose `model` holds the final weights;
+    `trainer` is its older name) and the rollout source.
 
     >>> result = dashrl.train({"train.steps": 2})  # doctest: +SKIP
     >>> result.run_dir, result.rows[-1]["reward/mean"]  # doctest: +SKIP
@@ -85,7 +87,12 @@ class RunResult:
 
     run_dir: Path
     rows: list[dict[str, Any]]
-    trainer: Any
+    learner: Any
+    source: Any = None
+
+    @property
+    def trainer(self) -> Any:
+        return self.learner
 
 
 def seed_everything(seed: int) -> None:
@@ -218,31 +225,48 @@ def train(
 
 
 def open_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, total_opt: int) -> Any:
-    """A context giving `(RolloutSource, Learner)`: one `Trainer` in this process, or
-    sampler and trainer actors on Ray when `dist.samplers > 0` (`dashrl.distributed.backend`)."""
+    """A context giving `(RolloutSource, Learner)`: `local_backend`'s in this process, or
+    sampler and trainer actors on Ray when `dist.samplers > 0` (`dashrl.distributed`)."""
     import contextlib
-
-    from dashrl.train.trainer import Learner, Trainer
 
     if cfg.dist.samplers > 0:  # the trainer actors wrap the Learner (no sampler)
         from dashrl.distributed import ray_backend
+        from dashrl.train.learner import Learner
 
         return ray_backend(cfg, model, tokenizer, task, total_opt, Learner)
-    trainer = Trainer(cfg, model, tokenizer, total_opt, task=task)
-    return contextlib.nullcontext((trainer, trainer))
+    return contextlib.nullcontext(local_backend(cfg, model, tokenizer, total_opt, task))
+
+
+def local_backend(cfg: Config, model: Any, tokenizer: Any, optimizer_steps: int, task: Any = None) -> tuple[Any, Any]:
+    """The `(LocalSource, Learner)` of one process: the source samples on the learner's policy,
+    and the learner's `sync` loads the source's sampler. `task` None: the one `cfg` names.
+
+    >>> source, learner = local_backend(cfg, model, tokenizer, optimizer_steps=1)  # doctest: +SKIP
+    >>> learner.backprop(source.rollout(source.task.batch(0, 2), seed=0).samples, norm)  # doctest: +SKIP
+    """
+    from dashrl.rollout.samples import LocalSource
+    from dashrl.train.learner import Learner
+
+    if task is None:
+        from dashrl.data.tasks import make_task
+
+        task = make_task(cfg.task, cfg.train.seed, reward=cfg.reward)
+    learner = Learner(cfg, model, tokenizer, optimizer_steps)
+    source = LocalSource(cfg, learner.policy, tokenizer, task)
+    learner.samplers.append(source.host)
+    return source, learner
 
 
 def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: int, step_fn: Any, source: Any,
          learner: Any, tokenizer: Any, started: float) -> RunResult:  # fmt: skip
     """The loop proper: resume state, steps, eval, logs, checkpoints, signals, summary."""
-    from dashrl.train.warmup import warm_up
-
     if ckpt is not None:
         best = best_checkpoint(run_dir)
         prune_checkpoints(run_dir, cfg.run.keep_last, keep=[best] if best else [])  # leftovers of a crash
         state = load_state(ckpt)
         load_weights(learner.policy, ckpt, state)
         learner.load_state_dict(state["trainer"])
+        source.load_state_dict(state.get("source", state["trainer"]))  # older runs kept it in the learner's
         learner.sync()  # the samplers' own copies
         set_rng_state(state["rng"])
     try:
@@ -262,7 +286,7 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
             f"[dashrl] {verb} {run_dir} ({k['threads']} threads, {k['isa'] or 'cpu'}, {openmp.apply()})",
             file=sys.stderr,
         )  # before the bar
-    warm_up(source)  # first calls of the grader and sampler: start-up's cost, not step 1's
+    source.warm_up()  # first calls of the grader and sampler: start-up's cost, not step 1's
     startup: dict[str, float] = {"time/startup_s": time.perf_counter() - started}  # in this process's first row
     progress = Progress(total_opt, quiet=cfg.run.quiet, first_step=opt_step + 1)
     t_start, elapsed0 = time.perf_counter(), float(info.get("elapsed_s", 0.0))
@@ -273,7 +297,7 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
         nonlocal saved_step, saving
         saving = True
         path = _save(
-            cfg, run_dir, learner, rows, opt_step, cycle, elapsed0 + time.perf_counter() - t_start, interrupted
+            cfg, run_dir, source, learner, rows, opt_step, cycle, elapsed0 + time.perf_counter() - t_start, interrupted
         )
         saved_step, saving = opt_step, False
         return path
@@ -328,7 +352,7 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
     if not cfg.run.quiet:
         print(summary)
         print(f"[dashrl] checkpoint: {path}\n[dashrl] metrics: {run_dir / 'metrics.jsonl'}", file=sys.stderr)
-    return RunResult(run_dir, rows, learner)
+    return RunResult(run_dir, rows, learner, source)
 
 
 def _sample_log(cfg: Config, run_dir: Path, tokenizer: Any, last_step: int) -> Any:
@@ -379,6 +403,7 @@ def _write_row(writer: MetricsWriter, row: dict[str, Any]) -> None:
 def _save(
     cfg: Config,
     run_dir: Path,
+    source: Any,
     learner: Any,
     rows: list[dict[str, Any]],
     step: int,
@@ -388,7 +413,8 @@ def _save(
 ) -> Path:
     """Save a resumable checkpoint, record it as best if it is, prune old ones."""
     trainer_state = learner.state_dict()  # on Ray: also pulls the weights into learner.policy
-    state = {"trainer": trainer_state, "rng": rng_state()} if cfg.run.keep_state != "none" else None
+    keep = cfg.run.keep_state != "none"
+    state = {"trainer": trainer_state, "source": source.state_dict(), "rng": rng_state()} if keep else None
     extra = {"cycle": cycle, "elapsed_s": elapsed, "interrupted": interrupted, "kernels": kernels.record()}
     try:
         path = save_checkpoint(run_dir, step, learner.policy, learner.tokenizer, extra, state, cfg.run.save_dtype)

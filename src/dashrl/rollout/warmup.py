@@ -20,20 +20,15 @@ from typing import Any
 WARM_TOKENS = 4  # new tokens per sequence in the sampler's warm-up call
 
 
-def warm_up(source: Any) -> float:
-    """Warm the grader and sampler of a one-process rollout source (`dashrl.train.trainer.LocalSource`,
-    or a `Trainer` holding one); other sources (Ray, SFT) are left alone. Returns seconds."""
-    from dashrl.train.trainer import LocalSource
-
-    local = getattr(source, "source", source)
-    if not isinstance(local, LocalSource):
-        return 0.0
+def warm_up(host: Any, task: Any) -> float:
+    """Warm `task`'s grader and `host`'s sampler (`dashrl.rollout.samples.SamplerHost`) on step 1's
+    problems; returns seconds. `LocalSource.warm_up` calls it; the Ray and SFT sources warm nothing."""
     t0 = time.perf_counter()
-    a = local.cfg.algo
-    examples = local.task.batch(0, a.prompts_per_step)  # step 1's problems: the shapes step 1 will have
-    warm_grader(local.task, examples[0])
-    prompts = [local.prompt_ids(ex) for ex in examples for _ in range(a.group_size)]
-    warm_sampler(local.sampler, prompts, local.params)
+    a = host.cfg.algo
+    examples = task.batch(0, a.prompts_per_step)  # step 1's problems: the shapes step 1 will have
+    warm_grader(task, examples[0])
+    prompts = [host.prompt_ids(ex) for ex in examples for _ in range(a.group_size)]
+    warm_sampler(host.sampler, prompts, host.params)
     return time.perf_counter() - t0
 
 
