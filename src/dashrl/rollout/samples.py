@@ -283,6 +283,10 @@ class LocalSource:
     def ahead(self, step: int) -> None:
         """One process samples each step when it comes (no overlap)."""
 
+    def hold(self, samples: Sequence[Any]) -> list[Any]:
+        """Samples made here (the sft schedule's records), as the learner takes them: as they are."""
+        return list(samples)
+
     def eval_sampler(self) -> Any:
         """The sampler, which holds the current weights, for in-training evaluation."""
         return self.host.sampler

@@ -118,5 +118,3 @@ def find_resume_point(cfg: Config, run_dir: Path, resume: bool | None) -> Path |
             f"choose another --run.name, or edit {run_dir / 'config.toml'} if you mean to change it"
         )
     return ckpt
-
-

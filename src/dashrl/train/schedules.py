@@ -59,6 +59,9 @@ class RolloutSource(Protocol):
         """May start sampling step `step`'s batch now, before the current step's update
         (the Ray source with `dist.overlap` > 0); one process does nothing."""
 
+    def hold(self, samples: Sequence[Any]) -> list[Any]:
+        """Samples made on the driver (the sft schedule's records), as the learner takes them."""
+
     def warm_up(self) -> float:
         """Start-up's first calls of the grader and sampler, so that step 1 does not pay them; seconds."""
 
