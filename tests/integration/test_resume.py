@@ -56,7 +56,7 @@ def _install_kill(at: str, task, tokenizer) -> None:
     """Make this process kill itself (or send itself SIGTERM) at `at` = "phase:cycle"."""
     import dashrl.rollout.hf as hf
     import dashrl.train.checkpoint as ckpt
-    import dashrl.train.trainer as trainer_mod
+    import dashrl.train.learner as trainer_mod
     from dashrl.train.metrics import MetricsWriter
 
     phase, cycle = at.split(":")
@@ -146,14 +146,14 @@ def _install_kill(at: str, task, tokenizer) -> None:
 
     trainer_mod.make_loss = make_loss
 
-    real_step = trainer_mod.Trainer.optimizer_step
+    real_step = trainer_mod.Learner.optimizer_step
 
     def optimizer_step(self, *a, **k):
         out = real_step(self, *a, **k)
         fire("step")
         return out
 
-    trainer_mod.Trainer.optimizer_step = optimizer_step
+    trainer_mod.Learner.optimizer_step = optimizer_step
 
     real_tok_save = tokenizer.save_pretrained
 

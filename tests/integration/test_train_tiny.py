@@ -11,7 +11,8 @@ from dashrl.data import Example
 from dashrl.data.tasks import Task
 from dashrl.train.loop import train
 from dashrl.train.metrics import read_metrics
-from dashrl.train.trainer import Trainer
+from dashrl.rollout.samples import LocalSource
+from dashrl.train.learner import Learner
 
 REQUIRED_KEYS = {
     "step",
@@ -65,13 +66,13 @@ def test_run_leaves_metrics_config_and_checkpoint(tmp_path, tiny_lm):
 
 def test_sampler_logprobs_match_trainer_forward(tmp_path, tiny_lm):
     """Positions and padding agree: on-policy ratios are 1 (fp32)."""
-    from dashrl.train.batching import collate
+    from dashrl.train.learner import collate
     from dashrl.train.logprobs import completion_logprobs, packed_logprobs, shared_prompt_logprobs
 
     model, tok = tiny_lm
     res = train(config(tmp_path, train={"steps": 1, "lr": 1e-12}), model, tok, task=letter_task())
-    tr = res.trainer
-    ro = tr.rollout(tr.task.batch(5, 4), seed=3)
+    tr, src = res.learner, res.source
+    ro = src.rollout(src.task.batch(5, 4), seed=3)
     mb = collate(ro.samples, tr.pad_id)
     assert tr.cfg.sampler.temperature != 1.0  # the temperature convention is part of what is checked
     for fn in (completion_logprobs, shared_prompt_logprobs, packed_logprobs):  # every trainer pass
@@ -108,14 +109,14 @@ def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm, mode, mo
 
     model.model.forward = spy
     drawn = []
-    real_rollout = Trainer.rollout
+    real_rollout = LocalSource.rollout
 
     def record(self, *a, **k):
         ro = real_rollout(self, *a, **k)
         drawn.extend(ro.samples)
         return ro
 
-    monkeypatch.setattr(Trainer, "rollout", record)
+    monkeypatch.setattr(LocalSource, "rollout", record)
     cfg = config(
         tmp_path,
         train={"steps": 1, "share_prompts": share_prompts, "packed": mode == "packed"},
@@ -147,7 +148,7 @@ def test_all_filtered_step_is_skipped_without_forward(tmp_path, tiny_lm):
 
 def test_nonfinite_loss_skips_the_step(tmp_path, tiny_lm, monkeypatch):
     model, tok = tiny_lm
-    from dashrl.train import trainer as trainer_mod
+    from dashrl.train import learner as trainer_mod
 
     real_make = trainer_mod.make_loss
 
@@ -171,7 +172,7 @@ def test_generate_calls_and_optimizer_steps(tmp_path, tiny_lm, schedule, calls_p
     cfg = config(tmp_path, algo={"schedule": schedule, "ppo_k": 2}, train={"micro_batch_size": 4})
     res = train(cfg, model, tok, task=letter_task())
     # grpo: M=4 prompts, micro-batch of 4 samples = 1 prompt x G=4 -> 4 generate calls per step
-    assert res.trainer.generate_calls == 2 * calls_per_step
+    assert res.source.host.generate_calls == 2 * calls_per_step
     assert len(res.rows) == 2 * opt_steps_per_cycle
 
 
@@ -181,16 +182,14 @@ def test_micro_batch_split_does_not_change_the_gradient(tmp_path, monkeypatch, n
     do 4 micro-batches joined into one packed pass (train.pass_tokens 0, the default)."""
     from conftest import make_tiny_model, make_tokenizer
 
-    from dashrl.train.trainer import Trainer
-
     grads = []
-    real_step = Trainer.optimizer_step
+    real_step = Learner.optimizer_step
 
     def spy(self, nonfinite):
         grads.append({n: p.grad.clone() for n, p in self.model.named_parameters() if p.grad is not None})
         return real_step(self, nonfinite)
 
-    monkeypatch.setattr(Trainer, "optimizer_step", spy)
+    monkeypatch.setattr(Learner, "optimizer_step", spy)
     for mbs, pass_tokens in ((16, 1), (4, 1), (4, 0)):
         tok = make_tokenizer()
         model = make_tiny_model(len(tok))

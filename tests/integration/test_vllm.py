@@ -52,7 +52,7 @@ def prompts(lm):
 def trainer_logprobs(model, prompts, completions, temperature):
     """The trainer's recomputation (bf16 autocast over the fp32 model), per completion."""
     from dashrl.models import autocast_ctx
-    from dashrl.train.batching import Sample, collate
+    from dashrl.train.learner import Sample, collate
     from dashrl.train.logprobs import completion_logprobs
 
     samples = [
@@ -177,7 +177,7 @@ def test_dash_run_samples_step_two_with_step_one_weights(tmp_path, lm, engine, m
     from dashrl.config import build_config
     from dashrl.train.loop import train
     from dashrl.train.metrics import read_metrics
-    from dashrl.train.trainer import Trainer
+    from dashrl.rollout.samples import LocalSource
 
     model, tok = lm
     events, synced, drawn = [], [], []
@@ -187,7 +187,7 @@ def test_dash_run_samples_step_two_with_step_one_weights(tmp_path, lm, engine, m
         real_load(model.state_dict())
         return engine
 
-    real_load, real_rollout = engine.load_weights, Trainer.rollout
+    real_load, real_rollout = engine.load_weights, LocalSource.rollout
 
     def load(state):
         events.append("sync")
@@ -201,7 +201,7 @@ def test_dash_run_samples_step_two_with_step_one_weights(tmp_path, lm, engine, m
         return ro
 
     monkeypatch.setitem(rollout.SAMPLERS, "vllm", shared_engine)
-    monkeypatch.setattr(Trainer, "rollout", record)
+    monkeypatch.setattr(LocalSource, "rollout", record)
     cfg = build_config(
         {
             "sampler": {"backend": "vllm", "max_new_tokens": 12},

@@ -3,7 +3,7 @@ directly or round a loop. Lazy imports inside functions count (they are real edg
 imports under `if TYPE_CHECKING:` do not.
 
 The layers this keeps: `dist` (Ray, the transport) is below `train` (the loop hands it the
-`Trainer` class), `eval` (evaluation sets and grading) is below `train`, entry points
+`Learner` class), `eval` (evaluation sets and grading) is below `train`, entry points
 (`cli`, `bench`, `tune`, ...) are on top, and atomic writes live in `dashrl.runtime.io`.
 """
 

@@ -112,7 +112,7 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
     from dashrl.models import load_model
     from dashrl.rollout.samples import full_norm
     from dashrl.train.metrics import silence_transformers_bars
-    from dashrl.train.trainer import Trainer
+    from dashrl.train.loop import local_backend
 
     silence_transformers_bars()  # the bench prints its own lines
     peak = matmul_peak("bf16")
@@ -125,10 +125,9 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
             ls["micro_batch_size"] = cfg.algo.samples_per_step
         return ls
 
-    trainers = {
-        n: Trainer(replace(cfg, train=replace(cfg.train, **levers(n))), model, tok, optimizer_steps=1) for n in names
-    }
-    base = trainers[BASE]
+    backends = {n: local_backend(replace(cfg, train=replace(cfg.train, **levers(n))), model, tok, 1) for n in names}
+    trainers = {n: learner for n, (_, learner) in backends.items()}
+    base = backends[BASE][0]  # its rollout source
     t0 = time.perf_counter()
     samples = base.rollout(base.task.batch(0, cfg.algo.prompts_per_step), seed=0).samples
     log(f"sampled {len(samples)} samples in {time.perf_counter() - t0:.1f}s "

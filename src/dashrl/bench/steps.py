@@ -312,10 +312,9 @@ def warm_up(cfg: Any, model: Any, tok: Any) -> None:
     """One untimed step of `cfg`'s schedule on a throwaway copy of `model`, so that start-up
     costs (allocator, thread pool, kernel caches) land on no variant's timed steps."""
     from dashrl.train.schedules import SCHEDULE_FNS, schedule_name
-    from dashrl.train.trainer import Trainer
+    from dashrl.train.loop import local_backend
 
-    trainer = Trainer(cfg, copy.deepcopy(model), tok, optimizer_steps=1)
-    SCHEDULE_FNS[schedule_name(cfg)](trainer, trainer, 0)
+    SCHEDULE_FNS[schedule_name(cfg)](*local_backend(cfg, copy.deepcopy(model), tok, 1), 0)
 
 
 def variants_run(args: argparse.Namespace) -> int:
@@ -353,7 +352,7 @@ def variants_run(args: argparse.Namespace) -> int:
     from dashrl.train.loop import seed_everything
     from dashrl.train.metrics import silence_transformers_bars
     from dashrl.train.schedules import SCHEDULE_FNS, schedule_name
-    from dashrl.train.trainer import Trainer
+    from dashrl.train.loop import local_backend
 
     silence_transformers_bars()  # the bench prints its own lines
     first = cfgs[names[0]]
@@ -379,8 +378,8 @@ def variants_run(args: argparse.Namespace) -> int:
                 print(f"dashrl bench: TRL refused the workload: {e}", file=sys.stderr)
                 return 2
         else:
-            trainer = Trainer(cfgs[v], copy.deepcopy(base_model), tok, optimizer_steps=steps)
-            steppers[v] = functools.partial(SCHEDULE_FNS[schedule_name(cfgs[v])], trainer, trainer)
+            source, trainer = local_backend(cfgs[v], copy.deepcopy(base_model), tok, steps)
+            steppers[v] = functools.partial(SCHEDULE_FNS[schedule_name(cfgs[v])], source, trainer)
     del base_model
     try:
         rows, curves, done = interleave(steppers, steps)
@@ -572,7 +571,7 @@ def sampling_run(args: argparse.Namespace) -> int:
     from dashrl.data.tasks import make_task
     from dashrl.models import autocast_ctx, load_model
     from dashrl.rollout import make_sampler, sampling_params
-    from dashrl.train.batching import Sample, collate
+    from dashrl.train.learner import Sample, collate
     from dashrl.runtime.io import atomic_write_text
     from dashrl.train.logprobs import completion_logprobs
     from dashrl.train.metrics import silence_transformers_bars

@@ -61,24 +61,24 @@ def run(args: argparse.Namespace) -> int:
     from dashrl.models import load_model
     from dashrl.rollout.samples import full_norm
     from dashrl.runtime.io import atomic_write_text
-    from dashrl.train.trainer import Trainer
+    from dashrl.train.loop import local_backend
 
     model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
-    tr = Trainer(cfg, model, tok, optimizer_steps=1)
+    src, tr = local_backend(cfg, model, tok, 1)
     G = cfg.algo.group_size
     sampling: dict[int, float] = {}
     for bs in sorted(args.batch_sizes):
-        tr.source.params = dataclasses.replace(tr.source.params, batch_size=bs)
+        src.host.params = dataclasses.replace(src.host.params, batch_size=bs)
         n_prompts = max(1, -(-bs // G))  # at least one full inference batch
         try:
-            ro = tr.rollout(tr.task.batch(0, n_prompts), seed=0)
+            ro = src.rollout(src.task.batch(0, n_prompts), seed=0)
         except (RuntimeError, MemoryError) as e:
             if _oom(e):
                 break
             raise
         sampling[bs] = ro.metrics["gen/sampled_tokens"] / max(ro.metrics["time/sampling_s"], 1e-9)
         print(f"[tune] inference batch {bs}: {sampling[bs]:.0f} sampled tokens/s", file=sys.stderr)
-    samples = tr.rollout(tr.task.batch(1, 4), seed=1).samples
+    samples = src.rollout(src.task.batch(1, 4), seed=1).samples
     norm = full_norm(samples, cfg.sampler.max_new_tokens)
     backprop: dict[int, float] = {}  # micro-batch size -> trained tokens/s; 0: joined passes
     joined = tr.pass_tokens  # a packed pass's auto token budget (0: not packed)

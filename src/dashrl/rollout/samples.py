@@ -154,7 +154,7 @@ def sample_and_score(
 def pack_groups(kept: Sequence[tuple[int, int]], size: int) -> list[list[int]]:
     """Pack `(group, samples)` pairs, in order, into packs of whole groups holding at most
     `size` samples (a larger group goes alone); empty groups are left out. The one packer of
-    micro-batches (`dashrl.train.batching`) and of the Ray trainers' deliveries.
+    micro-batches (`dashrl.train.learner`) and of the Ray trainers' deliveries.
 
     >>> pack_groups([(0, 3), (1, 0), (2, 2), (3, 5), (4, 1)], 4)
     [[0], [2], [3], [4]]
