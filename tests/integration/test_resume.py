@@ -98,10 +98,11 @@ def _install_kill(at: str, task, tokenizer) -> None:
 
     try:  # the Ray path: the same phases, seen from the driver
         import dashrl.distributed.backend as backend
+        import dashrl.distributed.source as ray_source
     except ImportError:  # no Ray installed
         backend = None
     if backend is not None:
-        real_plan = backend.plan_units
+        real_plan = ray_source.plan_units
 
         def plan_units(*a, **k):  # a generator: the kill fires with the first unit in flight on a sampler
             units = real_plan(*a, **k)
@@ -111,7 +112,7 @@ def _install_kill(at: str, task, tokenizer) -> None:
                     fire("sigterm")
                 yield unit
 
-        backend.plan_units = plan_units
+        ray_source.plan_units = plan_units
         real_wait = backend.RayLearner._wait
 
         def wait(self, refs):  # the trainers' backprop tasks are running
