@@ -110,7 +110,7 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
     from dashrl.runtime.hardware import log, matmul_peak
     from dashrl.runtime.io import atomic_write_text
     from dashrl.models import load_model
-    from dashrl.rollout.samples import full_norm
+    from dashrl.algo.filter import full_norm
     from dashrl.train.metrics import silence_transformers_bars
     from dashrl.train.loop import local_backend
 

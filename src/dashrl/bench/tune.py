@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dashrl tune: {e}", file=sys.stderr)
         return 2
     from dashrl.models import load_model
-    from dashrl.rollout.samples import full_norm
+    from dashrl.algo.filter import full_norm
     from dashrl.runtime.io import atomic_write_text
     from dashrl.train.loop import local_backend
 
