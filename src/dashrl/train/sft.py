@@ -87,7 +87,7 @@ class SFTSource:
             "sft/completion_tokens": sum(s.num_tokens for s in samples),
             "sft/cut_frac": sum(s.finish_reason == "length" for s in samples) / max(len(samples), 1),
         }
-        return Rollouts(self.inner.hold(samples), metrics)  # Ray: into the object store
+        return Rollouts(self.hold(samples), metrics)  # Ray: into the object store
 
     def eval_sampler(self) -> Any:
         """The backend's evaluation sampler, holding the current weights."""
@@ -96,6 +96,10 @@ class SFTSource:
 
     def ahead(self, step: int) -> None:
         """Records need no sampling ahead."""
+
+    def hold(self, samples: Sequence[Any]) -> list[Any]:
+        """Records as the learner takes them: the backend's way (`inner.hold`)."""
+        return self.inner.hold(samples)
 
     def warm_up(self) -> float:
         """Nothing samples or grades: nothing to warm."""
