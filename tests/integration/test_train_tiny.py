@@ -239,3 +239,21 @@ def test_gradient_checkpointing_trains(tmp_path, tiny_lm):
         config(tmp_path, model={"gradient_checkpointing": True}, train={"steps": 1}), model, tok, task=letter_task()
     )
     assert res.rows[0].get("skipped") is None and res.rows[0]["grad_norm"] > 0
+
+
+def test_a_checkpoint_that_kept_the_counter_in_the_learner_state_resumes(tmp_path, tiny_lm):
+    """Runs saved before the rollout source had a state of its own kept `generate_calls` in the
+    learner's (then the `Trainer`'s) state: they resume, and the count goes on from there."""
+    import copy
+
+    from dashrl.train.checkpoint import STATE_FILE, latest_checkpoint, load_state
+
+    model, tok = tiny_lm
+    res = train(config(tmp_path, train={"steps": 1}), copy.deepcopy(model), tok, task=letter_task())
+    ckpt = latest_checkpoint(res.run_dir)
+    state = load_state(ckpt)
+    assert state["source"] == {"generate_calls": 1}
+    state["trainer"].update(state.pop("source"))  # the older layout
+    torch.save(state, ckpt / STATE_FILE)
+    res = train(config(tmp_path, train={"steps": 2}), copy.deepcopy(model), tok, task=letter_task())
+    assert res.source.host.generate_calls == 2 and [r["step"] for r in res.rows] == [1, 2]
