@@ -23,8 +23,8 @@ weights instead of separate vLLM servers.
 Scale: this one loop runs every schedule both in one process and on Ray
 (`--dist.samplers H --dist.trainers H'`): the schedules talk to a rollout source and a
 learner (`dashrl.train.schedules`), which `open_backend` builds as a `LocalSource` and a
-`Learner` in this process, or as Ray actors (`dashrl.distributed`). Run folder, resume, signals, eval, loggers and
-checkpoints are the same on both.
+`Learner` in this process (`local_backend`), or as Ray actors (`dashrl.distributed`). Run
+folder, resume, signals, eval, loggers and checkpoints are the same on both.
 """
 
 from __future__ import annotations
