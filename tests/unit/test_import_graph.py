@@ -129,3 +129,32 @@ def test_the_checker_finds_a_lazy_cycle_and_ignores_type_checking(tmp_path):
     assert graph["c"] == {"a": "pkg/c.py:4"} and graph["d"] == {"c": "pkg/d.py:1"}
     (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.a import g\n")
     assert cycles(import_graph(pkg)) == []
+
+
+def module_graph(src: Path) -> dict[str, dict[str, str]]:
+    """module -> {imported module: 'file:line'}: the same imports, between modules instead of parts
+    (`from pkg.sub import name` is an edge to `pkg.sub`, or to `pkg.sub.name` when that is a module)."""
+    root = src.name
+    modules = {}
+    for path in sorted(src.rglob("*.py")):
+        parts = path.relative_to(src.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, dict[str, str]] = defaultdict(dict)
+    for name, path in modules.items():
+        for module, line in _imports(ast.parse(path.read_text()).body, root):
+            target = module
+            while target not in modules and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target in modules and target != name:
+                graph[name].setdefault(target, f"{path.relative_to(src.parent)}:{line}")
+    return graph
+
+
+def test_no_two_modules_of_the_loop_import_each_other():
+    """Inside the parts a training step runs through (train, rollout, distributed, eval, the
+    policy): a piece two modules share lives in a third, instead of each importing the other."""
+    graph = module_graph(SRC)
+    ours = ("dashrl.train", "dashrl.rollout", "dashrl.distributed", "dashrl.eval", "dashrl.policy", "dashrl.totals")
+    bad = [c for c in cycles(graph) if any(m.startswith(ours) for m in c)]
+    assert not bad, f"module cycles {bad}: " + "; ".join(f"{a} -> {b} ({graph[a][b]})" for c in bad for a in c
+                                                         for b in graph.get(a, {}) if b in c)  # fmt: skip

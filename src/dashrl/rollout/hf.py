@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from dashrl.rollout import decode
+import dashrl.rollout.decode as decode
 from dashrl.rollout.base import Completion, SamplingParams
 
 try:
