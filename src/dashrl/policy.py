@@ -66,6 +66,7 @@ class Policy:
     ):
         self.lora = lora is not None and lora.r > 0
         self.sharded = shard
+        self.dtype = ref_dtype  # the run's compute dtype (model.dtype): bf16 autocast, and the reference's
         self.save_merged = self.lora and lora.save_merged
         self.module = _with_adapters(model, lora, seed) if self.lora else model
         self.model = self.module.get_base_model() if self.lora else model  # the causal LM (adapters injected in place)
@@ -93,6 +94,12 @@ class Policy:
             return
         with self.module.disable_adapter():
             yield self.model
+
+    def autocast(self) -> Any:
+        """bf16 autocast on the model's device when the run computes in bf16, else a no-op context."""
+        if self.dtype != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=next(self.model.parameters()).device.type, dtype=torch.bfloat16)
 
     # -- what samplers get -------------------------------------------------------------------
     def sampler_model(self) -> Any:

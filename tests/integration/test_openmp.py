@@ -91,7 +91,8 @@ def test_apply_chooses_once_per_process_and_a_child_chooses_again(monkeypatch):
     monkeypatch.setenv("GOMP_SPINCOUNT", "7")
     assert openmp.apply() == first  # chosen already in this process
     proc = fresh(
-        "from dashrl import openmp\nprint(openmp.apply())\n", **{openmp.MARK: first, openmp.CHOSEN_BY: str(os.getpid())}
+        "from dashrl.runtime import openmp\nprint(openmp.apply())\n",
+        **{openmp.MARK: first, openmp.CHOSEN_BY: str(os.getpid())},
     )
     assert proc.stdout.strip() in (f"OpenMP spin {openmp.SPIN}",) or proc.stdout.startswith("OpenMP passive"), (
         proc.stderr

@@ -56,7 +56,7 @@ def _install_kill(at: str, task, tokenizer) -> None:
     """Make this process kill itself (or send itself SIGTERM) at `at` = "phase:cycle"."""
     import dashrl.rollout.hf as hf
     import dashrl.train.checkpoint as ckpt
-    import dashrl.train.trainer as trainer_mod
+    import dashrl.train.learner as trainer_mod
     from dashrl.train.metrics import MetricsWriter
 
     phase, cycle = at.split(":")
@@ -98,10 +98,11 @@ def _install_kill(at: str, task, tokenizer) -> None:
 
     try:  # the Ray path: the same phases, seen from the driver
         import dashrl.distributed.backend as backend
+        import dashrl.distributed.source as ray_source
     except ImportError:  # no Ray installed
         backend = None
     if backend is not None:
-        real_plan = backend.plan_units
+        real_plan = ray_source.plan_units
 
         def plan_units(*a, **k):  # a generator: the kill fires with the first unit in flight on a sampler
             units = real_plan(*a, **k)
@@ -111,7 +112,7 @@ def _install_kill(at: str, task, tokenizer) -> None:
                     fire("sigterm")
                 yield unit
 
-        backend.plan_units = plan_units
+        ray_source.plan_units = plan_units
         real_wait = backend.RayLearner._wait
 
         def wait(self, refs):  # the trainers' backprop tasks are running
@@ -146,14 +147,14 @@ def _install_kill(at: str, task, tokenizer) -> None:
 
     trainer_mod.make_loss = make_loss
 
-    real_step = trainer_mod.Trainer.optimizer_step
+    real_step = trainer_mod.Learner.optimizer_step
 
     def optimizer_step(self, *a, **k):
         out = real_step(self, *a, **k)
         fire("step")
         return out
 
-    trainer_mod.Trainer.optimizer_step = optimizer_step
+    trainer_mod.Learner.optimizer_step = optimizer_step
 
     real_tok_save = tokenizer.save_pretrained
 

@@ -11,7 +11,8 @@ from dashrl.data import Example
 from dashrl.data.tasks import Task
 from dashrl.train.loop import train
 from dashrl.train.metrics import read_metrics
-from dashrl.train.trainer import Trainer
+from dashrl.rollout.samples import LocalSource
+from dashrl.train.learner import Learner
 
 REQUIRED_KEYS = {
     "step",
@@ -65,13 +66,13 @@ def test_run_leaves_metrics_config_and_checkpoint(tmp_path, tiny_lm):
 
 def test_sampler_logprobs_match_trainer_forward(tmp_path, tiny_lm):
     """Positions and padding agree: on-policy ratios are 1 (fp32)."""
-    from dashrl.train.batching import collate
+    from dashrl.train.learner import collate
     from dashrl.train.logprobs import completion_logprobs, packed_logprobs, shared_prompt_logprobs
 
     model, tok = tiny_lm
     res = train(config(tmp_path, train={"steps": 1, "lr": 1e-12}), model, tok, task=letter_task())
-    tr = res.trainer
-    ro = tr.rollout(tr.task.batch(5, 4), seed=3)
+    tr, src = res.learner, res.source
+    ro = src.rollout(src.task.batch(5, 4), seed=3)
     mb = collate(ro.samples, tr.pad_id)
     assert tr.cfg.sampler.temperature != 1.0  # the temperature convention is part of what is checked
     for fn in (completion_logprobs, shared_prompt_logprobs, packed_logprobs):  # every trainer pass
@@ -108,14 +109,14 @@ def test_filtered_samples_never_reach_a_forward_pass(tmp_path, tiny_lm, mode, mo
 
     model.model.forward = spy
     drawn = []
-    real_rollout = Trainer.rollout
+    real_rollout = LocalSource.rollout
 
     def record(self, *a, **k):
         ro = real_rollout(self, *a, **k)
         drawn.extend(ro.samples)
         return ro
 
-    monkeypatch.setattr(Trainer, "rollout", record)
+    monkeypatch.setattr(LocalSource, "rollout", record)
     cfg = config(
         tmp_path,
         train={"steps": 1, "share_prompts": share_prompts, "packed": mode == "packed"},
@@ -147,7 +148,7 @@ def test_all_filtered_step_is_skipped_without_forward(tmp_path, tiny_lm):
 
 def test_nonfinite_loss_skips_the_step(tmp_path, tiny_lm, monkeypatch):
     model, tok = tiny_lm
-    from dashrl.train import trainer as trainer_mod
+    from dashrl.train import learner as trainer_mod
 
     real_make = trainer_mod.make_loss
 
@@ -171,7 +172,7 @@ def test_generate_calls_and_optimizer_steps(tmp_path, tiny_lm, schedule, calls_p
     cfg = config(tmp_path, algo={"schedule": schedule, "ppo_k": 2}, train={"micro_batch_size": 4})
     res = train(cfg, model, tok, task=letter_task())
     # grpo: M=4 prompts, micro-batch of 4 samples = 1 prompt x G=4 -> 4 generate calls per step
-    assert res.trainer.generate_calls == 2 * calls_per_step
+    assert res.source.host.generate_calls == 2 * calls_per_step
     assert len(res.rows) == 2 * opt_steps_per_cycle
 
 
@@ -181,16 +182,14 @@ def test_micro_batch_split_does_not_change_the_gradient(tmp_path, monkeypatch, n
     do 4 micro-batches joined into one packed pass (train.pass_tokens 0, the default)."""
     from conftest import make_tiny_model, make_tokenizer
 
-    from dashrl.train.trainer import Trainer
-
     grads = []
-    real_step = Trainer.optimizer_step
+    real_step = Learner.optimizer_step
 
     def spy(self, nonfinite):
         grads.append({n: p.grad.clone() for n, p in self.model.named_parameters() if p.grad is not None})
         return real_step(self, nonfinite)
 
-    monkeypatch.setattr(Trainer, "optimizer_step", spy)
+    monkeypatch.setattr(Learner, "optimizer_step", spy)
     for mbs, pass_tokens in ((16, 1), (4, 1), (4, 0)):
         tok = make_tokenizer()
         model = make_tiny_model(len(tok))
@@ -250,7 +249,7 @@ def test_gradient_checkpointing_gives_the_unchecked_gradient(tmp_path, dtype):
             train={"steps": 1, "packed": False, "share_prompts": False},
         )
         res = train(cfg, model, tok, task=letter_task())
-        runs.append((res.rows[0], {k: v.detach().clone() for k, v in res.trainer.policy.module.state_dict().items()}))
+        runs.append((res.rows[0], {k: v.detach().clone() for k, v in res.learner.policy.module.state_dict().items()}))
     (plain, w_plain), (checked, w_checked) = runs
     assert plain.get("skipped") is None and plain["grad_norm"] > 0
     assert checked["grad_norm"] == pytest.approx(plain["grad_norm"], rel=1e-5)
@@ -260,3 +259,21 @@ def test_gradient_checkpointing_gives_the_unchecked_gradient(tmp_path, dtype):
     assert moved  # the step changed weights, and changed them alike
     for k in w_plain:
         torch.testing.assert_close(w_checked[k], w_plain[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_a_checkpoint_that_kept_the_counter_in_the_learner_state_resumes(tmp_path, tiny_lm):
+    """Runs saved before the rollout source had a state of its own kept `generate_calls` in the
+    learner's (then the `Trainer`'s) state: they resume, and the count goes on from there."""
+    import copy
+
+    from dashrl.train.checkpoint import STATE_FILE, latest_checkpoint, load_state
+
+    model, tok = tiny_lm
+    res = train(config(tmp_path, train={"steps": 1}), copy.deepcopy(model), tok, task=letter_task())
+    ckpt = latest_checkpoint(res.run_dir)
+    state = load_state(ckpt)
+    assert state["source"] == {"generate_calls": 1}
+    state["trainer"].update(state.pop("source"))  # the older layout
+    torch.save(state, ckpt / STATE_FILE)
+    res = train(config(tmp_path, train={"steps": 2}), copy.deepcopy(model), tok, task=letter_task())
+    assert res.source.host.generate_calls == 2 and [r["step"] for r in res.rows] == [1, 2]

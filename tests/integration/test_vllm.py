@@ -52,7 +52,7 @@ def prompts(lm):
 def trainer_logprobs(model, prompts, completions, temperature):
     """The trainer's recomputation (bf16 autocast over the fp32 model), per completion."""
     from dashrl.models import autocast_ctx
-    from dashrl.train.batching import Sample, collate
+    from dashrl.train.learner import Sample, collate
     from dashrl.train.logprobs import completion_logprobs
 
     samples = [
@@ -173,11 +173,12 @@ def test_weight_sync_moves_logprobs_to_the_new_weights(lm, engine, prompts):
 def test_dash_run_samples_step_two_with_step_one_weights(tmp_path, lm, engine, monkeypatch):
     """A 2-step DASH run with `--sampler.backend vllm`: the usual metrics, and the second
     rollout comes after the sync of the first step's weights and follows them."""
-    from dashrl import rollout
     from dashrl.config import build_config
+    from dashrl.rollout import Completion
+    from dashrl.rollout import vllm as rollout_vllm
     from dashrl.train.loop import train
     from dashrl.train.metrics import read_metrics
-    from dashrl.train.trainer import Trainer
+    from dashrl.rollout.samples import LocalSource
 
     model, tok = lm
     events, synced, drawn = [], [], []
@@ -187,7 +188,7 @@ def test_dash_run_samples_step_two_with_step_one_weights(tmp_path, lm, engine, m
         real_load(model.state_dict())
         return engine
 
-    real_load, real_rollout = engine.load_weights, Trainer.rollout
+    real_load, real_rollout = engine.load_weights, LocalSource.rollout
 
     def load(state):
         events.append("sync")
@@ -200,8 +201,8 @@ def test_dash_run_samples_step_two_with_step_one_weights(tmp_path, lm, engine, m
         drawn.append(ro.samples)
         return ro
 
-    monkeypatch.setitem(rollout.SAMPLERS, "vllm", shared_engine)
-    monkeypatch.setattr(Trainer, "rollout", record)
+    monkeypatch.setattr(rollout_vllm, "VLLMSampler", shared_engine)  # make_sampler looks the class up by name
+    monkeypatch.setattr(LocalSource, "rollout", record)
     cfg = build_config(
         {
             "sampler": {"backend": "vllm", "max_new_tokens": 12},
@@ -228,7 +229,7 @@ def test_dash_run_samples_step_two_with_step_one_weights(tmp_path, lm, engine, m
     step1.load_state_dict(synced[0])
     assert any(not torch.equal(a, b) for a, b in zip(synced[0].values(), model.state_dict().values()))
     samples = drawn[1]
-    comps = [rollout.Completion(s.completion_ids, "", s.logprobs, s.finish_reason) for s in samples]
+    comps = [Completion(s.completion_ids, "", s.logprobs, s.finish_reason) for s in samples]
     prompts2 = [s.prompt_ids for s in samples]
     on = gaps(step1, prompts2, comps, cfg.sampler.temperature)
     off = gaps(model, prompts2, comps, cfg.sampler.temperature)

@@ -9,7 +9,7 @@ import torch
 
 from conftest import tiny_config as config
 
-import dashrl.train.warmup as warmup
+import dashrl.rollout.warmup as warmup
 from dashrl.train.loop import train
 from dashrl.train.metrics import read_metrics
 
@@ -31,7 +31,7 @@ def test_warm_up_changes_nothing_and_is_logged_once(tmp_path, tiny_lm, monkeypat
     rows = read_metrics(warm.run_dir / "metrics.jsonl")
     assert rows[0]["time/startup_s"] > 0 and all("time/startup_s" not in r for r in rows[1:])
 
-    monkeypatch.setattr(warmup, "warm_up", lambda source: 0.0)
+    monkeypatch.setattr(warmup, "warm_up", lambda host, task: 0.0)
     cold = train(config(tmp_path, task={"name": "arithmetic"}, run={"name": "cold"}), cold_model, tok)
     for r, c in zip(rows, read_metrics(cold.run_dir / "metrics.jsonl")):
         assert r["reward/mean"] == c["reward/mean"] and r["loss"] == c["loss"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dashrl.train.batching import Sample, collate, micro_batches
+from dashrl.train.learner import Sample, collate, micro_batches
 
 
 def _samples(lengths, group_size=3):

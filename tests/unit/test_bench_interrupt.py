@@ -47,10 +47,10 @@ def fake(monkeypatch):
         ]
 
     import dashrl.models
+    import dashrl.train.loop
     import dashrl.train.schedules
-    import dashrl.train.trainer
 
-    monkeypatch.setattr(dashrl.train.trainer, "Trainer", FakeTrainer)
+    monkeypatch.setattr(dashrl.train.loop, "local_backend", lambda *a: (None, FakeTrainer(*a)))
     monkeypatch.setattr(dashrl.train.schedules, "SCHEDULE_FNS", {k: step_fn for k in ("dash", "grpo")})
     monkeypatch.setattr(dashrl.models, "load_model", lambda name, attn=None: (FakeModel(), object()))
     monkeypatch.setattr(bench, "matmul_peak", lambda dtype: 100.0)

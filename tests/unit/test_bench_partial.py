@@ -69,10 +69,10 @@ def test_sampling_interrupted_in_the_first_repeat_writes_nothing(
 
 
 def test_backprop_keeps_the_repeats_every_lever_finished(model_dir, tmp_path, capsys, quiet_machine, monkeypatch):
-    from dashrl.train.trainer import Trainer
+    from dashrl.train.learner import Learner
 
     # 2 levers: the warm-up pass = 2 calls, repeat 1 = 2 calls, repeat 2 is interrupted at its first call
-    interrupt_call(monkeypatch, Trainer, "backprop", 5)
+    interrupt_call(monkeypatch, Learner, "backprop", 5)
     out = tmp_path / "b"
     args = ["bench", "--backprop", "--levers", "padded,packed", "--repeats", "3", "--out", str(out)]
     assert main([*args, *tiny_flags(model_dir)]) == 130

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from dashrl.config import load_config
-from dashrl.rollout.samples import Sample, full_norm
-from dashrl.train.trainer import Learner
+from dashrl.algo.filter import full_norm
+from dashrl.rollout.samples import Sample
+from dashrl.train.learner import Learner
 
 
 def samples(vocab: int, M: int = 4, G: int = 4) -> list[Sample]:

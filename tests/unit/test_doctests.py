@@ -38,6 +38,7 @@ SKIPPED = {
     "dashrl.rollout.vllm.VLLMSampler": "needs vLLM (its own virtualenv) and a model",
     "dashrl.train.api.train": "a training run (minutes, a hub model)",
     "dashrl.train.checkpoint.save_checkpoint": "needs a model and a trainer state",
+    "dashrl.train.loop.local_backend": "needs a loaded model",
     "dashrl.train.loop.RunResult": "a training run (minutes, a hub model)",
     "dashrl.train.loop.train": "a training run (minutes, a hub model)",
     "dashrl.train.metrics.Loggers": "writes TensorBoard files into a run folder",

@@ -20,14 +20,16 @@ import dashrl
 
 SRC = Path(dashrl.__file__).parent
 
-# Bottom to top; a part imports only parts of strictly lower layers. `config` sits above the
-# torch-free registries it validates names against (`algo.registry`, `data`, `rollout`).
+# Bottom to top; a part imports only parts of strictly lower layers. A part is a top-level package
+# or module, or a module named here itself: the torch-free registries sit below `config`, which
+# validates names against them, and every builder that takes a config section sits above it.
 LAYERS: list[set[str]] = [
     {"dashrl", "runtime", "totals", "stats"},  # standard library only (runtime: OpenMP, kernels, io, hardware)
+    {"algo.registry", "data.registry", "rollout.registry"},  # the names config validates against (stdlib)
+    {"config"},  # typed sections
     {"models", "rewards", "algo", "select"},  # a model, its tokenizer; rewards and the sandbox; pure math; selectors
     {"policy", "data"},  # the weights a step trains and samples with; tasks, prompts, datasets
-    {"rollout"},  # samplers: token ids in, token ids and logprobs out
-    {"config"},  # typed sections, validated against the registries below
+    {"rollout"},  # samplers: token ids in, token ids and logprobs out; the local rollout source
     {"eval", "distributed"},  # evaluation sets and pass@k; the Ray transport of the one loop
     {"train"},  # the one loop, the learner, checkpoints, metrics
     {"peers"},  # TRL driven a step at a time, for the bench
@@ -80,8 +82,11 @@ def module_graph(src: Path) -> dict[str, dict[str, str]]:
 
 
 def part_of(module: str) -> str:
-    """`dashrl.train.loop` -> `train`; `dashrl.policy` -> `policy`; `dashrl` -> `dashrl`."""
+    """`dashrl.train.loop` -> `train`; `dashrl.policy` -> `policy`; `dashrl` -> `dashrl`; a module
+    that `LAYERS` names itself (a registry) -> `algo.registry`."""
     parts = module.split(".")
+    if ".".join(parts[1:3]) in LAYER:
+        return ".".join(parts[1:3])
     return parts[1] if len(parts) > 1 else parts[0]
 
 

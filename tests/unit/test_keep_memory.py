@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from dashrl.train.warmup import keep_freed_memory
+from dashrl.runtime.memory import keep_freed_memory
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

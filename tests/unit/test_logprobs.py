@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dashrl.train.batching import Sample, collate
+from dashrl.train.learner import Sample, collate
 from dashrl.train.logprobs import completion_logprobs, shared_prompt_logprobs, token_logprobs
 
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from dashrl.algo import Norm, sft_loss
-from dashrl.train.batching import Sample, collate
+from dashrl.train.learner import Sample, collate
 from dashrl.train.logprobs import completion_logprobs
 
 

@@ -159,7 +159,7 @@ def algos_run(args: argparse.Namespace, workload: list[str]) -> int:
     from dashrl.train.loop import seed_everything
     from dashrl.train.metrics import silence_transformers_bars
     from dashrl.train.schedules import SCHEDULE_FNS, schedule_name
-    from dashrl.train.trainer import Trainer
+    from dashrl.train.loop import local_backend
 
     silence_transformers_bars()
     first = cfgs[names[0]]
@@ -171,8 +171,8 @@ def algos_run(args: argparse.Namespace, workload: list[str]) -> int:
     steppers = {}
     for v in names:
         seed_everything(cfgs[v].train.seed)
-        trainer = Trainer(cfgs[v], copy.deepcopy(base_model), tok, optimizer_steps=steps)
-        steppers[v] = _counted(functools.partial(SCHEDULE_FNS[schedule_name(cfgs[v])], trainer, trainer))
+        source, trainer = local_backend(cfgs[v], copy.deepcopy(base_model), tok, steps)
+        steppers[v] = _counted(functools.partial(SCHEDULE_FNS[schedule_name(cfgs[v])], source, trainer))
     del base_model
     rows, curves, done = interleave(steppers, steps)
     if done == 0 and steps > 0:

@@ -114,15 +114,15 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
         return 2
 
     from dashrl.models import load_model
-    from dashrl.rollout.samples import full_norm
+    from dashrl.algo.filter import full_norm
     from dashrl.runtime.hardware import matmul_peak
     from dashrl.train.metrics import silence_transformers_bars
 
     silence_transformers_bars()  # the bench prints its own lines
     peak = matmul_peak("bf16")
     model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
-    trainers = lever_trainers(cfg, names, model, tok)
-    samples = sample_batch(trainers[BASE], cfg)
+    sources, trainers = lever_trainers(cfg, names, model, tok)
+    samples = sample_batch(sources[BASE], cfg)
     norm = full_norm(samples, cfg.sampler.max_new_tokens)
     grads, seconds, outs, done = time_levers(trainers, model, samples, norm, args.repeats)
     if not done and args.repeats:
@@ -151,9 +151,10 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
     return 0 if done == args.repeats else 130
 
 
-def lever_trainers(cfg: Any, names: list[str], model: Any, tok: Any) -> dict[str, Any]:
-    """One trainer per lever, all over the same `model`, each with the lever's `train.*` fields."""
-    from dashrl.train.trainer import Trainer
+def lever_trainers(cfg: Any, names: list[str], model: Any, tok: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One rollout source and one learner per lever, all over the same `model`, each with the lever's
+    `train.*` fields."""
+    from dashrl.train.loop import local_backend
 
     def levers(n: str) -> dict[str, Any]:
         ls = dict(LEVERS[n])
@@ -161,19 +162,18 @@ def lever_trainers(cfg: Any, names: list[str], model: Any, tok: Any) -> dict[str
             ls["micro_batch_size"] = cfg.algo.samples_per_step
         return ls
 
-    return {
-        n: Trainer(replace(cfg, train=replace(cfg.train, **levers(n))), model, tok, optimizer_steps=1) for n in names
-    }
+    backends = {n: local_backend(replace(cfg, train=replace(cfg.train, **levers(n))), model, tok, 1) for n in names}
+    return {n: b[0] for n, b in backends.items()}, {n: b[1] for n, b in backends.items()}
 
 
-def sample_batch(trainer: Any, cfg: Any) -> list[Any]:
+def sample_batch(source: Any, cfg: Any) -> list[Any]:
     """One step's M x G samples, their advantages set to +1 and -1 in turn: every sample then carries
     gradient, so the gradient check means something even where the model solves nothing (the work
     does not depend on their values)."""
     from dashrl.runtime.hardware import log
 
     t0 = time.perf_counter()
-    samples = trainer.rollout(trainer.task.batch(0, cfg.algo.prompts_per_step), seed=0).samples
+    samples = source.rollout(source.task.batch(0, cfg.algo.prompts_per_step), seed=0).samples
     log(f"sampled {len(samples)} samples in {time.perf_counter() - t0:.1f}s "
         f"({sum(len(s.completion_ids) for s in samples) / len(samples):.0f} completion tokens on average)")  # fmt: skip
     return [replace(s, advantage=1.0 if i % 2 == 0 else -1.0) for i, s in enumerate(samples)]

@@ -51,7 +51,6 @@ def warm_up(cfg: Any, model: Any, tok: Any) -> None:
     """One untimed step of `cfg`'s schedule on a throwaway copy of `model`, so that start-up
     costs (allocator, thread pool, kernel caches) land on no variant's timed steps."""
     from dashrl.train.schedules import SCHEDULE_FNS, schedule_name
-    from dashrl.train.trainer import Trainer
+    from dashrl.train.loop import local_backend
 
-    trainer = Trainer(cfg, copy.deepcopy(model), tok, optimizer_steps=1)
-    SCHEDULE_FNS[schedule_name(cfg)](trainer, trainer, 0)
+    SCHEDULE_FNS[schedule_name(cfg)](*local_backend(cfg, copy.deepcopy(model), tok, 1), 0)

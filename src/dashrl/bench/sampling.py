@@ -140,9 +140,8 @@ def start_samplers(
     """Each backend's sampler, and its results so far: start-up seconds (a first short call at the
     smallest batch included: it compiles), the median of three weight syncs, and token and second
     counts at zero for each batch size."""
-    from dashrl.rollout import SamplingParams, make_sampler
+    from dashrl.rollout import make_sampler, sampling_params
 
-    sc = cfg.sampler
     samplers: dict[str, Any] = {}
     results: dict[str, dict[str, Any]] = {}
     for n in names:
@@ -158,7 +157,7 @@ def start_samplers(
         for k, v in settings.items():
             if k != "decoder":
                 setattr(samplers[n], k, v)
-        warm = SamplingParams(8, sc.temperature, sc.top_p, sc.top_k, batch_size=min(batches))
+        warm = sampling_params(cfg, max_new_tokens=8, batch_size=min(batches))
         samplers[n].generate(rows[min(batches)], warm, seed=0)  # start-up includes a first short call (compiles)
         startup = time.perf_counter() - t0
         syncs = []
@@ -177,13 +176,13 @@ def start_samplers(
 
 
 def time_generate(
-    samplers: dict[str, Any], rows: dict[int, list[list[int]]], batches: list[int], sc: Any, repeats: int,
+    samplers: dict[str, Any], rows: dict[int, list[list[int]]], batches: list[int], cfg: Any, repeats: int,
     results: dict[str, dict[str, Any]],
 ) -> tuple[dict[str, Any], int]:  # fmt: skip
     """`repeats` rounds of generate calls at every batch size, the backends' order rotating each
     round; each backend's tokens and seconds added to `results`. Returns the largest batch's last
     completions per backend and the rounds that every backend finished (a Ctrl-C keeps only those)."""
-    from dashrl.rollout import SamplingParams
+    from dashrl.rollout import sampling_params
 
     names = list(samplers)
     last: dict[str, Any] = {}
@@ -192,7 +191,7 @@ def time_generate(
         for rep in range(repeats):
             this: dict[str, dict[int, tuple[int, float]]] = {n: {} for n in names}
             for b in batches:
-                params = SamplingParams(sc.max_new_tokens, sc.temperature, sc.top_p, sc.top_k, batch_size=b)
+                params = sampling_params(cfg, batch_size=b)
                 for n in names[rep % len(names) :] + names[: rep % len(names)]:  # the order rotates
                     t0 = time.perf_counter()
                     out = samplers[n].generate(rows[b], params, seed=rep)
@@ -218,7 +217,7 @@ def trainer_logprobs(model: Any, tok: Any, cfg: Any, prompts: list[list[int]], o
     import torch
 
     from dashrl.models import autocast_ctx
-    from dashrl.train.batching import Sample, collate
+    from dashrl.train.learner import Sample, collate
     from dashrl.train.logprobs import completion_logprobs
 
     G, mbs = cfg.algo.group_size, cfg.train.micro_batch_size
@@ -263,7 +262,7 @@ def sampling_run(args: argparse.Namespace, workload: list[str]) -> int:
     examples = make_task(cfg.task, cfg.train.seed).batch(0, max(batches) // G)
     rows = {b: [build_prompt(tok, ex) for ex in examples[: b // G] for _ in range(G)] for b in batches}
     samplers, results = start_samplers(names, model, tok, cfg, rows, batches)
-    last, done = time_generate(samplers, rows, batches, cfg.sampler, args.repeats, results)
+    last, done = time_generate(samplers, rows, batches, cfg, args.repeats, results)
     if not done and args.repeats:
         print(
             "dashrl bench: interrupted before every backend finished a repeat; nothing measured, nothing written",

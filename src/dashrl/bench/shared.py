@@ -86,20 +86,20 @@ def worker(args: argparse.Namespace) -> int:
 
     from dashrl.config import load_config
     from dashrl.models import load_model
-    from dashrl.rollout.samples import full_norm
+    from dashrl.algo.filter import full_norm
     from dashrl.train.metrics import silence_transformers_bars
-    from dashrl.train.trainer import Trainer
+    from dashrl.train.loop import local_backend
 
     silence_transformers_bars()
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.overrides)
     model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
-    trainer = Trainer(cfg, model, tok, optimizer_steps=1)
-    batch = trainer.task.batch(0, cfg.algo.prompts_per_step)
+    source, trainer = local_backend(cfg, model, tok, 1)
+    batch = source.task.batch(0, cfg.algo.prompts_per_step)
 
     def sample(seed: int) -> list[Any]:
-        samples = trainer.rollout(batch, seed=seed).samples
+        samples = source.rollout(batch, seed=seed).samples
         return [
             replace(s, advantage=1.0 if i % 2 == 0 else -1.0) for i, s in enumerate(samples)
         ]  # every sample carries gradient

@@ -220,7 +220,7 @@ def build_steppers(
     own config checks turn the workload down."""
     from dashrl.train.loop import seed_everything
     from dashrl.train.schedules import SCHEDULE_FNS, schedule_name
-    from dashrl.train.trainer import Trainer
+    from dashrl.train.loop import local_backend
 
     steppers: dict[str, Callable[[int], list[dict[str, Any]]]] = {}
     trl_info: dict[str, Any] = {}
@@ -234,8 +234,8 @@ def build_steppers(
                 raise Refused(str(e)) from e
             steppers[v] = lambda step, p=peer: [p.step()]
         else:
-            trainer = Trainer(cfg, copy.deepcopy(base_model), tok, optimizer_steps=steps)
-            steppers[v] = functools.partial(SCHEDULE_FNS[schedule_name(cfg)], trainer, trainer)
+            source, learner = local_backend(cfg, copy.deepcopy(base_model), tok, steps)
+            steppers[v] = functools.partial(SCHEDULE_FNS[schedule_name(cfg)], source, learner)
     return steppers, peer, trl_info
 
 

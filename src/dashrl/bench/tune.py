@@ -30,16 +30,16 @@ def best(throughputs: dict[int, float]) -> int:
     return max(sorted(throughputs), key=lambda k: throughputs[k])
 
 
-def sampling_sweep(tr: Any, batch_sizes: list[int]) -> dict[int, float]:
-    """Sampled tokens/s of the trainer `tr`'s sampler at each inference batch size, smallest first,
+def sampling_sweep(src: Any, batch_sizes: list[int]) -> dict[int, float]:
+    """Sampled tokens/s of the rollout source `src`'s sampler at each inference batch size, smallest first,
     each over at least one full batch of prompts; an out-of-memory size ends the sweep."""
-    G = tr.cfg.algo.group_size
+    G = src.cfg.algo.group_size
     sampling: dict[int, float] = {}
     for bs in sorted(batch_sizes):
-        tr.source.params = dataclasses.replace(tr.source.params, batch_size=bs)
+        src.host.params = dataclasses.replace(src.host.params, batch_size=bs)
         n_prompts = max(1, -(-bs // G))  # at least one full inference batch
         try:
-            ro = tr.rollout(tr.task.batch(0, n_prompts), seed=0)
+            ro = src.rollout(src.task.batch(0, n_prompts), seed=0)
         except (RuntimeError, MemoryError) as e:
             if _oom(e):
                 break
@@ -49,15 +49,15 @@ def sampling_sweep(tr: Any, batch_sizes: list[int]) -> dict[int, float]:
     return sampling
 
 
-def backprop_sweep(tr: Any, cfg: Any, micro_batches: list[int] | None, joined: int) -> dict[int, float]:
+def backprop_sweep(src: Any, tr: Any, cfg: Any, micro_batches: list[int] | None, joined: int) -> dict[int, float]:
     """Trained tokens/s of one batch of samples at each micro-batch size (default G, 2G, 4G), each
     micro-batch its own pass, and under key 0 the micro-batches of G joined into packed passes of up
     to `joined` tokens (the trainer's auto budget; 0: not packed, no such candidate). An
     out-of-memory candidate ends the sweep."""
-    from dashrl.rollout.samples import full_norm
+    from dashrl.algo.filter import full_norm
 
     G = cfg.algo.group_size
-    samples = tr.rollout(tr.task.batch(1, 4), seed=1).samples
+    samples = src.rollout(src.task.batch(1, 4), seed=1).samples
     norm = full_norm(samples, cfg.sampler.max_new_tokens)
     backprop: dict[int, float] = {}  # micro-batch size -> trained tokens/s; 0: joined passes
     trials = [(m, 1 if joined else 0) for m in sorted(micro_batches or [G, 2 * G, 4 * G])]

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             raise DistillError(f"--problems {problems} is more than the task's {task.size} problems")
 
         from dashrl.models import load_model
-        from dashrl.rollout import SamplingParams, make_sampler
+        from dashrl.rollout import make_sampler, sampling_params
         from dashrl.runtime.io import atomic_write_text
 
         model, tok = load_model(teacher, attn=cfg.model.attn)
@@ -105,14 +105,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dashrl: --teacher: {e}", file=sys.stderr)
         return 1
     sampler = make_sampler(cfg.sampler.backend, model=model, tokenizer=tok, dtype=cfg.model.dtype)
-    s = cfg.sampler
-    params = SamplingParams(
-        max_new_tokens=s.max_new_tokens,
-        temperature=s.temperature,
-        top_p=s.top_p,
-        top_k=s.top_k,
-        batch_size=s.batch_size,
-    )
+    params = sampling_params(cfg)
     start = time.monotonic()
     records, stats = distill(
         sampler, tok, task, problems=problems, n=args.n, k=args.k or args.n, params=params, seed=cfg.train.seed

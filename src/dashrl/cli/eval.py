@@ -274,11 +274,11 @@ def evaluate_sets(
     """Sample and grade every dataset with one sampler: each one's results (with its seconds) and
     the sampling parameters used."""
     from dashrl.eval import evaluate
-    from dashrl.rollout import SamplingParams, make_sampler
+    from dashrl.rollout import make_sampler, sampling_params
 
     sampler = make_sampler(cfg.sampler.backend, model=policy, tokenizer=tokenizer, dtype=cfg.model.dtype)
-    params = SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, temperature=temperature, top_p=cfg.sampler.top_p,
-                            top_k=cfg.sampler.top_k, batch_size=cfg.eval.batch_size)  # fmt: skip
+    params = sampling_params(cfg, max_new_tokens=cfg.eval.max_new_tokens, temperature=temperature,
+                             batch_size=cfg.eval.batch_size)  # fmt: skip
     results: dict[str, Any] = {}
     for name, examples in datasets.items():
         start = time.monotonic()

@@ -43,13 +43,13 @@ def run(args: argparse.Namespace) -> int:
     from dashrl.bench.tune import backprop_sweep, sampling_sweep, tuned_config
     from dashrl.models import load_model
     from dashrl.runtime.io import atomic_write_text
-    from dashrl.train.trainer import Trainer
+    from dashrl.train.loop import local_backend
 
     model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
-    tr = Trainer(cfg, model, tok, optimizer_steps=1)
+    src, tr = local_backend(cfg, model, tok, 1)
     joined = tr.pass_tokens  # a packed pass's auto token budget (0: not packed), before the sweep sets its own
-    sampling = sampling_sweep(tr, args.batch_sizes)
-    backprop = backprop_sweep(tr, cfg, args.micro_batches, joined)
+    sampling = sampling_sweep(src, args.batch_sizes)
+    backprop = backprop_sweep(src, tr, cfg, args.micro_batches, joined)
     if not sampling or not backprop:
         print("dashrl tune: no candidate ran (out of memory at the smallest size?)", file=sys.stderr)
         return 1

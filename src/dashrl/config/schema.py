@@ -57,7 +57,7 @@ class TaskConfig:
     completion's code in the sandbox); a record with tests is a code problem (default field: tests|test)."""
 
     def __post_init__(self) -> None:
-        from dashrl.data.tasks import PROCEDURAL  # the task registry names them (stdlib imports only)
+        from dashrl.data.registry import PROCEDURAL  # the task registry names them (stdlib imports only)
 
         _check(1 <= self.difficulty <= 6, "task.difficulty", f"expected 1..6, got {self.difficulty}")
         if self.template:
@@ -144,7 +144,7 @@ class SamplerConfig:
     def __post_init__(self) -> None:
         import importlib.util
 
-        from dashrl.rollout import REQUIRES, SAMPLERS  # the registry names the backends (stdlib imports only)
+        from dashrl.rollout.registry import REQUIRES, SAMPLERS  # the registry names the backends (stdlib only)
 
         _choice("sampler.backend", self.backend, sorted(SAMPLERS))
         if self.backend in REQUIRES:

@@ -165,7 +165,6 @@ TASKS: dict[str, Callable[["TaskConfig", int], Task]] = {
     "gsm8k": _dataset("gsm8k"),
     "math": _dataset("math_train"),
 }
-PROCEDURAL = ("arithmetic", "wordproblems")  # generated problems: no records, so no fields, split or subset
 
 
 def wrap_prompt(example: Example, cfg: "TaskConfig", where: str = "") -> Example:

@@ -1,12 +1,13 @@
 """The three Ray actors of a distributed run, as plain classes (`ray.remote` wraps them in
 `dashrl.distributed.backend`, so importing this module needs no Ray).
 
-- `SamplerWorker`: its own copy of the policy (`dashrl.policy.Policy`) and a sampler
-  backend on the policy's sampling weights; samples whole units (see `dashrl.distributed.units`),
+- `SamplerWorker`: its own copy of the policy (`dashrl.policy.Policy`) under a
+  `dashrl.rollout.samples.SamplerHost` (the sampler on the policy's sampling weights, as one
+  process holds it); samples whole units (see `dashrl.distributed.units`),
   which the driver scores; reloads weights once per step.
 - `RolloutStore` (in `dashrl.distributed.store`): the queue trainers fetch deliveries from.
-- `TrainerWorker`: a learner (the caller's `make_learner`: `dashrl.train.trainer.Learner`
-  in `dashrl train`, which holds no sampler) that backprops what it fetches from the
+- `TrainerWorker`: a learner (the caller's `make_learner`: `dashrl.train.learner.Learner`
+  in `dashrl train`, here given no sampler) that backprops what it fetches from the
   store, then all-reduces gradients with torch.distributed and takes the optimizer step; every trainer steps on
   the same summed gradient, so all hold the same weights. Rank 0 publishes its policy's
   trained weights (numpy arrays, read in place by samplers on its node; the adapters only
@@ -32,7 +33,6 @@ import torch
 from dashrl.algo import Norm
 from dashrl.config import Config
 from dashrl.distributed.units import TrainReport, Unit, sample_unit
-from dashrl.rollout import SamplingParams
 from dashrl.totals import Totals
 
 
@@ -66,38 +66,19 @@ def pin_cores(first: int, n: int) -> list[int]:
     return mine
 
 
-def sampling_params(cfg: Config) -> SamplingParams:
-    s = cfg.sampler
-    return SamplingParams(
-        max_new_tokens=s.max_new_tokens,
-        temperature=s.temperature,
-        top_p=s.top_p,
-        top_k=s.top_k,
-        batch_size=s.batch_size,
-    )
-
-
 class SamplerWorker:
-    """One inference worker: policy copy + sampler backend."""
+    """One inference worker: its own policy copy under a `SamplerHost` (the sampler, its
+    settings and prompt cache, as one process holds them)."""
 
-    def __init__(self, cfg: Config, model: Any, tokenizer: Any, task: Any, index: int):
-        from dashrl.data.prompts import build_prompt
+    def __init__(self, cfg: Config, model: Any, tokenizer: Any, index: int):
         from dashrl.policy import make_policy
-        from dashrl.rollout import make_sampler
+        from dashrl.rollout.samples import SamplerHost
 
-        self.cfg, self.task, self.index = cfg, task, index
+        self.cfg, self.index = cfg, index
         d = cfg.dist
         first = index * max(1, int(d.cpus_per_sampler)) if d.pin_cores else None
         model = _place(model, d.gpus_per_sampler, d.cpus_per_sampler, first).requires_grad_(False).eval()
-        self.policy = make_policy(cfg, model, reference=False)
-        self.tokenizer = tokenizer
-        self.sampler = make_sampler(
-            cfg.sampler.backend, model=self.policy.sampler_model(), tokenizer=tokenizer, dtype=cfg.model.dtype
-        )
-        self.params = sampling_params(cfg)
-        self.version = 0  # optimizer steps of the weights held
-        self._prompts: dict[str, list[int]] = {}
-        self._build_prompt = build_prompt
+        self.host = SamplerHost(cfg, make_policy(cfg, model, reference=False), tokenizer)
 
     def ready(self) -> int:
         return self.index
@@ -106,33 +87,14 @@ class SamplerWorker:
         """Load the step's weights: numpy arrays read in place from the object store
         (`weights_to_numpy`), copied once into the sampler (merged first with LoRA); returns seconds."""
         t0 = time.perf_counter()
-        self.sampler.load_weights(self.policy.for_sampler(weights_from_numpy(state)))
-        self.version = version
+        self.host.load_weights(self.host.policy.for_sampler(weights_from_numpy(state)), version)
         return time.perf_counter() - t0
-
-    def _prompt_ids(self, ex: Any) -> list[int]:
-        if ex.id not in self._prompts:
-            self._prompts[ex.id] = self._build_prompt(self.tokenizer, ex)
-        return self._prompts[ex.id]
 
     def sample(self, unit: Unit, examples: list, seed: int, group_offset: int) -> tuple:
         """Returns `(UnitResult, samples of group 0, of group 1, ...)`: one object each."""
-        from dashrl.algo.advantages import advantages_of
-
-        a = self.cfg.algo
-        report, groups = sample_unit(
-            self.sampler,
-            self._prompt_ids,
-            None,
-            examples,
-            unit,
-            a.group_size,
-            self.params,
-            seed,  # scored on the driver
-            advantages_of(self.cfg),
-            group_offset,
-            self.version,
-        )
+        h = self.host
+        report, groups = sample_unit(h.sampler, h.prompt_ids, None, examples, unit, self.cfg.algo.group_size, h.params,
+                                     seed, h.advantages, group_offset, h.version)  # fmt: skip  # scored on the driver
         report.worker = self.index
         return (report, *groups)
 
@@ -206,7 +168,7 @@ def free_port() -> int:
 
 class TrainerWorker:
     """One data-parallel backprop worker around `make_learner(cfg, model, tokenizer,
-    optimizer_steps, task=task)`: an object with `policy`, `optimizer`, `backprop`,
+    optimizer_steps)`: an object with `policy`, `optimizer`, `backprop`,
     `optimizer_step`, `lr`, `state_dict` and `load_state_dict` (the `Learner`)."""
 
     def __init__(
@@ -215,7 +177,6 @@ class TrainerWorker:
         make_learner: Any,
         model: Any,
         tokenizer: Any,
-        task: Any,
         optimizer_steps: int,
         rank: int,
         world: int,
@@ -229,7 +190,7 @@ class TrainerWorker:
             else None
         )
         model = _place(model, d.gpus_per_trainer, d.cpus_per_trainer, first)
-        self._learner_args = (cfg, model, tokenizer, optimizer_steps, task)
+        self._learner_args = (cfg, model, tokenizer, optimizer_steps)
         self._make_learner = make_learner
         self.trainer: Any = None  # built by `init_group`: a sharded learner needs the process group
 
@@ -244,8 +205,7 @@ class TrainerWorker:
 
         if self.world > 1:
             dist.init_process_group(backend, init_method=init_method, rank=self.rank, world_size=self.world)
-        cfg, model, tokenizer, optimizer_steps, task = self._learner_args
-        self.trainer = self._make_learner(cfg, model, tokenizer, optimizer_steps, task=task)
+        self.trainer = self._make_learner(*self._learner_args)
         self._learner_args = None  # the learner holds the model (sharded: its shard only)
         return self.rank
 

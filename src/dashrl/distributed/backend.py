@@ -3,9 +3,9 @@
 `dashrl.train.loop.train` runs every schedule against a `RolloutSource` and a `Learner`
 (`dashrl.train.schedules`). With `--dist.samplers H --dist.trainers H'` those are:
 
-- `RaySource`: one sampling call cuts its prompts into units (`dashrl.distributed.units`) and
-  hands them round-robin to the H sampler actors at once (the paper's preemptive sampling
-  of the whole batch). Each unit comes back as a small report (texts, token ids,
+- `RaySource` (`dashrl.distributed.source`): one sampling call cuts its prompts into units
+  (`dashrl.distributed.units`) and hands them round-robin to the H sampler actors at once (the
+  paper's preemptive sampling of the whole batch). Each unit comes back as a small report (texts, token ids,
   lengths) plus one object per group that stays in the Ray object store. The driver
   scores each report as it arrives, while the samplers go on with the other units: the
   reward functions run in the driver process, as in one process, so a function may hold
@@ -50,24 +50,19 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import sys
 import time
 from typing import Any, Iterator, Sequence
 
 from dashrl.algo import Norm
 from dashrl.config import Config
-from dashrl.distributed.actors import SamplerWorker, TrainerWorker, weights_from_numpy
-from dashrl.distributed.store import Delivery, RolloutStore
-from dashrl.distributed.units import TrainReport, UnitResult, check_deliveries, pack_groups, plan_units, score_report
-from dashrl.rollout.samples import Rollouts, Sample, SampleRef, rollout_metrics
+from dashrl.distributed.cluster import Cluster, log
+from dashrl.distributed.source import RaySource, export_ahead, import_ahead
+from dashrl.distributed.store import Delivery
+from dashrl.distributed.units import TrainReport, check_deliveries, pack_groups
+from dashrl.rollout.samples import SampleRef
 
-MAX_UNIT_RETRIES = 3
 MAX_TRAINER_RESTARTS = 3  # per backprop/step call
 AHEAD_KEY = "dist_ahead"  # in the learner's checkpoint state: batches sampled ahead (dist.overlap)
-
-
-def _log(msg: str) -> None:
-    print(f"[dashrl.distributed] {msg}", file=sys.stderr, flush=True)
 
 
 def connect(cfg: Config) -> bool:
@@ -94,279 +89,6 @@ def connect(cfg: Config) -> bool:
     cpus = math.ceil(d.samplers * d.cpus_per_sampler + d.trainers * d.cpus_per_trainer)
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, runtime_env=env)
     return True
-
-
-class Cluster:
-    """Handles of the actors of one run, the newest published state, and how to replace actors."""
-
-    def __init__(self, cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, make_learner: Any):
-        import ray
-
-        d = cfg.dist
-        self.cfg, self.tokenizer, self.task, self.optimizer_steps = cfg, tokenizer, task, optimizer_steps
-        self.make_learner = make_learner  # what each trainer actor wraps (the loop's `Trainer`)
-        self.model_ref = ray.put(model)  # the initial model: every actor starts from it (and its KL reference)
-        self.weights_ref: Any = None  # newest published weights (numpy arrays), None = the initial ones
-        self.state_ref: Any = None  # rank 0's trainer state of the same step
-        self.version = 0  # optimizer steps of the newest weights
-        self.ahead: dict[
-            tuple[int, int, int], Any
-        ] = {}  # sampling calls started early (dist.overlap): _Job or _Sampled
-        self._sampler_cls = ray.remote(SamplerWorker).options(num_cpus=d.cpus_per_sampler, num_gpus=d.gpus_per_sampler)
-        self._trainer_cls = ray.remote(TrainerWorker).options(num_cpus=d.cpus_per_trainer, num_gpus=d.gpus_per_trainer)
-        self.samplers = [self._new_sampler(i) for i in range(d.samplers)]
-        self.store = ray.remote(RolloutStore).options(num_cpus=0).remote()
-        self.trainers: list[Any] = []
-        self.start_trainers()
-        ray.get([s.ready.remote() for s in self.samplers])
-
-    # -- samplers -------------------------------------------------------------------------
-    def _new_sampler(self, i: int) -> Any:
-        actor = self._sampler_cls.remote(self.cfg, self.model_ref, self.tokenizer, self.task, i)
-        if self.weights_ref is not None:
-            actor.load_weights.remote(self.weights_ref, self.version)
-        return actor
-
-    def restart_sampler(self, i: int) -> None:
-        import ray
-
-        ray.kill(self.samplers[i], no_restart=True)
-        self.samplers[i] = self._new_sampler(i)
-
-    # -- trainers -------------------------------------------------------------------------
-    def start_trainers(self) -> None:
-        """(Re)build the trainer group: fresh actors, one torch.distributed group, the newest state."""
-        import ray
-
-        d = self.cfg.dist
-        for t in self.trainers:
-            ray.kill(t, no_restart=True)
-        self.trainers = [
-            self._trainer_cls.remote(
-                self.cfg,
-                self.make_learner,
-                self.model_ref,
-                self.tokenizer,
-                self.task,
-                self.optimizer_steps,
-                r,
-                d.trainers,
-            )
-            for r in range(d.trainers)
-        ]
-        backend = d.backend if d.backend != "auto" else ("nccl" if d.gpus_per_trainer > 0 else "gloo")
-        addr = ray.get(self.trainers[0].rendezvous.remote())
-        ray.get([t.init_group.remote(addr, backend) for t in self.trainers])
-        if self.weights_ref is not None:
-            ray.get([t.restore.remote(self.weights_ref, self.state_ref) for t in self.trainers])
-
-    def publish(self) -> None:
-        """Rank 0's weights and trainer state into the object store, once; samplers read them
-        from there. Sharded (`dist.shard = "full"`), every rank takes part in gathering them."""
-        publishers = self.trainers if self.cfg.dist.shard == "full" else self.trainers[:1]
-        refs = [t.publish.options(num_returns=2).remote() for t in publishers]
-        self.weights_ref, self.state_ref = refs[0]
-
-    def pull(self, policy: Any) -> None:
-        """Load the newest published weights into `policy` (the driver's `dashrl.policy.Policy`)."""
-        import ray
-
-        if self.weights_ref is not None:
-            policy.load_state_dict(weights_from_numpy(ray.get(self.weights_ref)))
-
-    def close(self) -> None:
-        import ray
-
-        try:
-            ray.get([t.close.remote() for t in self.trainers], timeout=30)
-        except Exception:  # a dead trainer: nothing left to close
-            pass
-        for actor in [*self.samplers, *self.trainers, self.store]:
-            ray.kill(actor, no_restart=True)
-
-
-class RaySource:
-    """`RolloutSource` on sampler actors."""
-
-    def __init__(self, cl: Cluster, policy: Any):
-        self.cl, self.cfg, self.task, self.policy = cl, cl.cfg, cl.task, policy
-        self._eval_sampler: Any = None
-
-    def rollout(self, examples: Sequence[Any], seed: int, first_group: int = 0) -> Rollouts:
-        """Sample on the actors exactly what `Trainer.rollout(examples, seed, first_group)` samples
-        (with the weights the samplers held when the call was submitted: see `ahead`)."""
-        t0 = time.perf_counter()
-        job = self.cl.ahead.pop((seed, first_group, len(examples)), None) or _Job(
-            self.cl, list(examples), seed, first_group
-        )
-        ro = job.collect(t0)
-        ro.metrics["dist/staleness_mean"] = sum(self.cl.version - s.version for s in ro.samples) / max(
-            len(ro.samples), 1
-        )
-        return ro
-
-    def ahead(self, step: int) -> None:
-        """With `dist.overlap` N > 0, start sampling steps `step .. step + N - 1` now, on the
-        weights the samplers hold: their units queue on the samplers ahead of the next
-        weight load, so they run while the trainers backprop the current step."""
-        from dashrl.rollout.samples import sample_seed
-
-        cfg = self.cfg
-        for s in range(step, min(step + cfg.dist.overlap, cfg.train.steps)):
-            seed = sample_seed(cfg.train.seed, s, 0)
-            key = (seed, 0, cfg.algo.prompts_per_step)
-            if key not in self.cl.ahead:
-                self.cl.ahead[key] = _Job(self.cl, self.task.batch(s, cfg.algo.prompts_per_step), seed, 0)
-
-    def hold(self, samples: Sequence[Any]) -> list[SampleRef]:
-        """Samples made on the driver (the sft schedule's records) as `SampleRef`s: each goes
-        into the object store as a group of one, which the trainers fetch like a sampled group."""
-        import ray
-
-        return [
-            SampleRef(s.group, 0, s.reward, s.advantage, s.num_tokens, s.finish_reason, ray.put([s]), s.version)
-            for s in samples
-        ]
-
-    def eval_sampler(self) -> Any:
-        """A sampler on the driver's policy, loaded with the newest weights."""
-        from dashrl.rollout import make_sampler
-
-        p = self.policy
-        self.cl.pull(p)
-        if self._eval_sampler is None:
-            self._eval_sampler = make_sampler(
-                self.cfg.sampler.backend,
-                model=p.sampler_model(),
-                tokenizer=self.cl.tokenizer,
-                dtype=self.cfg.model.dtype,
-            )
-        self._eval_sampler.load_weights(p.sampler_weights())
-        return self._eval_sampler
-
-
-class _Job:
-    """One sampling call's units, submitted to the samplers; `collect` waits for them (once)."""
-
-    def __init__(self, cl: Cluster, examples: list[Any], seed: int, first_group: int):
-        self.cl, self.examples, self.seed, self.first_group = cl, examples, seed, first_group
-        self.G = cl.cfg.algo.group_size
-        self.pending: dict[Any, tuple] = {}
-        self.tries: dict[int, int] = {}
-        self.result: Rollouts | None = None
-        for unit in plan_units(len(examples), self.G, cl.cfg.sampler.batch_size):
-            self.submit(
-                unit, unit.index % len(self.cl.samplers)
-            )  # deterministic split; the samples do not depend on it
-
-    def submit(self, unit: Any, i: int) -> None:
-        actor = self.cl.samplers[i]
-        refs = actor.sample.options(num_returns=1 + unit.num_groups).remote(
-            unit, self.examples[unit.first_group : unit.first_group + unit.num_groups], self.seed, self.first_group
-        )
-        self.pending[refs[0]] = (unit, i, actor, refs[1:])
-
-    def collect(self, t0: float) -> Rollouts:
-        if self.result is None:
-            self.result = self._collect(t0)
-        return self.result
-
-    def _collect(self, t0: float) -> Rollouts:
-        import ray
-
-        from dashrl.algo.advantages import advantages_of
-
-        cl, H = self.cl, len(self.cl.samplers)
-        reports: list[tuple[UnitResult, list]] = []
-        restarts = 0
-        while self.pending:
-            ready, _ = ray.wait(list(self.pending), num_returns=1)
-            unit, i, actor, refs = self.pending.pop(ready[0])
-            try:
-                report = ray.get(ready[0])
-            except ray.exceptions.RayActorError as e:
-                self.tries[unit.index] = self.tries.get(unit.index, 0) + 1
-                if self.tries[unit.index] > MAX_UNIT_RETRIES:
-                    raise RuntimeError(
-                        f"unit {unit.index} killed {MAX_UNIT_RETRIES + 1} sampler actors; last error: {e}"
-                    ) from None
-                if cl.samplers[i] is actor:  # first failure seen from this actor: replace it
-                    restarts += 1
-                    _log(f"sampler {i} died while sampling; restarting it and sampling its units again")
-                    cl.restart_sampler(i)
-                self.submit(unit, (i + 1) % H)
-                continue
-            # rewards run here, in the driver, while the samplers go on with the other units
-            examples = self.examples[unit.first_group : unit.first_group + unit.num_groups]
-            reports.append((score_report(report, examples, cl.task.grade, self.G, advantages_of(cl.cfg)), refs))
-        reports.sort(key=lambda r: r[0].unit)
-        samples = [s for rep, refs in reports for s in rep.refs(refs, self.G)]
-        # Scoring runs in the driver, as each unit arrives, while the samplers work on the rest.
-        scoring_s = sum(rep.scoring_s for rep, _ in reports)
-        metrics: dict[str, float] = {
-            **rollout_metrics(samples),
-            "time/sampling_s": time.perf_counter() - t0 - scoring_s,
-            "time/scoring_s": scoring_s,
-        }
-        metrics["dist/sampler_restarts"] = restarts
-        for i in range(H):
-            mine = [rep for rep, _ in reports if rep.worker == i]
-            busy = sum(r.sampling_s for r in mine)
-            metrics[f"dist/sampler{i}/time_s"] = busy
-            metrics[f"dist/sampler{i}/tokens_per_s"] = sum(sum(r.lengths) for r in mine) / busy if busy else 0.0
-        return Rollouts(samples, metrics)
-
-
-class _Sampled:
-    """A batch sampled ahead that a checkpoint kept: `collect` gives it as it was drawn."""
-
-    def __init__(self, ro: Rollouts):
-        self.ro = ro
-
-    def collect(self, t0: float) -> Rollouts:
-        return self.ro
-
-
-def export_ahead(cl: Cluster) -> list[dict[str, Any]]:
-    """The batches sampled ahead (waited for), as plain lists and numbers for a checkpoint:
-    per batch its key, metrics, driver-side records and every group's samples."""
-    import ray
-
-    out = []
-    for key, job in cl.ahead.items():
-        ro = job.collect(time.perf_counter())
-        refs: dict[int, Any] = {}
-        for s in ro.samples:
-            refs.setdefault(s.group, s.ref)
-        groups = ray.get(list(refs.values()))
-        out.append({
-            "key": list(key),
-            "metrics": {k: float(v) for k, v in ro.metrics.items()},
-            "refs": [
-                [s.group, s.index, float(s.reward), float(s.advantage), int(s.num_tokens), str(s.finish_reason),
-                 int(s.version)]
-                for s in ro.samples
-            ],
-            "groups": [[g, [_plain(x) for x in members]] for g, members in zip(refs, groups)],
-        })  # fmt: skip
-        cl.ahead[key] = _Sampled(ro)
-    return out
-
-
-def _plain(s: Sample) -> list[Any]:
-    return [[int(t) for t in s.prompt_ids], [int(t) for t in s.completion_ids], [float(x) for x in s.logprobs],
-            float(s.reward), float(s.advantage), int(s.group), str(s.finish_reason), int(s.version)]  # fmt: skip
-
-
-def import_ahead(cl: Cluster, saved: list[dict[str, Any]]) -> None:
-    """Put checkpointed batches back: groups into the object store, records as `collect` gave them."""
-    import ray
-
-    cl.ahead.clear()
-    for entry in saved:
-        refs = {g: ray.put([Sample(*m) for m in members]) for g, members in entry["groups"]}
-        samples = [SampleRef(g, i, r, a, n, f, refs[g], v) for g, i, r, a, n, f, v in entry["refs"]]
-        cl.ahead[tuple(entry["key"])] = _Sampled(Rollouts(samples, dict(entry["metrics"])))
 
 
 class TrainerDied(Exception):
@@ -425,7 +147,7 @@ class RayLearner:
             try:
                 ray.get(ref)
             except ray.exceptions.RayActorError:
-                _log(f"sampler {i} died while loading weights; restarting it")
+                log(f"sampler {i} died while loading weights; restarting it")
                 cl.restart_sampler(i)  # the new actor loads cl.weights_ref itself
         return time.perf_counter() - t0
 
@@ -520,7 +242,7 @@ class RayLearner:
                         f"{e}; gave up after {MAX_TRAINER_RESTARTS} trainer group rebuilds in one call"
                     ) from None
                 self.trainer_restarts += 1
-                _log(f"{e}; rebuilding the trainer group from step {self.cl.version} and running the step again")
+                log(f"{e}; rebuilding the trainer group from step {self.cl.version} and running the step again")
                 self.cl.start_trainers()
                 del self.deliveries[self._mark :]
                 replay = self._pending if replay_pending else self._pending[:-1]
@@ -552,7 +274,7 @@ def ray_backend(
     cfg: Config, model: Any, tokenizer: Any, task: Any, optimizer_steps: int, make_learner: Any
 ) -> Iterator[tuple[RaySource, RayLearner]]:
     """Connect to (or start) Ray, start the actors, each trainer actor around
-    `make_learner(cfg, model, tokenizer, optimizer_steps, task=task)`; yields `(source,
+    `make_learner(cfg, model, tokenizer, optimizer_steps)`; yields `(source,
     learner)`. On the way out the driver's `model` (through its policy) gets the newest
     weights, then the actors (and a cluster this call started) go away."""
     import ray
@@ -561,7 +283,7 @@ def ray_backend(
     cl = None
     try:
         if not cfg.run.quiet:
-            _log(f"{cfg.dist.samplers} samplers, {cfg.dist.trainers} trainers")
+            log(f"{cfg.dist.samplers} samplers, {cfg.dist.trainers} trainers")
         from dashrl.policy import make_policy
 
         cl = Cluster(cfg, model, tokenizer, task, optimizer_steps, make_learner)  # the actors get the model as it is

@@ -206,7 +206,7 @@ class TrainReport:
     """What one trainer reports after its share of a backprop call."""
 
     rank: int
-    totals: dict[str, float] = field(default_factory=dict)  # Trainer.backprop metrics over its deliveries
+    totals: dict[str, float] = field(default_factory=dict)  # Learner.backprop metrics over its deliveries
     deliveries: list[Delivery] = field(default_factory=list)
     queue_wait_s: float = 0.0
     backprop_s: float = 0.0

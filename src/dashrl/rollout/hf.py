@@ -18,7 +18,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from dashrl.rollout import Completion, SamplingParams, decode
+import dashrl.rollout.decode as decode
+from dashrl.rollout.base import Completion, SamplingParams
 
 try:
     from transformers.cache_utils import DynamicLayer

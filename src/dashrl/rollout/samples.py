@@ -1,6 +1,9 @@
 """Scored samples: the one record that local and Ray code both pass around, how a
-sampling pass becomes such records (scoring and advantages, in ONE place), and the
-metrics of a pass. Torch and the standard library only.
+sampling pass becomes such records (scoring and advantages, in ONE place), the metrics of a
+pass, and the two objects that make passes: `SamplerHost` (a sampler on a policy's sampling
+weights, the run's `SamplingParams`, the prompt-id cache: what one process and every Ray
+sampler actor hold) and `LocalSource`, the `RolloutSource` of one process
+(`dashrl.train.schedules`). Torch and the standard library at import.
 
 A `Sample` lives in CPU memory until a micro-batch asks for it. On the Ray path the
 driver holds `SampleRef`s instead: the same numbers (reward, advantage, length) and
@@ -10,13 +13,13 @@ filtering and normalisation run on the driver without the tokens ever passing it
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
 
-from dashrl.algo import Norm, gradient_filter
-from dashrl.algo.advantages import as_advantages
+from dashrl.algo.advantages import advantages_of, as_advantages
 
 
 def sample_seed(seed: int, step: int, call: int) -> int:
@@ -138,8 +141,6 @@ def sample_and_score(
     (its seeds, see `Sampler.generate`); `first_group` is the group id of its first example.
     The metrics hold `time/sampling_s` and `time/scoring_s`.
     """
-    import time
-
     G = group_size
     prompts = [prompt_ids(ex) for ex in examples for _ in range(G)]
     t0 = time.perf_counter()
@@ -153,7 +154,7 @@ def sample_and_score(
 def pack_groups(kept: Sequence[tuple[int, int]], size: int) -> list[list[int]]:
     """Pack `(group, samples)` pairs, in order, into packs of whole groups holding at most
     `size` samples (a larger group goes alone); empty groups are left out. The one packer of
-    micro-batches (`dashrl.train.batching`) and of the Ray trainers' deliveries.
+    micro-batches (`dashrl.train.learner`) and of the Ray trainers' deliveries.
 
     >>> pack_groups([(0, 3), (1, 0), (2, 2), (3, 5), (4, 1)], 4)
     [[0], [2], [3], [4]]
@@ -186,8 +187,6 @@ def accuracy_metrics(samples: Sequence[Any]) -> dict[str, float]:
     >>> accuracy_metrics([SampleRef(0, 0, 2.0, 0.0, 1, "stop", info={"correct": None, "rewards": {}})])
     {}
     """
-    from dashrl.rewards.funcs import func_means
-
     if not any(s.info for s in samples):
         return {"accuracy": sum(s.reward >= 1.0 for s in samples) / len(samples)}
     out: dict[str, float] = {}
@@ -195,7 +194,10 @@ def accuracy_metrics(samples: Sequence[Any]) -> dict[str, float]:
     if checked:
         out["accuracy"] = sum(checked) / len(checked)
     names = list(dict.fromkeys(k for s in samples for k in s.info.get("rewards", {})))
-    out.update(func_means({k: [s.info.get("rewards", {}).get(k) for s in samples] for k in names}))
+    if names:  # the task's own check alone has no per-function rewards
+        from dashrl.rewards.funcs import func_means
+
+        out.update(func_means({k: [s.info.get("rewards", {}).get(k) for s in samples] for k in names}))
     return out
 
 
@@ -224,19 +226,80 @@ def rollout_metrics(samples: Sequence[Any]) -> dict[str, float]:
     }
 
 
-def keep(samples: Sequence[Any], threshold: float) -> list[Any]:
-    """Gradient filtering: the samples with |advantage| above `threshold` (negative keeps all).
+class SamplerHost:
+    """A sampler on `policy`'s sampling weights, with the run's sampling settings and a cache of
+    prompt ids: what the one-process source and each Ray sampler actor hold
+    (`dashrl.distributed.actors.SamplerWorker`). `version` is the optimizer steps of the weights
+    it holds, which every sample records; `generate_calls` counts sampling passes."""
 
-    >>> [s.index for s in keep([SampleRef(0, i, 0.0, a, 1, "stop") for i, a in enumerate([0.0, 0.3, -1.0])], 0.1)]
-    [1, 2]
-    """
-    if not samples:
-        return []
-    mask = gradient_filter(torch.tensor([s.advantage for s in samples]), threshold)
-    return [s for s, k in zip(samples, mask.tolist()) if k]
+    def __init__(self, cfg: Any, policy: Any, tokenizer: Any):
+        from dashrl.rollout import make_sampler, sampling_params
+
+        self.cfg, self.policy, self.tokenizer = cfg, policy, tokenizer
+        self.sampler = make_sampler(
+            cfg.sampler.backend, model=policy.sampler_model(), tokenizer=tokenizer, dtype=cfg.model.dtype
+        )
+        self.params = sampling_params(cfg)
+        self.advantages = advantages_of(cfg)  # the algorithm's estimator, looked up once
+        self.version = 0
+        self.generate_calls = 0
+        self._prompts: dict[str, list[int]] = {}
+
+    def prompt_ids(self, ex: Any) -> list[int]:
+        """`ex`'s prompt as token ids (chat template and answer instruction), built once per example."""
+        if ex.id not in self._prompts:
+            from dashrl.data.prompts import build_prompt
+
+            self._prompts[ex.id] = build_prompt(self.tokenizer, ex)
+        return self._prompts[ex.id]
+
+    def sample(self, examples: Sequence[Any], seed: int, grade: Any, start: int = 0, first_group: int = 0) -> Rollouts:
+        """G completions of each example in ONE generate call, scored by `grade` (`sample_and_score`)."""
+        ro = sample_and_score(self.sampler, self.prompt_ids, grade, examples, self.cfg.algo.group_size, self.params,
+                              seed, start, first_group, self.advantages, self.version)  # fmt: skip
+        self.generate_calls += 1
+        return ro
+
+    def load_weights(self, state: Any, version: int) -> float:
+        """Give the sampler `state` (the policy's sampler weights) in one transfer; returns seconds."""
+        t0 = time.perf_counter()
+        self.sampler.load_weights(state)
+        self.version = version
+        return time.perf_counter() - t0
 
 
-def full_norm(samples: Sequence[Any], max_len: int) -> Norm:
-    """Denominators over `samples`, filtered ones included: dropping a near-zero-advantage
-    sample then removes only its (near-zero) term instead of re-weighting the rest."""
-    return Norm(num_seqs=len(samples), num_tokens=float(sum(s.num_tokens for s in samples)), max_len=max_len)
+class LocalSource:
+    """The `RolloutSource` of one process: a `SamplerHost` on the learner's policy, and the task.
+    The learner's `sync` loads the host (`dashrl.train.loop.local_backend` wires them)."""
+
+    def __init__(self, cfg: Any, policy: Any, tokenizer: Any, task: Any):
+        self.cfg, self.task = cfg, task
+        self.host = SamplerHost(cfg, policy, tokenizer)
+
+    def rollout(self, examples: Sequence[Any], seed: int, first_group: int = 0) -> Rollouts:
+        """Sample G completions for each example in ONE generate call, score, compute advantages."""
+        return self.host.sample(examples, seed, self.task.grade, first_group=first_group)
+
+    def ahead(self, step: int) -> None:
+        """One process samples each step when it comes (no overlap)."""
+
+    def hold(self, samples: Sequence[Any]) -> list[Any]:
+        """Samples made here (the sft schedule's records), as the learner takes them: as they are."""
+        return list(samples)
+
+    def eval_sampler(self) -> Any:
+        """The sampler, which holds the current weights, for in-training evaluation."""
+        return self.host.sampler
+
+    def warm_up(self) -> float:
+        """First calls of the grader and the sampler, at step 1's shapes (`dashrl.rollout.warmup`); seconds."""
+        from dashrl.rollout.warmup import warm_up
+
+        return warm_up(self.host, self.task)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generate_calls": self.host.generate_calls}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()` (also from a checkpoint's learner state, where older runs kept it)."""
+        self.host.generate_calls = int(state.get("generate_calls", 0))

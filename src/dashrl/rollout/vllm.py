@@ -39,7 +39,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from dashrl.rollout import Completion, SamplingParams
+from dashrl.rollout.base import Completion, SamplingParams
 
 INSTALL_HINT = (
     "install it with: pip install 'dashrl[vllm]' (GPU), or on a CPU: "

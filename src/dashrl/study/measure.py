@@ -105,7 +105,7 @@ def distill_traces(teacher: str, cfg: Any, preset: Preset, out: Path) -> dict[st
     from dashrl.data.tasks import make_task
     from dashrl.study.distill import distill
     from dashrl.models import load_model
-    from dashrl.rollout import SamplingParams, make_sampler
+    from dashrl.rollout import make_sampler, sampling_params
     from dashrl.train.checkpoint import atomic_write_text
 
     stats_path = out.with_suffix(".stats.json")
@@ -115,14 +115,7 @@ def distill_traces(teacher: str, cfg: Any, preset: Preset, out: Path) -> dict[st
     task = make_task(cfg.task, cfg.train.seed)
     model, tok = load_model(teacher, attn=cfg.model.attn)
     sampler = make_sampler("hf", model=model, tokenizer=tok, dtype=cfg.model.dtype)
-    s = cfg.sampler
-    params = SamplingParams(
-        max_new_tokens=s.max_new_tokens,
-        temperature=s.temperature,
-        top_p=s.top_p,
-        top_k=s.top_k,
-        batch_size=s.batch_size,
-    )
+    params = sampling_params(cfg)
     records, st = distill(sampler, tok, task, problems=preset.distill_problems, n=preset.distill_n, k=preset.distill_k,
                           params=params, seed=cfg.train.seed)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)

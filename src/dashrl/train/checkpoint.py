@@ -132,10 +132,7 @@ def save_checkpoint(
             torch.save(state, tmp / STATE_FILE)
         (tmp / INFO_FILE).write_text(json.dumps({"step": step, "weights_dtype": save_dtype, **(extra or {})}, indent=1))
         share(tmp)
-        for f in tmp.rglob("*"):  # flush file contents before the rename makes them visible
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
+        _fsync_files(tmp)  # file contents on disk before the rename makes them visible
         if final.exists():  # a folder without its info file: a leftover, never a whole checkpoint
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -145,6 +142,14 @@ def save_checkpoint(
     fsync_dir(ckpt_root)
     atomic_write_text(ckpt_root / "latest", final.name + "\n")
     return final
+
+
+def _fsync_files(folder: Path) -> None:
+    """Flush every file under `folder` to disk."""
+    for f in folder.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
 
 
 def is_complete(ckpt: Path) -> bool:

@@ -16,7 +16,35 @@ from typing import Any, Iterator
 import torch
 
 from dashrl.policy import decoder_states
-from dashrl.train.batching import Collated
+
+
+@dataclass
+class Collated:
+    """A micro-batch as tensors: prompts left-padded to P, completions right-padded to T."""
+
+    input_ids: torch.Tensor  # [N, P + T]
+    attention_mask: torch.Tensor  # [N, P + T]
+    position_ids: torch.Tensor  # [N, P + T]
+    completion_ids: torch.Tensor  # [N, T]
+    loss_mask: torch.Tensor  # [N, T] 1 on completion tokens
+    old_logprobs: torch.Tensor  # [N, T] sampling policy
+    advantages: torch.Tensor  # [N]
+    prompt_len: int  # P
+    prompt_rows: torch.Tensor  # [N] first row holding the same prompt (rows of one group share it)
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+    @property
+    def distinct_tokens(self) -> int:
+        """Tokens of the micro-batch's sequences with each group's prompt counted once: the count
+        that a backprop MFU rests on. The packed and shared-prompt passes run one position fewer
+        per sample (a completion's last token predicts nothing), so by positions run the MFU is
+        a few percent lower (docs/performance-short.md)."""
+        firsts = torch.unique(self.prompt_rows)
+        P = self.prompt_len
+        return int(self.attention_mask[firsts, :P].sum()) + int(self.attention_mask[:, P:].sum())
 
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -22,15 +22,14 @@ weights instead of separate vLLM servers.
 
 Scale: this one loop runs every schedule both in one process and on Ray
 (`--dist.samplers H --dist.trainers H'`): the schedules talk to a rollout source and a
-learner (`dashrl.train.schedules`), which `open_backend` builds as one `Trainer` or as
-Ray actors (`dashrl.distributed.backend`). Run folder, resume, signals, eval, loggers and
-checkpoints are the same on both.
+learner (`dashrl.train.schedules`), which `open_backend` builds as a `LocalSource` and a
+`Learner` in this process (`local_backend`), or as Ray actors (`dashrl.distributed`). Run
+folder, resume, signals, eval, loggers and checkpoints are the same on both.
 """
 
 from __future__ import annotations
 
 import random
-import shlex
 import signal
 import sys
 import threading
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from dashrl.runtime import kernels, openmp
-from dashrl.config import Config, ConfigError, load_config, to_dict, to_toml
+from dashrl.config import Config, to_dict, to_toml
 from dashrl.runtime.io import atomic_write_text
 from dashrl.train.checkpoint import (
     best_checkpoint,
@@ -56,14 +55,15 @@ from dashrl.train.checkpoint import (
     update_best,
 )
 from dashrl.train.evaluation import PeriodicEval
-from dashrl.train.metrics import Loggers, MetricsWriter, Progress, read_metrics, summarize, truncate_metrics
-
-# Fields a resume may change; any other change would make it a different run.
-RESUMABLE_CHANGES = ("train.steps",)
-
-
-class RunError(RuntimeError):
-    """The run cannot start or go on; the one-line message says why and what to do."""
+from dashrl.train.metrics import Loggers, MetricsWriter, Progress, summarize, truncate_metrics
+from dashrl.train.run_dir import (  # noqa: F401 - RESUMABLE_CHANGES, find_resume_point: the CLI's and study's names
+    RESUMABLE_CHANGES,
+    RunError,
+    find_resume_point,
+    resume_command,
+    resume_hint,
+    run_dir_of,
+)
 
 
 class Interrupted(RuntimeError):
@@ -77,7 +77,8 @@ class Interrupted(RuntimeError):
 @dataclass
 class RunResult:
     """What a finished run returns (`train`, and `dashrl.train` from Python): its folder, its
-    metric rows (as in `metrics.jsonl`) and the learner (whose `model` holds the final weights).
+    metric rows (as in `metrics.jsonl`), the learner (whose `model` holds the final weights;
+    `trainer` is its older name) and the rollout source.
 
     >>> result = dashrl.train({"train.steps": 2})  # doctest: +SKIP
     >>> result.run_dir, result.rows[-1]["reward/mean"]  # doctest: +SKIP
@@ -86,34 +87,12 @@ class RunResult:
 
     run_dir: Path
     rows: list[dict[str, Any]]
-    trainer: Any
+    learner: Any
+    source: Any = None
 
-
-def resume_command(run_dir: Path) -> str:
-    return f"dashrl train --resume {shlex.quote(str(run_dir))}"
-
-
-def start_over(run_dir: Path) -> str:
-    """How to start a run afresh in `run_dir` without losing what is there: move it aside."""
-    folder = shlex.quote(str(run_dir))
-    return (
-        f"to start over, move it aside (mv {folder} {shlex.quote(str(run_dir) + '.old')}) or remove it, "
-        "or choose another --run.name"
-    )
-
-
-def resume_hint(run_dir: Path) -> str:
-    """What a resume of `run_dir` would do, read from the folder itself (the checkpoint that a
-    resume loads), so the hint holds however the run stopped, and offers no resume where no
-    resumable checkpoint exists."""
-    ckpt = latest_checkpoint(run_dir) if run_dir.is_dir() else None
-    if ckpt is None:
-        return f"no resumable checkpoint exists, so there is nothing to resume; {start_over(run_dir)}"
-    step = read_info(ckpt)["step"]
-    return (
-        f"the last checkpoint holds step {step}; resume with: {resume_command(run_dir)} "
-        f"(it continues with step {step + 1})"
-    )
+    @property
+    def trainer(self) -> Any:
+        return self.learner
 
 
 def seed_everything(seed: int) -> None:
@@ -151,77 +130,6 @@ def prepare_run(cfg: Config, model: Any, tokenizer: Any, task: Any) -> tuple[Any
 
         prepare_tokenizer(tokenizer)
     return model, tokenizer, task
-
-
-# -- run folder -------------------------------------------------------------------------
-def _config_changes(saved: Config, cfg: Config) -> list[str]:
-    """Fields that differ between a run's saved config and `cfg`, besides those a resume may change."""
-    a, b = to_dict(saved), to_dict(cfg)
-    changes = []
-    for sec in a:
-        if sec == "run":
-            continue
-        for key, old in a[sec].items():
-            new = b[sec][key]
-            if old != new and f"{sec}.{key}" not in RESUMABLE_CHANGES:
-                changes.append(f"{sec}.{key} = {old!r} in the run, {new!r} now")
-    return changes
-
-
-def run_dir_of(cfg: Config) -> Path:
-    """The run folder `cfg` names; without `run.name`, a new `ALGORITHM-TIMESTAMP` folder."""
-    if cfg.run.name:
-        return Path(cfg.run.out_dir) / cfg.run.name
-    base = Path(cfg.run.out_dir) / f"{cfg.algo.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir, n = base, 1
-    while run_dir.exists():  # two runs started in the same second
-        n += 1
-        run_dir = base.with_name(f"{base.name}-{n}")
-    return run_dir
-
-
-def find_resume_point(cfg: Config, run_dir: Path, resume: bool | None) -> Path | None:
-    """The checkpoint to continue from, or None for a fresh run; raises RunError on a clash.
-
-    `resume` None: continue if `run_dir` holds a checkpoint of the same config; True: it
-    must; False: the folder must not hold one.
-    """
-    if resume and not run_dir.is_dir():
-        raise RunError(f"run folder {run_dir} does not exist")
-    ckpt = latest_checkpoint(run_dir) if run_dir.is_dir() else None
-    if ckpt is None:
-        if run_dir.is_dir() and latest_checkpoint(run_dir, resumable=False):  # run.keep_state = "none"
-            raise RunError(
-                f"run folder {run_dir} holds checkpoints without trainer state (run.keep_state = none); it cannot be "
-                "resumed; choose another --run.name"
-            )
-        if resume:
-            raise RunError(
-                f"run folder {run_dir} has no checkpoint to resume from (none was saved yet); {start_over(run_dir)}"
-            )
-        logged = len(read_metrics(run_dir / "metrics.jsonl")) if (run_dir / "metrics.jsonl").is_file() else 0
-        if logged:  # a run that died before its first checkpoint: its logged steps are not thrown away
-            raise RunError(
-                f"run folder {run_dir} holds {logged} logged step(s) but no checkpoint (the run stopped before its "
-                f"first save), so it cannot be resumed and a new run would overwrite them; {start_over(run_dir)}"
-            )
-        return None
-    if resume is False:
-        raise RunError(
-            f"run folder {run_dir} already holds a run; choose another --run.name or resume it with: "
-            f"{resume_command(run_dir)}"
-        )
-    try:
-        saved = load_config(run_dir / "config.toml")
-    except ConfigError as e:
-        raise RunError(f"cannot resume {run_dir}: {e}") from None
-    changes = _config_changes(saved, cfg)
-    if changes:
-        raise RunError(
-            f"run folder {run_dir} holds a run with another config ({'; '.join(changes)}); "
-            f"choose another --run.name, or edit {run_dir / 'config.toml'} if you mean to change it"
-        )
-    return ckpt
 
 
 # -- signals ------------------------------------------------------------------------------
@@ -317,31 +225,48 @@ def train(
 
 
 def open_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, total_opt: int) -> Any:
-    """A context giving `(RolloutSource, Learner)`: one `Trainer` in this process, or
-    sampler and trainer actors on Ray when `dist.samplers > 0` (`dashrl.distributed.backend`)."""
+    """A context giving `(RolloutSource, Learner)`: `local_backend`'s in this process, or
+    sampler and trainer actors on Ray when `dist.samplers > 0` (`dashrl.distributed`)."""
     import contextlib
-
-    from dashrl.train.trainer import Learner, Trainer
 
     if cfg.dist.samplers > 0:  # the trainer actors wrap the Learner (no sampler)
         from dashrl.distributed import ray_backend
+        from dashrl.train.learner import Learner
 
         return ray_backend(cfg, model, tokenizer, task, total_opt, Learner)
-    trainer = Trainer(cfg, model, tokenizer, total_opt, task=task)
-    return contextlib.nullcontext((trainer, trainer))
+    return contextlib.nullcontext(local_backend(cfg, model, tokenizer, total_opt, task))
+
+
+def local_backend(cfg: Config, model: Any, tokenizer: Any, optimizer_steps: int, task: Any = None) -> tuple[Any, Any]:
+    """The `(LocalSource, Learner)` of one process: the source samples on the learner's policy,
+    and the learner's `sync` loads the source's sampler. `task` None: the one `cfg` names.
+
+    >>> source, learner = local_backend(cfg, model, tokenizer, optimizer_steps=1)  # doctest: +SKIP
+    >>> learner.backprop(source.rollout(source.task.batch(0, 2), seed=0).samples, norm)  # doctest: +SKIP
+    """
+    from dashrl.rollout.samples import LocalSource
+    from dashrl.train.learner import Learner
+
+    if task is None:
+        from dashrl.data.tasks import make_task
+
+        task = make_task(cfg.task, cfg.train.seed, reward=cfg.reward)
+    learner = Learner(cfg, model, tokenizer, optimizer_steps)
+    source = LocalSource(cfg, learner.policy, tokenizer, task)
+    learner.samplers.append(source.host)
+    return source, learner
 
 
 def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: int, step_fn: Any, source: Any,
          learner: Any, tokenizer: Any, started: float) -> RunResult:  # fmt: skip
     """The loop proper: resume state, steps, eval, logs, checkpoints, signals, summary."""
-    from dashrl.train.warmup import warm_up
-
     if ckpt is not None:
         best = best_checkpoint(run_dir)
         prune_checkpoints(run_dir, cfg.run.keep_last, keep=[best] if best else [])  # leftovers of a crash
         state = load_state(ckpt)
         load_weights(learner.policy, ckpt, state)
         learner.load_state_dict(state["trainer"])
+        source.load_state_dict(state.get("source", state["trainer"]))  # older runs kept it in the learner's
         learner.sync()  # the samplers' own copies
         set_rng_state(state["rng"])
     try:
@@ -361,7 +286,7 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
             f"[dashrl] {verb} {run_dir} ({k['threads']} threads, {k['isa'] or 'cpu'}, {openmp.apply()})",
             file=sys.stderr,
         )  # before the bar
-    warm_up(source)  # first calls of the grader and sampler: start-up's cost, not step 1's
+    source.warm_up()  # first calls of the grader and sampler: start-up's cost, not step 1's
     startup: dict[str, float] = {"time/startup_s": time.perf_counter() - started}  # in this process's first row
     progress = Progress(total_opt, quiet=cfg.run.quiet, first_step=opt_step + 1)
     t_start, elapsed0 = time.perf_counter(), float(info.get("elapsed_s", 0.0))
@@ -372,7 +297,7 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
         nonlocal saved_step, saving
         saving = True
         path = _save(
-            cfg, run_dir, learner, rows, opt_step, cycle, elapsed0 + time.perf_counter() - t_start, interrupted
+            cfg, run_dir, source, learner, rows, opt_step, cycle, elapsed0 + time.perf_counter() - t_start, interrupted
         )
         saved_step, saving = opt_step, False
         return path
@@ -427,7 +352,7 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
     if not cfg.run.quiet:
         print(summary)
         print(f"[dashrl] checkpoint: {path}\n[dashrl] metrics: {run_dir / 'metrics.jsonl'}", file=sys.stderr)
-    return RunResult(run_dir, rows, learner)
+    return RunResult(run_dir, rows, learner, source)
 
 
 def _sample_log(cfg: Config, run_dir: Path, tokenizer: Any, last_step: int) -> Any:
@@ -478,6 +403,7 @@ def _write_row(writer: MetricsWriter, row: dict[str, Any]) -> None:
 def _save(
     cfg: Config,
     run_dir: Path,
+    source: Any,
     learner: Any,
     rows: list[dict[str, Any]],
     step: int,
@@ -487,7 +413,8 @@ def _save(
 ) -> Path:
     """Save a resumable checkpoint, record it as best if it is, prune old ones."""
     trainer_state = learner.state_dict()  # on Ray: also pulls the weights into learner.policy
-    state = {"trainer": trainer_state, "rng": rng_state()} if cfg.run.keep_state != "none" else None
+    keep = cfg.run.keep_state != "none"
+    state = {"trainer": trainer_state, "source": source.state_dict(), "rng": rng_state()} if keep else None
     extra = {"cycle": cycle, "elapsed_s": elapsed, "interrupted": interrupted, "kernels": kernels.record()}
     try:
         path = save_checkpoint(run_dir, step, learner.policy, learner.tokenizer, extra, state, cfg.run.save_dtype)

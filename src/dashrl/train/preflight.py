@@ -40,7 +40,7 @@ def validate_run(cfg: "Config", resume: bool | None = None) -> tuple[Path, Path 
     Traceback (most recent call last):
     RunError: cannot write the run folder /proc/nope/dash-...: /proc is not writable (...)
     """
-    from dashrl.train.loop import RunError, find_resume_point, resume_command, run_dir_of
+    from dashrl.train.run_dir import RunError, find_resume_point, resume_command, run_dir_of
 
     run_dir = run_dir_of(cfg)
     problem = writable_problem(run_dir)

@@ -2,9 +2,10 @@
 
 Each schedule runs one step (dash, grpo) or one sampling cycle (ppo_multi, ppo_mini)
 and returns one metrics row per optimizer step it made. A schedule talks only to a
-`RolloutSource` and a `Learner`; in one process both are the `Trainer`, on Ray they
-are the sampler actors and the trainer actors (`dashrl.distributed.backend`), so every
-schedule runs unchanged at every scale.
+`RolloutSource` and a `Learner` (the protocols below): in one process a
+`dashrl.rollout.samples.LocalSource` and a `dashrl.train.learner.Learner`, on Ray the sampler
+actors and the trainer actors (`dashrl.distributed`), so every schedule runs unchanged at
+every scale.
 
 - `dash` (the paper's method): sample M x G in one go (the sampler chunks it by its own
   inference batch size), drop samples with |A| <= threshold before any forward pass,
@@ -33,9 +34,10 @@ import time
 from typing import Any, Callable, Protocol, Sequence
 
 from dashrl.algo import Norm
+from dashrl.algo.filter import full_norm, keep
 from dashrl.algo.registry import get as get_algorithm
 from dashrl.config import Config
-from dashrl.rollout.samples import Rollouts, full_norm, keep, rollout_metrics, sample_seed
+from dashrl.rollout.samples import Rollouts, rollout_metrics, sample_seed
 from dashrl.totals import SUMMED_KEY, Totals
 
 Row = dict[str, Any]
@@ -57,6 +59,17 @@ class RolloutSource(Protocol):
         """May start sampling step `step`'s batch now, before the current step's update
         (the Ray source with `dist.overlap` > 0); one process does nothing."""
 
+    def hold(self, samples: Sequence[Any]) -> list[Any]:
+        """Samples made on the driver (the sft schedule's records), as the learner takes them."""
+
+    def warm_up(self) -> float:
+        """Start-up's first calls of the grader and sampler, so that step 1 does not pay them; seconds."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resume needs of the source besides the weights (counters)."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
 
 class Learner(Protocol):
     """What turns samples into an optimizer step."""
@@ -72,7 +85,7 @@ class Learner(Protocol):
         """Clip, step, schedule (skipped when `nonfinite`); returns grad_norm, lr, ..."""
 
     def sync(self) -> float:
-        """Send the new weights to the rollout source; returns seconds."""
+        """Send the new weights to the rollout source's samplers; returns seconds."""
 
     def lr(self) -> float: ...
 

@@ -50,15 +50,15 @@ def load_sft_data(cfg: Config) -> list[tuple[Example, str]]:
 class SFTSource:
     """`RolloutSource` of the sft schedule: serves records, samples nothing.
 
-    `inner` is the backend's own source (the `Trainer`, or the Ray source), used for
-    evaluation; `learner` is synced only when an evaluation asks for the weights.
+    `inner` is the backend's own source (`LocalSource`, or the Ray source): it holds the
+    records as the learner takes them and serves evaluation; `learner` is synced only when an
+    evaluation asks for the weights.
     """
 
     def __init__(self, cfg: Config, pairs: Sequence[tuple[Example, str]], tokenizer: Any, inner: Any, learner: Any):
         self.cfg, self.pairs, self.tokenizer, self.inner, self.learner = cfg, list(pairs), tokenizer, inner, learner
         self.task: Task = _from_examples("sft", list(range(len(self.pairs))), cfg.train.seed)  # items: record indices
         self._samples: dict[int, Sample] = {}  # tokenized on first use
-        self._hold = getattr(inner, "hold", None)  # Ray: put the records into the object store
 
     def record(self, index: int) -> Sample:
         """Record `index` as a sample: prompt ids as RL renders them, completion + EOS, cut at sft.max_tokens."""
@@ -87,7 +87,7 @@ class SFTSource:
             "sft/completion_tokens": sum(s.num_tokens for s in samples),
             "sft/cut_frac": sum(s.finish_reason == "length" for s in samples) / max(len(samples), 1),
         }
-        return Rollouts(self._hold(samples) if self._hold else samples, metrics)
+        return Rollouts(self.hold(samples), metrics)  # Ray: into the object store
 
     def eval_sampler(self) -> Any:
         """The backend's evaluation sampler, holding the current weights."""
@@ -96,6 +96,20 @@ class SFTSource:
 
     def ahead(self, step: int) -> None:
         """Records need no sampling ahead."""
+
+    def hold(self, samples: Sequence[Any]) -> list[Any]:
+        """Records as the learner takes them: the backend's way (`inner.hold`)."""
+        return self.inner.hold(samples)
+
+    def warm_up(self) -> float:
+        """Nothing samples or grades: nothing to warm."""
+        return 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
 
 
 def sft_nll(
@@ -112,7 +126,7 @@ def sft_nll(
 
     from dashrl.algo import Norm, sft_loss
     from dashrl.config import build_config
-    from dashrl.train.batching import collate
+    from dashrl.train.learner import collate
     from dashrl.train.logprobs import completion_logprobs
 
     cfg = build_config({"algo": {"name": "sft"}, "sft": {"max_tokens": max_tokens}})

@@ -1,14 +1,15 @@
-"""The pieces every update schedule is built from: rollout, backprop, optimizer step, sync.
+"""The learner: what turns a step's kept samples into an optimizer step, and hands the new
+weights to the samplers.
 
-The schedules in `dashrl.train.schedules` talk to two interfaces (`RolloutSource`,
-`Learner` in `dashrl.train.schedules`). `Learner` here holds the policy
-(`dashrl.policy.Policy`), the optimizer, backprop and their state, and no sampler;
-`LocalSource` holds the sampler and the task. In one process `Trainer` is a `Learner`
-with its `LocalSource`, both interfaces in one object. On Ray (`dashrl.distributed.backend`)
-the source is the sampler actors and the learner a group of trainer actors, each
-wrapping a `Learner`; the local source and the sampler actors sample and score through
-one function (`dashrl.rollout.samples.sample_and_score`). All sampling results live in
-CPU memory as `Sample` records until a micro-batch asks for them.
+`Learner` holds the policy (`dashrl.policy.Policy`), the optimizer, the LR schedule and the
+loss; `backprop` cuts the samples into micro-batches (`micro_batches`, `join_passes`),
+collates each into tensors (`collate`), runs the logprob pass (`dashrl.train.logprobs`) and
+the loss (`dashrl.algo`), and accumulates gradients; `optimizer_step` clips and steps;
+`sync` gives the new weights to the samplers it was handed (the one-process
+`dashrl.rollout.samples.LocalSource`'s host). It implements the `Learner` protocol of
+`dashrl.train.schedules`, as the Ray backend's `RayLearner` does, whose trainer actors each
+wrap one of these (without samplers). All sampling results live in CPU memory as `Sample`
+records until a micro-batch asks for them.
 """
 
 from __future__ import annotations
@@ -23,19 +24,18 @@ from typing import Any, Sequence
 import torch
 
 from dashrl.algo import KLTerm, LossInputs, LossOutput, Norm, make_loss
-from dashrl.algo.advantages import advantages_of
 from dashrl.algo.registry import get as get_algorithm
 from dashrl.config import Config
-from dashrl.data import Example
-from dashrl.data.prompts import build_prompt
-from dashrl.data.tasks import Task, make_task
-from dashrl.models import autocast_ctx
 from dashrl.policy import Policy, make_policy
-from dashrl.rollout import SamplingParams, make_sampler
-from dashrl.rollout.samples import Rollouts, Sample, sample_and_score, sample_seed
-from dashrl.train.batching import auto_pass_tokens, collate, join_passes, micro_batches
+from dashrl.rollout.samples import Sample, pack_groups
 from dashrl.totals import Totals
-from dashrl.train.logprobs import completion_logprobs, packable, packed_logprobs, shared_prompt_logprobs
+from dashrl.train.logprobs import (
+    Collated,
+    completion_logprobs,
+    packable,
+    packed_logprobs,
+    shared_prompt_logprobs,
+)
 from dashrl.train.optim import make_optimizer
 
 
@@ -80,10 +80,10 @@ class Learner:
     `model` is the raw transformers model (`lora.r > 0` wraps it with adapters in place).
     """
 
-    def __init__(self, cfg: Config, model: Any, tokenizer: Any, optimizer_steps: int, task: Task | None = None):
+    def __init__(self, cfg: Config, model: Any, tokenizer: Any, optimizer_steps: int):
         deterministic_kernels(cfg.train.deterministic)
         if cfg.train.keep_memory:
-            from dashrl.train.warmup import keep_freed_memory
+            from dashrl.runtime.memory import keep_freed_memory
 
             keep_freed_memory()  # process-wide, before the first large buffers
         self.cfg = cfg
@@ -121,7 +121,10 @@ class Learner:
             f"{fn.__name__}, head_chunk {cfg.train.head_chunk}"  # which pass backprop runs (bench, tests)
         )
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        supervised = get_algorithm(a.name).supervised  # cross-entropy of the model itself: temperature 1
+        self.temperature = 1.0 if supervised else cfg.sampler.temperature or 1.0
         self.forward_samples = 0  # samples that went through a training forward pass
+        self.samplers: list[Any] = []  # the sampler hosts `sync` loads (one process: its source's)
 
     # -- backprop -------------------------------------------------------------------
     def backprop(self, samples: Sequence[Sample], norm: Norm) -> dict[str, float]:
@@ -136,7 +139,7 @@ class Learner:
         self.model.train()
         # One autocast region for the whole step: autocast keeps its bf16 casts of the weights
         # until the region closes, so each weight is cast once per step, not once per micro-batch.
-        step_cast = autocast_ctx(model, cfg.model.dtype) if cfg.train.cast_once else contextlib.nullcontext()
+        step_cast = self.policy.autocast() if cfg.train.cast_once else contextlib.nullcontext()
         with step_cast:
             totals, (trained_tokens, distinct_tokens), nonfinite = self._backprop(samples, norm, model)
         counts = {
@@ -160,11 +163,11 @@ class Learner:
         for idx in batches:
             mb = collate([samples[i] for i in idx] or [self._empty], self.pad_id, self.device)
             ref_logprobs = None
-            with autocast_ctx(model, cfg.model.dtype):
+            with self.policy.autocast():
                 if self.kl_term is not None:
                     with torch.no_grad(), self.policy.reference() as ref:
-                        ref_logprobs = self._logprobs(ref, mb, self._temperature)
-                logprobs = self._logprobs(model, mb, self._temperature)  # [N, T]
+                        ref_logprobs = self._logprobs(ref, mb, self.temperature)
+                logprobs = self._logprobs(model, mb, self.temperature)  # [N, T]
                 inputs = LossInputs(logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask, norm)
                 out = LossOutput.of(self.loss_fn(inputs))
                 loss, metrics, summed = out.loss, out.metrics, out.summed
@@ -194,12 +197,6 @@ class Learner:
         return Sample([self.pad_id], [], [], 0.0, 0.0, -1, "pad")
 
     @property
-    def _temperature(self) -> float:
-        if get_algorithm(self.cfg.algo.name).supervised:  # cross-entropy of the model itself
-            return 1.0
-        return self.cfg.sampler.temperature or 1.0
-
-    @property
     def version(self) -> int:
         """Optimizer steps taken so far (the policy version a sample records)."""
         return int(self.scheduler.last_epoch)
@@ -226,6 +223,15 @@ class Learner:
         out["time/optimizer_s"] = time.perf_counter() - t0
         return out
 
+    def sync(self) -> float:
+        """Hand the new weights to the samplers (one transfer each); returns seconds."""
+        t0 = time.perf_counter()
+        if self.samplers:
+            weights = self.policy.sampler_weights()
+            for host in self.samplers:
+                host.load_weights(weights, self.version)
+        return time.perf_counter() - t0
+
     # -- checkpoint state (weights are saved and loaded separately) ----------------------
     def state_dict(self) -> dict[str, Any]:
         """What a resume needs besides the weights: optimizer, LR schedule and counters."""
@@ -242,100 +248,134 @@ class Learner:
         self.forward_samples = int(state["forward_samples"])
 
 
-class LocalSource:
-    """The rollout source of one process: a sampler on the policy's sampling weights, and the task."""
+# -- micro-batches ----------------------------------------------------------------------------
+def micro_batches(samples: Sequence[Sample], by: str, size: int, token_budget: int = 4096) -> list[list[int]]:
+    """Cut sample indices into micro-batches; every index appears exactly once.
 
-    def __init__(self, cfg: Config, policy: Policy, tokenizer: Any, task: Task):
-        self.cfg, self.tokenizer, self.task = cfg, tokenizer, task
-        self.sampler = make_sampler(
-            cfg.sampler.backend, model=policy.sampler_model(), tokenizer=tokenizer, dtype=cfg.model.dtype
-        )
-        s = cfg.sampler
-        self.params = SamplingParams(
-            max_new_tokens=s.max_new_tokens,
-            temperature=s.temperature,
-            top_p=s.top_p,
-            top_k=s.top_k,
-            batch_size=s.batch_size,
-        )
-        self._prompt_cache: dict[str, list[int]] = {}
-        self.generate_calls = 0  # sampler.generate calls so far
+    - `samples`: at most `size` samples each, sorted by length so padding is small.
+    - `groups`: whole groups together (`dashrl.rollout.samples.pack_groups`); a group larger
+      than `size` alone, cut into micro-batches of `size`.
+    - `tokens`: sorted by length, as many as fit `token_budget` padded tokens (at least one).
 
-    def prompt_ids(self, ex: Example) -> list[int]:
-        if ex.id not in self._prompt_cache:
-            self._prompt_cache[ex.id] = build_prompt(self.tokenizer, ex)
-        return self._prompt_cache[ex.id]
-
-    def rollout(self, examples: Sequence[Example], seed: int, first_group: int = 0, version: int = 0) -> Rollouts:
-        """Sample G completions for each example in ONE generate call, score, compute advantages."""
-        a = self.cfg.algo
-        ro = sample_and_score(self.sampler, self.prompt_ids, self.task.grade, examples, a.group_size, self.params, seed,
-                              first_group=first_group, advantages=advantages_of(self.cfg), version=version)  # fmt: skip
-        self.generate_calls += 1
-        return ro
-
-    def load_weights(self, policy: Policy) -> float:
-        """Give the sampler the policy's current weights (one transfer); returns seconds."""
-        t0 = time.perf_counter()
-        self.sampler.load_weights(policy.sampler_weights())
-        return time.perf_counter() - t0
-
-
-class Trainer(Learner):
-    """One process: a `Learner` and its `LocalSource`, the `Learner` and `RolloutSource` in one object."""
-
-    def __init__(self, cfg: Config, model: Any, tokenizer: Any, optimizer_steps: int, task: Task | None = None):
-        super().__init__(cfg, model, tokenizer, optimizer_steps)
-        self.source = LocalSource(
-            cfg,
-            self.policy,
-            tokenizer,
-            task if task is not None else make_task(cfg.task, cfg.train.seed, reward=cfg.reward),
-        )
-
-    @property
-    def task(self) -> Task:
-        return self.source.task
-
-    @property
-    def sampler(self) -> Any:
-        return self.source.sampler
-
-    @property
-    def generate_calls(self) -> int:
-        return self.source.generate_calls
-
-    def prompt_ids(self, ex: Example) -> list[int]:
-        return self.source.prompt_ids(ex)
-
-    def rollout(self, examples: Sequence[Example], seed: int, first_group: int = 0) -> Rollouts:
-        """Sample G completions for each example in ONE generate call, score, compute advantages."""
-        return self.source.rollout(examples, seed, first_group, self.version)
-
-    def ahead(self, step: int) -> None:
-        """One process samples each step when it comes (no overlap)."""
-
-    def eval_sampler(self) -> Any:
-        """A sampler holding the current weights, for in-training evaluation."""
-        return self.source.sampler
-
-    def sync(self) -> float:
-        """Send the new weights to the sampler (one transfer); returns seconds."""
-        return self.source.load_weights(self.policy)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "generate_calls": self.source.generate_calls}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore `state_dict()`; load the weights first, then call `sync()`."""
-        super().load_state_dict(state)
-        self.source.generate_calls = int(state.get("generate_calls", 0))
+    >>> s = [Sample([1], [2] * n, [0.0] * n, 0.0, 1.0, n // 2, "stop") for n in (1, 5, 2, 4)]
+    >>> micro_batches(s, "samples", 2)
+    [[1, 3], [2, 0]]
+    """
+    if by == "groups":
+        members: dict[int, list[int]] = {}
+        for i, s in enumerate(samples):
+            members.setdefault(s.group, []).append(i)
+        out: list[list[int]] = []
+        for pack in pack_groups([(g, len(m)) for g, m in members.items()], size):
+            flat = [i for g in pack for i in members[g]]
+            out += [
+                flat[j : j + size] for j in range(0, len(flat), size)
+            ]  # only a lone group larger than `size` is cut
+        return out
+    ranked = sorted(range(len(samples)), key=lambda i: -samples[i].length)
+    if by == "samples":
+        return [ranked[i : i + size] for i in range(0, len(ranked), size)]
+    if by == "tokens":
+        out, current, width = [], [], 0
+        for i in ranked:
+            w = max(width, samples[i].length)
+            if current and w * (len(current) + 1) > token_budget:
+                out.append(current)
+                current, w = [], samples[i].length
+            current.append(i)
+            width = w
+        return out + ([current] if current else [])
+    raise ValueError(f"unknown micro-batch mode {by!r}; valid: ['groups', 'samples', 'tokens']")
 
 
-__all__ = [
-    "Learner",
-    "LocalSource",
-    "Trainer",
-    "lr_lambda",
-    "sample_seed",
-]  # sample_seed lives in dashrl.rollout.samples
+PASS_BYTES = 2 * 2**30  # activations one packed pass may hold, when train.pass_tokens is 0 (auto)
+
+
+def auto_pass_tokens(model_config: Any, budget_bytes: int = PASS_BYTES) -> int:
+    """Tokens per packed pass for `budget_bytes` of activations, from the model's shape.
+
+    A decoder layer keeps about 20 bytes per hidden unit and 10 per MLP unit for each token
+    until backward (bf16 autocast; measured on SmolLM2-135M: 0.85 MB a token over 30 layers).
+    Clamped to 256 .. 4096: fewer starves the products, more gains nothing measurable on CPU.
+
+    >>> from types import SimpleNamespace as C
+    >>> auto_pass_tokens(C(num_hidden_layers=30, hidden_size=576, intermediate_size=1536))  # SmolLM2-135M
+    2663
+    >>> auto_pass_tokens(C(num_hidden_layers=32, hidden_size=4096, intermediate_size=11008))  # a 7B
+    349
+    """
+    layers = getattr(model_config, "num_hidden_layers", None) or 24
+    hidden = getattr(model_config, "hidden_size", None) or 1024
+    inter = getattr(model_config, "intermediate_size", None) or 4 * hidden
+    per_token = layers * (20 * hidden + 10 * inter)
+    return max(256, min(4096, budget_bytes // per_token))
+
+
+def pass_tokens(samples: Sequence[Sample]) -> int:
+    """Tokens a packed pass over `samples` computes: each group's prompt once, every completion but its last token.
+
+    >>> s = [Sample([1, 2], [3, 4, 5], [0.0] * 3, 0.0, 1.0, 0, "stop")] * 2
+    >>> pass_tokens(s)
+    6
+    """
+    prompts = {(s.group, tuple(s.prompt_ids)): len(s.prompt_ids) for s in samples}
+    return sum(prompts.values()) + sum(max(len(s.completion_ids) - 1, 0) for s in samples)
+
+
+def join_passes(batches: list[list[int]], samples: Sequence[Sample], budget: int) -> list[list[int]]:
+    """Consecutive micro-batches joined into one packed pass while the pass computes at most `budget`
+    tokens (`pass_tokens`); a micro-batch over the budget alone stays a pass of its own.
+
+    The loss of a pass is the sum of its micro-batches' losses (every loss is normalised by the
+    whole step's denominators), so joining changes the gradient only by summation order, while
+    short completions get products large enough to use the machine (docs/performance-short.md).
+
+    >>> s = [Sample([1] * 10, [2] * 11, [0.0] * 11, 0.0, 1.0, g, "stop") for g in range(4)]
+    >>> join_passes([[0], [1], [2], [3]], s, 40)
+    [[0, 1], [2, 3]]
+    >>> join_passes([[0], [1], [2], [3]], s, 10)
+    [[0], [1], [2], [3]]
+    """
+    out: list[list[int]] = []
+    size = 0
+    for idx in batches:
+        n = pass_tokens([samples[i] for i in idx])
+        if out and size + n <= budget:
+            out[-1] = out[-1] + idx
+            size += n
+        else:
+            out.append(list(idx))
+            size = n
+    return out
+
+
+def collate(samples: Sequence[Sample], pad_id: int, device: torch.device | str = "cpu") -> Collated:
+    """Pack samples into padded tensors (completion tokens start at column P for every row)."""
+    N = len(samples)
+    P = max(len(s.prompt_ids) for s in samples)
+    T = max(max(len(s.completion_ids) for s in samples), 1)
+    ids = torch.full((N, P + T), pad_id, dtype=torch.long)
+    attn = torch.zeros((N, P + T), dtype=torch.long)
+    old = torch.zeros((N, T))
+    for i, s in enumerate(samples):
+        p, c = len(s.prompt_ids), len(s.completion_ids)
+        ids[i, P - p : P] = torch.as_tensor(s.prompt_ids)
+        attn[i, P - p : P] = 1
+        if c:
+            ids[i, P : P + c] = torch.as_tensor(s.completion_ids)
+            attn[i, P : P + c] = 1
+            old[i, :c] = torch.as_tensor(s.logprobs)
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    first: dict[tuple[int, tuple[int, ...]], int] = {}
+    prompt_rows = [first.setdefault((s.group, tuple(s.prompt_ids)), i) for i, s in enumerate(samples)]
+    return Collated(
+        input_ids=ids.to(device),
+        attention_mask=attn.to(device),
+        position_ids=pos.to(device),
+        completion_ids=ids[:, P:].to(device),
+        loss_mask=attn[:, P:].float().to(device),
+        old_logprobs=old.to(device),
+        advantages=torch.tensor([s.advantage for s in samples], dtype=torch.float32, device=device),
+        prompt_len=P,
+        prompt_rows=torch.tensor(prompt_rows, dtype=torch.long, device=device),
+    )

@@ -20,20 +20,15 @@ from typing import Any
 WARM_TOKENS = 4  # new tokens per sequence in the sampler's warm-up call
 
 
-def warm_up(source: Any) -> float:
-    """Warm the grader and sampler of a one-process rollout source (`dashrl.train.trainer.LocalSource`,
-    or a `Trainer` holding one); other sources (Ray, SFT) are left alone. Returns seconds."""
-    from dashrl.train.trainer import LocalSource
-
-    local = getattr(source, "source", source)
-    if not isinstance(local, LocalSource):
-        return 0.0
+def warm_up(host: Any, task: Any) -> float:
+    """Warm `task`'s grader and `host`'s sampler (`dashrl.rollout.samples.SamplerHost`) on step 1's
+    problems; returns seconds. `LocalSource.warm_up` calls it; the Ray and SFT sources warm nothing."""
     t0 = time.perf_counter()
-    a = local.cfg.algo
-    examples = local.task.batch(0, a.prompts_per_step)  # step 1's problems: the shapes step 1 will have
-    warm_grader(local.task, examples[0])
-    prompts = [local.prompt_ids(ex) for ex in examples for _ in range(a.group_size)]
-    warm_sampler(local.sampler, prompts, local.params)
+    a = host.cfg.algo
+    examples = task.batch(0, a.prompts_per_step)  # step 1's problems: the shapes step 1 will have
+    warm_grader(task, examples[0])
+    prompts = [host.prompt_ids(ex) for ex in examples for _ in range(a.group_size)]
+    warm_sampler(host.sampler, prompts, host.params)
     return time.perf_counter() - t0
 
 
@@ -53,31 +48,3 @@ def warm_sampler(sampler: Any, prompts: list[list[int]], params: Any) -> None:
     sampler.generate(
         prompts[: params.batch_size], replace(params, max_new_tokens=min(WARM_TOKENS, params.max_new_tokens)), seed=0
     )
-
-
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
-
-
-def keep_freed_memory() -> bool:
-    """Have glibc's allocator keep freed memory for reuse instead of giving large blocks back to
-    the OS at once; returns whether it applied (glibc only; elsewhere nothing changes).
-
-    By default every allocation over 32 MB is a fresh `mmap`, returned at `free`: each packed pass
-    then faults in its [vocab, hidden] buffers (the LM head's bf16 cast, its fp32 gradient, the
-    embedding's dense gradient) page by page again, about a million page faults per step on the
-    quickstart (profile in docs/performance-short.md). With mmap off and trimming at its maximum
-    the heap keeps those pages, and the process's memory stays at its peak instead of falling
-    back between steps.
-    """
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl or another libc without mallopt
-        return False
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
