@@ -25,10 +25,11 @@ SRC = Path(dashrl.__file__).parent
 # validates names against them, and every builder that takes a config section sits above it.
 LAYERS: list[set[str]] = [
     {"dashrl", "runtime", "totals", "stats"},  # standard library only (runtime: OpenMP, kernels, io, hardware)
-    {"algo.registry", "data.registry", "rollout.registry"},  # the names config validates against (stdlib)
+    {"algo.registry", "data.registry", "rollout.registry", "env.registry"},  # names config validates (stdlib)
     {"config"},  # typed sections
     {"models", "rewards", "algo", "select"},  # a model, its tokenizer; rewards and the sandbox; pure math; selectors
-    {"policy", "data"},  # the weights a step trains and samples with; tasks, prompts, datasets
+    {"policy", "data", "tools"},  # the weights a step trains and samples with; tasks, prompts, datasets; built-in tools
+    {"env"},  # environments and tools: schemas, tool calls, chat-template deltas, the multi-turn rollout
     {"rollout"},  # samplers: token ids in, token ids and logprobs out; the local rollout source
     {"eval", "distributed"},  # evaluation sets and pass@k; the Ray transport of the one loop
     {"train"},  # the one loop, the learner, checkpoints, metrics

@@ -318,3 +318,25 @@ def run_many(
     workers = workers or max(1, min(8, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
         return list(pool.map(lambda job: run_tests(job[0], job[1], limits, python=python, mode=mode), jobs))
+
+
+_PROGRAM = (
+    "import traceback as _tb\n"
+    "try:\n"
+    "    exec(compile({code!r}, '<code>', 'exec'), {{'__name__': '__main__'}})\n"
+    "except BaseException:\n"
+    "    _tb.print_exc(limit=-1)\n"
+)
+
+
+def run_program(code: str, limits: Limits = Limits()) -> RunResult:
+    """Run `code` alone in the sandbox (`run_tests` with no checks), its traceback printed to
+    stderr if it raises: what the `python` tool (`dashrl.tools.python`) shows the model.
+
+    >>> r = run_program("print(6 * 7)")
+    >>> r.stdout, r.status
+    ('42\\n', 'passed')
+    >>> run_program("1 / 0").stderr.splitlines()[-1]
+    'ZeroDivisionError: division by zero'
+    """
+    return run_tests(_PROGRAM.format(code=code), "pass", limits)
