@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dashrl.config.algo import AlgoConfig, SFTConfig
+from dashrl.config.env import EnvConfig
 from dashrl.config.errors import ConfigError, _at_least, _check, _choice, _suggest
 from dashrl.runtime.kernels import CPU_ISAS
 
@@ -429,6 +430,7 @@ class Config:
     dist: DistConfig = field(default_factory=DistConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
 
     def __post_init__(self) -> None:
         from dashrl.algo.registry import LOSSES, is_path, get

@@ -37,6 +37,7 @@ class Task:
     size: int | None
     reward: Callable[[Example, str], float] | None = None
     funcs: tuple["RewardFn", ...] = ()
+    env: Any = None  # a `dashrl.env.loading.EnvSpec` given in Python (`dashrl.train(environment_factory=, tools=)`)
 
     def batch(self, step: int, n: int) -> list[Example]:
         """The `n` problems of optimizer step `step` (or of sampling cycle `step`)."""

@@ -100,3 +100,25 @@ def reward(instance: Any) -> float | None:
     """`instance.get_reward()` as a float, or None where the class has no `get_reward`."""
     fn = getattr(instance, "get_reward", None)
     return None if fn is None else float(fn())
+
+
+def env_spec(
+    cfg: Any, factory: Callable[[], Any] | None = None, tools: Sequence[Callable[..., Any]] = ()
+) -> EnvSpec | None:
+    """The run's environment from its `[env]` section (`dashrl.config.env.EnvConfig`: a class and
+    tools by path, or a shipped name) and objects given in Python (`dashrl.train(environment_factory=,
+    tools=)`), checked; None when there is none. Given objects come after (tools) or instead of
+    (a class) the section's."""
+    if factory is not None and cfg.factory_spec:
+        raise EnvError(f"environment_factory given and [env] names {cfg.factory_spec!r}: give one")
+    if factory is not None:
+        check_factory(factory)
+    elif cfg.factory_spec:
+        factory = load_factory(cfg.factory_spec)
+    for fn in tools:
+        make_tool(fn)
+    all_tools = (*load_tools(cfg.tool_specs), *tools)
+    if factory is None and not all_tools:
+        return None
+    tool_table(spec_tools(factory() if factory is not None else None, all_tools))  # names unique
+    return EnvSpec(factory, tuple(all_tools))

@@ -248,3 +248,36 @@ def env_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
     for reason in sorted({t.finish_reason for t in trajectories}):
         out[f"env/finish/{reason}"] = sum(t.finish_reason == reason for t in trajectories) / n
     return out
+
+
+def env_limits(cfg: Any) -> Limits:
+    """The `[env]` section's limits (`dashrl.config.env.EnvConfig`)."""
+    e = cfg.env
+    return Limits(e.max_turns, e.max_tool_calls, e.max_tokens, e.tool_timeout)
+
+
+def reset_seed(seed: int, group: int) -> int:
+    """The seed `reset` gets: one per group (its G rollouts start alike), a pure function of the
+    sampling call's seed and the group's index in the step.
+
+    >>> reset_seed(1011, 3)
+    1014
+    """
+    return seed + group
+
+
+def grade_with_env(grade: Any, name: str, examples: Sequence[Any], trajectories: Sequence[Trajectory]) -> Any:
+    """`grade`'s scores (a `dashrl.rewards.funcs.Scored`) with each trajectory's `get_reward()` added
+    (weight 1) as the function `name`; an environment that raises names its records."""
+    from dashrl.rewards.funcs import Scored
+
+    scored = grade(examples, trajectories)
+    try:
+        own = env_rewards(trajectories, name)
+    except EnvError as e:
+        ids = list(dict.fromkeys(str(ex.id) for ex in examples))
+        raise EnvError(f"{e} (records {', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''})") from None
+    if own is None:
+        return scored
+    total = [r + o for r, o in zip(scored.rewards, own)]
+    return Scored(total, {**scored.per_func, name: list(own)}, scored.correct)

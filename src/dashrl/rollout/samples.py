@@ -44,6 +44,7 @@ class Sample:
     finish_reason: str
     version: int = 0  # optimizer steps the sampling policy had taken
     info: dict[str, Any] = field(default_factory=dict)  # text, rewards per function, correct (sample log, metrics)
+    mask: list[int] | None = None  # per completion token: 1 trained (the model's), 0 context (an environment's)
 
     @property
     def length(self) -> int:
@@ -51,7 +52,13 @@ class Sample:
 
     @property
     def num_tokens(self) -> int:
-        return len(self.completion_ids)
+        """Completion tokens trained on: the model's own (the loss's token counts and `gen/mean_tokens`)."""
+        return len(self.completion_ids) if self.mask is None else sum(self.mask)
+
+    @property
+    def env_tokens(self) -> int:
+        """Completion tokens an environment wrote (context, never trained on)."""
+        return 0 if self.mask is None else len(self.mask) - sum(self.mask)
 
 
 @dataclass
@@ -67,6 +74,7 @@ class SampleRef:
     ref: Any = None
     version: int = 0
     info: dict[str, Any] = field(default_factory=dict)  # as `Sample.info`
+    env_tokens: int = 0  # as `Sample.env_tokens`
 
 
 @dataclass
@@ -151,6 +159,33 @@ def sample_and_score(
     return Rollouts(samples, metrics)
 
 
+def sample_env_and_score(host: Any, grade: Any, examples: Sequence[Any], seed: int, first_group: int = 0) -> Rollouts:
+    """G trajectories of each example on `host`'s sampler and environment (`dashrl.env.rollout`), graded as
+    single-turn completions are (on the last model turn's text) plus the environment's `get_reward()`
+    (`reward/<ClassName>`, weight 1), with group advantages over whole trajectories. Each `Sample` carries
+    its trajectory's mask (1 on the model's tokens, 0 on the environment's) and turns (`info["turns"]`)."""
+    from dataclasses import asdict
+    from functools import partial
+
+    from dashrl.env.rollout import env_limits, env_metrics, grade_with_env, multi_turn, reset_seed, start
+
+    G, env = host.cfg.algo.group_size, host.env
+    t0 = time.perf_counter()
+    trajs = [start(env, ex, reset_seed(seed, first_group + b), host.tokenizer)
+             for b, ex in enumerate(examples) for _ in range(G)]  # fmt: skip
+    multi_turn(host.sampler, host.params, trajs, seed, env_limits(host.cfg), host.tokenizer)
+    t1 = time.perf_counter()
+    graded = partial(grade_with_env, grade, env.name)
+    samples = score_groups(examples, [t.prompt_ids for t in trajs], trajs, graded, G, host.advantages, first_group,
+                           host.version)  # fmt: skip
+    for s, t in zip(samples, trajs):
+        s.mask = list(t.mask)
+        s.info["turns"] = [asdict(turn) for turn in t.turns]
+    metrics = {**rollout_metrics(samples), **env_metrics(trajs), "time/sampling_s": t1 - t0,
+               "time/scoring_s": time.perf_counter() - t1}  # fmt: skip
+    return Rollouts(samples, metrics)
+
+
 def pack_groups(kept: Sequence[tuple[int, int]], size: int) -> list[list[int]]:
     """Pack `(group, samples)` pairs, in order, into packs of whole groups holding at most
     `size` samples (a larger group goes alone); empty groups are left out. The one packer of
@@ -223,7 +258,19 @@ def rollout_metrics(samples: Sequence[Any]) -> dict[str, float]:
         "gen/truncated_frac": sum(s.finish_reason == "length" for s in samples) / n,
         "gen/empty_frac": sum(s.num_tokens == 0 for s in samples) / n,
         "gen/sampled_tokens": n_tok,
+        **env_token_metrics(samples),
     }
+
+
+def env_token_metrics(samples: Sequence[Any]) -> dict[str, float]:
+    """`gen/env_tokens`, an environment's tokens per sample, where any sample has some
+    (single-turn runs log what they did before).
+
+    >>> env_token_metrics([SampleRef(0, 0, 1.0, 0.0, 4, "stop", env_tokens=6), SampleRef(0, 1, 1.0, 0.0, 4, "stop")])
+    {'gen/env_tokens': 3.0}
+    """
+    env = [getattr(s, "env_tokens", 0) for s in samples]
+    return {"gen/env_tokens": sum(env) / len(samples)} if any(env) else {}
 
 
 class SamplerHost:
@@ -232,7 +279,7 @@ class SamplerHost:
     (`dashrl.distributed.actors.SamplerWorker`). `version` is the optimizer steps of the weights
     it holds, which every sample records; `generate_calls` counts sampling passes."""
 
-    def __init__(self, cfg: Any, policy: Any, tokenizer: Any):
+    def __init__(self, cfg: Any, policy: Any, tokenizer: Any, env: Any = None):
         from dashrl.rollout import make_sampler, sampling_params
 
         self.cfg, self.policy, self.tokenizer = cfg, policy, tokenizer
@@ -244,6 +291,7 @@ class SamplerHost:
         self.version = 0
         self.generate_calls = 0
         self._prompts: dict[str, list[int]] = {}
+        self.env = env  # a `dashrl.env.loading.EnvSpec`: multi-turn rollouts (`sample_env_and_score`)
 
     def prompt_ids(self, ex: Any) -> list[int]:
         """`ex`'s prompt as token ids (chat template and answer instruction), built once per example."""
@@ -254,7 +302,12 @@ class SamplerHost:
         return self._prompts[ex.id]
 
     def sample(self, examples: Sequence[Any], seed: int, grade: Any, start: int = 0, first_group: int = 0) -> Rollouts:
-        """G completions of each example in ONE generate call, scored by `grade` (`sample_and_score`)."""
+        """G completions of each example in ONE generate call, scored by `grade` (`sample_and_score`);
+        with an environment, G trajectories, one generate call per turn (`sample_env_and_score`)."""
+        if self.env is not None:
+            ro = sample_env_and_score(self, grade, examples, seed, first_group)
+            self.generate_calls += 1
+            return ro
         ro = sample_and_score(self.sampler, self.prompt_ids, grade, examples, self.cfg.algo.group_size, self.params,
                               seed, start, first_group, self.advantages, self.version)  # fmt: skip
         self.generate_calls += 1
@@ -274,7 +327,7 @@ class LocalSource:
 
     def __init__(self, cfg: Any, policy: Any, tokenizer: Any, task: Any):
         self.cfg, self.task = cfg, task
-        self.host = SamplerHost(cfg, policy, tokenizer)
+        self.host = SamplerHost(cfg, policy, tokenizer, env_of(cfg, task))
 
     def rollout(self, examples: Sequence[Any], seed: int, first_group: int = 0) -> Rollouts:
         """Sample G completions for each example in ONE generate call, score, compute advantages."""
@@ -303,3 +356,14 @@ class LocalSource:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore `state_dict()` (also from a checkpoint's learner state, where older runs kept it)."""
         self.host.generate_calls = int(state.get("generate_calls", 0))
+
+
+def env_of(cfg: Any, task: Any) -> Any:
+    """The run's environment: the task's (objects given to `dashrl.train`), else `[env]`'s (None: single-turn)."""
+    if getattr(task, "env", None) is not None:
+        return task.env
+    if not cfg.env.enabled:
+        return None
+    from dashrl.env.loading import env_spec
+
+    return env_spec(cfg.env)

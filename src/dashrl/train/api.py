@@ -53,6 +53,8 @@ def train(
     resume: bool | None = None,
     model: Any = None,
     tokenizer: Any = None,
+    environment_factory: Any = None,
+    tools: Sequence[Any] = (),
 ) -> Any:
     """Train as `dashrl train` does; returns the run's `RunResult` (`run_dir`, `rows`: the metric rows).
 
@@ -61,6 +63,9 @@ def train(
     callables in TRL's convention or `[reward]` names, after any in `reward.funcs`;
     `reward_weights`: one per callable (default 1). A reward function that raises stops the
     run with an exception whose first line names it; the checkpoints already written stay.
+    `environment_factory` (a class in TRL's convention) and `tools` (functions) make the rollouts
+    multi-turn, as `[env]`'s `factory` and `tools` do (docs/environments.md); like reward callables,
+    they live in this process only.
 
     >>> import dashrl
     >>> def short(completions, **kwargs): return [1.0 if len(c) < 20 else 0.0 for c in completions]
@@ -91,4 +96,20 @@ def train(
             task = make_task(cfg.task, cfg.train.seed, reward=cfg.reward, funcs=reward_funcs, weights=reward_weights)
     except RewardError as e:
         raise RunError(str(e)) from None
+    if environment_factory is not None or tools:
+        task = with_env(task, cfg, environment_factory, tools)
     return run_loop(cfg, model=model, tokenizer=tokenizer, task=task, resume=resume)
+
+
+def with_env(task: Any, cfg: Any, factory: Any, tools: Sequence[Any]) -> Any:
+    """`task` carrying the environment given in Python (checked: one `RunError` line)."""
+    from dataclasses import replace
+
+    from dashrl.env.loading import env_spec
+    from dashrl.env.tools import EnvError
+    from dashrl.train.loop import RunError
+
+    try:
+        return replace(task, env=env_spec(cfg.env, factory, tuple(tools)))
+    except EnvError as e:
+        raise RunError(str(e)) from None

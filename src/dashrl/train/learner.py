@@ -350,7 +350,8 @@ def join_passes(batches: list[list[int]], samples: Sequence[Sample], budget: int
 
 
 def collate(samples: Sequence[Sample], pad_id: int, device: torch.device | str = "cpu") -> Collated:
-    """Pack samples into padded tensors (completion tokens start at column P for every row)."""
+    """Pack samples into padded tensors (completion tokens start at column P for every row). The loss
+    mask is 1 on the completion tokens a sample trains on: all of them, or its `mask`'s (multi-turn)."""
     N = len(samples)
     P = max(len(s.prompt_ids) for s in samples)
     T = max(max(len(s.completion_ids) for s in samples), 1)
@@ -366,6 +367,10 @@ def collate(samples: Sequence[Sample], pad_id: int, device: torch.device | str =
             attn[i, P : P + c] = 1
             old[i, :c] = torch.as_tensor(s.logprobs)
     pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    loss_mask = attn[:, P:].float()  # [N, T]
+    for i, s in enumerate(samples):
+        if s.mask is not None:  # a multi-turn trajectory: an environment's tokens are context, not trained on
+            loss_mask[i, : len(s.mask)] = torch.as_tensor(s.mask, dtype=torch.float32)
     first: dict[tuple[int, tuple[int, ...]], int] = {}
     prompt_rows = [first.setdefault((s.group, tuple(s.prompt_ids)), i) for i, s in enumerate(samples)]
     return Collated(
@@ -373,7 +378,7 @@ def collate(samples: Sequence[Sample], pad_id: int, device: torch.device | str =
         attention_mask=attn.to(device),
         position_ids=pos.to(device),
         completion_ids=ids[:, P:].to(device),
-        loss_mask=attn[:, P:].float().to(device),
+        loss_mask=loss_mask.to(device),
         old_logprobs=old.to(device),
         advantages=torch.tensor([s.advantage for s in samples], dtype=torch.float32, device=device),
         prompt_len=P,

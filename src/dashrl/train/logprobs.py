@@ -26,7 +26,7 @@ class Collated:
     attention_mask: torch.Tensor  # [N, P + T]
     position_ids: torch.Tensor  # [N, P + T]
     completion_ids: torch.Tensor  # [N, T]
-    loss_mask: torch.Tensor  # [N, T] 1 on completion tokens
+    loss_mask: torch.Tensor  # [N, T] 1 on completion tokens trained on (not an environment's, in multi-turn samples)
     old_logprobs: torch.Tensor  # [N, T] sampling policy
     advantages: torch.Tensor  # [N]
     prompt_len: int  # P
@@ -249,7 +249,7 @@ def pack(batch: Collated) -> Packed:
     """The packed form of a collated micro-batch (same tokens, prompts once per group)."""
     P, T = batch.prompt_len, batch.completion_ids.shape[1]
     p_len = batch.attention_mask[:, :P].sum(1).tolist()
-    c_len = batch.loss_mask.sum(1).long().tolist()
+    c_len = batch.attention_mask[:, P:].sum(1).tolist()  # completion lengths (the loss mask may skip env tokens)
     ids, pos, pieces, rows, flat = [], [], [], [], []
     start: dict[int, tuple[int, int]] = {}  # prompt row -> (packed start, length)
     n = 0
@@ -429,4 +429,5 @@ def packed_logprobs(model: Any, batch: Collated, temperature: float = 1.0, chunk
     mask = torch.ones_like(targets)
     picked = chosen_logprobs(model, hidden[None], targets[None], mask[None], temperature, chunk)[0]
     N, T = batch.completion_ids.shape
-    return torch.zeros(N * T, dtype=torch.float32, device=hidden.device).index_put((pk.flat,), picked).view(N, T)
+    out = torch.zeros(N * T, dtype=torch.float32, device=hidden.device).index_put((pk.flat,), picked).view(N, T)
+    return out * batch.loss_mask  # 0 on an environment's tokens, as the other passes give (x 1 elsewhere)

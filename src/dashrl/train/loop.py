@@ -374,12 +374,13 @@ def _sample_log(cfg: Config, run_dir: Path, tokenizer: Any, last_step: int) -> A
 def _guarded_step(
     step_fn: Any, source: Any, learner: Any, cycle: int, opt_step: int, saved_step: int, run_dir: Path
 ) -> list[dict[str, Any]]:
-    """One step; a reward function's fault stops the run in one line, the checkpoints untouched."""
+    """One step; a reward function's or an environment's fault stops the run in one line, the checkpoints untouched."""
+    from dashrl.env.tools import EnvError
     from dashrl.rewards.funcs import RewardError
 
     try:
         return step_fn(source, learner, cycle)
-    except RewardError as e:
+    except (RewardError, EnvError) as e:  # an environment's reset / get_reward / env_response too
         if saved_step >= 0:
             then = (
                 f"the last checkpoint (step {saved_step}) is intact; fix the function and resume with: "

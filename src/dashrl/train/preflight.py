@@ -51,6 +51,14 @@ def validate_run(cfg: "Config", resume: bool | None = None) -> tuple[Path, Path 
 
         if problem := loss_problem(cfg.algo):
             raise RunError(problem)
+    if cfg.env.enabled:  # the environment class and tools: imported and checked now, before any model loads
+        from dashrl.env.loading import env_spec
+        from dashrl.env.tools import EnvError
+
+        try:
+            env_spec(cfg.env)
+        except EnvError as e:
+            raise RunError(str(e)) from None
     if cfg.eval.dataset_names:
         from dashrl.train.evaluation import load_eval_sets
 

@@ -57,7 +57,8 @@ def group_records(
             "completions": [
                 {"text": s.info.get("text", ""), "reward": s.reward, "rewards": s.info.get("rewards", {}),
                  "correct": s.info.get("correct"), "advantage": s.advantage, "kept": k,
-                 "tokens": s.num_tokens, "finish_reason": s.finish_reason}
+                 "tokens": s.num_tokens, "finish_reason": s.finish_reason,
+                 **({"turns": s.info["turns"]} if "turns" in s.info else {})}
                 for s, k in zip(members, kept)
             ],
         })  # fmt: skip
