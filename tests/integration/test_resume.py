@@ -52,6 +52,19 @@ def letter_task(flat: bool = False):
     return Task(name="letters", get=get, size=None, reward=reward)
 
 
+class Retry:
+    """A text environment (`spec["env"]`): after the model's first answer it asks once more."""
+
+    def reset(self, **row):
+        self.asked = False
+
+    def env_response(self, messages):
+        if self.asked:
+            return None
+        self.asked = True
+        return "Again, shorter."
+
+
 def _install_kill(at: str, task, tokenizer) -> None:
     """Make this process kill itself (or send itself SIGTERM) at `at` = "phase:cycle"."""
     import dashrl.rollout.hf as hf
@@ -200,7 +213,7 @@ def _stage(spec: dict, run_dir: Path, kill: str | None) -> None:
     cfg = build_config(
         {
             "model": {"dtype": spec.get("dtype", "fp32")},
-            "sampler": {"max_new_tokens": 6, "batch_size": 8},
+            "sampler": {"max_new_tokens": spec.get("max_new_tokens", 6), "batch_size": 8},
             "algo": {
                 "schedule": spec.get("schedule", "dash"),
                 "prompts_per_step": 4,
@@ -229,6 +242,11 @@ def _stage(spec: dict, run_dir: Path, kill: str | None) -> None:
             "eval": spec.get("eval", {}),
         }
     )
+    if spec.get("env"):  # multi-turn: letters end a turn as EOS does, so the environment gets to answer
+        from dashrl.env.loading import EnvSpec
+
+        task.env = EnvSpec(Retry)
+        model.generation_config.eos_token_id = [tok.eos_token_id, *tok.convert_tokens_to_ids(list("abcdefghij"))]
     if kill:
         _install_kill(kill, task, tok)
     try:
@@ -364,6 +382,22 @@ def test_dapo_sigkill_then_resume_is_bit_exact(tmp_path):
     assert_same_run(ref, run, 4)
     rows = read_metrics(run / "metrics.jsonl")
     assert all(r["train/groups"] == 4 and r["dynamic/rounds"] >= 2 for r in rows), rows
+
+
+def test_env_sigkill_then_resume_is_bit_exact(tmp_path):
+    """Multi-turn rollouts (a text environment: two model turns, the environment's tokens masked):
+    killed inside a turn's generate call and mid-backprop, the resumed run ends with the reference
+    run's weights and rows (each turn's seed is a pure function of the step's seed and the turn)."""
+    from dashrl.train.metrics import read_metrics
+
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    stages = [(str(ref), None), (str(run), "sample:1"), (str(run), "backprop:2"), (str(run), None)]
+    results = run_plan(tmp_path, {"env": True, "max_new_tokens": 16, "steps": 4, "save_every": 1}, stages)
+    assert [r["code"] for r in results] == [0, -9, -9, 0], [r["log"][-2000:] for r in results]
+    assert_same_run(ref, run, 4)
+    rows = read_metrics(run / "metrics.jsonl")
+    assert all(r["env/turns"] > 1.0 and r["gen/env_tokens"] > 0 for r in rows), rows
+    assert [r["gen/env_tokens"] for r in rows] == [r["gen/env_tokens"] for r in read_metrics(ref / "metrics.jsonl")]
 
 
 def test_sft_sigkill_anywhere_then_resume_is_bit_exact(tmp_path):
