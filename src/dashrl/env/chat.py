@@ -39,7 +39,7 @@ def supports_tools(tokenizer: Any) -> bool:
 def tool_prompt(schemas: Sequence[dict[str, Any]]) -> str:
     """The tools described in a system message, in the form Qwen2.5's template writes them.
 
-    >>> print(tool_prompt([{"type": "function", "function": {"name": "f"}}]).splitlines()[5])
+    >>> print(tool_prompt([{"type": "function", "function": {"name": "f"}}]).splitlines()[6])
     {"type": "function", "function": {"name": "f"}}
     """
     return TOOL_PROMPT.format(tools="\n".join(json.dumps(s) for s in schemas))
