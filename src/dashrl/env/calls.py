@@ -11,6 +11,7 @@ The form is Hermes / Qwen's, which most tool-use chat templates (Qwen2.5, Hermes
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import re
@@ -118,13 +119,25 @@ def run_turn(
     first wait. A tool's return value becomes its text (`as_text`)."""
     errors = [[check_call(c, tools) for c in calls] for calls, tools in jobs]
     futures = [
-        [None if err else pool.submit(tools[c.name], **c.arguments) for c, err in zip(calls, errs)]
+        [None if err else pool.submit(call_tool, tools[c.name], c.arguments) for c, err in zip(calls, errs)]
         for (calls, tools), errs in zip(jobs, errors)
     ]
     return [
         [_answer(c, err, fut, timeout) for c, err, fut in zip(calls, errs, futs)]
         for (calls, _), errs, futs in zip(jobs, errors, futures)
     ]
+
+
+def call_tool(fn: Any, arguments: dict[str, Any]) -> Any:
+    """`fn(**arguments)`; a coroutine function (an async tool) runs to its end in this thread's own loop.
+
+    >>> async def ping(x: int) -> int: return x
+    >>> call_tool(ping, {"x": 3})
+    3
+    """
+    if inspect.iscoroutinefunction(fn):
+        return asyncio.run(fn(**arguments))
+    return fn(**arguments)
 
 
 def _answer(call: Call, error: str, future: Any, timeout: float) -> Answer:

@@ -106,7 +106,7 @@ def score_groups(
     scored = grade([examples[i // G] for i in range(len(completions))], completions)
     scores = scored.rewards
     rewards = torch.tensor(scores, dtype=torch.float32).view(len(examples), G)  # [B, G]
-    lengths = torch.tensor([len(c.token_ids) for c in completions]).view(len(examples), G)  # [B, G]
+    lengths = torch.tensor([_trained_length(c) for c in completions]).view(len(examples), G)  # [B, G]
     advantages = as_advantages(advantages)(rewards, lengths).view(-1).tolist()  # [B * G]
     infos = [
         {"text": c.text, "prompt_ids": prompts[i], "rewards": {k: v[i] for k, v in scored.per_func.items()},
@@ -127,6 +127,12 @@ def score_groups(
         )
         for i, c in enumerate(completions)
     ]
+
+
+def _trained_length(c: Any) -> int:
+    """Tokens of a completion the model wrote (a multi-turn trajectory's `mask` leaves out the environment's)."""
+    mask = getattr(c, "mask", None)
+    return len(c.token_ids) if mask is None else sum(mask)
 
 
 def sample_and_score(
