@@ -47,6 +47,7 @@ class Scripted:
             text = self.scripts[i].pop(0)
             ids = self.tok(text, add_special_tokens=False)["input_ids"][: params.max_new_tokens]
             stop = len(ids) < params.max_new_tokens
+            text = self.tok.decode(ids)
             ids = ids + [self.tok.eos_token_id] if stop else ids
             out.append(Completion(ids, text, [-0.5] * len(ids), "stop" if stop else "length"))
         return out
@@ -101,6 +102,11 @@ def test_limits_end_trajectories_with_their_reason():
     assert a.finish_reason == "max_tokens" and len(a.token_ids) <= 80
     assert all(c[1].max_new_tokens <= 80 for c in sampler.calls)
     assert run([["x" * 50]], max_new=10)[1][0].finish_reason == "length"
+    # a turn cut at max_new_tokens after a whole call: the call runs, the template closes the turn
+    tok, (a,), _ = run([[CALL % 5 + "x" * 40, "5"]], max_new=70)
+    assert a.finish_reason == "stop" and [t.text for t in a.turns][1:] == ["5", "5"]
+    assert a.token_ids[70 : 70 + 2] == tok("\n<", add_special_tokens=False)["input_ids"]  # no stop token sampled
+    assert run([[CALL % 5, "5"]], max_new=60)[1][0].calls == {"invalid": 1}  # cut inside the call: malformed
 
 
 def test_env_response_gives_text_turns_until_none():

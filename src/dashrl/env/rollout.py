@@ -5,7 +5,8 @@ appended after the model's (token in, token out) and masked out of training.
 A trajectory is its prompt, then model tokens (trained, with the sampler's logprobs), environment
 tokens (context: mask 0, logprob 0), model tokens, and so on. It ends when the model answers without a
 tool call (and `env_response` has nothing to say), or at a limit (`Limits`), the reason in
-`finish_reason`: "stop", "length" (a turn hit `max_new_tokens`), "max_turns", "max_tool_calls",
+`finish_reason`: "stop", "length" (a turn without tool calls hit `max_new_tokens`; one with calls goes
+on, the template closing the turn), "max_turns", "max_tool_calls",
 "max_tokens" (the per-trajectory budget of tokens after the prompt, model and environment together).
 
 Seeds: turn t of a call seeded `seed` samples with `turn_seed(seed, t)`, a pure function, so a
@@ -152,10 +153,13 @@ def _model_turn(t: Trajectory, c: Any, room: int, limits: Limits, tokenizer: Any
     t.turns.append(Turn("assistant", text, len(ids), True))
     t.messages.append({"role": "assistant", "content": text})
     stop = tokenizer.convert_ids_to_tokens(ids[-1]) if ids and c.finish_reason == "stop" else ""
-    if cut or c.finish_reason == "length":
-        t.finish_reason = "max_tokens" if cut else "length"
+    if cut:
+        t.finish_reason = "max_tokens"
         return None, stop
     calls = parse_calls(text) if t.tools else []
+    if c.finish_reason == "length" and not calls:  # cut mid-answer: the episode ends (a call still runs)
+        t.finish_reason = "length"
+        return None, stop
     if calls:
         if t.model_turns >= limits.max_turns:
             t.finish_reason = "max_turns"
