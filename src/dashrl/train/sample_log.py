@@ -121,6 +121,20 @@ def read_samples(path: Path, limit: int = 3) -> list[dict[str, Any]]:
     return out[-limit:] if limit else out
 
 
+def turns_text(completion: dict[str, Any]) -> str:
+    """A logged completion as text: its text, or a multi-turn trajectory's turns, each under its role
+    (an environment's turns marked as context, not trained on).
+
+    >>> turns_text({"text": "5", "turns": [{"role": "assistant", "text": "<tool_call>..", "trained": True},
+    ...     {"role": "tool", "text": "5", "trained": False}, {"role": "assistant", "text": "5", "trained": True}]})
+    '[assistant] <tool_call>.. [tool, context] 5 [assistant] 5'
+    """
+    turns = completion.get("turns")
+    if not turns:
+        return completion.get("text", "")
+    return " ".join(f"[{t['role']}{'' if t['trained'] else ', context'}] {t['text']}" for t in turns)
+
+
 def markdown_table(records: Sequence[dict[str, Any]], width: int = 200) -> str:
     """The logged groups as one markdown table (TensorBoard text, `dashrl report`).
 
@@ -140,7 +154,7 @@ def markdown_table(records: Sequence[dict[str, Any]], width: int = 200) -> str:
         for i, c in enumerate(r["completions"]):
             prompt = cell(r["prompt"][-width:]) if i == 0 else ""
             lines.append(
-                f"| {r['step']} | {r['group']} | {prompt} | {cell(c['text'])} | {c['reward']:.3g} | "
+                f"| {r['step']} | {r['group']} | {prompt} | {cell(turns_text(c))} | {c['reward']:.3g} | "
                 f"{c['advantage']:.3g} | {'yes' if c['kept'] else 'no'} |"
             )
     return "\n".join(lines)
