@@ -63,6 +63,7 @@ def test_paths_are_made_absolute_and_load_to_a_checked_spec(tmp_path, monkeypatc
             "environment MyEnv: constructing",
         ),
         ("import no_such_module\nclass MyEnv: pass\n", "importing"),
+        ("class MyEnv:\n    def reset(self, question): pass\n", "environment MyEnv: reset needs 'question', which"),
     ],
 )
 def test_the_run_stops_on_a_bad_environment_before_the_model_loads(tmp_path, monkeypatch, text, expected):

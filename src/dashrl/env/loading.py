@@ -122,3 +122,27 @@ def env_spec(
         return None
     tool_table(spec_tools(factory() if factory is not None else None, all_tools))  # names unique
     return EnvSpec(factory, tuple(all_tools))
+
+
+def check_rows(spec: EnvSpec | None, row: dict[str, Any]) -> None:
+    """Fail in one line when `reset` needs a key the task's rows lack (`row`: the first one's,
+    `dashrl.env.rollout.example_row`), before any model loads.
+
+    >>> class Env:
+    ...     def reset(self, question, level=1): pass
+    >>> check_rows(EnvSpec(Env), {"q": "2+2?"})
+    Traceback (most recent call last):
+    ...
+    dashrl.env.tools.EnvError: environment Env: reset needs 'question', which the task's rows lack (they have q)
+    """
+    if spec is None or spec.factory is None:
+        return
+    params = inspect.signature(spec.factory().reset).parameters.values()
+    plain = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    missing = [p.name for p in params if p.kind in plain and p.default is p.empty and p.name not in row
+               and p.name != "seed"]  # fmt: skip
+    if missing:
+        need = ", ".join(repr(m) for m in missing)
+        raise EnvError(
+            f"environment {spec.name}: reset needs {need}, which the task's rows lack (they have {', '.join(row)})"
+        )

@@ -104,6 +104,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _check_env_rows(cfg: Config, task: Any) -> None:
+    from dashrl.env.loading import check_rows, env_spec
+    from dashrl.env.rollout import example_row
+    from dashrl.env.tools import EnvError
+
+    try:
+        check_rows(task.env or env_spec(cfg.env), example_row(task.get(0)))
+    except EnvError as e:
+        raise RunError(str(e)) from None
+
+
 def prepare_run(cfg: Config, model: Any, tokenizer: Any, task: Any) -> tuple[Any, Any, Any]:
     """The run's task, model and tokenizer: given ones are kept, missing ones built from `cfg`.
 
@@ -117,6 +128,8 @@ def prepare_run(cfg: Config, model: Any, tokenizer: Any, task: Any) -> tuple[Any
             task = make_task(cfg.task, cfg.train.seed, reward=cfg.reward)
         except RewardError as e:
             raise RunError(str(e)) from None
+    if cfg.env.enabled or getattr(task, "env", None) is not None:  # reset takes the task's rows: checked now
+        _check_env_rows(cfg, task)
     if cfg.run.quiet:  # no transformers progress bars (loading, saving shards) in quiet runs
         from transformers.utils import logging as hf_logging
 
