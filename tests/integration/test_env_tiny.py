@@ -145,3 +145,24 @@ def test_env_tokens_get_no_gradient_and_the_loss_is_the_sum_of_model_segments(ti
     other, grad2, _ = loss_of([trajectory(tok, "\n<tool>17\n<assistant>")])
     assert not torch.allclose(loss, other)
     assert (grad2[0, : len(s.mask)][env] == 0).all()
+
+
+@pytest.mark.parametrize("method", ["reset", "get_reward"])
+def test_an_environment_that_raises_stops_the_run_in_one_line(tmp_path, tiny_lm, method):
+    from dashrl.train.loop import RunError
+
+    class Broken:
+        def reset(self, **row):
+            if method == "reset":
+                raise KeyError("level")
+
+        def get_reward(self) -> float:
+            raise ZeroDivisionError("no turns")
+
+    model, tok = tiny_lm
+    with pytest.raises(RunError) as e:
+        train(config(tmp_path), model, tok, task=task(EnvSpec(Broken)))
+    msg = str(e.value)
+    assert msg.startswith(f"environment Broken.{method} raised ") and "\n" not in msg
+    assert "(record 0)" in msg or "(records 0, 1, 2, 3)" in msg
+    assert "at step 1; no checkpoint was saved yet" in msg
