@@ -5,6 +5,8 @@ environment's tokens, limits, the text hook, tool counts and rewards."""
 from __future__ import annotations
 
 
+import pytest
+
 from dashrl.data import Example
 from dashrl.env.chat import delta_ids, env_messages
 from dashrl.env.loading import EnvSpec
@@ -146,3 +148,28 @@ def test_tools_alone_without_a_class():
     assert t.finish_reason == "stop", t.finish_reason
     assert [x.text for x in t.turns] == ['<tool_call>{"name": "double", "arguments": {"x": 2}}</tool_call>', "4", "4"]
     assert env_rewards([t], "") is None
+
+
+def test_evaluate_runs_trajectories_and_grades_the_last_turn():
+    from dashrl.eval import evaluate
+
+    tok = make_tokenizer()
+    examples = [Example(id="e1", problem="Get to 5.", answer="5")]
+    sampler = Scripted(tok, [[CALL % 5, "\\boxed{5}"], ["\\boxed{4}"]])
+    rep = evaluate(sampler, tok, examples, params=SamplingParams(max_new_tokens=64), n=2, ks=(1, 2),
+                   env=EnvSpec(Counter), records=True)  # fmt: skip
+    # sample 1: right answer (1) + get_reward (n == 5: 1); sample 2: wrong and n == 0
+    assert rep["records"][0]["scores"] == [2.0, 0.0] and rep["accuracy"] == 0.5 and rep["pass_at_k"]["2"] == 1.0
+    assert rep["env"]["env/tool_calls"] == 0.5 and rep["env"]["env/turns"] == 1.5
+    assert [t["role"] for t in rep["records"][0]["turns"][0]] == ["assistant", "tool", "assistant"]
+    assert rep["records"][0]["lengths"][0] == len(tok(CALL % 5 + "\\boxed{5}")["input_ids"]) + 2  # two <eos>
+
+
+def test_dashrl_eval_checks_the_environment_before_the_model(tmp_path, monkeypatch, capsys):
+    from dashrl.cli import main
+
+    (tmp_path / "e.py").write_text("class E:\n    pass\n")
+    monkeypatch.setattr("dashrl.models.load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    rc = main(["eval", "--model", "smollm2-135m", "--dataset", "arithmetic", "--limit", "2",
+               "--env.factory", f"{tmp_path}/e.py:E"])  # fmt: skip
+    assert rc == 2 and capsys.readouterr().err.strip().endswith("environment E: no reset(**row) method")

@@ -43,7 +43,7 @@ ALIASES = {
     "answer_field": "task.answer_field",
     "tests_field": "task.tests_field",
 }
-APPLIES = ("model", "sampler", "task", "eval")  # the config sections an evaluation reads
+APPLIES = ("model", "sampler", "task", "eval", "env")  # the config sections an evaluation reads
 # fields of those sections that evaluation does not read, and what to use instead
 NOT_HERE = {
     "task.name": "--dataset",
@@ -231,6 +231,11 @@ def run(args: argparse.Namespace) -> int:
     except DatasetError as err:
         return fail(str(err), 1)
 
+    try:
+        env = eval_env(cfg)
+    except ValueError as err:  # an environment or tool that cannot be used: one line, before the model loads
+        return fail(str(err), 2)
+
     from dashrl.models import ModelError, load_model
     from dashrl.train.metrics import silence_transformers_bars
 
@@ -241,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(err), 1)
     from dashrl.eval import format_table
 
-    results, params = evaluate_sets(cfg, policy, tokenizer, datasets, args, ks, temperature)
+    results, params = evaluate_sets(cfg, policy, tokenizer, datasets, args, ks, temperature, env)
     print(format_table(results))
     if args.out:
         settings = eval_settings(cfg, model, names, args, ks, params)
@@ -269,23 +274,38 @@ def load_datasets(cfg: Any, names: list[str], split: str | None) -> dict[str, li
 
 def evaluate_sets(
     cfg: Any, policy: Any, tokenizer: Any, datasets: dict[str, list], args: argparse.Namespace, ks: list[int],
-    temperature: float,
+    temperature: float, env: Any = None,
 ) -> tuple[dict[str, Any], Any]:  # fmt: skip
-    """Sample and grade every dataset with one sampler: each one's results (with its seconds) and
-    the sampling parameters used."""
+    """Sample and grade every dataset with one sampler (multi-turn with `env`, `[env]`'s): each one's
+    results (with its seconds) and the sampling parameters used."""
     from dashrl.eval import evaluate
     from dashrl.rollout import make_sampler, sampling_params
 
     sampler = make_sampler(cfg.sampler.backend, model=policy, tokenizer=tokenizer, dtype=cfg.model.dtype)
     params = sampling_params(cfg, max_new_tokens=cfg.eval.max_new_tokens, temperature=temperature,
                              batch_size=cfg.eval.batch_size)  # fmt: skip
+    limits = None
+    if env is not None:
+        from dashrl.env.rollout import env_limits
+
+        limits = env_limits(cfg)
     results: dict[str, Any] = {}
     for name, examples in datasets.items():
         start = time.monotonic()
-        results[name] = evaluate(sampler, tokenizer, examples, params=params, n=args.n, ks=ks,
-                                 seed=args.seed, records=args.records, timeout=args.timeout)  # fmt: skip
+        results[name] = evaluate(sampler, tokenizer, examples, params=params, n=args.n, ks=ks, seed=args.seed,
+                                 records=args.records, timeout=args.timeout, env=env, limits=limits)  # fmt: skip
         results[name]["seconds"] = round(time.monotonic() - start, 2)
     return results, params
+
+
+def eval_env(cfg: Any) -> Any:
+    """`[env]`'s environment for a multi-turn evaluation (None: single-turn), checked; a ValueError
+    (`dashrl.env.tools.EnvError`) names what is wrong."""
+    if not cfg.env.enabled:
+        return None
+    from dashrl.env.loading import env_spec
+
+    return env_spec(cfg.env)
 
 
 def eval_settings(

@@ -65,8 +65,13 @@ def evaluate(
     build_prompt: Callable[[Any, Example], list[int]] | None = None,
     records: bool = False,
     timeout: float = 10.0,
+    env: Any = None,
+    limits: Any = None,
 ) -> dict[str, Any]:
-    """Sample `n` completions per example, grade them and return the metrics dict.
+    """Sample `n` completions per example, grade them and return the metrics dict. With `env` (a
+    `dashrl.env.loading.EnvSpec`) each sample is a multi-turn trajectory within `limits`
+    (`dashrl.env.rollout.Limits`), graded on its last model turn plus the environment's `get_reward()`;
+    its length counts the model's tokens, and `env/...` holds the tool and turn counts.
 
     >>> evaluate(sampler, tok, load_dataset("math500", limit=8),
     ...          params=SamplingParams(temperature=0))["accuracy"]  # doctest: +SKIP
@@ -78,20 +83,27 @@ def evaluate(
         raise ValueError("no examples to evaluate")
     if build_prompt is None:
         from dashrl.data.prompts import build_prompt
-    prompts = [build_prompt(tokenizer, example) for example in examples for _ in range(n)]
-    completions = sampler.generate(prompts, params, seed)
-    if len(completions) != len(prompts):
-        raise RuntimeError(f"sampler returned {len(completions)} completions for {len(prompts)} prompts")
+    if env is not None:
+        completions, extra = _env_rollouts(sampler, tokenizer, examples, params, n, seed, env, limits)
+    else:
+        prompts = [build_prompt(tokenizer, example) for example in examples for _ in range(n)]
+        completions, extra = sampler.generate(prompts, params, seed), None
+        if len(completions) != len(prompts):
+            raise RuntimeError(f"sampler returned {len(completions)} completions for {len(prompts)} prompts")
     scores = _score(examples, [c.text for c in completions], n, timeout)
+    if extra is not None and extra[0] is not None:  # the environment's own reward, weight 1
+        scores = [s + r for s, r in zip(scores, extra[0])]
     correct = [sum(s >= 1.0 for s in scores[i * n : (i + 1) * n]) for i in range(len(examples))]
     report: dict[str, Any] = {
         "examples": len(examples),
         "samples": len(completions),
         "accuracy": sum(correct) / len(completions),
         "pass_at_k": {str(k): sum(pass_at_k(n, c, k) for c in correct) / len(examples) for k in ks if k <= n},
-        "mean_length": sum(len(c.token_ids) for c in completions) / len(completions),
+        "mean_length": sum(_length(c) for c in completions) / len(completions),
         "truncated": sum(c.finish_reason == "length" for c in completions) / len(completions),
     }
+    if extra is not None:
+        report["env"] = extra[1]
     for key in ("subject", "level"):
         groups = _breakdown(examples, correct, n, key)
         if groups:
@@ -104,11 +116,28 @@ def evaluate(
                 "scores": scores[i * n : (i + 1) * n],
                 "completions": [c.text for c in completions[i * n : (i + 1) * n]],
                 "finish_reasons": [c.finish_reason for c in completions[i * n : (i + 1) * n]],
-                "lengths": [len(c.token_ids) for c in completions[i * n : (i + 1) * n]],
+                "lengths": [_length(c) for c in completions[i * n : (i + 1) * n]],
+                **({"turns": [[vars(t) for t in c.turns] for c in completions[i * n : (i + 1) * n]]} if env else {}),
             }
             for i, example in enumerate(examples)
         ]
     return report
+
+
+def _length(c: Any) -> int:
+    """Completion tokens the model wrote (a trajectory's environment tokens left out)."""
+    mask = getattr(c, "mask", None)
+    return len(c.token_ids) if mask is None else sum(mask)
+
+
+def _env_rollouts(sampler: Any, tokenizer: Any, examples: Sequence[Example], params: SamplingParams, n: int,
+                  seed: int, env: Any, limits: Any) -> tuple[list[Any], tuple[list[float] | None, dict]]:  # fmt: skip
+    """`n` trajectories per example (`dashrl.env.rollout`), their `get_reward()`s and tool/turn counts."""
+    from dashrl.env.rollout import Limits, env_metrics, env_rewards, multi_turn, reset_seed, start
+
+    trajs = [start(env, ex, reset_seed(seed, i), tokenizer) for i, ex in enumerate(examples) for _ in range(n)]
+    multi_turn(sampler, params, trajs, seed, limits or Limits(), tokenizer)
+    return trajs, (env_rewards(trajs, env.name), env_metrics(trajs))
 
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
