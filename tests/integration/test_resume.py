@@ -240,12 +240,14 @@ def _stage(spec: dict, run_dir: Path, kill: str | None) -> None:
             "lora": spec.get("lora", {}),
             "sft": {"data": spec["sft_data"]} if "sft_data" in spec else {},
             "eval": spec.get("eval", {}),
+            "env": {"factory": f"{Path(__file__).resolve()}:Retry"} if spec.get("env") == "path" else {},
         }
     )
     if spec.get("env"):  # multi-turn: letters end a turn as EOS does, so the environment gets to answer
         from dashrl.env.loading import EnvSpec
 
-        task.env = EnvSpec(Retry)
+        if spec["env"] != "path":  # the object, on the one-process path (Ray's sampler actors load it by path)
+            task.env = EnvSpec(Retry)
         model.generation_config.eos_token_id = [tok.eos_token_id, *tok.convert_tokens_to_ids(list("abcdefghij"))]
     if kill:
         _install_kill(kill, task, tok)

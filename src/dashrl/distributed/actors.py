@@ -32,7 +32,7 @@ import torch
 
 from dashrl.algo import Norm
 from dashrl.config import Config
-from dashrl.distributed.units import TrainReport, Unit, sample_unit
+from dashrl.distributed.units import TrainReport, Unit, sample_env_unit, sample_unit
 from dashrl.totals import Totals
 
 
@@ -72,13 +72,13 @@ class SamplerWorker:
 
     def __init__(self, cfg: Config, model: Any, tokenizer: Any, index: int):
         from dashrl.policy import make_policy
-        from dashrl.rollout.samples import SamplerHost
+        from dashrl.rollout.samples import SamplerHost, env_of
 
         self.cfg, self.index = cfg, index
         d = cfg.dist
         first = index * max(1, int(d.cpus_per_sampler)) if d.pin_cores else None
         model = _place(model, d.gpus_per_sampler, d.cpus_per_sampler, first).requires_grad_(False).eval()
-        self.host = SamplerHost(cfg, make_policy(cfg, model, reference=False), tokenizer)
+        self.host = SamplerHost(cfg, make_policy(cfg, model, reference=False), tokenizer, env_of(cfg, None))
 
     def ready(self) -> int:
         return self.index
@@ -93,6 +93,10 @@ class SamplerWorker:
     def sample(self, unit: Unit, examples: list, seed: int, group_offset: int) -> tuple:
         """Returns `(UnitResult, samples of group 0, of group 1, ...)`: one object each."""
         h = self.host
+        if h.env is not None:  # multi-turn: the environment runs here, beside the sampler
+            report, groups = sample_env_unit(h, examples, unit, seed, group_offset)
+            report.worker = self.index
+            return (report, *groups)
         report, groups = sample_unit(h.sampler, h.prompt_ids, None, examples, unit, self.cfg.algo.group_size, h.params,
                                      seed, h.advantages, group_offset, h.version)  # fmt: skip  # scored on the driver
         report.worker = self.index

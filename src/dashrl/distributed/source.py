@@ -150,6 +150,7 @@ class _Job:
         scoring_s = sum(rep.scoring_s for rep, _ in reports)
         metrics: dict[str, float] = {
             **rollout_metrics(samples),
+            **_env_metrics(samples),
             "time/sampling_s": time.perf_counter() - t0 - scoring_s,
             "time/scoring_s": scoring_s,
         }
@@ -212,3 +213,13 @@ def import_ahead(cl: Cluster, saved: list[dict[str, Any]]) -> None:
         refs = {g: ray.put([Sample(*m) for m in members]) for g, members in entry["groups"]}
         samples = [SampleRef(g, i, r, a, n, f, refs[g], v) for g, i, r, a, n, f, v in entry["refs"]]
         cl.ahead[tuple(entry["key"])] = _Sampled(Rollouts(samples, dict(entry["metrics"])))
+
+
+def _env_metrics(samples: Sequence[SampleRef]) -> dict[str, float]:
+    """Tool and turn counts of multi-turn samples (`info["env"]`, from the samplers); {} for single-turn ones."""
+    sent = [s.info.get("env") for s in samples]
+    if not sent or sent[0] is None:
+        return {}
+    from dashrl.env.rollout import Counts, env_metrics
+
+    return env_metrics([Counts(e["calls"], e["errors"], e["model_turns"], e["finish_reason"]) for e in sent])

@@ -87,7 +87,18 @@ class UnitResult:
         G = group_size
         infos = self.infos or [{}] * len(self.rewards)
         return [
-            SampleRef(self.first_group + i // G, i % G, r, a, n, f, group_refs[i // G], self.version, info)
+            SampleRef(
+                self.first_group + i // G,
+                i % G,
+                r,
+                a,
+                n,
+                f,
+                group_refs[i // G],
+                self.version,
+                info,
+                len(info.get("mask", ())) - sum(info.get("mask", ())),
+            )
             for i, (r, a, n, f, info) in enumerate(
                 zip(self.rewards, self.advantages, self.lengths, self.finish_reasons, infos)
             )
@@ -122,11 +133,31 @@ def sample_unit(
         group_offset + unit.first_group,
         advantages, version,
     )  # fmt: skip
+    return unit_report(ro, examples, unit, G, group_offset, version, scored=grade is not None)
+
+
+def sample_env_unit(host: Any, examples: Sequence[Example], unit: Unit, seed: int, group_offset: int = 0
+                    ) -> tuple[UnitResult, list[list[Sample]]]:  # fmt: skip
+    """`sample_unit` with the host's environment: the unit's trajectories, one generate call per turn
+    (`dashrl.rollout.samples.sample_env_and_score`), the environment's rewards in the report (`info["env"]`)
+    for the driver's `score_report` to add to the task's."""
+    from dashrl.rollout.samples import sample_env_and_score
+
+    G = host.cfg.algo.group_size
+    ro = sample_env_and_score(host, _unscored, examples, seed, group_offset + unit.first_group, unit.first_group * G)
+    return unit_report(ro, examples, unit, G, group_offset, host.version, scored=False)
+
+
+def unit_report(ro: Any, examples: Sequence[Example], unit: Unit, G: int, group_offset: int, version: int,
+                scored: bool) -> tuple[UnitResult, list[list[Sample]]]:  # fmt: skip
+    """A sampled unit's report (texts and, unscored, token ids in `infos`) and its samples per group."""
     samples = ro.samples
     infos = [s.info for s in samples]  # travel in the report, to the driver
-    if grade is None:
+    if not scored:
         for info, s in zip(infos, samples):
             info["token_ids"] = s.completion_ids
+            if s.mask is not None:
+                info["mask"] = s.mask
     stored = [dataclasses.replace(s, info={}) for s in samples]  # what trainers fetch: no texts
     groups = [stored[b * G : (b + 1) * G] for b in range(len(examples))]
     report = UnitResult(
@@ -150,6 +181,17 @@ def _unscored(examples: Sequence[Example], completions: Sequence[Any]) -> Any:
     return Scored([0.0] * len(completions), {})
 
 
+@dataclass
+class Scoring:
+    """A sampled completion as the driver grades it: from a report's `infos`, without logprobs."""
+
+    token_ids: list[int]
+    text: str
+    finish_reason: str
+    mask: list[int] | None = None  # a multi-turn trajectory's (its length counts the model's tokens)
+    logprobs: list[float] = field(default_factory=list)  # not sent: the trainers fetch the samples themselves
+
+
 def score_report(
     report: UnitResult,
     examples: Sequence[Example],
@@ -169,12 +211,21 @@ def score_report(
     """
     t0 = time.perf_counter()
     completions = [
-        Completion(info["token_ids"], info["text"], [], f) for info, f in zip(report.infos, report.finish_reasons)
+        Scoring(info["token_ids"], info["text"], f, info.get("mask"))
+        for info, f in zip(report.infos, report.finish_reasons)
     ]
     prompts = [info["prompt_ids"] for info in report.infos]
+    env = [info.get("env") for info in report.infos]
+    if env and env[0] is not None and env[0]["reward"] is not None:  # the sampler's environment rewarded: add it
+        from dashrl.env.rollout import with_env_rewards
+
+        own, name, task_grade = [e["reward"] for e in env], env[0]["name"], grade
+        grade = lambda exs, comps: with_env_rewards(task_grade(exs, comps), own, name)  # noqa: E731
     samples = score_groups(
         examples, prompts, completions, grade, group_size, advantages, report.first_group, report.version
     )
+    for s, sent in zip(samples, report.infos):  # a trajectory's mask, turns and counts stay with it
+        s.info.update({k: sent[k] for k in ("mask", "turns", "env") if k in sent})
     report.rewards = [s.reward for s in samples]
     report.advantages = [s.advantage for s in samples]
     report.infos = [s.info for s in samples]

@@ -123,15 +123,16 @@ def start(spec: EnvSpec, example: Any, seed: int, tokenizer: Any) -> Trajectory:
 
 
 def multi_turn(sampler: Any, params: Any, trajectories: Sequence[Trajectory], seed: int, limits: Limits,
-               tokenizer: Any) -> list[Trajectory]:  # fmt: skip
+               tokenizer: Any, start: int = 0) -> list[Trajectory]:  # fmt: skip
     """Run `trajectories` (from `start`) turn by turn until each has ended: one `sampler.generate`
-    call per turn over the live ones (in order), then their tool calls at once. Returns them."""
+    call per turn over the live ones (in order), then their tool calls at once. Returns them.
+    `start` is the index of the first trajectory in its step (`Sampler.generate`'s; a Ray unit's)."""
     live = [t for t in trajectories if not t.finish_reason]
     turn = 0
     while live:
         room = [limits.max_tokens - len(t.token_ids) for t in live]
         p = replace(params, max_new_tokens=max(1, min(params.max_new_tokens, max(room))))
-        outs = sampler.generate([t.prompt_ids + t.token_ids for t in live], p, seed=turn_seed(seed, turn))
+        outs = sampler.generate([t.prompt_ids + t.token_ids for t in live], p, turn_seed(seed, turn), start)
         jobs = [(t, _model_turn(t, c, r, limits, tokenizer)) for t, c, r in zip(live, outs, room)]
         pending = [(t, calls, stop) for t, (calls, stop) in jobs if calls is not None]
         answers = _run_tools([(calls, t.tools) for t, calls, _ in pending], limits.tool_timeout)
@@ -233,7 +234,23 @@ def env_rewards(trajectories: Sequence[Trajectory], name: str) -> list[float] | 
     return out
 
 
-def env_metrics(trajectories: Sequence[Trajectory]) -> dict[str, float]:
+@dataclass(frozen=True)
+class Counts:
+    """What `env_metrics` reads of a trajectory; what a Ray sampler sends the driver (`counts`)."""
+
+    calls: dict[str, int]
+    errors: dict[str, int]
+    model_turns: int
+    finish_reason: str
+
+
+def counts(t: Trajectory) -> dict[str, Any]:
+    """A trajectory's tool and turn counts as plain values (`Counts(**counts(t))` on the driver)."""
+    return {"calls": dict(t.calls), "errors": dict(t.errors), "model_turns": t.model_turns,
+            "finish_reason": t.finish_reason}  # fmt: skip
+
+
+def env_metrics(trajectories: Sequence[Trajectory | Counts]) -> dict[str, float]:
     """Tool calls and errors (in all and per tool), turns, and how trajectories ended, per trajectory.
 
     >>> t = Trajectory([1], finish_reason="stop", calls={"add": 2, "invalid": 1}, errors={"add": 0, "invalid": 1})
@@ -273,14 +290,20 @@ def reset_seed(seed: int, group: int) -> int:
 def grade_with_env(grade: Any, name: str, examples: Sequence[Any], trajectories: Sequence[Trajectory]) -> Any:
     """`grade`'s scores (a `dashrl.rewards.funcs.Scored`) with each trajectory's `get_reward()` added
     (weight 1) as the function `name`; an environment that raises names its records."""
-    from dashrl.rewards.funcs import Scored
-
     scored = grade(examples, trajectories)
     try:
         own = env_rewards(trajectories, name)
     except EnvError as e:
         ids = list(dict.fromkeys(str(ex.id) for ex in examples))
         raise EnvError(f"{e} (records {', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''})") from None
+    return with_env_rewards(scored, own, name)
+
+
+def with_env_rewards(scored: Any, own: Sequence[float] | None, name: str) -> Any:
+    """`scored` (a `dashrl.rewards.funcs.Scored`) with the environment's rewards `own` added, weight 1,
+    and kept apart as the function `name` (`reward/<ClassName>`); as it is when `own` is None."""
+    from dashrl.rewards.funcs import Scored
+
     if own is None:
         return scored
     total = [r + o for r, o in zip(scored.rewards, own)]

@@ -165,29 +165,33 @@ def sample_and_score(
     return Rollouts(samples, metrics)
 
 
-def sample_env_and_score(host: Any, grade: Any, examples: Sequence[Any], seed: int, first_group: int = 0) -> Rollouts:
+def sample_env_and_score(host: Any, grade: Any, examples: Sequence[Any], seed: int, first_group: int = 0,
+                         start: int = 0) -> Rollouts:  # fmt: skip
     """G trajectories of each example on `host`'s sampler and environment (`dashrl.env.rollout`), graded as
     single-turn completions are (on the last model turn's text) plus the environment's `get_reward()`
     (`reward/<ClassName>`, weight 1), with group advantages over whole trajectories. Each `Sample` carries
-    its trajectory's mask (1 on the model's tokens, 0 on the environment's) and turns (`info["turns"]`)."""
+    its trajectory's mask (1 on the model's tokens, 0 on the environment's), turns (`info["turns"]`) and
+    counts (`info["env"]`: tool calls, turns, how it ended, the environment's reward; what a Ray sampler
+    sends the driver). `start`: the index of the first trajectory in the sampling call (a Ray unit's)."""
     from dataclasses import asdict
     from functools import partial
 
-    from dashrl.env.rollout import env_limits, env_metrics, grade_with_env, multi_turn, reset_seed, start
+    from dashrl.env import rollout as er
 
     G, env = host.cfg.algo.group_size, host.env
     t0 = time.perf_counter()
-    trajs = [start(env, ex, reset_seed(seed, first_group + b), host.tokenizer)
+    trajs = [er.start(env, ex, er.reset_seed(seed, first_group + b), host.tokenizer)
              for b, ex in enumerate(examples) for _ in range(G)]  # fmt: skip
-    multi_turn(host.sampler, host.params, trajs, seed, env_limits(host.cfg), host.tokenizer)
+    er.multi_turn(host.sampler, host.params, trajs, seed, er.env_limits(host.cfg), host.tokenizer, start)
     t1 = time.perf_counter()
-    graded = partial(grade_with_env, grade, env.name)
+    graded = partial(er.grade_with_env, grade, env.name)
     samples = score_groups(examples, [t.prompt_ids for t in trajs], trajs, graded, G, host.advantages, first_group,
                            host.version)  # fmt: skip
     for s, t in zip(samples, trajs):
         s.mask = list(t.mask)
         s.info["turns"] = [asdict(turn) for turn in t.turns]
-    metrics = {**rollout_metrics(samples), **env_metrics(trajs), "time/sampling_s": t1 - t0,
+        s.info["env"] = {**er.counts(t), "name": env.name, "reward": s.info["rewards"].get(env.name)}
+    metrics = {**rollout_metrics(samples), **er.env_metrics(trajs), "time/sampling_s": t1 - t0,
                "time/scoring_s": time.perf_counter() - t1}  # fmt: skip
     return Rollouts(samples, metrics)
 
