@@ -140,7 +140,11 @@ def test_parse_calls_hermes_form_and_malformed():
     assert calls[0] == Call("add", {"k": 2}) and calls[1] == Call("add", {"k": 3})
     assert calls[2].error.startswith("malformed") and calls[3].error.startswith("malformed")
     assert calls[4] == Call("add", {"k": 4})
-    assert parse_calls('{"name": "add"}') == []
+    assert parse_calls('{"name": "add"}') == []  # no arguments: an answer, not a call
+    # bare JSON, the form of templates that write calls untagged (Llama 3.1, Mistral)
+    assert parse_calls('<|python_tag|>{"name": "add", "parameters": {"k": 1}}') == [Call("add", {"k": 1})]
+    assert parse_calls('{"name": "add", "arguments": {"k": 1}} and more') == []  # not a call alone
+    assert parse_calls('[{"name": "a", "arguments": {}}, {"name": "b", "arguments": {}}]') == [Call("a"), Call("b")]
 
 
 def test_run_turn_turns_every_failure_into_text_and_runs_calls_at_once():

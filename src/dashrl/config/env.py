@@ -20,7 +20,8 @@ class EnvConfig:
     """Comma-separated tool functions (type hints and a docstring each), `path/to/file.py:fn` or
     `module:fn`; `dashrl.tools:python` runs the model's code in the sandbox."""
     name: str = ""
-    """A shipped environment (dashrl.env.registry), instead of `factory`: `calculator`."""
+    """A shipped environment by name (`dashrl.env.registry.ENVIRONMENTS`; an unknown name lists them),
+    instead of `factory`."""
     max_turns: int = 4
     """Model turns per trajectory; a tool call in the last one ends the trajectory (`env/finish/max_turns`)."""
     max_tool_calls: int = 8

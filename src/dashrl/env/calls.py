@@ -50,8 +50,36 @@ def parse_calls(text: str) -> list[Call]:
     'malformed tool call: expected {"name": ..., "arguments": {...}} in JSON'
     >>> parse_calls("no call here")
     []
+
+    Without `<tool_call>` tags, a turn that is nothing but a call in JSON is one: the form of the
+    templates that write calls bare (Llama 3.1's, after an optional `<|python_tag|>`; Mistral's list
+    after `[TOOL_CALLS]`).
+
+    >>> parse_calls('[TOOL_CALLS] [{"name": "add", "arguments": {"a": 1}}]')
+    [Call(name='add', arguments={'a': 1}, error='')]
     """
-    return [_parse_one(m.group(1).strip()) for m in CALL_RE.finditer(text)]
+    tagged = [_parse_one(m.group(1).strip()) for m in CALL_RE.finditer(text)]
+    return tagged or _bare_calls(text)
+
+
+BARE_PREFIXES = ("<|python_tag|>", "[TOOL_CALLS]")
+
+
+def _bare_calls(text: str) -> list[Call]:
+    body = text.strip()
+    for prefix in BARE_PREFIXES:
+        body = body.removeprefix(prefix).strip()
+    if not body.startswith(("{", "[")):
+        return []
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return []
+    items = obj if isinstance(obj, list) else [obj]
+    if not items or not all(isinstance(o, dict) and "name" in o and ("arguments" in o or "parameters" in o)
+                            for o in items):  # fmt: skip
+        return []
+    return [_parse_one(json.dumps(o)) for o in items]
 
 
 MALFORMED = 'malformed tool call: expected {"name": ..., "arguments": {...}} in JSON'
