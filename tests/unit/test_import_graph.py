@@ -25,7 +25,7 @@ SRC = Path(dashrl.__file__).parent
 # validates names against them, and every builder that takes a config section sits above it.
 LAYERS: list[set[str]] = [
     {"dashrl", "runtime", "totals", "stats"},  # standard library only (runtime: OpenMP, kernels, io, hardware)
-    {"algo.registry", "data.registry", "rollout.registry"},  # the names config validates against (stdlib)
+    {"algo.registry", "data.registry", "rollout.registry", "select.registry"},  # names config checks (stdlib)
     {"config"},  # typed sections
     {"models", "rewards", "algo", "select"},  # a model, its tokenizer; rewards and the sandbox; pure math; selectors
     {"policy", "data"},  # the weights a step trains and samples with; tasks, prompts, datasets
