@@ -85,3 +85,27 @@ def test_bench_backprop_times_every_lever_on_one_batch(tmp_path, model_dir):
     assert res["packed"]["pass"] == "packed_logprobs, head_chunk 0"
     assert res["packed_chunk"]["pass"] == "packed_logprobs, head_chunk 1024"
     assert res["plain"]["pass"] == "completion_logprobs, head_chunk 0"
+
+
+def test_bench_select_compares_the_four_arms_on_the_mixed_pool(tmp_path, model_dir):
+    """`dashrl bench --select`: each arm's sampled tokens per trained group are the totals of its
+    own rows, the table's ratios are read from them, and the GRESO arms do skip after the first epoch."""
+    from markdown_table import read_table, shows
+
+    rc = main(["bench", "--select", "--quick", "--steps", "4", "--out", str(tmp_path / "s"), "--model.name", model_dir,
+               "--model.dtype", "fp32", "--sampler.max_new_tokens", "6", "--algo.group_size", "2"])  # fmt: skip
+    assert rc == 0
+    data = json.loads((tmp_path / "s" / "bench_select.json").read_text())
+    table = read_table((tmp_path / "s" / "bench_select.md").read_text())
+    assert list(table) == ["dash", "dapo_dynamic", "dapo_greso", "dash_greso"]
+    per = {}
+    for arm in table:
+        rows = data["rows"][f"{arm}/seed0"]
+        assert len(rows) == 4
+        per[arm] = sum(r["gen/sampled_tokens"] for r in rows) / max(sum(r["bench/trained_groups"] for r in rows), 1)
+        assert data["results"][arm][0]["tokens_per_group"] == per[arm]
+    for arm in table:
+        assert shows(table[arm]["vs dapo_dynamic"], per["dapo_dynamic"] / per[arm])
+    assert data["results"]["dash"][0]["skipped_share"] == 0.0
+    skipped = sum(r["select/skipped"] for arm in ("dapo_greso", "dash_greso") for r in data["rows"][f"{arm}/seed0"])
+    assert skipped > 0  # the pool's trivial and impossible thirds give GRESO runs to skip

@@ -75,6 +75,23 @@ def test_ray_env_run_resumes_bit_exact(tmp_path, address):
     assert all(r["env/turns"] > 1.0 and r["gen/env_tokens"] > 0 and "env/finish/stop" in r for r in rows), rows
 
 
+def test_ray_greso_resumes_bit_exact(tmp_path, address):
+    """GRESO's selector runs in the driver: its state is in the checkpoint, so a driver SIGKILLed
+    mid-sampling resumes to skip what the uninterrupted Ray run skipped, and ends as it did."""
+    from dashrl.train.metrics import read_metrics
+
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    stages = [(str(ref), None), (str(run), "sample:3"), (str(run), None)]
+    spec = {"schedule": "dash", "steps": 4, "save_every": 1, "flat": True, "pool": True, "select": {"name": "greso"},
+            "dist": {"samplers": 1, "trainers": 1, "address": address}}  # fmt: skip
+    results = run_plan(tmp_path, spec, stages)
+    assert [r["code"] for r in results] == [0, -9, 0], [r["log"][-2000:] for r in results]
+    assert_same_run(ref, run, 4)
+    ref_rows, rows = read_metrics(ref / "metrics.jsonl"), read_metrics(run / "metrics.jsonl")
+    assert [r["select/skipped"] for r in rows] == [r["select/skipped"] for r in ref_rows]
+    assert sum(r["select/skipped"] for r in rows) > 0
+
+
 @pytest.mark.slow
 def test_ray_driver_killed_anywhere_then_resumed_is_bit_exact(tmp_path, address):
     ref, run = tmp_path / "ref", tmp_path / "run"

@@ -36,7 +36,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 # -- the script side (runs in the helper process and its forked children) ------------------
-def letter_task(flat: bool = False):
+def letter_task(flat: bool = False, pool: bool = False):
+    """Endless, or with `pool` a finite pool of the 4 prompts (revisited every epoch: what a
+    prompt selector skips from)."""
     from dashrl.data import Example
     from dashrl.data.tasks import Task
 
@@ -49,7 +51,7 @@ def letter_task(flat: bool = False):
             return 0.5
         return sum(c.islower() for c in text) / max(len(text), 1)
 
-    return Task(name="letters", get=get, size=None, reward=reward)
+    return Task(name="letters", get=get, size=4 if pool else None, reward=reward)
 
 
 class Retry:
@@ -91,13 +93,15 @@ def _install_kill(at: str, task, tokenizer) -> None:
 
     import dashrl.train.schedules as schedules
 
-    real_sft = schedules.SCHEDULE_FNS["sft"]
+    def counted(fn):  # sft reads its own record stream and a selector `task.get`, not `task.batch`
+        def step_fn(src, lrn, step, *a, **k):
+            current["cycle"] = step
+            return fn(src, lrn, step, *a, **k)
 
-    def sft_step(src, lrn, step):  # the sft schedule reads its own record stream, not `task`
-        current["cycle"] = step
-        return real_sft(src, lrn, step)
+        return step_fn
 
-    schedules.SCHEDULE_FNS["sft"] = sft_step
+    for name, fn in list(schedules.SCHEDULE_FNS.items()):
+        schedules.SCHEDULE_FNS[name] = counted(fn)
 
     real_chunk = hf.HFSampler._generate_chunk
 
@@ -209,7 +213,7 @@ def _stage(spec: dict, run_dir: Path, kill: str | None) -> None:
 
     tok = make_tokenizer()
     model = make_tiny_model(len(tok))
-    task = letter_task(flat=spec.get("flat", False))
+    task = letter_task(flat=spec.get("flat", False), pool=spec.get("pool", False))
     cfg = build_config(
         {
             "model": {"dtype": spec.get("dtype", "fp32")},
@@ -237,6 +241,7 @@ def _stage(spec: dict, run_dir: Path, kill: str | None) -> None:
                 "loggers": "",
             },
             "dist": spec.get("dist", {}),
+            "select": spec.get("select", {}),
             "lora": spec.get("lora", {}),
             "sft": {"data": spec["sft_data"]} if "sft_data" in spec else {},
             "eval": spec.get("eval", {}),
@@ -400,6 +405,26 @@ def test_env_sigkill_then_resume_is_bit_exact(tmp_path):
     rows = read_metrics(run / "metrics.jsonl")
     assert all(r["env/turns"] > 1.0 and r["gen/env_tokens"] > 0 for r in rows), rows
     assert [r["gen/env_tokens"] for r in rows] == [r["gen/env_tokens"] for r in read_metrics(ref / "metrics.jsonl")]
+
+
+def test_greso_with_dapo_sigkill_then_resume_is_bit_exact(tmp_path):
+    """GRESO's selector on dapo's refills, on a pool of 4 prompts of which two always get equal
+    rewards: from the second epoch on it skips them with a probability that grows, and its state
+    (history, cursor, p) is in the checkpoint, so the resumed run skips what the reference run
+    skipped and ends with its weights and rows."""
+    from dashrl.train.metrics import read_metrics
+
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    stages = [(str(ref), None), (str(run), "sample:2"), (str(run), "backprop:4"), (str(run), None)]
+    spec = {"algo": {"name": "dapo", "schedule": ""}, "select": {"name": "greso"}, "flat": True, "pool": True,
+            "steps": 6, "save_every": 1}  # fmt: skip
+    results = run_plan(tmp_path, spec, stages)
+    assert [r["code"] for r in results] == [0, -9, -9, 0], [r["log"][-2000:] for r in results]
+    assert_same_run(ref, run, 6)
+    ref_rows, rows = read_metrics(ref / "metrics.jsonl"), read_metrics(run / "metrics.jsonl")
+    keys = ("select/skipped", "select/candidates", "select/p_easy", "select/p_hard", "dynamic/prompts_sampled")
+    assert [[r[k] for k in keys] for r in rows] == [[r[k] for k in keys] for r in ref_rows]
+    assert sum(r["select/skipped"] for r in rows) > 0  # it did skip, so the test means something
 
 
 def test_sft_sigkill_anywhere_then_resume_is_bit_exact(tmp_path):

@@ -23,8 +23,8 @@ KILLER = """
 import os, signal, sys
 import dashrl.train.loop as loop
 real = loop._save
-def save(cfg, run_dir, source, learner, rows, step, *a, **k):
-    path = real(cfg, run_dir, source, learner, rows, step, *a, **k)
+def save(cfg, run_dir, parts, rows, step, *a, **k):
+    path = real(cfg, run_dir, parts, rows, step, *a, **k)
     if run_dir.name == "dash_nokl-s0" and step == 2:
         os.kill(os.getpid(), signal.SIGKILL)
     return path

@@ -25,7 +25,7 @@ SRC = Path(dashrl.__file__).parent
 # validates names against them, and every builder that takes a config section sits above it.
 LAYERS: list[set[str]] = [
     {"dashrl", "runtime", "totals", "stats"},  # standard library only (runtime: OpenMP, kernels, io, hardware)
-    {"algo.registry", "data.registry", "rollout.registry", "env.registry"},  # names config validates (stdlib)
+    {"algo.registry", "data.registry", "rollout.registry", "select.registry", "env.registry"},  # names config checks
     {"config"},  # typed sections
     {"models", "rewards", "algo", "select"},  # a model, its tokenizer; rewards and the sandbox; pure math; selectors
     {"policy", "data", "tools"},  # the weights a step trains and samples with; tasks, prompts, datasets; built-in tools

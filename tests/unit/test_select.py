@@ -1,5 +1,5 @@
-"""Prompt selection before sampling: GRESO's rule on a hand-worked history, the uniform selector
-against the task's own order, and the state a checkpoint carries."""
+"""Prompt selection before sampling: GRESO's rule on a hand-worked history, the selector's
+proposals and adaptation, the state a checkpoint carries, and building selectors by name."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import pytest
 
 from dashrl.data import Example
 from dashrl.data.tasks import Task
-from dashrl.select.greso import adapt, group_kind, skip_probability
-from dashrl.select.stream import Greso, Uniform, prompt_index
+from dashrl.select.greso import Greso, adapt, group_kind, skip_probability
 
 
 def pool(n: int) -> Task:
@@ -101,15 +100,29 @@ def test_a_pool_where_everything_is_skipped_still_proposes():
     assert len(batch) == 2 and skipped == 5
 
 
-def test_uniform_is_the_tasks_own_order():
+def test_in_the_first_epoch_greso_proposes_the_tasks_own_batches():
     task = pool(10)
-    sel = Uniform(task, per_step=4, seed=0)
-    batch, skipped = sel.propose(3, 4)
-    assert ids(batch) == ids(task.batch(3, 4)) and skipped == 0
-    refill, _ = sel.propose(3, 2)  # the same step again: the extras a refill draws
-    assert ids(refill) == [task.get(prompt_index(3, j, 4)).id for j in (4, 5)]
-    assert ids(sel.propose(4, 4)[0]) == ids(task.batch(4, 4))  # a new step starts over
-    assert sel.first_round(8, 1.5) == 12
+    sel = Greso(task, per_step=4, seed=0)
+    for step in range(2):
+        batch, skipped = sel.propose(step, 4)
+        assert ids(batch) == ids(task.batch(step, 4)) and skipped == 0
+        sel.observe(step, batch, [[1.0, 1.0]] * 4)  # all easy: skipped from the next visit on
+
+
+def test_selectors_by_name_and_by_path(tmp_path):
+    from dashrl.config import SelectConfig
+    from dashrl.select import SelectError, make_selector, selector_class
+
+    assert make_selector(SelectConfig(), pool(4), 2, 0) is None  # uniform: the schedules' own order
+    sel = make_selector(SelectConfig(name="greso", p_easy=0.3), pool(4), 2, 0)
+    assert sel.inner.p_easy == 0.3 and sel.inner.per_step == 2
+    mine = tmp_path / "mine.py"
+    mine.write_text("class Half:\n    def __init__(self, task):\n        self.task = task\n")
+    with pytest.raises(SelectError, match=r"^select.name '.*mine.py:Half': lacks propose, observe, end_step"):
+        selector_class(f"{mine}:Half")
+    mine.write_text("def Half(task):\n    pass\n")
+    with pytest.raises(SelectError, match="is not a class|lacks"):
+        selector_class(f"{mine}:Half")
 
 
 def test_first_round_follows_the_informative_share():

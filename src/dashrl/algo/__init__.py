@@ -26,7 +26,7 @@ _HOMES = {
     "Norm": "core",
     "aggregate": "core",
     "KLTerm": "losses",
-    "PGLoss": "losses",
+    "PGLoss": "core",
     "PPOClipLoss": "losses",
     "kl_penalty": "losses",
     "make_loss": "losses",

@@ -3,7 +3,7 @@ and gradient filtering: pure functions over tensors."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -80,6 +80,10 @@ class Advantages:
     overlong_window: int = 0
     overlong_penalty: float = 1.0
     max_tokens: int = 0
+    fn: Any = field(init=False, repr=False, compare=False)  # the estimator, looked up once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fn", resolve(ESTIMATORS[self.estimator]))
 
     def __call__(self, rewards: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if self.overlong_window > 0 and lengths is not None:
@@ -88,7 +92,7 @@ class Advantages:
             rewards = rewards.float() + overlong_penalty(
                 lengths, self.max_tokens, self.overlong_window, self.overlong_penalty
             )  # [B, G]
-        return resolve(ESTIMATORS[self.estimator])(rewards)
+        return self.fn(rewards)
 
 
 def advantages_of(cfg: Any) -> Advantages:

@@ -1,5 +1,6 @@
 """What every loss shares: the inputs record, the output record, the batch's denominators and
-token aggregation. Pure, torch only; of dashrl it imports only the registry's names, so each
+token aggregation; and the plain policy gradient (DASH's loss), the one every step of the default
+run calls. Pure, torch only; of dashrl it imports only the registry's names, so each
 loss module (`losses`, `gspo`, `sft`, `cispo`, a user's file) builds on it and none imports another.
 
 Aggregation (how per-token terms become one number; the names are
@@ -103,3 +104,23 @@ class LossInputs:
 
 
 LossFn = Callable[[LossInputs], LossOutput]
+
+
+@dataclass(frozen=True)
+class PGLoss:
+    """Plain policy gradient (DASH): `-A * log p` per token, no ratio, no clipping.
+
+    One gradient step per sample batch, so the samples are on-policy and the PPO ratio
+    would be exactly 1: its gradient equals this one.
+
+    >>> x = LossInputs(torch.tensor([[-1.0, -2.0]]), torch.zeros(1, 2), torch.tensor([2.0]), torch.ones(1, 2))
+    >>> PGLoss()(x)[0]
+    tensor(3.)
+    """
+
+    aggregation: str = "token-mean"
+
+    def __call__(self, x: LossInputs) -> LossOutput:
+        per_token = -x.advantages[:, None] * x.logprobs  # [N, T]
+        loss = aggregate(per_token, x.loss_mask, self.aggregation, x.norm)
+        return LossOutput(loss, {"loss/policy": loss.detach()}, {"loss/policy"})

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from dashrl.algo.core import LossFn, LossInputs, LossOutput, Norm, aggregate  # noqa: F401 (Norm: callers import it here)
+from dashrl.algo.core import LossFn, LossInputs, LossOutput, Norm, PGLoss, aggregate  # noqa: F401 (callers import them here)
 from dashrl.algo.registry import KL_ESTIMATORS, LOSS_PATHS, LOSSES, is_path, resolve
 from dashrl.runtime.user_code import load  # the loader --reward.funcs uses too
 
@@ -39,26 +39,6 @@ def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: st
     if estimator == "k3":
         return torch.exp(log_ratio) - log_ratio - 1.0
     raise ValueError(f"unknown KL estimator {estimator!r}; valid: {', '.join(KL_ESTIMATORS)}")
-
-
-@dataclass(frozen=True)
-class PGLoss:
-    """Plain policy gradient (DASH): `-A * log p` per token, no ratio, no clipping.
-
-    One gradient step per sample batch, so the samples are on-policy and the PPO ratio
-    would be exactly 1: its gradient equals this one.
-
-    >>> x = LossInputs(torch.tensor([[-1.0, -2.0]]), torch.zeros(1, 2), torch.tensor([2.0]), torch.ones(1, 2))
-    >>> PGLoss()(x)[0]
-    tensor(3.)
-    """
-
-    aggregation: str = "token-mean"
-
-    def __call__(self, x: LossInputs) -> LossOutput:
-        per_token = -x.advantages[:, None] * x.logprobs  # [N, T]
-        loss = aggregate(per_token, x.loss_mask, self.aggregation, x.norm)
-        return LossOutput(loss, {"loss/policy": loss.detach()}, {"loss/policy"})
 
 
 @dataclass(frozen=True)

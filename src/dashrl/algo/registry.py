@@ -51,7 +51,7 @@ class Loss:
 
 
 LOSSES: dict[str, Loss] = {
-    "pg": Loss("dashrl.algo.losses:PGLoss"),
+    "pg": Loss("dashrl.algo.core:PGLoss"),
     "ppo_clip": Loss("dashrl.algo.losses:PPOClipLoss", ratio=True),
     "sft": Loss("dashrl.algo.sft:SFTLoss"),
     "gspo": Loss("dashrl.algo.gspo:GSPOLoss", ratio=True),

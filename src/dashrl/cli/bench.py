@@ -6,6 +6,7 @@ This module parses the flags and picks the mode; the work is `dashrl.bench`'s:
     dashrl bench --sampling [--backends ...] [--batches 8,64]          # sampler backends (bench.sampling)
     dashrl bench --backprop [--levers ...]                              # backprop levers (bench.backprop)
     dashrl bench --algos                                                # sample selection (bench.algos)
+    dashrl bench --select [--seeds 2]                                   # filtering before sampling (bench.select)
     dashrl bench --workload quickstart [--before PATH]                  # whole runs' step split (bench.runs)
     dashrl bench --ttr [--level 0.5]                                    # time to reward against TRL (bench.runs)
 
@@ -107,6 +108,14 @@ def _backprop_arguments(p: argparse.ArgumentParser) -> None:
         "problems at 256 tokens)",
     )
     p.add_argument(
+        "--select",
+        action="store_true",
+        help="compare filtering before sampling (GRESO) with DASH's filter and DAPO's dynamic sampling on a pool of "
+        "trivial, learnable and impossible prompts revisited over epochs (dashrl.bench.select; --level is the reward "
+        "on the learnable part, --seeds the repeats)",
+    )
+    p.add_argument("--seeds", type=int, default=1, help="--select: training seeds, each a full set of arms (default 1)")
+    p.add_argument(
         "--levers",
         default=None,
         help="--backprop: comma-separated, from padded, head_chunk, packed, packed_chunk, plain, cast_each, one_pass "
@@ -135,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
             from dashrl.bench.backprop import backprop_run
 
             return backprop_run(args, workload)
+        if getattr(args, "select", False):
+            from dashrl.bench.select import select_run
+
+            return select_run(args)
         if getattr(args, "algos", False):
             from dashrl.bench.algos import algos_run
 

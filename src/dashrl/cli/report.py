@@ -9,6 +9,9 @@ Plots (several runs share the axes, one colour per run):
   loss against optimizer step and against wall-clock minutes (an sft run has only the loss);
 - `gen_length.png`: mean completion length in tokens;
 - `advantage_filter.png`: mean |advantage| and the fraction of samples kept by the filter;
+- `prompt_states.png` (runs with a prompt selector, `--select.name`): how many prompts are on a
+  run of easy or of hard groups, or were informative on their last visit, and how many the
+  selector skipped, per step;
 - `time_split.png`: seconds per step split into sampling, scoring, backprop, optimizer,
   sync and the rest, stacked, one bar per run.
 
@@ -34,6 +37,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PHASES = ("sampling", "scoring", "backprop", "optimizer", "sync")
+SELECT_PLOT = "prompt_states.png"  # only for runs with a prompt selector
 PLOTS = (
     "reward_accuracy_step.png",
     "reward_accuracy_time.png",
@@ -196,7 +200,13 @@ def plot(runs: list[Run], out: Path) -> list[Path]:
         runs, [("adv/abs_mean", "mean |advantage|"), ("filter/kept_frac", "kept by the filter")], out / PLOTS[3]
     )
     _time_split(runs, out / PLOTS[4])
-    return [out / name for name in PLOTS]
+    paths = [out / name for name in PLOTS]
+    if any("select/prompts_easy" in r for run in runs for r in run.rows):  # a prompt selector's history
+        states = [(f"select/prompts_{s}", f"prompts {s} on their last visits") for s in ("easy", "hard")]
+        states += [("select/prompts_informative", "prompts informative last time"), ("select/skipped", "skipped")]
+        _line_panels(runs, states, out / SELECT_PLOT)
+        paths.append(out / SELECT_PLOT)
+    return paths
 
 
 def _arrow(pair: tuple[float, float]) -> str:

@@ -24,6 +24,7 @@ from dashrl.config.loading import (
     to_dict,
     to_toml,
 )
+from dashrl.config.select import SelectConfig
 from dashrl.config.schema import (
     LOGGERS,
     OPTIMIZERS,
@@ -57,6 +58,7 @@ __all__ = [
     "RunConfig",
     "SFTConfig",
     "SamplerConfig",
+    "SelectConfig",
     "TaskConfig",
     "TrainConfig",
     "_at_least",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from dashrl.config.algo import AlgoConfig, SFTConfig
 from dashrl.config.env import EnvConfig
+from dashrl.config.select import SelectConfig, check_select
 from dashrl.config.errors import ConfigError, _at_least, _check, _choice, _suggest
 from dashrl.runtime.kernels import CPU_ISAS
 
@@ -424,6 +425,7 @@ class Config:
     reward: RewardConfig = field(default_factory=RewardConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -480,6 +482,7 @@ class Config:
                 "LoRA trains adapters only, small enough to replicate: use --dist.shard none with --lora.r",
             )
             _check(not self.model.gradient_checkpointing, d, "not supported with --model.gradient_checkpointing yet")
+        check_select(self.select, spec.supervised, self.dist.overlap)
         if self.algo.overlong_window < 0:  # the algorithm's: dapo penalises the last quarter of the token cap
             object.__setattr__(self.algo, "overlong_window", self.sampler.max_new_tokens // 4 if spec.overlong else 0)
         _check(

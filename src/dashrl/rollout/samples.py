@@ -109,7 +109,8 @@ def score_groups(
     lengths = torch.tensor([_trained_length(c) for c in completions]).view(len(examples), G)  # [B, G]
     advantages = as_advantages(advantages)(rewards, lengths).view(-1).tolist()  # [B * G]
     infos = [
-        {"text": c.text, "prompt_ids": prompts[i], "rewards": {k: v[i] for k, v in scored.per_func.items()},
+        {"id": examples[i // G].id, "text": c.text, "prompt_ids": prompts[i],
+         "rewards": {k: v[i] for k, v in scored.per_func.items()},
          "correct": scored.correct[i] if scored.correct is not None else None}
         for i, c in enumerate(completions)
     ]  # fmt: skip

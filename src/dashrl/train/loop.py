@@ -230,11 +230,28 @@ def train(
     except OSError as e:
         raise RunError(f"cannot write the run folder {run_dir}: {e.strerror or e}") from None
     with open_backend(cfg, model, tokenizer, task, total_opt) as (source, learner):
+        step_fn, select = schedule_fn(cfg), None
         if sft_data is not None:  # the same loop and learner; records instead of samples
             from dashrl.train.sft import SFTSource
 
             source = SFTSource(cfg, sft_data, tokenizer, source, learner)
-        return _run(cfg, run_dir, ckpt, info, total_opt, schedule_fn(cfg), source, learner, tokenizer, started)
+        else:
+            step_fn, select = with_selector(cfg, step_fn, source.task)
+        return _run(cfg, run_dir, ckpt, info, total_opt, step_fn, source, learner, tokenizer, started, select)
+
+
+def with_selector(cfg: Config, step_fn: Any, task: Any) -> tuple[Any, Any]:
+    """The step function with the run's prompt selector (`dashrl.select`), and the selector; the
+    default `uniform` is none, and the schedules draw the task's own batches."""
+    import functools
+
+    from dashrl.select import SelectError, make_selector
+
+    try:
+        select = make_selector(cfg.select, task, cfg.algo.prompts_per_step, cfg.train.seed)
+    except SelectError as e:
+        raise RunError(str(e)) from None
+    return (step_fn if select is None else functools.partial(step_fn, select=select)), select
 
 
 def open_backend(cfg: Config, model: Any, tokenizer: Any, task: Any, total_opt: int) -> Any:
@@ -271,7 +288,7 @@ def local_backend(cfg: Config, model: Any, tokenizer: Any, optimizer_steps: int,
 
 
 def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: int, step_fn: Any, source: Any,
-         learner: Any, tokenizer: Any, started: float) -> RunResult:  # fmt: skip
+         learner: Any, tokenizer: Any, started: float, select: Any = None) -> RunResult:  # fmt: skip
     """The loop proper: resume state, steps, eval, logs, checkpoints, signals, summary."""
     if ckpt is not None:
         best = best_checkpoint(run_dir)
@@ -280,6 +297,8 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
         load_weights(learner.policy, ckpt, state)
         learner.load_state_dict(state["trainer"])
         source.load_state_dict(state.get("source", state["trainer"]))  # older runs kept it in the learner's
+        if select is not None:
+            select.load_state_dict(state.get("select", {}))
         learner.sync()  # the samplers' own copies
         set_rng_state(state["rng"])
     try:
@@ -310,7 +329,14 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
         nonlocal saved_step, saving
         saving = True
         path = _save(
-            cfg, run_dir, source, learner, rows, opt_step, cycle, elapsed0 + time.perf_counter() - t_start, interrupted
+            cfg,
+            run_dir,
+            (source, learner, select),
+            rows,
+            opt_step,
+            cycle,
+            elapsed0 + time.perf_counter() - t_start,
+            interrupted,
         )
         saved_step, saving = opt_step, False
         return path
@@ -390,10 +416,11 @@ def _guarded_step(
     """One step; a reward function's or an environment's fault stops the run in one line, the checkpoints untouched."""
     from dashrl.env.tools import EnvError
     from dashrl.rewards.funcs import RewardError
+    from dashrl.select import SelectError
 
     try:
         return step_fn(source, learner, cycle)
-    except (RewardError, EnvError) as e:  # an environment's reset / get_reward / env_response too
+    except (RewardError, SelectError, EnvError) as e:  # an environment's reset / get_reward / env_response too
         if saved_step >= 0:
             then = (
                 f"the last checkpoint (step {saved_step}) is intact; fix the function and resume with: "
@@ -417,18 +444,21 @@ def _write_row(writer: MetricsWriter, row: dict[str, Any]) -> None:
 def _save(
     cfg: Config,
     run_dir: Path,
-    source: Any,
-    learner: Any,
+    parts: tuple[Any, Any, Any],
     rows: list[dict[str, Any]],
     step: int,
     cycle: int,
     elapsed: float,
     interrupted: bool,
 ) -> Path:
-    """Save a resumable checkpoint, record it as best if it is, prune old ones."""
+    """Save a resumable checkpoint, record it as best if it is, prune old ones. `parts`: the run's
+    rollout source, learner and prompt selector (None without one)."""
+    source, learner, select = parts
     trainer_state = learner.state_dict()  # on Ray: also pulls the weights into learner.policy
     keep = cfg.run.keep_state != "none"
     state = {"trainer": trainer_state, "source": source.state_dict(), "rng": rng_state()} if keep else None
+    if state is not None and select is not None:
+        state["select"] = select.state_dict()
     extra = {"cycle": cycle, "elapsed_s": elapsed, "interrupted": interrupted, "kernels": kernels.record()}
     try:
         path = save_checkpoint(run_dir, step, learner.policy, learner.tokenizer, extra, state, cfg.run.save_dtype)

@@ -51,6 +51,13 @@ def validate_run(cfg: "Config", resume: bool | None = None) -> tuple[Path, Path 
 
         if problem := loss_problem(cfg.algo):
             raise RunError(problem)
+    if ":" in cfg.select.name:  # a user's selector: imported and checked now, before any model loads
+        from dashrl.select import SelectError, selector_class
+
+        try:
+            selector_class(cfg.select.name)
+        except SelectError as e:
+            raise RunError(str(e)) from None
     if cfg.env.enabled:  # the environment class and tools: imported and checked now, before any model loads
         from dashrl.env.loading import env_spec
         from dashrl.env.tools import EnvError

@@ -169,32 +169,71 @@ def _update(lrn: Learner, ro: Rollouts | None, kept: list, norm: Norm, total: in
     return row
 
 
-def _first(src: RolloutSource, step: int) -> Rollouts:
-    """The step's whole M x G batch in one sampling call."""
+def _propose(src: RolloutSource, select: Any, step: int, n: int) -> list[Any]:
+    """The next `n` prompts of step `step`: the selector's (`dashrl.select`), or without one the
+    task's own batch (`select.name uniform`, the default)."""
+    return src.task.batch(step, n) if select is None else select.propose(step, n)[0]
+
+
+def _observe(select: Any, step: int, examples: Sequence[Any], ro: Rollouts, first_group: int = 0) -> None:
+    """Show the selector each sampled group's rewards (and the task's own check), never the completions."""
+    if select is None:
+        return
+    rewards: list[list[float]] = [[] for _ in examples]
+    correct: list[list[Any]] = [[] for _ in examples]
+    for s in ro.samples:
+        rewards[s.group - first_group].append(s.reward)
+        correct[s.group - first_group].append(s.info.get("correct"))
+    select.observe(step, examples, rewards, correct)
+
+
+def _selected(row: Row, select: Any, step: int) -> Row:
+    """`row` with the selector's metrics of the step (`select/*`), once it has seen all of it."""
+    return row if select is None else {**row, **select.end_step(step)}
+
+
+def _first(src: RolloutSource, step: int, select: Any = None) -> Rollouts:
+    """The step's whole M x G batch in one sampling call, shown to the selector."""
     cfg = src.cfg
-    ro = src.rollout(src.task.batch(step, cfg.algo.prompts_per_step), sample_seed(cfg.train.seed, step, 0))
+    examples = _propose(src, select, step, cfg.algo.prompts_per_step)
+    ro = src.rollout(examples, sample_seed(cfg.train.seed, step, 0))
+    _observe(select, step, examples, ro)
     src.ahead(step + 1)
     return ro
 
 
-def dash_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
+def dash_step(src: RolloutSource, lrn: Learner, step: int, select: Any = None) -> list[Row]:
     t0 = time.perf_counter()
     cfg = lrn.cfg
-    ro = _first(src, step)
+    ro = _first(src, step, select)
     norm = full_norm(ro.samples, cfg.sampler.max_new_tokens)
-    return [_update(lrn, ro, keep(ro.samples, cfg.algo.filter_threshold), norm, len(ro.samples), t0)]
+    row = _update(lrn, ro, keep(ro.samples, cfg.algo.filter_threshold), norm, len(ro.samples), t0)
+    return [_selected(row, select, step)]
 
 
-def dynamic_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
+def _round(src: RolloutSource, select: Any, step: int, drawn: int, size: int) -> list[Any]:
+    """The prompts of a dynamic-sampling round that starts at the step's `drawn`-th prompt: the
+    selector's next `size`, or the task's own (the step's batch, then the extras of `prompt_index`)."""
+    from dashrl.algo.dapo import prompt_index
+
+    if select is not None:
+        return select.propose(step, size)[0]
+    M = src.cfg.algo.prompts_per_step
+    first = src.task.batch(step, M) if drawn == 0 else []  # round 1 begins with the step's own batch
+    return first + [src.task.get(prompt_index(step, j, M)) for j in range(max(drawn, M), drawn + size)]
+
+
+def dynamic_step(src: RolloutSource, lrn: Learner, step: int, select: Any = None) -> list[Row]:
     """DAPO's dynamic sampling on the `dash` schedule: sample rounds of prompts (the first
     over-sampled by `algo.oversample`, each later one sized from the informative share seen so
     far) until M groups carry gradient or `algo.max_rounds` is reached; train on the first M
     such groups, with the per-sample filter on top. Round r of step s samples the prompts
     `dashrl.algo.dapo.prompt_index(s, j, M)` with seed `sample_seed(seed, s, r)`: a pure
-    function of (seed, step, round), so a resumed run samples what the unstopped run did."""
+    function of (seed, step, round), so a resumed run samples what the unstopped run did. With a
+    selector the rounds draw through it, the first sized from its expected informative share."""
     import torch
 
-    from dashrl.algo.dapo import informative_groups, prompt_index, refill_prompts
+    from dashrl.algo.dapo import informative_groups, refill_prompts
 
     t0 = time.perf_counter()
     cfg = lrn.cfg
@@ -202,11 +241,12 @@ def dynamic_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
     M, G = a.prompts_per_step, a.group_size
     parts: list[Rollouts] = []
     chosen: list[int] = []  # group ids, in sampling order
-    drawn, size, rounds = 0, math.ceil(M * a.oversample), 0
+    size = math.ceil(M * a.oversample) if select is None else select.first_round(M, a.oversample)
+    drawn, rounds = 0, 0
     while rounds < a.max_rounds and len(chosen) < M:
-        first = src.task.batch(step, M) if drawn == 0 else []  # round 1 begins with the step's own batch
-        examples = first + [src.task.get(prompt_index(step, j, M)) for j in range(max(drawn, M), drawn + size)]
+        examples = _round(src, select, step, drawn, size)
         ro = src.rollout(examples, sample_seed(cfg.train.seed, step, rounds), first_group=drawn)
+        _observe(select, step, examples, ro, first_group=drawn)
         adv = torch.tensor([s.advantage for s in ro.samples]).view(size, G)  # [B, G]
         chosen += [drawn + b for b in informative_groups(adv).nonzero().flatten().tolist()]
         parts.append(ro)
@@ -223,14 +263,14 @@ def dynamic_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
                 "dynamic/cap_hit": int(len(chosen) < M), "dynamic/first_round_s": cost[0],
                 "dynamic/refill_s": sum(cost[1:]),
                 "dynamic/first_round_prompts": len(parts[0].samples) // G})  # fmt: skip
-    return [row]
+    return [_selected(row, select, step)]
 
 
-def grpo_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
+def grpo_step(src: RolloutSource, lrn: Learner, step: int, select: Any = None) -> list[Row]:
     t0 = time.perf_counter()
     cfg = lrn.cfg
     per = cfg.train.micro_batch_size // cfg.algo.group_size  # prompts per micro-batch
-    examples = src.task.batch(step, cfg.algo.prompts_per_step)
+    examples = _propose(src, select, step, cfg.algo.prompts_per_step)
     chunks = [examples[i : i + per] for i in range(0, len(examples), per)]
     parts, totals = [], Totals()
     for j, chunk in enumerate(chunks):  # generation per training micro-batch, as TRL 0.16
@@ -242,26 +282,28 @@ def grpo_step(src: RolloutSource, lrn: Learner, step: int) -> list[Row]:
         totals.add(lrn.backprop(ro.samples, norm), len(ro.samples))
         parts.append(ro)
     ro = merge_rollouts(parts)
-    return [_step(lrn, ro, totals.result(), len(ro.samples), len(ro.samples), t0)]
+    _observe(select, step, examples, ro)
+    return [_selected(_step(lrn, ro, totals.result(), len(ro.samples), len(ro.samples), t0), select, step)]
 
 
-def ppo_multi_cycle(src: RolloutSource, lrn: Learner, cycle: int) -> list[Row]:
+def ppo_multi_cycle(src: RolloutSource, lrn: Learner, cycle: int, select: Any = None) -> list[Row]:
     t0 = time.perf_counter()
     cfg = lrn.cfg
-    ro = _first(src, cycle)
+    ro = _first(src, cycle, select)
     kept, norm = keep(ro.samples, cfg.algo.filter_threshold), full_norm(ro.samples, cfg.sampler.max_new_tokens)
     rows = []
     for k in range(cfg.algo.ppo_k):
         rows.append(_update(lrn, ro if k == 0 else None, kept, norm, len(ro.samples), t0))
         t0 = time.perf_counter()
+    rows[0] = _selected(rows[0], select, cycle)
     return rows
 
 
-def ppo_mini_cycle(src: RolloutSource, lrn: Learner, cycle: int) -> list[Row]:
+def ppo_mini_cycle(src: RolloutSource, lrn: Learner, cycle: int, select: Any = None) -> list[Row]:
     t0 = time.perf_counter()
     cfg = lrn.cfg
     M, K = cfg.algo.prompts_per_step, cfg.algo.ppo_k
-    ro = _first(src, cycle)
+    ro = _first(src, cycle, select)
     per = M // K
     rows = []
     for k in range(K):
@@ -269,6 +311,7 @@ def ppo_mini_cycle(src: RolloutSource, lrn: Learner, cycle: int) -> list[Row]:
         norm = full_norm(part, cfg.sampler.max_new_tokens)
         rows.append(_update(lrn, ro if k == 0 else None, keep(part, cfg.algo.filter_threshold), norm, len(part), t0))
         t0 = time.perf_counter()
+    rows[0] = _selected(rows[0], select, cycle)
     return rows
 
 
