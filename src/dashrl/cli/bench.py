@@ -78,6 +78,12 @@ def _sampling_arguments(p: argparse.ArgumentParser) -> None:
         help="compare the sampler backends (hf, vllm) alone: tokens/s, start-up, sync, logprob gap",
     )
     p.add_argument(
+        "--multiturn",
+        action="store_true",
+        help="sampled tokens/s of a multi-turn step (the config's [env]; default --config calculator) against a "
+        "single-turn step of the same token count",
+    )
+    p.add_argument(
         "--batches", default="8,64", help="--sampling: sequences per generate call, G per prompt (default 8,64)"
     )
     p.add_argument(
@@ -129,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
     (`dashrl.bench.interleave`), the repeats every backend or lever finished)."""
     workload = workload_flags(getattr(args, "workload", "gsm8k"), args.quick)
     try:
+        if getattr(args, "multiturn", False):
+            from dashrl.bench.multiturn import multiturn_run
+
+            return multiturn_run(args)
         if args.sampling:
             from dashrl.bench.sampling import sampling_run
 
