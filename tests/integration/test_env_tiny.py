@@ -59,10 +59,12 @@ def task(env=None) -> Task:
 
 def test_a_multi_turn_run_masks_env_tokens_and_logs_turns(tmp_path, tiny_lm):
     model, tok = stopping(tiny_lm)
-    cfg = config(tmp_path, env={"max_turns": 3}, sampler={"max_new_tokens": 24})
+    evals = {"every": 2, "datasets": "arithmetic", "limit": 2, "max_new_tokens": 8, "batch_size": 4}
+    cfg = config(tmp_path, env={"max_turns": 3}, sampler={"max_new_tokens": 24}, eval=evals)
     res = train(cfg, model, tok, task=task(EnvSpec(Nudge)))
     rows = read_metrics(res.run_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2]
+    assert rows[-1]["eval/arithmetic/tool_calls"] == 0.0  # evaluated with the environment (it has no tools)
     for r in rows:
         assert 1.0 < r["env/turns"] <= 2.0 and r["gen/env_tokens"] > 0 and "reward/Nudge" in r
         assert r["env/finish/stop"] + r.get("env/finish/length", 0.0) == 1.0

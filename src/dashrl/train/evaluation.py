@@ -3,7 +3,8 @@
 Greedy decoding with the rollout source's evaluation sampler (the trainer's own sampler
 in one process, a driver-side copy refreshed with the newest weights on Ray); the
 results join that step's metrics row as `eval/<dataset>/accuracy` and
-`eval/<dataset>/mean_tokens`.
+`eval/<dataset>/mean_tokens` (and `eval/<dataset>/tool_calls` in a run with an environment, whose
+evaluation runs trajectories as training does).
 """
 
 from __future__ import annotations
@@ -51,11 +52,23 @@ def load_eval_sets(
     return sets
 
 
+def eval_env(cfg: Any, task: Any) -> tuple[Any, Any]:
+    """The environment and limits a multi-turn run evaluates with: the task's (given in Python) or
+    `[env]`'s; `(None, None)` for a single-turn run."""
+    if getattr(task, "env", None) is None and not cfg.env.enabled:
+        return None, None
+    from dashrl.env.rollout import env_limits
+    from dashrl.rollout.samples import env_of
+
+    return env_of(cfg, task), env_limits(cfg)
+
+
 class PeriodicEval:
     """Loads its datasets once; `run(sampler)` evaluates with the weights `sampler` holds."""
 
-    def __init__(self, cfg: "EvalConfig", tokenizer: Any, difficulty: int = 1):
+    def __init__(self, cfg: "EvalConfig", tokenizer: Any, difficulty: int = 1, env: Any = None, limits: Any = None):
         self.cfg, self.tokenizer = cfg, tokenizer
+        self.env, self.limits = env, limits  # a multi-turn run evaluates with its environment (`eval_env`)
         self.sets: dict[str, list[Example]] = {}
         if cfg.every > 0:
             self.sets = load_eval_sets(cfg.dataset_names, cfg.limit, difficulty)
@@ -73,8 +86,11 @@ class PeriodicEval:
         out: dict[str, float] = {}
         t0 = time.perf_counter()
         for name, examples in self.sets.items():
-            report = evaluate(sampler, self.tokenizer, examples, params=params, n=1, ks=(1,), seed=0)
+            report = evaluate(sampler, self.tokenizer, examples, params=params, n=1, ks=(1,), seed=0, env=self.env,
+                              limits=self.limits)  # fmt: skip
             out[f"eval/{name}/accuracy"] = report["accuracy"]
             out[f"eval/{name}/mean_tokens"] = report["mean_length"]
+            if "env" in report:
+                out[f"eval/{name}/tool_calls"] = report["env"]["env/tool_calls"]
         out["time/eval_s"] = time.perf_counter() - t0
         return out

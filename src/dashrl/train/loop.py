@@ -54,7 +54,7 @@ from dashrl.train.checkpoint import (
     step_dir,
     update_best,
 )
-from dashrl.train.evaluation import PeriodicEval
+from dashrl.train.evaluation import PeriodicEval, eval_env
 from dashrl.train.metrics import Loggers, MetricsWriter, Progress, summarize, truncate_metrics
 from dashrl.train.run_dir import (  # noqa: F401 - RESUMABLE_CHANGES, find_resume_point: the CLI's and study's names
     RESUMABLE_CHANGES,
@@ -306,7 +306,7 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
     except OSError as e:
         raise RunError(f"cannot write {run_dir / 'metrics.jsonl'}: {e.strerror or e}") from None
 
-    evaluator = PeriodicEval(cfg.eval, tokenizer, cfg.task.difficulty)
+    evaluator = PeriodicEval(cfg.eval, tokenizer, cfg.task.difficulty, *eval_env(cfg, getattr(source, "task", None)))
     opt_step, cycle, saved_step = info["step"], info["cycle"], info["step"] if ckpt else -1
     writer = MetricsWriter(run_dir / "metrics.jsonl")
     samples_log = _sample_log(cfg, run_dir, tokenizer, info["step"] if ckpt else 0)
