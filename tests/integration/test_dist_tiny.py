@@ -376,3 +376,35 @@ def test_reward_functions_run_in_the_driver_on_ray(tmp_path):
         ),
     ):
         run(config(tmp_path, "broken", dist={"samplers": 2, "trainers": 1}), task=task)
+
+
+def test_an_environment_given_in_python_runs_on_the_sampler_actors(tmp_path):
+    """`dashrl.train(environment_factory=...)`'s object travels to the sampler actors by value (a class
+    defined here, in a function); its turns, masks and rewards come back as on the one-process path."""
+    from dashrl.env.loading import EnvSpec
+
+    class Again:
+        def reset(self, **row):
+            self.asked = False
+
+        def env_response(self, messages):
+            if self.asked:
+                return None
+            self.asked = True
+            return "Again."
+
+        def get_reward(self) -> float:
+            return 0.5
+
+    tok = make_tokenizer()
+    model = make_tiny_model(len(tok))
+    model.generation_config.eos_token_id = [tok.eos_token_id, *tok.convert_tokens_to_ids(list("abcdefghij"))]
+    task = letter_task()
+    task.env = EnvSpec(Again)
+    cfg = config(tmp_path, "env-ray", train={"steps": 2}, sampler={"max_new_tokens": 16},
+                 dist={"samplers": 1, "trainers": 1})  # fmt: skip
+    res = train(cfg, model, tok, task=task)
+    rows = read_metrics(res.run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["env/turns"] > 1.0 and r["gen/env_tokens"] > 0 and r["reward/Again"] == 0.5

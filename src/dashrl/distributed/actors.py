@@ -70,7 +70,7 @@ class SamplerWorker:
     """One inference worker: its own policy copy under a `SamplerHost` (the sampler, its
     settings and prompt cache, as one process holds them)."""
 
-    def __init__(self, cfg: Config, model: Any, tokenizer: Any, index: int):
+    def __init__(self, cfg: Config, model: Any, tokenizer: Any, index: int, env: Any = None):
         from dashrl.policy import make_policy
         from dashrl.rollout.samples import SamplerHost, env_of
 
@@ -78,7 +78,8 @@ class SamplerWorker:
         d = cfg.dist
         first = index * max(1, int(d.cpus_per_sampler)) if d.pin_cores else None
         model = _place(model, d.gpus_per_sampler, d.cpus_per_sampler, first).requires_grad_(False).eval()
-        self.host = SamplerHost(cfg, make_policy(cfg, model, reference=False), tokenizer, env_of(cfg, None))
+        env = env if env is not None else env_of(cfg, None)  # given in Python, else [env]'s by path
+        self.host = SamplerHost(cfg, make_policy(cfg, model, reference=False), tokenizer, env)
 
     def ready(self) -> int:
         return self.index

@@ -43,7 +43,8 @@ class Cluster:
 
     # -- samplers -------------------------------------------------------------------------
     def _new_sampler(self, i: int) -> Any:
-        actor = self._sampler_cls.remote(self.cfg, self.model_ref, self.tokenizer, i)
+        env = getattr(self.task, "env", None)  # an environment given in Python travels by value; None: [env]'s path
+        actor = self._sampler_cls.remote(self.cfg, self.model_ref, self.tokenizer, i, env)
         if self.weights_ref is not None:
             actor.load_weights.remote(self.weights_ref, self.version)
         return actor

@@ -109,9 +109,6 @@ def with_env(task: Any, cfg: Any, factory: Any, tools: Sequence[Any]) -> Any:
     from dashrl.env.tools import EnvError
     from dashrl.train.loop import RunError
 
-    if cfg.dist.samplers > 0:  # sampler actors load [env] by path; objects stay in this process
-        raise RunError("environment_factory= and tools= run on the one-process path; on Ray sampler actors give "
-                       "them by path: --env.factory file.py:Class, --env.tools file.py:fn")  # fmt: skip
     try:
         return replace(task, env=env_spec(cfg.env, factory, tuple(tools)))
     except EnvError as e:
