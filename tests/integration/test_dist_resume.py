@@ -60,17 +60,18 @@ def test_ray_overlap_run_resumes_bit_exact(tmp_path, address):
 
 def test_ray_env_run_resumes_bit_exact(tmp_path, address):
     """Multi-turn on a sampler actor (the environment loaded there by path, its rewards and counts
-    sent to the driver): SIGKILLed while the trainers backprop step 2, the resumed run ends as the
+    sent to the driver), sampling one step ahead: SIGKILLed while the trainers backprop step 2, the
+    resumed run (the checkpoint holding the batch drawn ahead, masks included) ends as the
     uninterrupted one, bit for bit."""
     from dashrl.train.metrics import read_metrics
 
     ref, run = tmp_path / "ref", tmp_path / "run"
-    stages = [(str(ref), None), (str(run), "backprop:1"), (str(run), None)]
-    spec = {"env": "path", "max_new_tokens": 16, "steps": 2, "save_every": 1,
-            "dist": {"samplers": 1, "trainers": 1, "address": address}}  # fmt: skip
+    stages = [(str(ref), None), (str(run), "backprop:2"), (str(run), None)]
+    spec = {"env": "path", "max_new_tokens": 16, "steps": 3, "save_every": 1, "algo": {"loss": "ppo_clip"},
+            "dist": {"samplers": 1, "trainers": 1, "address": address, "overlap": 1}}  # fmt: skip
     results = run_plan(tmp_path, spec, stages)
     assert [r["code"] for r in results] == [0, -9, 0], [r["log"][-2000:] for r in results]
-    assert_same_run(ref, run, 2)
+    assert_same_run(ref, run, 3)
     rows = read_metrics(run / "metrics.jsonl")
     assert all(r["env/turns"] > 1.0 and r["gen/env_tokens"] > 0 and "env/finish/stop" in r for r in rows), rows
 

@@ -32,7 +32,6 @@ GOOD = (
         (["--env.tools", "a.py:f,,b.py:g"], "config env.tools: expected comma-separated path:function entries"),
         (["--env.max_turns", "0"], "config env.max_turns: expected >= 1, got 0"),
         (["--env.name", "calculator", "--env.factory", "os:path"], "config env.name: give env.name or env.factory"),
-        (["--env.name", "calculator", "--dist.samplers", "1", "--dist.overlap", "1"], "config env: multi-turn batches"),
     ],
 )
 def test_bad_env_settings_are_one_config_line(overrides, expected):

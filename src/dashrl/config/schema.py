@@ -444,8 +444,6 @@ class Config:
             "train.micro_batch_size",
             f"{self.train.micro_batch_size} is larger than the batch (prompts_per_step x group_size = {n})",
         )
-        _check(not (self.env.enabled and self.dist.overlap > 0), "env",
-               "multi-turn batches are not sampled ahead yet: drop --dist.overlap")  # fmt: skip
         if self.train.lr == 0:  # resolved once, here; the config is frozen afterwards
             object.__setattr__(self.train, "lr", LORA_LR if self.lora.r > 0 else FULL_LR)
         if self.dist.overlap > 0:

@@ -200,8 +200,9 @@ def export_ahead(cl: Cluster) -> list[dict[str, Any]]:
 
 
 def _plain(s: Sample) -> list[Any]:
-    return [[int(t) for t in s.prompt_ids], [int(t) for t in s.completion_ids], [float(x) for x in s.logprobs],
-            float(s.reward), float(s.advantage), int(s.group), str(s.finish_reason), int(s.version)]  # fmt: skip
+    out = [[int(t) for t in s.prompt_ids], [int(t) for t in s.completion_ids], [float(x) for x in s.logprobs],
+           float(s.reward), float(s.advantage), int(s.group), str(s.finish_reason), int(s.version)]  # fmt: skip
+    return out if s.mask is None else [*out, {}, [int(m) for m in s.mask]]  # a multi-turn sample keeps its mask
 
 
 def import_ahead(cl: Cluster, saved: list[dict[str, Any]]) -> None:
