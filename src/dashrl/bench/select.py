@@ -45,7 +45,7 @@ def pool_records(per_part: int, seed: int = 0) -> list[dict[str, str]]:
     """The mixed pool: `per_part` trivial, learnable and impossible problems, ids `T-i`, `L-i`, `X-i`.
 
     >>> [r["id"] for r in pool_records(1)], pool_records(1)[0]["problem"]
-    (['T-0', 'L-0', 'X-0'], 'What is 5 + 0?')
+    (['T-0', 'L-0', 'X-0'], 'What is 1 + 0?')
     """
     import random
 
