@@ -78,7 +78,7 @@ def split(rows: list[dict[str, Any]], n_params: int, peak_gflops: float) -> dict
     ...       "time/step_s": 11.2, "gen/sampled_tokens": 0, "train/tokens": 0, "time/startup_s": 9.0}]
     >>> r += [{"time/sampling_s": 3.0, "time/scoring_s": 0.0, "time/backprop_s": 4.0, "time/optimizer_s": 0.1,
     ...        "time/step_s": 7.1, "gen/sampled_tokens": 3000, "train/tokens": 4800,
-    ...        "train/distinct_tokens": 1600}] * 2
+    ...        "train/flops": 9_600_000}] * 2
     >>> s = split(r, n_params=1000, peak_gflops=1e-3)
     >>> (s["step1_optimizer"], s["later_optimizer"], s["startup"], round(s["mfu_sampling"], 3),
     ...  round(s["mfu_backprop"], 3), s["step1_outside_backprop_ratio"])
@@ -99,11 +99,13 @@ def split(rows: list[dict[str, Any]], n_params: int, peak_gflops: float) -> dict
     out["sampled_tok_per_s"] = sampled / t_s if t_s else 0.0
     out["trained_tok_per_s"] = trained / t_b if t_b else 0.0
     out["mfu_sampling"] = 2 * n_params * out["sampled_tok_per_s"] / (peak_gflops * 1e9)
-    # Backprop's MFU counts the sequences' tokens with each group's prompt once; an arm that
-    # does not log them (an older checkout) gets none, rather than one inflated by repeated prompts.
-    distinct = [r.get("train/distinct_tokens") for r in later]
-    computed = sum(float(d) for d in distinct) / t_b if t_b and None not in distinct else float("nan")
-    out["mfu_backprop"] = 6 * n_params * computed / (peak_gflops * 1e9)
+    # Backprop's MFU counts the FLOPs the packed passes run (`train/flops`, dashrl.runtime.flops: the
+    # body at every position, the LM head at completion positions, attention by the sequences'
+    # lengths); an arm that does not log them (an older checkout) gets none rather than another count.
+    flops = [r.get("train/flops") for r in later]
+    out["mfu_backprop"] = (
+        sum(float(f) for f in flops) / t_b / (peak_gflops * 1e9) if t_b and None not in flops else float("nan")
+    )
     return out
 
 
