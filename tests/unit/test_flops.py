@@ -65,19 +65,22 @@ def test_the_count_is_the_packed_pass_as_built():
     assert pass_flops(shape, mb.groups) == 3 * (2 * 100 * positions + 2 * 50 * head_rows + 4 * 7 * 3 * pairs)
 
 
-def test_the_learner_logs_the_count_of_its_passes(tmp_path, tiny_lm):
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+def test_the_learner_logs_the_count_of_its_passes(tmp_path, tiny_lm, beta):
     from conftest import tiny_config
 
     from dashrl.algo.filter import full_norm
     from dashrl.train.loop import local_backend
 
     model, tok = tiny_lm
-    cfg = tiny_config(tmp_path, train={"micro_batch_size": 16})  # one pass: 4 prompts x 4
+    cfg = tiny_config(tmp_path, train={"micro_batch_size": 16}, algo={"beta": beta})  # one pass: 4 prompts x 4
     source, learner = local_backend(cfg, model, tok, 1)
     samples = source.rollout(source.task.batch(0, 4), seed=0).samples
     samples = [replace(s, advantage=1.0) for s in samples]  # every sample carries gradient
     out = learner.backprop(samples, full_norm(samples, cfg.sampler.max_new_tokens))
-    assert out["train/flops"] == pass_flops(shape_of(model.config), collate(samples, 0).groups)
+    shape, groups = shape_of(model.config), collate(samples, 0).groups
+    reference = pass_flops(shape, groups, backward=False) if beta else 0  # the KL term's reference forward
+    assert out["train/flops"] == pass_flops(shape, groups) + reference
 
 
 def test_the_quickstart_bench_reads_backprop_mfu_from_the_count():
