@@ -87,3 +87,13 @@ def test_ttr_runs_trl_with_the_fastest_probed_batch(tmp_path, monkeypatch, capsy
     saved = json.loads((Path(tmp_path) / "ttr.json").read_text())
     assert saved["trl_batch"] == 32 and saved["trl_probe_s_per_step"] == {str(b): s for b, s in S_PER_STEP.items()}
     assert "| 32 | 2 | 2.00 | chosen |" in capsys.readouterr().out  # printed before the runs, too
+
+
+def test_a_bad_candidate_list_is_one_line_before_anything_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runs, "run_arm", lambda *a: pytest.fail("nothing may run"))
+    monkeypatch.setattr("dashrl.peers.trl_grpo.trl_available", lambda: True)
+    args = argparse.Namespace(steps=5, overrides=[], out=str(tmp_path / "o"), repeats=1, level=0.6, window=2,
+                              trl_batches="24")  # fmt: skip
+    assert runs.ttr_run(args) == 2
+    assert capsys.readouterr().err == "dashrl bench: --trl-batches 24: none divides a step's 64 samples\n"
+    assert not (tmp_path / "o").exists()

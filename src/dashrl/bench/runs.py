@@ -286,16 +286,12 @@ def ttr_run(args: argparse.Namespace) -> int:
 
         if not trl_available():
             raise ValueError("--ttr needs TRL: pip install 'dashrl[bench]'")
+        batches = trl_batch_candidates(cfg.algo.samples_per_step, args.trl_batches)
     except (ConfigError, ValueError) as e:
         print(f"dashrl bench: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        batches = trl_batch_candidates(cfg.algo.samples_per_step, args.trl_batches)
-    except ValueError as e:
-        print(f"dashrl bench: {e}", file=sys.stderr)
-        return 2
     chosen, probe = probe_trl_batch(batches, lambda b: trl_probe_seconds(flags, b, out))
     if probe:
         print(f"{probe_table(probe, cfg.algo.samples_per_step, chosen)}\n")
