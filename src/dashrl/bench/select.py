@@ -156,9 +156,9 @@ def select_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pool = out / "select_pool.jsonl"
-    per_part = 2 if args.quick else 16
+    per_part = 2 if args.quick else 8
     atomic_write_text(pool, "".join(json.dumps(r) + "\n" for r in pool_records(per_part)))
-    steps = args.steps or (4 if args.quick else 24)
+    steps = args.steps or (4 if args.quick else 12)
     seeds = list(range(max(args.seeds, 1)))
     shared = workload(pool, args.quick) + ["--train.steps", str(steps)] + list(args.overrides)
     try:
