@@ -69,7 +69,7 @@ def test_the_count_is_the_packed_pass_as_built():
 def test_the_learner_logs_the_count_of_its_passes(tmp_path, tiny_lm, beta):
     from conftest import tiny_config
 
-    from dashrl.algo.filter import full_norm
+    from dashrl.algo.advantages import full_norm
     from dashrl.train.loop import local_backend
 
     model, tok = tiny_lm

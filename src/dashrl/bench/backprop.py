@@ -116,7 +116,7 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
         return 2
 
     from dashrl.models import load_model
-    from dashrl.algo.filter import full_norm
+    from dashrl.algo.advantages import full_norm
     from dashrl.runtime.hardware import matmul_peak
     from dashrl.train.metrics import silence_transformers_bars
 
