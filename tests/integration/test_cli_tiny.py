@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from dashrl.cli import main
 from dashrl.config import load_config
 
@@ -109,3 +111,19 @@ def test_bench_select_compares_the_four_arms_on_the_mixed_pool(tmp_path, model_d
     assert data["results"]["dash"][0]["skipped_share"] == 0.0
     skipped = sum(r["select/skipped"] for arm in ("dapo_greso", "dash_greso") for r in data["rows"][f"{arm}/seed0"])
     assert skipped > 0  # the pool's trivial and impossible thirds give GRESO runs to skip
+
+
+@pytest.mark.slow
+def test_ttr_trl_probe_times_real_trl_runs_on_the_tiny_model(tmp_path, model_dir):
+    """Two per-device batch sizes, each a real 3-step TRL run in a process of its own (about half a minute)."""
+    from dashrl.bench import runs
+
+    flags = [*SMALL, "--model.name", model_dir, "--task.name", "arithmetic", "--reward.funcs", "integer",
+             "--sampler.max_new_tokens", "4", "--train.steps", "9"]  # fmt: skip
+    candidates = runs.trl_batch_candidates(4, "2,4,8")  # 2 prompts x 2 samples per step
+    chosen, timed = runs.probe_trl_batch(candidates, lambda b: runs.trl_probe_seconds(flags, b, tmp_path))
+    assert candidates == [2, 4] and set(timed) == {2, 4} and chosen in (2, 4)
+    assert all(s > 0 for s in timed.values())
+    for b in (2, 4):
+        rows = runs.read_rows(tmp_path / "probe" / f"trl-batch-{b}" / "trl_metrics.jsonl")
+        assert len(rows) == runs.PROBE_STEPS

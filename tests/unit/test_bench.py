@@ -124,8 +124,8 @@ def test_quickstart_split_hand_computed():
 
     rows = [
         row(4.0, 0.6, 5.0, 2.4, 1000, 1000, **{"time/startup_s": 7.0}),
-        row(3.0, 0.0, 4.0, 0.2, 600, 800, **{"train/distinct_tokens": 300}),
-        row(3.0, 0.2, 6.0, 0.4, 600, 1600, **{"train/distinct_tokens": 700}),
+        row(3.0, 0.0, 4.0, 0.2, 600, 800, **{"train/flops": 3e5}),
+        row(3.0, 0.2, 6.0, 0.4, 600, 1600, **{"train/flops": 7e5}),
     ]
     s = split(rows, n_params=100, peak_gflops=1e-6)
     step1, later = rows[0], rows[1:]
@@ -141,8 +141,8 @@ def test_quickstart_split_hand_computed():
     assert s["sampled_tok_per_s"] == pytest.approx(sampled_rate)
     assert s["trained_tok_per_s"] == pytest.approx(sum(r["train/tokens"] for r in later) / 10.0)
     assert s["mfu_sampling"] == pytest.approx(2 * 100 * sampled_rate / (1e-6 * 1e9))
-    distinct_rate = (300 + 700) / (4.0 + 6.0)  # each group's prompt once, over the later steps' backprop time
-    assert s["mfu_backprop"] == pytest.approx(6 * 100 * distinct_rate / (1e-6 * 1e9))
+    flop_rate = (3e5 + 7e5) / (4.0 + 6.0)  # the passes' FLOPs (dashrl.runtime.flops), over the later steps' backprop
+    assert s["mfu_backprop"] == pytest.approx(flop_rate / (1e-6 * 1e9))
     assert math.isnan(split(rows[:2] + [row(3.0, 0.2, 6.0, 0.4, 600, 1600)], 100, 1e-6)["mfu_backprop"])  # not logged
     before, after = dict(s, later_step=8.0), dict(s, later_step=3.2)
     cells = read_table(split_table({"before": before, "after": after}))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dashrl.config import load_config
-from dashrl.algo.filter import full_norm
+from dashrl.algo.advantages import full_norm
 from dashrl.rollout.samples import Sample
 from dashrl.train.learner import Learner
 

@@ -46,7 +46,7 @@ def test_train_help_names_every_section_and_how_to_see_fields():
         assert f"\n  {sec.name} " in proc.stdout
     assert "dashrl config --show" in proc.stdout and "dashrl/config.py" not in proc.stdout
     assert "tests_field" in proc.stdout and "micro_batch_by" in proc.stdout
-    assert max(len(line) for line in proc.stdout.splitlines()) <= 88
+    assert max(len(line) for line in proc.stdout.splitlines()) <= 80
 
 
 def test_shipped_run_files_load_by_name_from_any_folder(tmp_path, monkeypatch):
@@ -91,3 +91,9 @@ def test_a_reader_that_leaves_early_is_no_traceback():
     proc.stdout.close()  # the reader leaves before the first write
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == "", err
+
+
+def test_every_field_listing_fits_an_80_column_terminal():
+    proc = subprocess.run([sys.executable, "-m", "dashrl.cli", "config", "--show"], capture_output=True, text=True,
+                          check=True, env={**os.environ, "COLUMNS": "80"})  # fmt: skip
+    assert "[select]" in proc.stdout and max(len(line) for line in proc.stdout.splitlines()) <= 80

@@ -115,6 +115,6 @@ def test_driver_scoring_of_an_unscored_unit_is_what_the_sampler_would_have_score
     assert raw.rewards == [0.0] * 8 and all("token_ids" in i for i in raw.infos)
     late = score_report(raw, examples, task.grade, 4, True)
     assert late.rewards == scored.rewards and late.advantages == scored.advantages
-    assert late.infos == scored.infos and set(late.infos[0]) == {"text", "prompt_ids", "rewards", "correct"}
+    assert late.infos == scored.infos and set(late.infos[0]) == {"id", "text", "prompt_ids", "rewards", "correct"}
     assert all(s.info == {} for g in groups + raw_groups for s in g)
     assert [s.completion_ids for g in raw_groups for s in g] == [s.completion_ids for g in groups for s in g]

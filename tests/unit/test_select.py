@@ -126,7 +126,7 @@ def test_selectors_by_name_and_by_path(tmp_path):
 
 
 def test_first_round_follows_the_informative_share():
-    sel = Greso(pool(8), per_step=4, seed=0)
+    sel = Greso(pool(100), per_step=4, seed=0)
     assert sel.first_round(4, 1.5) == 6  # nothing seen yet: the oversampling factor
     batch, _ = sel.propose(0, 4)
     sel.observe(0, batch, [[1.0, 1.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])  # 1 of 4 informative
@@ -135,6 +135,9 @@ def test_first_round_follows_the_informative_share():
     sel.observe(1, batch, [[0.0, 0.0]] * 4)  # none informative: the share floors at 1/8
     sel.end_step(1)
     assert sel.first_round(4, 1.5) == 32  # 4 x 8 x 1.25 = 40, capped at 8 M
+    small = Greso(pool(12), per_step=4, seed=0)
+    small.informative_share = 0.0
+    assert small.first_round(4, 1.5) == 12  # within one pass over a pool of 12
 
 
 def test_state_round_trips_through_json_and_continues_alike():

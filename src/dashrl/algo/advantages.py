@@ -1,13 +1,16 @@
 """Group-relative advantages, the estimators registered in `dashrl.algo.registry.ESTIMATORS`,
-and gradient filtering: pure functions over tensors."""
+and gradient filtering (DASH): the rule over advantages (`gradient_filter`), and over a step's
+sample records (`keep`: which samples go to backprop; `full_norm`: the denominators they are
+normalised by; anything with `advantage` and `num_tokens`, a `Sample` or a Ray `SampleRef`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
+from dashrl.algo.core import Norm
 from dashrl.algo.registry import ESTIMATORS, resolve
 
 
@@ -112,3 +115,27 @@ def as_advantages(x: Any) -> Advantages:
     if isinstance(x, Advantages):
         return x
     return Advantages("grpo" if x else "dr_grpo")
+
+
+def keep(samples: Sequence[Any], threshold: float) -> list[Any]:
+    """Gradient filtering: the samples with |advantage| above `threshold` (negative keeps all).
+
+    >>> from types import SimpleNamespace as S
+    >>> [s.i for s in keep([S(i=i, advantage=a) for i, a in enumerate([0.0, 0.3, -1.0])], 0.1)]
+    [1, 2]
+    """
+    if not samples:
+        return []
+    mask = gradient_filter(torch.tensor([s.advantage for s in samples]), threshold)
+    return [s for s, k in zip(samples, mask.tolist()) if k]
+
+
+def full_norm(samples: Sequence[Any], max_len: int) -> Norm:
+    """Denominators over `samples`, filtered ones included: dropping a near-zero-advantage
+    sample then removes only its (near-zero) term instead of re-weighting the rest.
+
+    >>> from types import SimpleNamespace as S
+    >>> full_norm([S(num_tokens=3), S(num_tokens=5)], 8)
+    Norm(num_seqs=2, num_tokens=8.0, max_len=8)
+    """
+    return Norm(num_seqs=len(samples), num_tokens=float(sum(s.num_tokens for s in samples)), max_len=max_len)

@@ -22,10 +22,12 @@ order rotating (machine noise hits all alike), with an untimed warm-up pass each
 
 For each: seconds per backprop of the batch, trained tokens/s (the `padded` pass's token count,
 every sample's prompt and completion, so every variant is credited with the same work), the
-ratio to `padded`, two MFUs against the bf16 matmul peak measured in the same run (6 x
-parameters x tokens / s): one on those counted tokens (the convention of `dashrl bench`), one
-on the tokens the batch needs at the least (each group's prompt once, every completion), which
-does not credit prompt sharing as work done; and how far its gradient is
+ratio to `padded`, two MFUs against the bf16 matmul peak measured in the same run, each the FLOPs
+of a packed pass (`dashrl.runtime.flops.pass_flops`: the body at every position, the LM head at
+completion positions, attention by the sequences' lengths) per second: one over every sample's own
+prompt and completion (the counted tokens), one over the batch as it needs the least (each group's
+prompt once, every completion), which does not credit prompt sharing as work done (with a KL term,
+the reference model's forward is added to both); and how far its gradient is
 from `padded`'s (relative norm of the difference: bf16 rounding, not an error, when it is near
 `plain`'s). The samples' advantages are set to +1 and -1 in turn, so that every one carries gradient.
 """
@@ -114,7 +116,7 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
         return 2
 
     from dashrl.models import load_model
-    from dashrl.algo.filter import full_norm
+    from dashrl.algo.advantages import full_norm
     from dashrl.runtime.hardware import matmul_peak
     from dashrl.train.metrics import silence_transformers_bars
 
@@ -136,16 +138,24 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
     needed = sum(len(p) for p in {s.group: s.prompt_ids for s in samples}.values()) + sum(
         len(s.completion_ids) for s in samples
     )
-    n_params = sum(p.numel() for p in model.parameters())
+    flops = batch_flops(model.config, samples, cfg.algo.beta > 0)
     results = {}
     for n in names:
         s = sorted(seconds[n])[len(seconds[n]) // 2]  # the upper median repeat (of 2: the slower)
-        results[n] = lever_figures(s, tokens, needed, n_params, peak, grads[n], grads[BASE])
+        results[n] = lever_figures(s, tokens, flops, peak, grads[n], grads[BASE])
         results[n] |= {"pass": trainers[n].logprob_pass, "grad_norm": float(grads[n].norm()), "loss": outs[n]["loss"]}
     header = backprop_header(cfg, len(samples), tokens, needed, done, args.repeats, peak)
     text = f"{header}\n\n{backprop_table(results)}\n"
     write_backprop(
-        Path(args.out), text, {"workload": header, "peak_gflops": peak, "results": results, "seconds": seconds}
+        Path(args.out),
+        text,
+        {
+            "workload": header,
+            "peak_gflops": peak,
+            "flops": dict(zip(("own_prompts", "prompt_once"), flops)),
+            "results": results,
+            "seconds": seconds,
+        },
     )
     print(text)
     return 0 if done == args.repeats else 130
@@ -214,24 +224,43 @@ def time_levers(
     return grads, seconds, outs, done
 
 
+def batch_flops(config: Any, samples: list[Any], kl: bool) -> tuple[float, float]:
+    """FLOPs of a packed pass over `samples` (`dashrl.runtime.flops.pass_flops`, plus the reference
+    model's forward where `kl`): with every sample's own prompt, and with each group's prompt once.
+    NaN for a model whose shape `shape_of` does not know."""
+    from dashrl.runtime.flops import pass_flops, shape_of
+
+    shape = shape_of(config)
+    if shape is None:
+        return float("nan"), float("nan")
+    own = [(len(s.prompt_ids), [len(s.completion_ids)]) for s in samples]
+    grouped: dict[Any, tuple[int, list[int]]] = {}
+    for s in samples:
+        grouped.setdefault(s.group, (len(s.prompt_ids), []))[1].append(len(s.completion_ids))
+
+    def count(groups: list[tuple[int, list[int]]]) -> float:
+        return float(pass_flops(shape, groups) + (pass_flops(shape, groups, backward=False) if kl else 0))
+
+    return count(own), count(list(grouped.values()))
+
+
 def lever_figures(
-    seconds: float, tokens: int, needed: int, n_params: int, peak: float, grad: Any, base_grad: Any
+    seconds: float, tokens: int, flops: tuple[float, float], peak: float, grad: Any, base_grad: Any
 ) -> dict[str, float]:
-    """One lever's rate and MFUs (6 x parameters x tokens / s against `peak` GFLOP/s, on the counted
-    tokens and on the tokens the batch needs at the least) and its gradient's relative distance from
-    the base's.
+    """One lever's rate, its MFUs against `peak` GFLOP/s (`flops`: the batch's FLOPs with every sample's
+    own prompt, and with each group's prompt once, `batch_flops`) and its gradient's relative distance
+    from the base's.
 
     >>> import torch
-    >>> f = lever_figures(2.0, 1000, 600, 10**6, 6.0, torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0]))
+    >>> f = lever_figures(2.0, 1000, (6e9, 3.6e9), 6.0, torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0]))
     >>> f["tok_per_s"], f["mfu"], f["mfu_needed"], f["grad_rel"]
     (500.0, 0.5, 0.3, 1.0)
     """
-    rate = tokens / seconds
     return {
         "seconds": seconds,
-        "tok_per_s": rate,
-        "mfu": 6 * n_params * rate / (peak * 1e9),
-        "mfu_needed": 6 * n_params * needed / seconds / (peak * 1e9),
+        "tok_per_s": tokens / seconds,
+        "mfu": flops[0] / seconds / (peak * 1e9),
+        "mfu_needed": flops[1] / seconds / (peak * 1e9),
         "grad_rel": float((grad - base_grad).norm() / base_grad.norm().clamp_min(1e-30)),
     }
 

@@ -1,4 +1,5 @@
-"""Overlap benchmark: sampling ahead of training (`--dist.overlap 1`) against the synchronous run.
+"""Overlap benchmark: sampling ahead of training (`--dist.overlap 1`, with the `ppo_clip` loss that
+it requires) against the synchronous run.
 
     python -m dashrl.bench.overlap                 # 6 steps per arm, SmolLM2-135M, arithmetic
     python -m dashrl.bench.overlap --steps 8 --sampler.batch_size 2

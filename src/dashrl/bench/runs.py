@@ -15,7 +15,10 @@ wall-clock seconds of training (start-up left out on both sides) until the rolli
 training reward over `--window` steps first reaches `--level`, and the ratio. The default task is
 the quickstart's arithmetic, rewarded by the built-in `integer` function so that TRL runs the very
 same reward; `--task.name FILE --reward.funcs FILE.py:fn,...` runs a TRL user's own task instead
-(docs/custom-tasks.md's example).
+(docs/custom-tasks.md's example). Before the runs, TRL's per-device train batch is probed
+(`--trl-batches`, default 8, 16, 32, 64, with gradient accumulation keeping a step's samples per
+optimizer step): each candidate trains `PROBE_STEPS` steps in a process of its own, and the one with
+the fewest seconds per step after the first runs TRL's side; the probe's table is printed and kept.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 # The quickstart (configs/quickstart.toml) with every field it depends on written out, so that
 # another checkout whose defaults differ runs the same workload.
@@ -38,6 +41,7 @@ QUICKSTART = ["--model.name", "smollm2-135m", "--model.dtype", "bf16", "--task.n
               "--algo.schedule", "dash", "--algo.prompts_per_step", "8", "--algo.group_size", "8", "--algo.beta", "0",
               "--train.lr", "2e-5", "--train.micro_batch_size", "8"]  # fmt: skip
 TTR_REWARD = ["--reward.funcs", "integer"]  # the arithmetic task's own check, as a function TRL calls too
+PROBE_STEPS = 3  # steps per probed TRL batch size: the first (TRL's first calls) and two to time
 PARTS = ("sampling", "scoring", "backprop", "optimizer", "step")
 
 
@@ -78,7 +82,7 @@ def split(rows: list[dict[str, Any]], n_params: int, peak_gflops: float) -> dict
     ...       "time/step_s": 11.2, "gen/sampled_tokens": 0, "train/tokens": 0, "time/startup_s": 9.0}]
     >>> r += [{"time/sampling_s": 3.0, "time/scoring_s": 0.0, "time/backprop_s": 4.0, "time/optimizer_s": 0.1,
     ...        "time/step_s": 7.1, "gen/sampled_tokens": 3000, "train/tokens": 4800,
-    ...        "train/distinct_tokens": 1600}] * 2
+    ...        "train/flops": 9_600_000}] * 2
     >>> s = split(r, n_params=1000, peak_gflops=1e-3)
     >>> (s["step1_optimizer"], s["later_optimizer"], s["startup"], round(s["mfu_sampling"], 3),
     ...  round(s["mfu_backprop"], 3), s["step1_outside_backprop_ratio"])
@@ -99,11 +103,13 @@ def split(rows: list[dict[str, Any]], n_params: int, peak_gflops: float) -> dict
     out["sampled_tok_per_s"] = sampled / t_s if t_s else 0.0
     out["trained_tok_per_s"] = trained / t_b if t_b else 0.0
     out["mfu_sampling"] = 2 * n_params * out["sampled_tok_per_s"] / (peak_gflops * 1e9)
-    # Backprop's MFU counts the sequences' tokens with each group's prompt once; an arm that
-    # does not log them (an older checkout) gets none, rather than one inflated by repeated prompts.
-    distinct = [r.get("train/distinct_tokens") for r in later]
-    computed = sum(float(d) for d in distinct) / t_b if t_b and None not in distinct else float("nan")
-    out["mfu_backprop"] = 6 * n_params * computed / (peak_gflops * 1e9)
+    # Backprop's MFU counts the FLOPs the packed passes run (`train/flops`, dashrl.runtime.flops: the
+    # body at every position, the LM head at completion positions, attention by the sequences'
+    # lengths); an arm that does not log them (an older checkout) gets none rather than another count.
+    flops = [r.get("train/flops") for r in later]
+    out["mfu_backprop"] = (
+        sum(float(f) for f in flops) / t_b / (peak_gflops * 1e9) if t_b and None not in flops else float("nan")
+    )
     return out
 
 
@@ -280,12 +286,16 @@ def ttr_run(args: argparse.Namespace) -> int:
 
         if not trl_available():
             raise ValueError("--ttr needs TRL: pip install 'dashrl[bench]'")
+        batches = trl_batch_candidates(cfg.algo.samples_per_step, args.trl_batches)
     except (ConfigError, ValueError) as e:
         print(f"dashrl bench: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    per = ttr_repeats(args, flags, out)
+    chosen, probe = probe_trl_batch(batches, lambda b: trl_probe_seconds(flags, b, out))
+    if probe:
+        print(f"{probe_table(probe, cfg.algo.samples_per_step, chosen)}\n")
+    per = ttr_repeats(args, flags, out, trl_flags=[*flags, "--train.micro_batch_size", str(chosen)])
     results: dict[str, dict[str, Any]] = {}
     for name, runs in per.items():  # the upper median repeat by time to the level (not reached counts as slowest)
         ranked = sorted(runs, key=lambda r: r["ttr"][0] if r["ttr"] else float("inf"))
@@ -295,19 +305,26 @@ def ttr_run(args: argparse.Namespace) -> int:
               f"new tokens, beta 0, lr {cfg.train.lr:g}, {steps} steps; "
               f"level {args.level:g} of the training reward's rolling mean over {args.window} steps; training seconds "
               f"(start-up left out on both sides); median of {args.repeats} repeat(s), "
-              "each run a process of its own.")  # fmt: skip
+              f"each run a process of its own; TRL per-device batch {chosen} x "
+              f"{cfg.algo.samples_per_step // chosen} accumulation steps"
+              f"{' (the fastest probed)' if probe else ''}.")  # fmt: skip
     text = f"{header}\n\n{ttr_table(results, args.level, args.window)}\n"
+    if probe:
+        text += f"\nTRL's per-device batch, probed:\n\n{probe_table(probe, cfg.algo.samples_per_step, chosen)}\n"
     atomic_write_text(out / "ttr.md", text)
-    atomic_write_text(
-        out / "ttr.json", json.dumps({"workload": header, "flags": flags, "results": results, "repeats": per}, indent=1)
-    )
+    payload = {"workload": header, "flags": flags, "trl_batch": chosen, "trl_probe_s_per_step": probe,
+               "results": results, "repeats": per}  # fmt: skip
+    atomic_write_text(out / "ttr.json", json.dumps(payload, indent=1))
     print(text)
     return 0
 
 
-def ttr_repeats(args: argparse.Namespace, flags: list[str], out: Path) -> dict[str, list[dict[str, Any]]]:
+def ttr_repeats(
+    args: argparse.Namespace, flags: list[str], out: Path, trl_flags: list[str] | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """`--repeats` runs of dashrl and of TRL, in turn (the order swapped every repeat), each a process
-    of its own with the same `flags`: each run's time-to-reward summary, per side."""
+    of its own with the same `flags` (TRL's: `trl_flags`, the same with its probed batch size): each
+    run's time-to-reward summary, per side."""
     from dashrl.runtime.hardware import log
 
     src = src_of(None)
@@ -320,7 +337,8 @@ def ttr_repeats(args: argparse.Namespace, flags: list[str], out: Path) -> dict[s
 
                 shutil.rmtree(run_dir)
             module = ["dashrl", "train"] if name == "dashrl" else ["dashrl.peers.trl_task"]
-            wall = run_arm(module, src, flags, run_dir, out / f"{name}-{rep + 1}.log")
+            side = flags if name == "dashrl" else (trl_flags or flags)
+            wall = run_arm(module, src, side, run_dir, out / f"{name}-{rep + 1}.log")
             rows = read_rows(run_dir / ("metrics.jsonl" if name == "dashrl" else "trl_metrics.jsonl"))
             per[name].append(ttr_summary(rows, args.level, args.window))
             t = per[name][-1]["ttr"]
@@ -329,3 +347,68 @@ def ttr_repeats(args: argparse.Namespace, flags: list[str], out: Path) -> dict[s
                 + (f"level {args.level:g} at {t[0]:.0f}s (step {t[1]})" if t else "level not reached")
             )
     return per
+
+
+# -- TRL's per-device batch, probed ---------------------------------------------------------------
+def trl_batch_candidates(samples_per_step: int, spec: str) -> list[int]:
+    """The per-device batch sizes of `spec` (comma-separated) that divide a step's samples, so that
+    gradient accumulation keeps every optimizer step at `samples_per_step` samples.
+
+    >>> trl_batch_candidates(64, "8,16,32,64"), trl_batch_candidates(48, "8,16,32,64")
+    ([8, 16, 32, 64], [8, 16])
+    """
+    try:
+        sizes = [int(b) for b in spec.split(",") if b.strip()]
+    except ValueError:
+        raise ValueError(f"--trl-batches: expected comma-separated integers, got {spec!r}") from None
+    fits = [b for b in sizes if b > 0 and samples_per_step % b == 0]
+    if not fits:
+        raise ValueError(f"--trl-batches {spec}: none divides a step's {samples_per_step} samples")
+    return fits
+
+
+def probe_trl_batch(
+    candidates: Sequence[int], seconds_per_step: Callable[[int], float]
+) -> tuple[int, dict[int, float]]:
+    """The candidate with the fewest `seconds_per_step` (of equal ones the smaller batch) and every
+    candidate's seconds; a single candidate is taken without timing it.
+
+    >>> probe_trl_batch([8, 16, 32], {8: 3.0, 16: 2.0, 32: 2.0}.__getitem__)
+    (16, {8: 3.0, 16: 2.0, 32: 2.0})
+    >>> probe_trl_batch([8], lambda b: 1 / 0)
+    (8, {})
+    """
+    if len(candidates) == 1:
+        return candidates[0], {}
+    timed = {b: seconds_per_step(b) for b in candidates}
+    return min(timed, key=lambda b: (timed[b], b)), timed
+
+
+def probe_table(timed: dict[int, float], samples_per_step: int, chosen: int) -> str:
+    """The probe's markdown table: per-device batch, accumulation steps, seconds per step, the choice.
+
+    >>> print(probe_table({8: 3.0, 16: 2.0}, 64, 16).splitlines()[-1])
+    | 16 | 4 | 2.00 | chosen |
+    """
+    lines = ["| TRL per-device batch | accumulation steps | s / step | |", "|---|---|---|---|"]
+    for b, s in timed.items():
+        lines.append(f"| {b} | {samples_per_step // b} | {s:.2f} | {'chosen' if b == chosen else ''} |")
+    return "\n".join(lines)
+
+
+def trl_probe_seconds(flags: list[str], batch: int, out: Path) -> float:
+    """Seconds per step of TRL with per-device batch `batch`: `PROBE_STEPS` steps in a process of its
+    own, timed from the end of its first step (TRL's first calls left out) to the end of the last."""
+    from dashrl.runtime.hardware import log
+
+    run_dir = out / "probe" / f"trl-batch-{batch}"
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    probe = [*flags, "--train.micro_batch_size", str(batch), "--train.steps", str(PROBE_STEPS)]
+    run_arm(["dashrl.peers.trl_task"], src_of(None), probe, run_dir, out / f"probe-trl-{batch}.log")
+    times = training_clock(read_rows(run_dir / "trl_metrics.jsonl"))
+    seconds = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else times[-1]
+    log(f"TRL per-device batch {batch}: {seconds:.2f} s/step")
+    return seconds

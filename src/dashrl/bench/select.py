@@ -45,7 +45,7 @@ def pool_records(per_part: int, seed: int = 0) -> list[dict[str, str]]:
     """The mixed pool: `per_part` trivial, learnable and impossible problems, ids `T-i`, `L-i`, `X-i`.
 
     >>> [r["id"] for r in pool_records(1)], pool_records(1)[0]["problem"]
-    (['T-0', 'L-0', 'X-0'], 'What is 5 + 0?')
+    (['T-0', 'L-0', 'X-0'], 'What is 1 + 0?')
     """
     import random
 
@@ -156,9 +156,9 @@ def select_run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     pool = out / "select_pool.jsonl"
-    per_part = 2 if args.quick else 16
+    per_part = 2 if args.quick else 8
     atomic_write_text(pool, "".join(json.dumps(r) + "\n" for r in pool_records(per_part)))
-    steps = args.steps or (4 if args.quick else 24)
+    steps = args.steps or (4 if args.quick else 12)
     seeds = list(range(max(args.seeds, 1)))
     shared = workload(pool, args.quick) + ["--train.steps", str(steps)] + list(args.overrides)
     try:

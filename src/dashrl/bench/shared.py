@@ -86,7 +86,7 @@ def worker(args: argparse.Namespace) -> int:
 
     from dashrl.config import load_config
     from dashrl.models import load_model
-    from dashrl.algo.filter import full_norm
+    from dashrl.algo.advantages import full_norm
     from dashrl.train.metrics import silence_transformers_bars
     from dashrl.train.loop import local_backend
 

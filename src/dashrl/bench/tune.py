@@ -54,7 +54,7 @@ def backprop_sweep(src: Any, tr: Any, cfg: Any, micro_batches: list[int] | None,
     micro-batch its own pass, and under key 0 the micro-batches of G joined into packed passes of up
     to `joined` tokens (the trainer's auto budget; 0: not packed, no such candidate). An
     out-of-memory candidate ends the sweep."""
-    from dashrl.algo.filter import full_norm
+    from dashrl.algo.advantages import full_norm
 
     G = cfg.algo.group_size
     samples = src.rollout(src.task.batch(1, 4), seed=1).samples

@@ -8,7 +8,7 @@ This module parses the flags and picks the mode; the work is `dashrl.bench`'s:
     dashrl bench --algos                                                # sample selection (bench.algos)
     dashrl bench --select [--seeds 2]                                   # filtering before sampling (bench.select)
     dashrl bench --workload quickstart [--before PATH]                  # whole runs' step split (bench.runs)
-    dashrl bench --ttr [--level 0.5]                                    # time to reward against TRL (bench.runs)
+    dashrl bench --ttr [--level 0.5] [--trl-batches 8,16,32,64]         # time to reward against TRL (bench.runs)
 
 Extra `--section.field VALUE` overrides apply to every variant. Ctrl-C ends any mode with one line
 and exit status 130, never a traceback.
@@ -50,6 +50,13 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--level", type=float, default=0.5, help="--ttr: the reward level (default 0.5)")
     p.add_argument(
         "--window", type=int, default=5, help="--ttr: steps in the rolling mean of the training reward (default 5)"
+    )
+    p.add_argument(
+        "--trl-batches",
+        default="8,16,32,64",
+        help="--ttr: TRL per-device train batch sizes to probe (accumulation keeping a step's samples per optimizer "
+        "step), each timed over a few steps in a process of its own; the fastest runs the time to reward (one value: "
+        "no probe; default 8,16,32,64)",
     )
 
 

@@ -62,7 +62,7 @@ def describe_fields(section: str | None = None) -> str:
             out.append(
                 f"  --{sec}.{f.name} {hints[f.name].__name__.upper()} = {_toml_value(getattr(defaults, f.name))}"
             )
-            out += textwrap.wrap(docs.get(f.name, ""), width=88, initial_indent=" " * 6, subsequent_indent=" " * 6)
+            out += textwrap.wrap(docs.get(f.name, ""), width=79, initial_indent=" " * 6, subsequent_indent=" " * 6)
         out.append("")
     return "\n".join(out).rstrip()
 

@@ -109,19 +109,23 @@ def evaluate(
         if groups:
             report[f"by_{key}"] = groups
     if records:
-        report["records"] = [
-            {
-                "id": example.id,
-                "correct": correct[i],
-                "scores": scores[i * n : (i + 1) * n],
-                "completions": [c.text for c in completions[i * n : (i + 1) * n]],
-                "finish_reasons": [c.finish_reason for c in completions[i * n : (i + 1) * n]],
-                "lengths": [_length(c) for c in completions[i * n : (i + 1) * n]],
-                **({"turns": [[vars(t) for t in c.turns] for c in completions[i * n : (i + 1) * n]]} if env else {}),
-            }
-            for i, example in enumerate(examples)
-        ]
+        report["records"] = _records(examples, completions, scores, correct, n, env is not None)
     return report
+
+
+def _records(examples: Sequence[Example], completions: Sequence[Any], scores: Sequence[float],
+             correct: Sequence[int], n: int, turns: bool) -> list[dict[str, Any]]:  # fmt: skip
+    """Per example: its completions, scores, finish reasons, lengths (and a trajectory's turns)."""
+    out = []
+    for i, example in enumerate(examples):
+        mine = completions[i * n : (i + 1) * n]
+        rec = {"id": example.id, "correct": correct[i], "scores": scores[i * n : (i + 1) * n],
+               "completions": [c.text for c in mine], "finish_reasons": [c.finish_reason for c in mine],
+               "lengths": [_length(c) for c in mine]}  # fmt: skip
+        if turns:
+            rec["turns"] = [[vars(t) for t in c.turns] for c in mine]
+        out.append(rec)
+    return out
 
 
 def _length(c: Any) -> int:

@@ -59,9 +59,10 @@ def rewards(examples: Sequence["Example"], completions: Sequence[str], timeout: 
         raise ValueError(f"{len(examples)} examples but {len(completions)} completions")
     out = [0.0] * len(examples)
     code_idx = [i for i, ex in enumerate(examples) if ex.kind == "code"]
-    code_scores = code_rewards([completions[i] for i in code_idx], [examples[i].tests or "" for i in code_idx], timeout)
-    for i, score in zip(code_idx, code_scores):
-        out[i] = score
+    if code_idx:  # the sandbox only when there is code to run
+        tests = [examples[i].tests or "" for i in code_idx]
+        for i, score in zip(code_idx, code_rewards([completions[i] for i in code_idx], tests, timeout)):
+            out[i] = score
     for i, ex in enumerate(examples):
         if ex.kind != "code":
             out[i] = reward(ex, completions[i])

@@ -24,6 +24,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from dashrl.runtime import openmp
+
 # oneDNN's names for ONEDNN_MAX_CPU_ISA (x86), lowest first; the AVX10 names are newer aliases of
 # the three before them (oneDNN 3.12 runs `avx10_1_512_amx` kernels on a Xeon with AMX).
 CPU_ISAS = (
@@ -99,8 +101,11 @@ def effective_isa(flags: set[str], cap: str) -> str:
 def record() -> dict[str, Any]:
     """What this process's kernels depend on: thread count, CPU, ISA in effect, versions, settings.
 
+    `openmp`: how the OpenMP threads wait and how that was chosen (`dashrl.runtime.openmp`): it
+    does not change the bits, only how the run shares the machine.
+
     >>> sorted(record())  # doctest: +NORMALIZE_WHITESPACE
-    ['cpu', 'env', 'isa', 'threads', 'torch']
+    ['cpu', 'env', 'isa', 'openmp', 'threads', 'torch']
     """
     import torch
 
@@ -111,6 +116,7 @@ def record() -> dict[str, Any]:
         "isa": cpu_isa(),
         "torch": torch.__version__,
         "env": env,
+        "openmp": openmp.recorded(),
     }
 
 

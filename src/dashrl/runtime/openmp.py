@@ -22,10 +22,13 @@ So dashrl chooses per process, at its start (`choose`):
 
 The thread count is not changed: it stays torch's (or `OMP_NUM_THREADS`), so a run's bits do
 not depend on what else the machine was doing (on AMX CPUs they depend on the thread count,
-docs/repeatability.md), and a run alone keeps all its cores. The choice, in words, is kept in
-the environment (`MARK`) for the run's log line. Child processes inherit the settings (Ray's
-workers through the runtime environment, `inherited`) and report them as set. Imports only the
-standard library. `python -m dashrl.bench.shared` measures each policy (docs/shared-machine.md).
+docs/repeatability.md), and a run alone keeps all its cores. The choice, in words, with how it
+was made (the load sample, the user's own settings), is kept in the environment (`MARK`) for the
+run's first line and its checkpoints' kernel record (`recorded`). Child processes started during
+a run inherit the settings (Ray's workers through the runtime environment, `inherited`) and report
+them as set; `dashrl.train`, a run inside the caller's own process, takes them out of the
+environment again when it ends. Imports only the standard library. `python -m dashrl.bench.shared` measures
+each policy (docs/shared-machine.md).
 """
 
 from __future__ import annotations
@@ -102,7 +105,9 @@ def choose(environ: Mapping[str, str], busy: float | None, torch_loaded: bool) -
     """The environment settings for this process's OpenMP threads, with `MARK` saying why.
 
     >>> choose({}, busy=0.1, torch_loaded=False)
-    {'GOMP_SPINCOUNT': '10000', 'DASHRL_OPENMP': 'OpenMP spin 10000'}
+    {'GOMP_SPINCOUNT': '10000', 'DASHRL_OPENMP': 'OpenMP spin 10000 (other processes keep 0.1 cores busy)'}
+    >>> choose({}, busy=None, torch_loaded=False)[MARK]
+    'OpenMP spin 10000 (the load could not be read)'
     >>> choose({}, busy=1.6, torch_loaded=False)[MARK]
     'OpenMP passive (other processes keep 1.6 cores busy)'
     >>> choose({"OMP_WAIT_POLICY": "ACTIVE"}, busy=1.6, torch_loaded=False)
@@ -117,7 +122,8 @@ def choose(environ: Mapping[str, str], busy: float | None, torch_loaded: bool) -
         return {MARK: "OpenMP unchanged (torch was imported before dashrl could set it)"}
     if busy is not None and busy >= BUSY_CORES:
         return {"OMP_WAIT_POLICY": "PASSIVE", MARK: f"OpenMP passive (other processes keep {busy:.1f} cores busy)"}
-    return {"GOMP_SPINCOUNT": str(SPIN), MARK: f"OpenMP spin {SPIN}"}
+    why = "the load could not be read" if busy is None else f"other processes keep {busy:.1f} cores busy"
+    return {"GOMP_SPINCOUNT": str(SPIN), MARK: f"OpenMP spin {SPIN} ({why})"}
 
 
 def apply() -> str:
@@ -135,3 +141,14 @@ def inherited() -> dict[str, str]:
     """The settings a child process (a Ray worker) should start with: this process's choice
     (the child's own `apply` then reports them as set)."""
     return {k: os.environ[k] for k in SETTINGS if k in os.environ}
+
+
+def recorded() -> dict[str, object]:
+    """This process's choice for the run's kernel record (`dashrl.runtime.kernels.record`): the
+    words of `apply` (which say how it was made: the load sample, the user's own settings, or torch
+    loaded first) and the settings in effect ("" where none was chosen).
+
+    >>> sorted(recorded())
+    ['choice', 'env']
+    """
+    return {"choice": os.environ.get(MARK, ""), "env": {k: os.environ[k] for k in SETTINGS if k in os.environ}}

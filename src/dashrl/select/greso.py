@@ -124,11 +124,13 @@ class Greso:
 
     def first_round(self, per_step: int, oversample: float) -> int:
         """`oversample` x M until a step has been seen; then M over the informative share of the
-        last step's groups, with the authors' margin of 1.25, within [M, 8 M]."""
+        last step's groups, with the authors' margin of 1.25, within [M, 8 M] and at most the size
+        of a finite pool (more would sample the same prompts twice in one round)."""
         if self.informative_share is None:
             return math.ceil(per_step * oversample)
-        want = per_step / max(self.informative_share, 1 / 8) * self.margin
-        return min(max(math.ceil(want), per_step), 8 * per_step)
+        want = math.ceil(per_step / max(self.informative_share, 1 / 8) * self.margin)
+        most = min(8 * per_step, self.task.size or 8 * per_step)  # a finite pool: at most one pass of it a round
+        return max(min(want, most), per_step)
 
     def observe(
         self, step: int, examples: Sequence[Any], rewards: Sequence[Sequence[float]], correct: Any = None

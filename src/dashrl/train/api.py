@@ -11,9 +11,35 @@ run trained with callables is `dashrl.train(..., resume=True)` with the same cal
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
+
+
+@contextlib.contextmanager
+def environment_kept() -> Iterator[None]:
+    """Give `os.environ` back as it was when the block ends, by return or by exception.
+
+    A run sets variables for itself and the child processes it starts: the OpenMP wait policy,
+    `CUBLAS_WORKSPACE_CONFIG`, a `train.cpu_isa` cap, vLLM's settings. Inside the caller's own
+    process (`dashrl.train`) they are undone afterwards, and so is any change a reward function made;
+    what torch's libraries read when they loaded stays as they read it.
+
+    >>> with environment_kept():
+    ...     os.environ["DASHRL_EXAMPLE"] = "1"
+    >>> "DASHRL_EXAMPLE" in os.environ
+    False
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for k in [k for k in os.environ if k not in saved]:
+            del os.environ[k]
+        for k, v in saved.items():
+            if os.environ.get(k) != v:
+                os.environ[k] = v
 
 
 def config_from(overrides: Any = None) -> Any:
@@ -73,10 +99,31 @@ def train(
     ...                       reward_funcs=[short])  # doctest: +SKIP
     >>> result.rows[-1]["reward/short"]  # doctest: +SKIP
     0.25
+
+    The OpenMP settings the run chooses (`dashrl.runtime.openmp`) are set before torch loads (the
+    caller's own `import torch` first leaves them unchanged; the log says so). When this returns or
+    raises, `os.environ` is as it was before the call (`environment_kept`): the caller's later child
+    processes start as before.
     """
     from dashrl.runtime import openmp
 
-    openmp.apply()  # before torch loads (the caller's own `import torch` first leaves it unchanged; the log says so)
+    with environment_kept():
+        openmp.apply()  # before torch loads
+        env = (environment_factory, tuple(tools))
+        return _train(overrides, dataset, reward_funcs, reward_weights, resume, model, tokenizer, env)
+
+
+def _train(
+    overrides: Any,
+    dataset: Any,
+    reward_funcs: Sequence[Any],
+    reward_weights: Sequence[float],
+    resume: bool | None,
+    model: Any,
+    tokenizer: Any,
+    env: tuple[Any, tuple[Any, ...]] = (None, ()),
+) -> Any:
+    """`train`'s body, with the OpenMP settings in place; `env`: the environment class and tools given."""
     from dashrl.data.tasks import make_task, task_from_records
     from dashrl.rewards.funcs import RewardError
     from dashrl.train.loop import RunError
@@ -96,8 +143,8 @@ def train(
             task = make_task(cfg.task, cfg.train.seed, reward=cfg.reward, funcs=reward_funcs, weights=reward_weights)
     except RewardError as e:
         raise RunError(str(e)) from None
-    if environment_factory is not None or tools:
-        task = with_env(task, cfg, environment_factory, tools)
+    if env[0] is not None or env[1]:
+        task = with_env(task, cfg, *env)
     return run_loop(cfg, model=model, tokenizer=tokenizer, task=task, resume=resume)
 
 

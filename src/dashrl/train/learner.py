@@ -28,6 +28,7 @@ from dashrl.algo.registry import get as get_algorithm
 from dashrl.config import Config
 from dashrl.policy import Policy, make_policy
 from dashrl.rollout.samples import Sample, pack_groups
+from dashrl.runtime.flops import pass_flops, shape_of
 from dashrl.totals import Totals
 from dashrl.train.logprobs import (
     Collated,
@@ -141,21 +142,23 @@ class Learner:
         # until the region closes, so each weight is cast once per step, not once per micro-batch.
         step_cast = self.policy.autocast() if cfg.train.cast_once else contextlib.nullcontext()
         with step_cast:
-            totals, (trained_tokens, distinct_tokens), nonfinite = self._backprop(samples, norm, model)
+            totals, (trained_tokens, distinct_tokens, flops), nonfinite = self._backprop(samples, norm, model)
         counts = {
             "time/backprop_s": time.perf_counter() - t0,
             "train/tokens": trained_tokens,
             "train/distinct_tokens": distinct_tokens,
+            **({"train/flops": flops} if flops else {}),  # dashrl.runtime.flops: what backprop MFU is read from
             "train/samples": len(samples),
             "nonfinite": float(nonfinite),
         }
         totals.add(counts, 0, summed=counts)  # counts and times add up over calls and ranks
         return totals.result()
 
-    def _backprop(self, samples: Sequence[Sample], norm: Norm, model: Any) -> tuple[Totals, tuple[int, int], bool]:
+    def _backprop(self, samples: Sequence[Sample], norm: Norm, model: Any) -> tuple[Totals, tuple[int, int, int], bool]:
         cfg = self.cfg
         totals = Totals()
-        trained_tokens, distinct_tokens, nonfinite = 0, 0, False
+        trained_tokens, distinct_tokens, flops, nonfinite = 0, 0, 0, False
+        shape = shape_of(getattr(model, "config", None))
         batches = micro_batches(samples, cfg.train.micro_batch_by, cfg.train.micro_batch_size, cfg.train.token_budget)
         if self.pass_tokens > 1:
             batches = join_passes(batches, samples, self.pass_tokens)
@@ -177,6 +180,10 @@ class Learner:
             self.forward_samples += len(idx)
             trained_tokens += mb.num_tokens if idx else 0
             distinct_tokens += mb.distinct_tokens if idx else 0
+            if idx and shape is not None:  # the pass, and the reference model's forward where a KL term runs
+                flops += pass_flops(shape, mb.groups) + (
+                    pass_flops(shape, mb.groups, False) if ref_logprobs is not None else 0
+                )
             if not torch.isfinite(loss):
                 nonfinite = True
                 if self.policy.sharded:  # every rank backprops alike (collectives); the step is skipped
@@ -189,7 +196,7 @@ class Learner:
                 loss.backward()
             if idx:
                 totals.add({"loss": float(loss.detach()), **metrics}, len(idx), summed={"loss", *summed})
-        return totals, (trained_tokens, distinct_tokens), nonfinite
+        return totals, (trained_tokens, distinct_tokens, flops), nonfinite
 
     @property
     def _empty(self) -> Sample:

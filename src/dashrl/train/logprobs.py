@@ -46,6 +46,18 @@ class Collated:
         P = self.prompt_len
         return int(self.attention_mask[firsts, :P].sum()) + int(self.attention_mask[:, P:].sum())
 
+    @property
+    def groups(self) -> list[tuple[int, list[int]]]:
+        """Each group's (prompt length, its completions' lengths): the sequence lengths that
+        `dashrl.runtime.flops.pass_flops` counts a pass's FLOPs from."""
+        P = self.prompt_len
+        p_len = self.attention_mask[:, :P].sum(1).tolist()
+        c_len = self.loss_mask.sum(1).long().tolist()
+        out: dict[int, tuple[int, list[int]]] = {}
+        for r, owner in enumerate(self.prompt_rows.tolist()):
+            out.setdefault(owner, (int(p_len[owner]), []))[1].append(int(c_len[r]))
+        return list(out.values())
+
 
 def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """log softmax(logits / temperature) at `targets`: `[N, T, V]`, `[N, T]` -> `[N, T]` (fp32).

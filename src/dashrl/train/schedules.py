@@ -34,7 +34,7 @@ import time
 from typing import Any, Callable, Protocol, Sequence
 
 from dashrl.algo import Norm
-from dashrl.algo.filter import full_norm, keep
+from dashrl.algo.advantages import full_norm, keep
 from dashrl.algo.registry import get as get_algorithm
 from dashrl.config import Config
 from dashrl.rollout.samples import Rollouts, rollout_metrics, sample_seed

@@ -1,0 +1,99 @@
+"""`dashrl bench --ttr` probes TRL's per-device train batch before the time to reward (issue 36): each
+candidate that keeps a step's samples per optimizer step is timed, the fastest runs TRL's side, and
+the probe's table says which. The runs are faked here (a stand-in for `run_arm` that writes the
+metrics a run would), so the choice and the flags each run gets are checked without TRL training."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+from markdown_table import read_table, shows
+
+from dashrl.bench import runs
+
+S_PER_STEP = {8: 4.0, 16: 2.5, 32: 2.0, 64: 3.0}  # a fake machine on which TRL is fastest at 32
+
+
+def test_the_fastest_candidate_is_chosen_ties_to_the_smaller():
+    calls = []
+
+    def timing(b):
+        calls.append(b)
+        return {8: 3.0, 16: 1.5, 32: 1.5, 64: 2.0}[b]
+
+    assert runs.probe_trl_batch([8, 16, 32, 64], timing) == (16, {8: 3.0, 16: 1.5, 32: 1.5, 64: 2.0})
+    assert calls == [8, 16, 32, 64]  # every candidate timed once
+    assert runs.probe_trl_batch([32], timing) == (32, {})  # nothing to choose: not timed
+    assert calls == [8, 16, 32, 64]
+
+
+def test_candidates_keep_a_steps_samples_per_optimizer_step():
+    assert runs.trl_batch_candidates(64, "8,16,32,64") == [8, 16, 32, 64]
+    assert runs.trl_batch_candidates(32, "8,16,32,64") == [8, 16, 32]
+    with pytest.raises(ValueError, match="none divides a step's 24 samples"):
+        runs.trl_batch_candidates(24, "16,32")
+    with pytest.raises(ValueError, match="expected comma-separated integers"):
+        runs.trl_batch_candidates(64, "8,x")
+
+
+def _flag(flags, name):
+    return flags[len(flags) - 1 - flags[::-1].index(name) + 1]  # the last value given: the one that wins
+
+
+def test_ttr_runs_trl_with_the_fastest_probed_batch(tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def fake_run_arm(module, src, flags, run_dir, log_path):
+        seen.append((module, run_dir.name, list(flags)))
+        run_dir.mkdir(parents=True)
+        steps = int(_flag(flags, "--train.steps"))
+        if module == ["dashrl.peers.trl_task"]:
+            dt = S_PER_STEP[int(_flag(flags, "--train.micro_batch_size"))]
+            first = 10.0  # TRL's first step: its first calls, left out of the probe's seconds
+            rows = [{"time/elapsed_s": first + dt * i, "reward/mean": 0.2 * (i + 1)} for i in range(steps)]
+            name = "trl_metrics.jsonl"
+        else:
+            rows = [{"time/elapsed_s": 1.0 * (i + 1), "reward/mean": 0.2 * (i + 1)} for i in range(steps)]
+            name = "metrics.jsonl"
+        (run_dir / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return 0.0
+
+    monkeypatch.setattr(runs, "run_arm", fake_run_arm)
+    monkeypatch.setattr("dashrl.peers.trl_grpo.trl_available", lambda: True)
+    args = argparse.Namespace(steps=5, overrides=[], out=str(tmp_path), repeats=1, level=0.6, window=2,
+                              trl_batches="8,16,32,64")  # fmt: skip
+    assert runs.ttr_run(args) == 0
+
+    probes = [(name, flags) for module, name, flags in seen if name.startswith("trl-batch-")]
+    assert [name for name, _ in probes] == ["trl-batch-8", "trl-batch-16", "trl-batch-32", "trl-batch-64"]
+    assert all(_flag(f, "--train.steps") == str(runs.PROBE_STEPS) for _, f in probes)
+    (trl,) = [flags for module, name, flags in seen if name == "trl-1"]
+    (dash,) = [flags for module, name, flags in seen if name == "dashrl-1"]
+    assert _flag(trl, "--train.micro_batch_size") == "32"  # the fastest probed
+    assert _flag(dash, "--train.micro_batch_size") == "8"  # dashrl's own settings, untouched
+    assert _flag(trl, "--train.steps") == _flag(dash, "--train.steps") == "5"
+
+    md = (Path(tmp_path) / "ttr.md").read_text()
+    assert "TRL per-device batch 32 x 2 accumulation steps (the fastest probed)" in md
+    probe = read_table(md.split("TRL's per-device batch, probed:")[1])
+    assert list(probe) == ["8", "16", "32", "64"]
+    for b, cells in probe.items():
+        assert shows(cells["s / step"], S_PER_STEP[int(b)])  # steps 2..3: the first step left out
+        assert cells["accumulation steps"] == str(64 // int(b))
+    assert [b for b, c in probe.items() if c[""] == "chosen"] == ["32"]
+    saved = json.loads((Path(tmp_path) / "ttr.json").read_text())
+    assert saved["trl_batch"] == 32 and saved["trl_probe_s_per_step"] == {str(b): s for b, s in S_PER_STEP.items()}
+    assert "| 32 | 2 | 2.00 | chosen |" in capsys.readouterr().out  # printed before the runs, too
+
+
+def test_a_bad_candidate_list_is_one_line_before_anything_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(runs, "run_arm", lambda *a: pytest.fail("nothing may run"))
+    monkeypatch.setattr("dashrl.peers.trl_grpo.trl_available", lambda: True)
+    args = argparse.Namespace(steps=5, overrides=[], out=str(tmp_path / "o"), repeats=1, level=0.6, window=2,
+                              trl_batches="24")  # fmt: skip
+    assert runs.ttr_run(args) == 2
+    assert capsys.readouterr().err == "dashrl bench: --trl-batches 24: none divides a step's 64 samples\n"
+    assert not (tmp_path / "o").exists()
