@@ -255,3 +255,50 @@ def test_a_model_vllm_cannot_run_fails_at_start_up_in_one_line(tmp_path, tiny_lm
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("dashrl: vLLM could not start for LlamaForCausalLM") and "head_dim=8" in last, last
     assert "Traceback" not in res.stderr.split("Unsupported CPU attention")[-1]
+
+
+class Nudge:
+    """A text environment (no tools): after the model's first answer it asks once for a shorter one."""
+
+    def reset(self, **row):
+        return None
+
+    def env_response(self, messages):
+        return "Say it again, shorter." if sum(m["role"] == "assistant" for m in messages) == 1 else None
+
+
+def test_a_multi_turn_step_runs_on_the_vllm_sampler(tmp_path, lm, engine, monkeypatch):
+    """One DASH step with an environment on the vllm backend: every trajectory is two model turns
+    around the environment's turn, which is context (not trained on), and the environment's tokens
+    are logged apart from the model's. The rollout is token in, token out through the same
+    `generate(token ids)` call as single-turn sampling, so vLLM's engine serves it unchanged."""
+    import json
+
+    import dashrl
+    from dashrl.rollout import vllm as rollout_vllm
+
+    model, tok = lm
+
+    def shared_engine(model, tokenizer, dtype):  # the module's engine, loaded with this run's model
+        engine.load_weights(model.state_dict())
+        return engine
+
+    monkeypatch.setattr(rollout_vllm, "VLLMSampler", shared_engine)
+    overrides = {
+        "sampler.backend": "vllm", "sampler.max_new_tokens": 64, "algo.prompts_per_step": 2, "algo.group_size": 2,
+        "algo.filter_threshold": -1, "train.steps": 1, "train.micro_batch_size": 4, "env.max_turns": 2,
+        "run.out_dir": str(tmp_path), "run.name": "mt", "run.quiet": True, "run.sample_groups": 2,
+    }  # fmt: skip
+    try:
+        res = dashrl.train(overrides, model=copy.deepcopy(model), tokenizer=tok, environment_factory=Nudge)
+    finally:
+        engine.load_weights(model.state_dict())
+    row = res.rows[0]
+    assert row["gen/env_tokens"] > 0 and row.get("skipped") is None
+    logged = [json.loads(line) for line in (res.run_dir / "samples.jsonl").read_text().splitlines()]
+    trajectories = [c for rec in logged for c in rec["completions"]]
+    assert len(trajectories) == 4  # 2 groups x 2
+    for t in trajectories:  # the model's turns trained, the environment's context
+        assert all(turn["trained"] == (turn["role"] == "assistant") for turn in t["turns"]), t["turns"]
+    roles = [[turn["role"] for turn in t["turns"]] for t in trajectories]
+    assert ["assistant", "user", "assistant"] in roles, roles  # a model turn cut at the token cap ends its episode
