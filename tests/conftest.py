@@ -27,6 +27,19 @@ def make_tokenizer():
     return tok
 
 
+class AskOnce:
+    """A text environment: after the model's first answer it asks once more, then the trajectory ends."""
+
+    def reset(self, **row):
+        self.asked = False
+
+    def env_response(self, messages):
+        if self.asked:
+            return None
+        self.asked = True
+        return "Again."
+
+
 def make_tiny_model(vocab_size: int, seed: int = 0):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -181,23 +181,26 @@ def hub_access(repo_id: str) -> bool:
     )
 
 
-def load_model(spec: str, attn: str = "sdpa") -> tuple[Any, Any]:
+def load_model(spec: str, attn: str = "sdpa", chat_template: str = "") -> tuple[Any, Any]:
     """Load `(model, tokenizer)` for training and sampling.
 
     Weights are always fp32 (the optimizer's master copy); `model.dtype = "bf16"` makes the
     trainer and sampler compute in bf16 (autocast, and the sampler's own bf16 copy), so
     the dtype belongs to them, not to loading. The tokenizer gets a pad token (its EOS)
     and left padding if it lacks them. A hub id that cannot be fetched fails at once
-    (`hub_access`).
+    (`hub_access`). `chat_template`, a Jinja file, replaces the tokenizer's template
+    (`use_chat_template`), read before any weights load.
 
     >>> model, tok = load_model("smollm2-135m")  # doctest: +SKIP
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    template = read_chat_template(chat_template)
     folder = Path(spec).expanduser()
     if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
-        return load_adapter(folder, attn)
+        model, tok = load_adapter(folder, attn)
+        return model, use_chat_template(tok, template)
     path = resolve_model_path(spec)
     local = {} if Path(path).exists() or hub_access(path) else {"local_files_only": True}
     try:
@@ -206,7 +209,29 @@ def load_model(spec: str, attn: str = "sdpa") -> tuple[Any, Any]:
     except OSError as e:
         raise ModelError(f"could not load model {spec!r}: {' '.join(str(e).split())}") from None
     prepare_tokenizer(tok)
-    return model, tok
+    return model, use_chat_template(tok, template)
+
+
+def read_chat_template(path: str) -> str:
+    """The text of a chat template file ("" for none); one line naming the file when it cannot be read."""
+    if not path:
+        return ""
+    try:
+        return Path(path).expanduser().read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ModelError(f"model.chat_template {path}: {e.__class__.__name__}: {e}") from None
+
+
+def use_chat_template(tok: Any, template: str) -> Any:
+    """`tok` rendering with `template` (Jinja text) instead of its own; "" keeps its own.
+
+    >>> class Tok: chat_template = "mine"
+    >>> use_chat_template(Tok(), "{{ messages[0]['content'] }}").chat_template
+    "{{ messages[0]['content'] }}"
+    """
+    if template:
+        tok.chat_template = template
+    return tok
 
 
 def load_adapter(folder: Path, attn: str = "sdpa") -> tuple[Any, Any]:

@@ -13,7 +13,7 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from conftest import make_tiny_model, make_tokenizer, ray_session, tiny_config  # noqa: E402
+from conftest import AskOnce, make_tiny_model, make_tokenizer, ray_session, tiny_config  # noqa: E402
 
 from dashrl.data import Example  # noqa: E402
 from dashrl.data.tasks import Task  # noqa: E402
@@ -383,16 +383,7 @@ def test_an_environment_given_in_python_runs_on_the_sampler_actors(tmp_path):
     defined here, in a function); its turns, masks and rewards come back as on the one-process path."""
     from dashrl.env.loading import EnvSpec
 
-    class Again:
-        def reset(self, **row):
-            self.asked = False
-
-        def env_response(self, messages):
-            if self.asked:
-                return None
-            self.asked = True
-            return "Again."
-
+    class Again(AskOnce):  # defined here, so it travels by value
         def get_reward(self) -> float:
             return 0.5
 

@@ -148,6 +148,29 @@ def test_lora_sigkill_then_resume_is_bit_exact(tmp_path):
             assert r.get(key) == s.get(key), (r["step"], key)
 
 
+def test_lora_with_an_environment_sigkill_then_resume_is_bit_exact(tmp_path):
+    """LoRA on multi-turn rollouts (a text environment, its tokens masked): killed inside a turn's
+    generate call and mid-backprop, the resumed run ends with the reference run's adapters and rows,
+    and the adapters moved."""
+    from safetensors.torch import load_file
+    from test_resume import run_plan
+
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    stages = [(str(ref), None), (str(run), "sample:1"), (str(run), "backprop:2"), (str(run), None)]
+    spec = {"env": True, "max_new_tokens": 16, "steps": 3, "save_every": 1, "lora": LORA, "algo": {"beta": 0.05}}
+    results = run_plan(tmp_path, spec, stages)
+    assert [r["code"] for r in results] == [0, -9, -9, 0], [r["log"][-2000:] for r in results]
+    a = load_file(ref / "checkpoints" / "step-000003" / "adapter_model.safetensors")
+    b = load_file(run / "checkpoints" / "step-000003" / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(v.abs().max() > 0 for k, v in a.items() if "lora_B" in k)
+    ref_rows, rows = read_metrics(ref / "metrics.jsonl"), read_metrics(run / "metrics.jsonl")
+    assert all(r["env/turns"] > 1.0 and r["gen/env_tokens"] > 0 for r in rows), rows
+    for r, s in zip(ref_rows, rows, strict=True):
+        for key in ("reward/mean", "loss", "grad_norm", "kl", "gen/env_tokens"):
+            assert r.get(key) == s.get(key), (r["step"], key)
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A local Ray cluster for this module's Ray tests (started only when one runs)."""

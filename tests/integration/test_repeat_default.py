@@ -1,4 +1,5 @@
-"""The default configuration repeats bit for bit: the real default model, bf16, the hf sampler.
+"""The default configuration repeats bit for bit: the real default model in its default precision
+(`model.dtype = auto`: bf16 on a CPU with bf16 instructions, fp32 on an AVX2-only one), the hf sampler.
 
 Issue 10 saw default bf16 runs of one config drift apart at step 2 (the gradient norm's
 last digits, then the rewards). The cause: on CPU, torch's default accumulating

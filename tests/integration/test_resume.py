@@ -54,19 +54,6 @@ def letter_task(flat: bool = False, pool: bool = False):
     return Task(name="letters", get=get, size=4 if pool else None, reward=reward)
 
 
-class Retry:
-    """A text environment (`spec["env"]`): after the model's first answer it asks once more."""
-
-    def reset(self, **row):
-        self.asked = False
-
-    def env_response(self, messages):
-        if self.asked:
-            return None
-        self.asked = True
-        return "Again, shorter."
-
-
 def _install_kill(at: str, task, tokenizer) -> None:
     """Make this process kill itself (or send itself SIGTERM) at `at` = "phase:cycle"."""
     import dashrl.rollout.hf as hf
@@ -245,14 +232,18 @@ def _stage(spec: dict, run_dir: Path, kill: str | None) -> None:
             "lora": spec.get("lora", {}),
             "sft": {"data": spec["sft_data"]} if "sft_data" in spec else {},
             "eval": spec.get("eval", {}),
-            "env": {"factory": f"{Path(__file__).resolve()}:Retry"} if spec.get("env") == "path" else {},
+            "env": {"factory": f"{Path(__file__).resolve().parents[1] / 'conftest.py'}:AskOnce"}
+            if spec.get("env") == "path"
+            else {},
         }
     )
     if spec.get("env"):  # multi-turn: letters end a turn as EOS does, so the environment gets to answer
+        from conftest import AskOnce
+
         from dashrl.env.loading import EnvSpec
 
         if spec["env"] != "path":  # the object, on the one-process path (Ray's sampler actors load it by path)
-            task.env = EnvSpec(Retry)
+            task.env = EnvSpec(AskOnce)
         model.generation_config.eos_token_id = [tok.eos_token_id, *tok.convert_tokens_to_ids(list("abcdefghij"))]
     if kill:
         _install_kill(kill, task, tok)

@@ -51,3 +51,53 @@ def test_user_task_runs_through_trl(tmp_path):
     assert [r["prompt"] for r in records] == [
         ex.messages for s in range(2) for ex in task.batch(s, 2)
     ]  # dashrl's order
+
+
+RECORDER = '''
+import json, os
+
+
+class Recorder:
+    def reset(self, problem, answer, **row):
+        with open(os.environ["RECORDER_FILE"], "a") as f:
+            f.write(json.dumps([problem, answer]) + "\\n")
+        return "Use the tool."
+
+    def lookup(self, key: str) -> str:
+        """Look a key up.
+
+        Args:
+            key: the key
+        """
+        return key
+'''
+
+
+def test_environment_runs_through_trl_with_the_rows_dashrl_gives_reset(tmp_path, monkeypatch):
+    """`[env]` goes to TRL's `environment_factory`: `reset` gets each row's problem and answer (as
+    dashrl's `reset(**row)` does), G rollouts a row, and TRL's tool-call rate is logged as
+    `env/tool_calls`. The template is the tool-calling one `dashrl bench --ttr` shares with TRL."""
+    from pathlib import Path
+
+    import trl
+
+    from dashrl.data.tasks import make_task
+    from dashrl.peers.trl_task import run_trl
+
+    (tmp_path / "rec_env.py").write_text(RECORDER)
+    monkeypatch.setenv("RECORDER_FILE", str(tmp_path / "resets.jsonl"))
+    template = Path(trl.__file__).parent / "chat_templates" / "qwen2_5.jinja"
+    cfg = load_config(None, [
+        "--env.factory", f"{tmp_path}/rec_env.py:Recorder", "--env.max_turns", "2", "--env.max_tokens", "12",
+        "--model.chat_template", str(template), "--reward.funcs", "integer",
+        "--train.steps", "1", "--algo.prompts_per_step", "2", "--algo.group_size", "4", "--train.micro_batch_size", "4",
+        "--sampler.max_new_tokens", "6", "--model.dtype", "fp32", "--run.out_dir", str(tmp_path), "--run.name", "t",
+    ])  # fmt: skip
+    tok = make_tokenizer()
+    out = run_trl(cfg, make_tiny_model(len(tok)), tok)
+    resets = [json.loads(line) for line in (tmp_path / "resets.jsonl").read_text().splitlines()]
+    task = make_task(cfg.task, cfg.train.seed, reward=cfg.reward)
+    want = [[ex.problem, ex.answer] for ex in task.batch(0, 2)]
+    assert sorted(resets) == sorted(w for w in want for _ in range(4))
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["env/tool_calls"] >= 0.0

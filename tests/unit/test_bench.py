@@ -31,6 +31,7 @@ def _expected(rows):
     return {
         "s_per_step": total("time/step_s") / len(rows),
         "s_per_sample": total("time/step_s") / (len(rows) * PER_STEP),
+        "s_per_ktok": 1000 * total("time/step_s") / total("gen/sampled_tokens"),
         "sampled_tok_per_s": tok_s,
         "trained_tok_per_s": trained_s,
         "mfu_sample": 2 * N_PARAMS * tok_s / 1e9 / PEAK,  # 2 FLOPs per parameter per sampled token
@@ -57,7 +58,7 @@ def test_summary_is_the_rows_totals_and_rates():
     for v, r in summaries.items():
         e = _expected(rows[v])
         assert r["steps"] == 2
-        for key in ("s_per_step", "s_per_sample", "sampled_tok_per_s", "trained_tok_per_s", "kept_frac"):
+        for key in ("s_per_step", "s_per_sample", "s_per_ktok", "sampled_tok_per_s", "trained_tok_per_s", "kept_frac"):
             assert r[key] == pytest.approx(e["kept" if key == "kept_frac" else key])
         for part in TIMES:
             assert r[f"{part}_s"] == pytest.approx(sum(row.get(f"time/{part}_s", 0.0) for row in rows[v]))
@@ -74,12 +75,15 @@ def test_table_shows_each_variants_figures_and_speed_ups_per_sample(names):
     bases = [b for b in ("grpo", "trl") if b in names]
     head = md.splitlines()[0]
     assert [h for h in head.split(" | ") if h.startswith("speed-up")] == [f"speed-up vs {b}" for b in bases]
+    assert [h for h in head.split(" | ") if h.startswith("per token")] == [f"per token vs {b}" for b in bases]
     cells = read_table(md)
     assert list(cells) == names
     for v in names:
         c, e = cells[v], _expected(rows[v])
         for b in bases:  # time per sample of the base over this variant's: > 1 is faster
             assert shows(c[f"speed-up vs {b}"], _expected(rows[b])["s_per_sample"] / e["s_per_sample"])
+            assert shows(c[f"per token vs {b}"], _expected(rows[b])["s_per_ktok"] / e["s_per_ktok"])
+        assert shows(c["s/1k tok"], e["s_per_ktok"])
         assert shows(c["s/step"], e["s_per_step"]) and shows(c["s/sample"], e["s_per_sample"])
         assert shows(c["sampling s"], sum(r["time/sampling_s"] for r in rows[v]))
         assert shows(c["backprop s"], sum(r["time/backprop_s"] for r in rows[v]))

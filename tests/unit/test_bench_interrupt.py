@@ -52,7 +52,7 @@ def fake(monkeypatch):
 
     monkeypatch.setattr(dashrl.train.loop, "local_backend", lambda *a: (None, FakeTrainer(*a)))
     monkeypatch.setattr(dashrl.train.schedules, "SCHEDULE_FNS", {k: step_fn for k in ("dash", "grpo")})
-    monkeypatch.setattr(dashrl.models, "load_model", lambda name, attn=None: (FakeModel(), object()))
+    monkeypatch.setattr(dashrl.models, "load_model", lambda name, attn=None, chat_template="": (FakeModel(), object()))
     monkeypatch.setattr(bench, "matmul_peak", lambda dtype: 100.0)
     monkeypatch.setattr(bench, "plot", lambda results, curves, path: False)
     return state

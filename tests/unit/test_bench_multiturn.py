@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from conftest import AskOnce
 from markdown_table import read_table, shows
 
 from dashrl.bench.multiturn import Arm, best, table, time_arms
@@ -14,23 +15,12 @@ from dashrl.env.rollout import Limits
 from dashrl.rollout.base import SamplingParams
 
 
-class Again:
-    def reset(self, **row):
-        self.asked = False
-
-    def env_response(self, messages):
-        if self.asked:
-            return None
-        self.asked = True
-        return "Again."
-
-
 def test_arms_sample_the_same_tokens_and_the_table_is_their_formula(tiny_lm):
     model, tok = tiny_lm
     model.generation_config.eos_token_id = [tok.eos_token_id, *tok.convert_tokens_to_ids(list("abcdefghij"))]
     examples = [Example(id=str(i), problem=f"Say a {i}", answer="a") for i in range(2)]
     params = SamplingParams(max_new_tokens=12, temperature=1.0)
-    multi, single = time_arms(model, tok, examples, 3, params, EnvSpec(Again), Limits(max_turns=2))
+    multi, single = time_arms(model, tok, examples, 3, params, EnvSpec(AskOnce), Limits(max_turns=2))
     assert multi.trajectories == single.trajectories == 6
     assert multi.generate_calls == 2 and single.generate_calls == 1 and multi.env_tokens > 0
     assert single.model_tokens == 6 * math.ceil(multi.model_tokens / 6)  # no stop token: every row that long

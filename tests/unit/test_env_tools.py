@@ -215,3 +215,21 @@ def test_python_tool_runs_in_the_sandbox():
     )
     assert python("raise ValueError('bad')") == "ValueError: bad"
     assert make_tool(python).schema["function"]["parameters"]["required"] == ["code"]
+
+
+def test_pythonic_calls_are_parsed_and_never_run(tmp_path):
+    """Llama 3.2's pythonic form: keyword literals only; anything else is malformed or not a call,
+    and nothing in the text runs (a call that would write a file writes nothing)."""
+    from dashrl.env.calls import Call, parse_calls
+
+    assert parse_calls('[calculate(expression="2 + 3")]') == [Call("calculate", {"expression": "2 + 3"})]
+    assert parse_calls("[f(x=[1, {'a': 2}], y=None)]") == [Call("f", {"x": [1, {"a": 2}], "y": None})]
+    target = tmp_path / "pwned"
+    for text in (f"[f(x=open({str(target)!r}, 'w'))]", "[f(x=(lambda: 1))]", "[f(**{'x': 1})]"):
+        (call,) = parse_calls(text)
+        assert call.name == "f" and call.error.startswith("malformed tool call f"), text
+    assert not target.exists()
+    assert parse_calls(f"[__import__('os').system('touch {target}')]") == []
+    assert parse_calls("[" * 100_000) == [] and parse_calls("[" * 500 + "f()" + "]" * 500) == []
+    assert parse_calls("<tool_call>" + "[" * 100_000 + "</tool_call>")[0].error.startswith("malformed")
+    assert parse_calls("The answer is [3].") == []

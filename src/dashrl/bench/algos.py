@@ -165,7 +165,7 @@ def algos_run(args: argparse.Namespace, workload: list[str]) -> int:
     first = cfgs[names[0]]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    base_model, tok = load_model(first.model.name, attn=first.model.attn)
+    base_model, tok = load_model(first.model.name, attn=first.model.attn, chat_template=first.model.chat_template)
     log(f"warm-up: one untimed {names[0]} step on a throwaway copy of the weights")
     warm_up(first, base_model, tok)
     steppers = {}

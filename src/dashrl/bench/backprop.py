@@ -122,7 +122,7 @@ def backprop_run(args: argparse.Namespace, workload: list[str]) -> int:
 
     silence_transformers_bars()  # the bench prints its own lines
     peak = matmul_peak("bf16")
-    model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
+    model, tok = load_model(cfg.model.name, attn=cfg.model.attn, chat_template=cfg.model.chat_template)
     sources, trainers = lever_trainers(cfg, names, model, tok)
     samples = sample_batch(sources[BASE], cfg)
     norm = full_norm(samples, cfg.sampler.max_new_tokens)

@@ -14,9 +14,10 @@ trajectories finish, and its tools.
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
 
 
@@ -94,8 +95,11 @@ def table(arms: Sequence[Arm]) -> str:
 
 def multiturn_run(args: Any) -> int:
     """`dashrl bench --multiturn [--config FILE_OR_NAME] [--repeats N] [--out DIR]`: print the table
-    and write it to `OUT/multiturn.md` (default config: `calculator`)."""
+    and write it to `OUT/multiturn.md`, every repeat's arms to `OUT/multiturn.json` (default config:
+    `calculator`)."""
     from pathlib import Path
+
+    import torch
 
     from dashrl.config import load_config
     from dashrl.data.tasks import make_task
@@ -108,7 +112,7 @@ def multiturn_run(args: Any) -> int:
     env = env_spec(cfg.env)
     if env is None:
         raise SystemExit("dashrl bench --multiturn: the config has no [env] (try --config calculator)")
-    model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
+    model, tok = load_model(cfg.model.name, attn=cfg.model.attn, chat_template=cfg.model.chat_template)
     examples = make_task(cfg.task, cfg.train.seed).batch(0, cfg.algo.prompts_per_step)
     params = sampling_params(cfg)
     runs = [time_arms(model, tok, examples, cfg.algo.group_size, params, env, env_limits(cfg), seed=0,
@@ -118,4 +122,7 @@ def multiturn_run(args: Any) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "multiturn.md").write_text(f"# Multi-turn against single-turn sampling ({cfg.model.name})\n\n{text}\n")
+    raw = {"config": args.config or "calculator", "overrides": list(getattr(args, "overrides", None) or []),
+           "threads": torch.get_num_threads(), "repeats": [[asdict(a) for a in arms] for arms in runs]}  # fmt: skip
+    (out / "multiturn.json").write_text(json.dumps(raw, indent=1) + "\n")
     return 0

@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 
 # The quickstart (configs/quickstart.toml) with every field it depends on written out, so that
 # another checkout whose defaults differ runs the same workload.
-QUICKSTART = ["--model.name", "smollm2-135m", "--model.dtype", "bf16", "--task.name", "arithmetic",
+QUICKSTART = ["--model.name", "smollm2-135m", "--model.dtype", "auto", "--task.name", "arithmetic",
               "--task.difficulty", "1",
               "--sampler.batch_size", "64", "--sampler.max_new_tokens", "48", "--sampler.temperature", "0.7",
               "--algo.schedule", "dash", "--algo.prompts_per_step", "8", "--algo.group_size", "8", "--algo.beta", "0",
@@ -145,7 +145,7 @@ def _model_size(flags: Sequence[str]) -> tuple[int, str]:
     from dashrl.models import load_model
 
     cfg = load_config(None, list(flags))
-    model, _ = load_model(cfg.model.name, attn=cfg.model.attn)
+    model, _ = load_model(cfg.model.name, attn=cfg.model.attn, chat_template=cfg.model.chat_template)
     return sum(p.numel() for p in model.parameters()), cfg.model.name
 
 
@@ -272,24 +272,30 @@ def ttr_run(args: argparse.Namespace) -> int:
     from dashrl.runtime.io import atomic_write_text
 
     steps = args.steps or 30
+    config = getattr(args, "config", None)  # a run file or shipped config instead of the quickstart's settings
     overrides = list(args.overrides)
     own_funcs = any(o == "--reward.funcs" for o in overrides)
     flags = (
-        QUICKSTART
+        ([] if config else QUICKSTART)
         + ([] if own_funcs else TTR_REWARD)
         + ["--train.steps", str(steps), "--run.quiet", "true"]
         + overrides
     )
     try:
-        cfg = load_config(None, flags)
+        cfg = load_config(config, flags)
         from dashrl.peers.trl_grpo import trl_available
 
         if not trl_available():
             raise ValueError("--ttr needs TRL: pip install 'dashrl[bench]'")
         batches = trl_batch_candidates(cfg.algo.samples_per_step, args.trl_batches)
+        from dashrl.peers.trl_task import shared_tool_template
+
+        template = shared_tool_template(cfg)  # with an environment: a tool-calling template both sides use
     except (ConfigError, ValueError) as e:
         print(f"dashrl bench: {e}", file=sys.stderr)
         return 2
+    flags = (["--config", config] if config else []) + flags
+    flags += ["--model.chat_template", template] if template else []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     chosen, probe = probe_trl_batch(batches, lambda b: trl_probe_seconds(flags, b, out))
@@ -300,9 +306,12 @@ def ttr_run(args: argparse.Namespace) -> int:
     for name, runs in per.items():  # the upper median repeat by time to the level (not reached counts as slowest)
         ranked = sorted(runs, key=lambda r: r["ttr"][0] if r["ttr"] else float("inf"))
         results[name] = ranked[len(ranked) // 2]
-    header = (f"Time to reward: {cfg.model.name}, task {cfg.task.name}, reward {cfg.reward.funcs}, "
+    env = (f", environment {cfg.env.factory_spec} (at most {cfg.env.max_turns} model turns, {cfg.env.max_tokens} "
+           f"tokens after the prompt; chat template {cfg.model.chat_template or template or 'its own'})"
+           if cfg.env.enabled else "")  # fmt: skip
+    header = (f"Time to reward: {cfg.model.name}, task {cfg.task.name}{env}, reward {cfg.reward.funcs}, "
               f"{cfg.algo.prompts_per_step} prompts x {cfg.algo.group_size}, at most {cfg.sampler.max_new_tokens} "
-              f"new tokens, beta 0, lr {cfg.train.lr:g}, {steps} steps; "
+              f"new tokens, beta {cfg.algo.beta:g}, lr {cfg.train.lr:g}, {steps} steps; "
               f"level {args.level:g} of the training reward's rolling mean over {args.window} steps; training seconds "
               f"(start-up left out on both sides); median of {args.repeats} repeat(s), "
               f"each run a process of its own; TRL per-device batch {chosen} x "

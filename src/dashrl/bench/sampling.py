@@ -257,7 +257,7 @@ def sampling_run(args: argparse.Namespace, workload: list[str]) -> int:
     peak = matmul_peak("bf16")
     bandwidth = memory_bandwidth()
     log(f"matmul peak bf16 {peak:.0f} GFLOP/s, memory bandwidth {bandwidth:.1f} GB/s (copy)")
-    model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
+    model, tok = load_model(cfg.model.name, attn=cfg.model.attn, chat_template=cfg.model.chat_template)
     G = cfg.algo.group_size
     examples = make_task(cfg.task, cfg.train.seed).batch(0, max(batches) // G)
     rows = {b: [build_prompt(tok, ex) for ex in examples[: b // G] for _ in range(G)] for b in batches}

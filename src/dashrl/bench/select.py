@@ -196,7 +196,7 @@ def _run_seeds(cfgs: dict[tuple[str, int], Any], seeds: list[int], steps: int) -
 
     silence_transformers_bars()
     first = cfgs[("dash", seeds[0])]
-    base_model, tok = load_model(first.model.name, attn=first.model.attn)
+    base_model, tok = load_model(first.model.name, attn=first.model.attn, chat_template=first.model.chat_template)
     log("warm-up: one untimed dash step on a throwaway copy of the weights")
     warm_up(first, base_model, tok)
     out: dict[tuple[str, int], list] = {}

@@ -94,7 +94,7 @@ def worker(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.overrides)
-    model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
+    model, tok = load_model(cfg.model.name, attn=cfg.model.attn, chat_template=cfg.model.chat_template)
     source, trainer = local_backend(cfg, model, tok, 1)
     batch = source.task.batch(0, cfg.algo.prompts_per_step)
 

@@ -64,6 +64,7 @@ def summarize_variant(rows: list[dict[str, Any]], n_params: int, samples_per_ste
         "steps": len(rows),
         "s_per_step": step_s / max(len(rows), 1),
         "s_per_sample": step_s / max(len(rows) * samples_per_step, 1),
+        "s_per_ktok": 1000 * step_s / max(total("gen/sampled_tokens"), 1.0),
         **{f"{k}_s": total(f"time/{k}_s") for k in ("sampling", "scoring", "backprop", "optimizer", "sync", "other")},
         "sampled_tok_per_s": total("gen/sampled_tokens") / max(total("time/sampling_s"), 1e-9),
         "trained_tok_per_s": total("train/tokens") / max(total("time/backprop_s"), 1e-9),
@@ -77,17 +78,22 @@ def summarize_variant(rows: list[dict[str, Any]], n_params: int, samples_per_ste
 
 
 def table(results: dict[str, dict[str, float]], peak: float, bases: tuple[str, ...] = ("grpo", "trl")) -> str:
-    """Markdown table of the variants, with speed-ups per sample against each present base."""
+    """Markdown table of the variants, with speed-ups against each present base per sample and per
+    sampled token (s/1k tok: step seconds per thousand sampled tokens; arms that sample longer
+    completions pay more per sample for the same rate)."""
     refs = [b for b in bases if b in results]
     head = ("| variant | s/step | s/sample | " + "".join(f"speed-up vs {b} | " for b in refs)
+            + "s/1k tok | " + "".join(f"per token vs {b} | " for b in refs)
             + "sampling s | backprop s | other s | kept | sampled tok/s | trained tok/s | MFU sample | MFU backprop "
             + "| reward first -> last (mean) |")  # fmt: skip
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in results.items():
         speedups = "".join(f"{results[b]['s_per_sample'] / r['s_per_sample']:.2f}x | " for b in refs)
+        per_token = "".join(f"{results[b]['s_per_ktok'] / r['s_per_ktok']:.2f}x | " for b in refs)
         other = r["scoring_s"] + r["optimizer_s"] + r["sync_s"] + r["other_s"]
         lines.append(
-            f"| {name} | {r['s_per_step']:.1f} | {r['s_per_sample']:.3f} | {speedups}{r['sampling_s']:.1f} | "
+            f"| {name} | {r['s_per_step']:.1f} | {r['s_per_sample']:.3f} | {speedups}{r['s_per_ktok']:.2f} | "
+            f"{per_token}{r['sampling_s']:.1f} | "
             f"{r['backprop_s']:.1f} | {other:.1f} | {r['kept_frac']:.0%} | {r['sampled_tok_per_s']:.0f} | "
             f"{r['trained_tok_per_s']:.0f} | {r['sampling_gflops'] / peak:.1%} | {r['backprop_gflops'] / peak:.1%} | "
             f"{r['reward_first']:.3f} -> {r['reward_last']:.3f} ({r['reward_mean']:.3f}) |"
@@ -183,7 +189,7 @@ def variants_run(args: argparse.Namespace, workload: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     peak = {d: matmul_peak(d) for d in ("fp32", "bf16")}
     log(f"matmul peak: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
-    base_model, tok = load_model(first.model.name, attn=first.model.attn)
+    base_model, tok = load_model(first.model.name, attn=first.model.attn, chat_template=first.model.chat_template)
     n_params = sum(p.numel() for p in base_model.parameters())
     warm = next((v for v in ("dash", "dash_nogf", "grpo", "dash_vllm") if v in names), names[0])  # the cheapest step
     log(f"warm-up: one untimed {warm} step on a throwaway copy of the weights (allocator, threads, caches)")

@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
 
     silence_transformers_bars()  # no loading bars in the table's way (or in a log file)
     try:
-        policy, tokenizer = load_model(model, attn=cfg.model.attn)
+        policy, tokenizer = load_model(model, attn=cfg.model.attn, chat_template=cfg.model.chat_template)
     except ModelError as err:
         return fail(str(err), 1)
     from dashrl.eval import format_table

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from dashrl.runtime.io import atomic_write_text
     from dashrl.train.loop import local_backend
 
-    model, tok = load_model(cfg.model.name, attn=cfg.model.attn)
+    model, tok = load_model(cfg.model.name, attn=cfg.model.attn, chat_template=cfg.model.chat_template)
     src, tr = local_backend(cfg, model, tok, 1)
     joined = tr.pass_tokens  # a packed pass's auto token budget (0: not packed), before the sweep sets its own
     sampling = sampling_sweep(src, args.batch_sizes)

@@ -8,25 +8,10 @@ from dataclasses import dataclass, field
 
 from dashrl.config.algo import AlgoConfig, SFTConfig
 from dashrl.config.env import EnvConfig
+from dashrl.config.model import ModelConfig
 from dashrl.config.select import SelectConfig, check_select
 from dashrl.config.errors import ConfigError, _at_least, _check, _choice, _suggest
 from dashrl.runtime.kernels import CPU_ISAS
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = "smollm2-135m"
-    """Policy model: a Hugging Face hub id, a local folder, or `smollm2-135m` (the offline default)."""
-    dtype: str = "bf16"
-    """Compute dtype for sampling and backprop: `bf16` (autocast, fp32 master weights) or `fp32`."""
-    attn: str = "sdpa"
-    """Attention implementation passed to transformers: `sdpa` or `eager`."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in backward to save memory (slower)."""
-
-    def __post_init__(self) -> None:
-        _choice("model.dtype", self.dtype, ("bf16", "fp32"))
-        _choice("model.attn", self.attn, ("sdpa", "eager"))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ The form is Hermes / Qwen's, which most tool-use chat templates (Qwen2.5, Hermes
     <tool_call>
     {"name": "multiply", "arguments": {"a": 12, "b": 34}}
     </tool_call>
+
+A turn that is nothing but calls is read too: bare JSON (Llama 3.1, Mistral) or a Python list of
+calls (Llama 3.2's pythonic form); `parse_calls` shows each.
 """
 
 from __future__ import annotations
@@ -57,6 +60,12 @@ def parse_calls(text: str) -> list[Call]:
 
     >>> parse_calls('[TOOL_CALLS] [{"name": "add", "arguments": {"a": 1}}]')
     [Call(name='add', arguments={'a': 1}, error='')]
+
+    And a turn that is nothing but a list of calls written as Python (Llama 3.2's pythonic form),
+    read by Python's parser and nothing run: keyword arguments of literal values only.
+
+    >>> parse_calls('[add(a=1, b=2), echo(text="hi")]')
+    [Call(name='add', arguments={'a': 1, 'b': 2}, error=''), Call(name='echo', arguments={'text': 'hi'}, error='')]
     """
     tagged = [_parse_one(m.group(1).strip()) for m in CALL_RE.finditer(text)]
     return tagged or _bare_calls(text)
@@ -73,13 +82,55 @@ def _bare_calls(text: str) -> list[Call]:
         return []
     try:
         obj = json.loads(body)
-    except ValueError:
+    except RecursionError:  # brackets nested past the parser's depth: text, not a call
         return []
+    except ValueError:
+        return _pythonic_calls(body)
     items = obj if isinstance(obj, list) else [obj]
     if not items or not all(isinstance(o, dict) and "name" in o and ("arguments" in o or "parameters" in o)
                             for o in items):  # fmt: skip
         return []
     return [_parse_one(json.dumps(o)) for o in items]
+
+
+PYTHONIC_MAX_CHARS = 20_000  # a longer "list of calls" is read as text (the parser's work grows with it)
+
+
+def _pythonic_calls(body: str) -> list[Call]:
+    """`[f(a=1), g(b="x")]` as calls; [] unless the whole text is such a list (model text: parsed,
+    never run; positional arguments or non-literal values make a call malformed).
+
+    >>> _pythonic_calls("[f(1)]")[0].error
+    'malformed tool call f: only keyword arguments with literal values'
+    >>> _pythonic_calls("[__import__('os').system('x')]"), _pythonic_calls("[1, 2]")
+    ([], [])
+    """
+    import ast
+
+    if len(body) > PYTHONIC_MAX_CHARS:
+        return []
+    try:
+        tree = ast.parse(body, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    if not isinstance(tree, ast.List) or not tree.elts:
+        return []
+    if not all(isinstance(e, ast.Call) and isinstance(e.func, ast.Name) for e in tree.elts):
+        return []
+    return [_pythonic_one(e) for e in tree.elts]
+
+
+def _pythonic_one(node: Any) -> Call:
+    import ast
+
+    name = node.func.id
+    bad = Call(name, error=f"malformed tool call {name}: only keyword arguments with literal values")
+    if node.args or any(k.arg is None for k in node.keywords):
+        return bad
+    try:
+        return Call(name, {k.arg: ast.literal_eval(k.value) for k in node.keywords})
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        return bad
 
 
 MALFORMED = 'malformed tool call: expected {"name": ..., "arguments": {...}} in JSON'
@@ -88,7 +139,7 @@ MALFORMED = 'malformed tool call: expected {"name": ..., "arguments": {...}} in 
 def _parse_one(body: str) -> Call:
     try:
         obj = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return Call("", error=MALFORMED)
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         return Call("", error=MALFORMED)

@@ -11,7 +11,8 @@ the same reward function, G, M, max new tokens, temperature, top-p/top-k, learni
 warm-up, schedule, weight decay, gradient clip and micro-batch size, and no gradient
 checkpointing (TRL turns it on by default; off is faster at this size). TRL's own defaults
 stay where a TRL user would keep them: `loss_type="dapo"` (token-level mean, like dashrl's
-default), `beta=0` (no reference model), one iteration per generation.
+default), one iteration per generation. `beta` is the config's (`--algo.beta 0.04` gives every arm
+of a bench, TRL's included, the same KL term; 0, no reference model, unless set).
 
 `generation_batch_size` is TRL's knob for preemptive sampling: candidates are the multiples
 of the micro-batch that divide M x G (one generation per optimizer step at most, so every
@@ -251,7 +252,7 @@ def grpo_args(cfg: Any, steps: int, generation_batch_size: int, out_dir: str, **
     mbs = cfg.train.micro_batch_size
     # transformers 5 renames gradient_checkpointing; TRL still uses the old name at every step
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
-    return GRPOConfig(
+    settings = dict(
         output_dir=out_dir,
         use_cpu=not _has_cuda(),
         bf16=cfg.model.dtype == "bf16",
@@ -268,6 +269,7 @@ def grpo_args(cfg: Any, steps: int, generation_batch_size: int, out_dir: str, **
         gradient_accumulation_steps=n // mbs,
         generation_batch_size=generation_batch_size,
         num_generations=cfg.algo.group_size,
+        beta=max(cfg.algo.beta, 0.0),
         max_completion_length=cfg.sampler.max_new_tokens,
         temperature=cfg.sampler.temperature,
         top_p=cfg.sampler.top_p,
@@ -279,8 +281,8 @@ def grpo_args(cfg: Any, steps: int, generation_batch_size: int, out_dir: str, **
         logging_steps=1,
         disable_tqdm=True,
         dataloader_num_workers=0,
-        **extra,
     )
+    return GRPOConfig(**{**settings, **extra})
 
 
 def probe_generation_batch_size(

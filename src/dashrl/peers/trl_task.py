@@ -25,18 +25,25 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-def ordered_records(task: Any, steps: int, per_step: int, tokenizer: Any) -> list[dict[str, Any]]:
+def ordered_records(task: Any, steps: int, per_step: int, tokenizer: Any, env: bool = False) -> list[dict[str, Any]]:
     """The records of steps 0..steps-1 in dashrl's order: `prompt` as TRL takes it (messages, or
-    the text dashrl renders for a plain problem), every other column as it is.
+    the text dashrl renders for a plain problem), every other column as it is. With an environment
+    (`env`), each row is what dashrl's `reset(**row)` gets (`dashrl.env.rollout.example_row`: the
+    prompt as messages, the problem, the answer and the record's columns); TRL passes a row to
+    `reset` whole.
 
     >>> ordered_records(make_task(cfg.task, 0, reward=cfg.reward), steps=2, per_step=8,
     ...                 tokenizer=tok)[0]["prompt"]  # doctest: +SKIP
     [{'role': 'user', 'content': 'What is 3 + 5?'}]
     """
     from dashrl.data.prompts import prompt_string
+    from dashrl.env.rollout import example_row
 
     rows = []
     for ex in (ex for s in range(steps) for ex in task.batch(s, per_step)):
+        if env:  # TRL's environments take chat prompts: the messages and row dashrl's rollout starts from
+            rows.append(example_row(ex))
+            continue
         cols = {k: v for k, v in (ex.columns or {"answer": ex.answer}).items() if k != "prompt"}
         rows.append({**cols, "prompt": ex.messages if ex.messages is not None else prompt_string(tokenizer, ex)})
     return rows
@@ -54,33 +61,74 @@ def run_trl(cfg: Any, model: Any = None, tokenizer: Any = None) -> Path:
     from trl import GRPOTrainer
 
     from dashrl.data.tasks import make_task
+    from dashrl.env.loading import env_spec
     from dashrl.peers.trl_grpo import grpo_args
 
     task = make_task(cfg.task, cfg.train.seed, reward=cfg.reward)
     if not task.funcs:
         raise SystemExit("dashrl.peers.trl_task: give the reward functions with --reward.funcs")
+    env = env_spec(cfg.env)
     if model is None:
         from dashrl.models import load_model
 
-        model, tokenizer = load_model(cfg.model.name, attn=cfg.model.attn)
+        model, tokenizer = load_model(cfg.model.name, attn=cfg.model.attn, chat_template=cfg.model.chat_template)
+    else:
+        from dashrl.models import read_chat_template, use_chat_template
+
+        use_chat_template(tokenizer, read_chat_template(cfg.model.chat_template))
     run_dir = Path(cfg.run.out_dir) / (cfg.run.name or "trl")
     run_dir.mkdir(parents=True, exist_ok=True)
-    data = Dataset.from_list(ordered_records(task, cfg.train.steps, cfg.algo.prompts_per_step, tokenizer))
+    data = Dataset.from_list(
+        ordered_records(task, cfg.train.steps, cfg.algo.prompts_per_step, tokenizer, env=bool(env))
+    )
     args = grpo_args(
         cfg,
         cfg.train.steps,
         cfg.algo.samples_per_step,
         str(run_dir / "trl"),
         reward_weights=[f.weight for f in task.funcs],
+        **(env_args(cfg.env) if env else {}),
     )
     out = run_dir / "trl_metrics.jsonl"
     trainer = GRPOTrainer(
-        model=model, reward_funcs=[f.fn for f in task.funcs], args=args, train_dataset=data, processing_class=tokenizer
-    )
+        model=model, reward_funcs=[f.fn for f in task.funcs], args=args, train_dataset=data, processing_class=tokenizer,
+        environment_factory=env.factory if env else None, tools=list(env.tools) if env and env.tools else None,
+    )  # fmt: skip
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(metrics_logger(out))
     trainer.train()
     return out
+
+
+def env_args(env: Any) -> dict[str, Any]:
+    """TRL's settings for dashrl's `[env]` limits: `max_turns` model turns are `max_turns - 1` tool
+    rounds, and `max_tokens` (the trajectory's tokens after the prompt, the model's and the tools')
+    is TRL's completion length, which counts the same tokens; TRL has no cap per model turn.
+
+    >>> from dashrl.config.env import EnvConfig
+    >>> env_args(EnvConfig(name="calculator", max_turns=2, max_tokens=192))
+    {'max_tool_calling_iterations': 1, 'max_completion_length': 192}
+    """
+    return {"max_tool_calling_iterations": env.max_turns - 1, "max_completion_length": env.max_tokens}
+
+
+def shared_tool_template(cfg: Any) -> str:
+    """The chat template both sides of a comparison with an environment use: "" where the model's
+    own renders a tool-calling conversation (TRL's `supports_tool_calling`) or `cfg` names one, else
+    the path of the Qwen2.5 template that TRL ships and parses tool calls for. Qwen2.5 and SmolLM2
+    write turns with the same ChatML tokens, so SmolLM2's tokenizer renders it unchanged; without
+    it, TRL refuses SmolLM2's template (docs/environments.md)."""
+    if not cfg.env.enabled or cfg.model.chat_template:
+        return ""
+    import trl
+    from transformers import AutoTokenizer
+    from trl.chat_template_utils import supports_tool_calling
+
+    from dashrl.models import resolve_model_path
+
+    if supports_tool_calling(AutoTokenizer.from_pretrained(resolve_model_path(cfg.model.name))):
+        return ""
+    return str(Path(trl.__file__).parent / "chat_templates" / "qwen2_5.jinja")
 
 
 def metrics_row(step: int, elapsed: float, logs: dict[str, Any]) -> dict[str, Any] | None:
@@ -89,10 +137,14 @@ def metrics_row(step: int, elapsed: float, logs: dict[str, Any]) -> dict[str, An
 
     >>> metrics_row(3, 1.5, {"reward": 0.5, "rewards/correct/mean": 0.25, "rewards/correct/std": 0.1})
     {'step': 3, 'time/elapsed_s': 1.5, 'reward/mean': 0.5, 'reward/correct': 0.25}
+    >>> metrics_row(1, 2.0, {"reward": 0.1, "tools/call_frequency": 0.75})["env/tool_calls"]
+    0.75
     """
     if "reward" not in logs:
         return None
     row = {"step": step, "time/elapsed_s": elapsed, "reward/mean": logs["reward"]}
+    if "tools/call_frequency" in logs:  # tool calls per trajectory, as dashrl's env/tool_calls
+        row["env/tool_calls"] = logs["tools/call_frequency"]
     row.update(
         {f"reward/{k.split('/')[1]}": v for k, v in logs.items() if k.startswith("rewards/") and k.endswith("/mean")}
     )

@@ -45,10 +45,16 @@ class RewardError(ValueError):
 
 
 def _text(completion: Any) -> str:
-    """A completion as text: a string, or the content of a chat message list's last message."""
+    """A completion as text: a string, or the content of a chat message list's last assistant
+    message (a multi-turn completion, as TRL passes one, may end with a tool's answer).
+
+    >>> _text([{"role": "assistant", "content": "It is 7."}, {"role": "tool", "content": "8"}])
+    'It is 7.'
+    """
     if isinstance(completion, str):
         return completion
-    return str(completion[-1]["content"]) if completion else ""
+    said = [m for m in completion if m.get("role", "assistant") == "assistant"]
+    return str(said[-1].get("content") or "") if said else ""
 
 
 def math_reward_fn(completions: Sequence[Any], answer: Sequence[Any], **kwargs: Any) -> list[float | None]:

@@ -72,13 +72,29 @@ def _cpuinfo() -> tuple[str, set[str]]:
                 key = key.strip()
                 if key == "model name" and not name:
                     name = value.strip()
-                elif key == "flags" and not flags:
+                elif key in ("flags", "Features") and not flags:  # x86, Arm
                     flags = set(value.split())
                 if name and flags:
                     break
     except OSError:  # pragma: no cover - not Linux
         pass
     return name, flags
+
+
+BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 AVX-512 BF16, AMX; Arm's bf16 extension
+
+
+def native_bf16(flags: set[str] | None = None, gpu: bool | None = None) -> bool:
+    """Whether this machine computes bf16 at full speed: an NVIDIA GPU is visible (`gpu`, default:
+    its device node, without importing torch to ask) or the CPU has bf16 instructions (`flags`,
+    default /proc/cpuinfo's). Without them (an AVX2-only CPU) bf16 products run in slow emulation.
+
+    >>> native_bf16({"avx2", "avx512f", "avx512_bf16"}, gpu=False), native_bf16({"avx2", "fma"}, gpu=False)
+    (True, False)
+    """
+    if gpu is None:
+        gpu = os.path.exists("/dev/nvidia0") and os.environ.get("CUDA_VISIBLE_DEVICES", "0") not in ("", "-1")
+    return gpu or bool((_cpuinfo()[1] if flags is None else flags) & BF16_FLAGS)
 
 
 def effective_isa(flags: set[str], cap: str) -> str:

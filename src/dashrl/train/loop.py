@@ -137,11 +137,11 @@ def prepare_run(cfg: Config, model: Any, tokenizer: Any, task: Any) -> tuple[Any
     if model is None:
         from dashrl.models import load_model
 
-        model, tokenizer = load_model(cfg.model.name, attn=cfg.model.attn)
+        model, tokenizer = load_model(cfg.model.name, attn=cfg.model.attn, chat_template=cfg.model.chat_template)
     else:
-        from dashrl.models import prepare_tokenizer
+        from dashrl.models import prepare_tokenizer, read_chat_template, use_chat_template
 
-        prepare_tokenizer(tokenizer)
+        use_chat_template(prepare_tokenizer(tokenizer), read_chat_template(cfg.model.chat_template))
     return model, tokenizer, task
 
 
@@ -315,7 +315,8 @@ def _run(cfg: Config, run_dir: Path, ckpt: Path | None, info: dict, total_opt: i
         verb = f"resuming {ckpt.name} of" if ckpt else "run folder"
         k = kernels.record()
         print(
-            f"[dashrl] {verb} {run_dir} ({k['threads']} threads, {k['isa'] or 'cpu'}, {openmp.apply()})",
+            f"[dashrl] {verb} {run_dir} ({k['threads']} threads, {k['isa'] or 'cpu'}, {cfg.model.dtype}, "
+            f"{openmp.apply()})",
             file=sys.stderr,
         )  # before the bar
     source.warm_up()  # first calls of the grader and sampler: start-up's cost, not step 1's
