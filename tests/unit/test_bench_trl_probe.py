@@ -97,3 +97,27 @@ def test_a_bad_candidate_list_is_one_line_before_anything_runs(tmp_path, monkeyp
     assert runs.ttr_run(args) == 2
     assert capsys.readouterr().err == "dashrl bench: --trl-batches 24: none divides a step's 64 samples\n"
     assert not (tmp_path / "o").exists()
+
+
+def test_a_run_that_dies_is_one_message_naming_it_and_its_log(tmp_path, monkeypatch, capsys):
+    """A side's process killed (SIGKILL, as the kernel's OOM killer does) or failing ends the bench with
+    a message naming the run, the exit status and the log, not a traceback."""
+    from dashrl.cli import main
+
+    (tmp_path / "dies.py").write_text("import os, signal\nprint('loading')\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with pytest.raises(
+        runs.ArmFailed, match=r"dies for trl-1 exited with -9 \(killed: SIGKILL, out of memory\?\)"
+    ) as e:
+        runs.run_arm(["dies"], tmp_path, [], tmp_path / "runs" / "trl-1", tmp_path / "trl-1.log")
+    assert str(e.value).endswith(f"its log {tmp_path / 'trl-1.log'} ends:\nloading\n")
+
+    def dead(*a, **k):
+        raise runs.ArmFailed("dashrl.peers.trl_task for trl-1 exited with -9 (killed: SIGKILL, out of memory?)")
+
+    monkeypatch.setattr(runs, "run_arm", dead)
+    monkeypatch.setattr(runs, "probe_trl_batch", lambda c, f: (8, {}))
+    assert main(["bench", "--ttr", "--steps", "1", "--trl-batches", "8", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dashrl bench: dashrl.peers.trl_task for trl-1 exited with -9") and "Traceback" not in err

@@ -66,9 +66,16 @@ def run_arm(module: list[str], src: Path, flags: Sequence[str], run_dir: Path, l
     with open(log_path, "w") as log:
         code = subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     if code != 0:
-        tail = log_path.read_text()[-2000:]
-        raise RuntimeError(f"{' '.join(cmd)} failed (exit {code}); its log {log_path} ends with:\n{tail}")
+        why = " (killed: SIGKILL, out of memory?)" if code == -9 else ""
+        tail = log_path.read_text()[-1500:]
+        raise ArmFailed(
+            f"{' '.join(module)} for {run_dir.name} exited with {code}{why}; its log {log_path} ends:\n{tail}"
+        )
     return time.perf_counter() - t0
+
+
+class ArmFailed(RuntimeError):
+    """A benchmark's run, in a process of its own, failed; the message names it and ends with its log's tail."""
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

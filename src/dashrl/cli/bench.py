@@ -173,3 +173,10 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("dashrl bench: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as e:
+        from dashrl.bench.runs import ArmFailed  # a run in a process of its own failed
+
+        if not isinstance(e, ArmFailed):
+            raise
+        print(f"dashrl bench: {e}", file=sys.stderr)
+        return 1

@@ -19,6 +19,7 @@ comparison with `dashrl train`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -68,6 +69,8 @@ def run_trl(cfg: Any, model: Any = None, tokenizer: Any = None) -> Path:
     if not task.funcs:
         raise SystemExit("dashrl.peers.trl_task: give the reward functions with --reward.funcs")
     env = env_spec(cfg.env)
+    if env:  # TRL calls environment_factory experimental and says so at every start; the bench knows
+        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     if model is None:
         from dashrl.models import load_model
 
