@@ -128,8 +128,14 @@ def test_lora_sft_schedule_trains_the_adapters(tmp_path):
     assert any(v.abs().max() > 0 for k, v in res.trainer.policy.state_dict().items() if "lora_B" in k)
 
 
+def assert_same_moved_adapters(ref, run, step: str) -> None:
+    """Both runs' adapters at checkpoint `step` are bit-identical, and training moved them (lora_B starts at 0)."""
+    a, b = load_file_adapters(ref / "checkpoints" / step), load_file_adapters(run / "checkpoints" / step)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(v.abs().max() > 0 for k, v in a.items() if "lora_B" in k)
+
+
 def test_lora_sigkill_then_resume_is_bit_exact(tmp_path):
-    from safetensors.torch import load_file
     from test_resume import run_plan
 
     ref, run = tmp_path / "ref", tmp_path / "run"
@@ -137,10 +143,7 @@ def test_lora_sigkill_then_resume_is_bit_exact(tmp_path):
     spec = {"schedule": "dash", "steps": 6, "save_every": 2, "lora": LORA, "algo": {"beta": 0.05}}
     results = run_plan(tmp_path, spec, stages)
     assert [r["code"] for r in results] == [0, -9, -9, 0], [r["log"][-2000:] for r in results]
-    a = load_file(ref / "checkpoints" / "step-000006" / "adapter_model.safetensors")
-    b = load_file(run / "checkpoints" / "step-000006" / "adapter_model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert any(v.abs().max() > 0 for k, v in a.items() if "lora_B" in k)
+    assert_same_moved_adapters(ref, run, "step-000006")
     ref_rows, rows = read_metrics(ref / "metrics.jsonl"), read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(1, 7))
     for r, s in zip(ref_rows, rows):
@@ -152,7 +155,6 @@ def test_lora_with_an_environment_sigkill_then_resume_is_bit_exact(tmp_path):
     """LoRA on multi-turn rollouts (a text environment, its tokens masked): killed inside a turn's
     generate call and mid-backprop, the resumed run ends with the reference run's adapters and rows,
     and the adapters moved."""
-    from safetensors.torch import load_file
     from test_resume import run_plan
 
     ref, run = tmp_path / "ref", tmp_path / "run"
@@ -160,10 +162,7 @@ def test_lora_with_an_environment_sigkill_then_resume_is_bit_exact(tmp_path):
     spec = {"env": True, "max_new_tokens": 16, "steps": 3, "save_every": 1, "lora": LORA, "algo": {"beta": 0.05}}
     results = run_plan(tmp_path, spec, stages)
     assert [r["code"] for r in results] == [0, -9, -9, 0], [r["log"][-2000:] for r in results]
-    a = load_file(ref / "checkpoints" / "step-000003" / "adapter_model.safetensors")
-    b = load_file(run / "checkpoints" / "step-000003" / "adapter_model.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert any(v.abs().max() > 0 for k, v in a.items() if "lora_B" in k)
+    assert_same_moved_adapters(ref, run, "step-000003")
     ref_rows, rows = read_metrics(ref / "metrics.jsonl"), read_metrics(run / "metrics.jsonl")
     assert all(r["env/turns"] > 1.0 and r["gen/env_tokens"] > 0 for r in rows), rows
     for r, s in zip(ref_rows, rows, strict=True):

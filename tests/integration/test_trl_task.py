@@ -100,4 +100,4 @@ def test_environment_runs_through_trl_with_the_rows_dashrl_gives_reset(tmp_path,
     want = [[ex.problem, ex.answer] for ex in task.batch(0, 2)]
     assert sorted(resets) == sorted(w for w in want for _ in range(4))
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
-    assert row["env/tool_calls"] >= 0.0
+    assert "env/tool_calls" in row  # its value is TRL's tools/call_frequency (metrics_row's doctest)

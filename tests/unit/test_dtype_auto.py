@@ -21,7 +21,7 @@ from dashrl.config import load_config
 )
 def test_auto_resolves_by_the_machine(monkeypatch, flags, gpu, want):
     monkeypatch.setattr(kernels, "_cpuinfo", lambda: ("cpu", flags))
-    monkeypatch.setattr("os.path.exists", lambda p: gpu and p == "/dev/nvidia0")
+    monkeypatch.setattr(kernels, "gpu_visible", lambda: gpu)
     assert load_config(None, []).model.dtype == want
     assert load_config("quickstart", []).model.dtype == want  # the shipped configs say auto too
     assert load_config(None, ["--model.dtype", "bf16"]).model.dtype == "bf16"  # an explicit choice stands
@@ -31,6 +31,7 @@ def test_the_run_keeps_the_dtype_it_chose(monkeypatch, tmp_path):
     from dashrl.config import to_dict, to_toml
 
     monkeypatch.setattr(kernels, "_cpuinfo", lambda: ("cpu", {"avx2"}))
+    monkeypatch.setattr(kernels, "gpu_visible", lambda: False)
     cfg = load_config(None, [])
     assert cfg.model.dtype == "fp32" and to_dict(cfg)["model"]["dtype"] == "fp32"
     (tmp_path / "config.toml").write_text(to_toml(cfg))

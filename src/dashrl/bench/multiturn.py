@@ -108,7 +108,8 @@ def multiturn_run(args: Any) -> int:
     from dashrl.models import load_model
     from dashrl.rollout import sampling_params
 
-    cfg = load_config(args.config or "calculator", list(getattr(args, "overrides", None) or []))
+    config, overrides = args.config or "calculator", list(getattr(args, "overrides", None) or [])
+    cfg = load_config(config, overrides)
     env = env_spec(cfg.env)
     if env is None:
         raise SystemExit("dashrl bench --multiturn: the config has no [env] (try --config calculator)")
@@ -122,7 +123,7 @@ def multiturn_run(args: Any) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "multiturn.md").write_text(f"# Multi-turn against single-turn sampling ({cfg.model.name})\n\n{text}\n")
-    raw = {"config": args.config or "calculator", "overrides": list(getattr(args, "overrides", None) or []),
+    raw = {"config": config, "overrides": overrides,
            "threads": torch.get_num_threads(), "repeats": [[asdict(a) for a in arms] for arms in runs]}  # fmt: skip
     (out / "multiturn.json").write_text(json.dumps(raw, indent=1) + "\n")
     return 0

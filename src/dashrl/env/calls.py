@@ -14,6 +14,7 @@ calls (Llama 3.2's pythonic form); `parse_calls` shows each.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import inspect
 import json
@@ -105,8 +106,6 @@ def _pythonic_calls(body: str) -> list[Call]:
     >>> _pythonic_calls("[__import__('os').system('x')]"), _pythonic_calls("[1, 2]")
     ([], [])
     """
-    import ast
-
     if len(body) > PYTHONIC_MAX_CHARS:
         return []
     try:
@@ -120,9 +119,7 @@ def _pythonic_calls(body: str) -> list[Call]:
     return [_pythonic_one(e) for e in tree.elts]
 
 
-def _pythonic_one(node: Any) -> Call:
-    import ast
-
+def _pythonic_one(node: ast.Call) -> Call:
     name = node.func.id
     bad = Call(name, error=f"malformed tool call {name}: only keyword arguments with literal values")
     if node.args or any(k.arg is None for k in node.keywords):

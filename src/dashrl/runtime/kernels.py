@@ -21,6 +21,7 @@ torch runs its first product.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -62,6 +63,7 @@ def apply_cpu_isa(cap: str) -> None:
         os.environ["ONEDNN_MAX_CPU_ISA"] = cap.upper()
 
 
+@functools.lru_cache(maxsize=1)  # the CPU does not change under a process; configs ask at every build
 def _cpuinfo() -> tuple[str, set[str]]:
     """The CPU's model name and flags, from /proc/cpuinfo ("", empty set where there is none)."""
     name, flags = "", set()
@@ -84,16 +86,20 @@ def _cpuinfo() -> tuple[str, set[str]]:
 BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # x86 AVX-512 BF16, AMX; Arm's bf16 extension
 
 
+def gpu_visible() -> bool:
+    """Whether an NVIDIA GPU is visible to this process: its device node, without importing torch."""
+    return os.path.exists("/dev/nvidia0") and os.environ.get("CUDA_VISIBLE_DEVICES", "0") not in ("", "-1")
+
+
 def native_bf16(flags: set[str] | None = None, gpu: bool | None = None) -> bool:
-    """Whether this machine computes bf16 at full speed: an NVIDIA GPU is visible (`gpu`, default:
-    its device node, without importing torch to ask) or the CPU has bf16 instructions (`flags`,
-    default /proc/cpuinfo's). Without them (an AVX2-only CPU) bf16 products run in slow emulation.
+    """Whether this machine computes bf16 at full speed: a GPU is visible (`gpu`, default
+    `gpu_visible()`) or the CPU has bf16 instructions (`flags`, default /proc/cpuinfo's). Without
+    them (an AVX2-only CPU) bf16 products run in slow emulation.
 
     >>> native_bf16({"avx2", "avx512f", "avx512_bf16"}, gpu=False), native_bf16({"avx2", "fma"}, gpu=False)
     (True, False)
     """
-    if gpu is None:
-        gpu = os.path.exists("/dev/nvidia0") and os.environ.get("CUDA_VISIBLE_DEVICES", "0") not in ("", "-1")
+    gpu = gpu_visible() if gpu is None else gpu
     return gpu or bool((_cpuinfo()[1] if flags is None else flags) & BF16_FLAGS)
 
 
