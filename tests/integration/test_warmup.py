@@ -29,7 +29,9 @@ def test_warm_up_changes_nothing_and_is_logged_once(tmp_path, tiny_lm, monkeypat
     warm = train(cfg, warm_model, tok)
     assert calls == [(16, 4)]  # batch_size 16 of M x G = 16 prompts, 4 new tokens
     rows = read_metrics(warm.run_dir / "metrics.jsonl")
-    assert rows[0]["time/startup_s"] > 0 and all("time/startup_s" not in r for r in rows[1:])
+    for key in ("time/startup_s", "time/warmup_s"):  # the warm-up is a part of the start-up, in the first row only
+        assert rows[0][key] > 0 and all(key not in r for r in rows[1:])
+    assert rows[0]["time/warmup_s"] < rows[0]["time/startup_s"]
 
     monkeypatch.setattr(warmup, "warm_up", lambda host, task: 0.0)
     cold = train(config(tmp_path, task={"name": "arithmetic"}, run={"name": "cold"}), cold_model, tok)

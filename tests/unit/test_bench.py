@@ -173,14 +173,22 @@ def test_time_to_reward_level_and_ratio():
     trl = ttr_summary(rows(5.0, [0.0, 0.5, 1.0, 1.0]), level=0.75, window=2)
     never = ttr_summary(rows(5.0, [0.0, 0.0]), level=0.75, window=2)
     assert dash["ttr"] == (6.0, 3) and trl["ttr"] == (15.0, 3) and never["ttr"] is None
-    cells = read_table(ttr_table({"dashrl": dash, "trl": trl, "other": never}, 0.75, 2))
-    assert [c["steps"] for c in cells.values()] == ["4", "4", "2"]
-    assert shows(cells["dashrl"]["s / step"], 2.0 * 4 / 4) and shows(cells["trl"]["s / step"], 5.0 * 4 / 4)
-    assert cells["trl"]["time to 0.75 (step)"] == f"{15.0:.1f} s (step 3)"
-    assert shows(cells["trl"]["TRL / dashrl"], 15.0 / 6.0) and cells["dashrl"]["TRL / dashrl"] == "-"
-    assert cells["other"]["time to 0.75 (step)"] == "not reached in 2 steps"
-    first, best = cells["dashrl"]["rolling reward (2 steps) first -> best"].split(" -> ")
+    slow = ttr_summary(rows(3.0, [0.0, 0.5, 0.5, 1.0, 1.0]), level=0.75, window=2)  # reaches at step 4
+    per = {"dashrl": [dash, slow, never], "trl": [trl, trl, trl], "other": [never, never, dash]}
+    cells = read_table(ttr_table(per, 0.75, 2))
+    # dashrl: reached at 6.0 s and 12.0 s, one not: the upper median ranks "not reached" slowest -> 12.0
+    assert cells["dashrl"]["repeats reaching 0.75"] == "2 of 3"
+    assert cells["dashrl"]["time to 0.75: median (range), s"] == f"{12.0:.1f} ({6.0:.1f}-{12.0:.1f}), step 4"
+    assert cells["trl"]["time to 0.75: median (range), s"] == f"{15.0:.1f} ({15.0:.1f}-{15.0:.1f}), step 3"
+    assert cells["other"]["time to 0.75: median (range), s"] == "not reached in 2 steps"
+    # seconds per step: dashrl 2.0, 3.0, 5.0 -> median 3.0; TRL 5.0
+    assert cells["dashrl"]["s / step: median (range)"] == f"{3.0:.2f} ({2.0:.2f}-{5.0:.2f})"
+    assert shows(cells["trl"]["time to 0.75: TRL / dashrl"], 15.0 / 12.0)
+    assert shows(cells["trl"]["s / step: TRL / dashrl"], 5.0 / 3.0)
+    assert cells["dashrl"]["time to 0.75: TRL / dashrl"] == "-" and cells["other"]["time to 0.75: TRL / dashrl"] == "-"
+    first, best = cells["dashrl"]["rolling reward (2 steps) first -> best"].split(" -> ")  # the 12.0 s repeat
     assert shows(first, 0.0) and shows(best, (1.0 + 1.0) / 2)
+    assert slow["ttr"] == (12.0, 4)
 
 
 def test_before_must_be_a_checkout(tmp_path):

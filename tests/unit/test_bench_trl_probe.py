@@ -46,7 +46,7 @@ def _flag(flags, name):
 def test_ttr_runs_trl_with_the_fastest_probed_batch(tmp_path, monkeypatch, capsys):
     seen = []
 
-    def fake_run_arm(module, src, flags, run_dir, log_path):
+    def fake_run_arm(module, src, flags, run_dir, log_path, stop_when=None):
         seen.append((module, run_dir.name, list(flags)))
         run_dir.mkdir(parents=True)
         steps = int(_flag(flags, "--train.steps"))
@@ -121,3 +121,23 @@ def test_a_run_that_dies_is_one_message_naming_it_and_its_log(tmp_path, monkeypa
     assert main(["bench", "--ttr", "--steps", "1", "--trl-batches", "8", "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("dashrl bench: dashrl.peers.trl_task for trl-1 exited with -9") and "Traceback" not in err
+
+
+def test_a_run_is_stopped_once_its_level_is_reached_and_that_is_no_failure(tmp_path, monkeypatch):
+    """`--ttr` ends each run once its rolling reward reaches the level (`--steps` is the cap): run_arm
+    sends SIGTERM when `stop_when` says so, and the run's SIGTERM exit is not a failed arm."""
+    (tmp_path / "climbs.py").write_text(
+        "import json, sys, time\n"
+        "out = sys.argv[sys.argv.index('--run.out_dir') + 1] + '/' + sys.argv[sys.argv.index('--run.name') + 1]\n"
+        "import os; os.makedirs(out, exist_ok=True)\n"
+        "with open(out + '/metrics.jsonl', 'w') as f:\n"
+        "    for i in range(10000):\n"
+        "        f.write(json.dumps({'time/elapsed_s': i + 1.0, 'reward/mean': min(1.0, i / 10)}) + '\\n')\n"
+        "        f.flush(); time.sleep(0.05)\n"
+    )
+    metrics = tmp_path / "runs" / "dashrl-1" / "metrics.jsonl"
+    reached = lambda: runs.ttr_summary(runs.read_rows(metrics), 0.6, 3)["ttr"] is not None  # noqa: E731
+    runs.run_arm(["climbs"], tmp_path, [], metrics.parent, tmp_path / "dashrl-1.log", stop_when=reached)
+    rows = runs.read_rows(metrics)
+    assert runs.ttr_summary(rows, 0.6, 3)["ttr"] == (8.0, 8)  # rewards 0.5, 0.6, 0.7 at steps 6-8
+    assert len(rows) < 10000  # stopped, not run to its end (10000 rows take 500 s)

@@ -11,8 +11,10 @@ measured as a user meets it: in a fresh process, after the start-up that the run
 `dashrl bench --ttr`: time to reward. dashrl (`dashrl train`) and TRL's GRPOTrainer
 (`dashrl.peers.trl_task`) on the same task, model and settings (8 prompts x 8 samples, at most
 48 new tokens, beta 0, the same learning rate), one process each, in turn. For each: the
-wall-clock seconds of training (start-up left out on both sides) until the rolling mean of the
-training reward over `--window` steps first reaches `--level`, and the ratio. The default task is
+seconds of training until the rolling mean of the training reward over `--window` steps first
+reaches `--level` (each run then ends; `--steps` is the cap), and the ratio. Both clocks run from
+the model loaded to the step's end: model loading is left out on both sides, first calls counted
+on both (`training_clock`). Each side's repeats give a median and a range. The default task is
 the quickstart's arithmetic, rewarded by the built-in `integer` function so that TRL runs the very
 same reward; `--task.name FILE --reward.funcs FILE.py:fn,...` runs a TRL user's own task instead
 (docs/custom-tasks.md's example). Before the runs, TRL's per-device train batch is probed
@@ -57,15 +59,31 @@ def src_of(checkout: str | None) -> Path:
     return src
 
 
-def run_arm(module: list[str], src: Path, flags: Sequence[str], run_dir: Path, log_path: Path) -> float:
+def run_arm(
+    module: list[str],
+    src: Path,
+    flags: Sequence[str],
+    run_dir: Path,
+    log_path: Path,
+    stop_when: Callable[[], bool] | None = None,
+) -> float:
     """Run `python -m MODULE FLAGS` with `src` first on PYTHONPATH; returns the wall-clock seconds.
-    A failed run raises with the tail of its log."""
+    With `stop_when`, asked every second, the run gets SIGTERM once it says yes (dashrl ends after the
+    step in hand; TRL at once), and how it then exits is no failure. A failed run raises with the tail
+    of its log."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     cmd = [sys.executable, "-m", *module, *flags, "--run.out_dir", str(run_dir.parent), "--run.name", run_dir.name]
     t0 = time.perf_counter()
+    stopped = False
     with open(log_path, "w") as log:
-        code = subprocess.call(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    if code != 0:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        while (code := proc.poll()) is None:
+            time.sleep(1.0)
+            if stop_when is not None and not stopped and stop_when():
+                proc.terminate()
+                stopped = True
+        # a SIGTERM'd dashrl saves its step first; nothing here waits on more than the process itself
+    if code != 0 and not stopped:
         why = " (killed: SIGKILL, out of memory?)" if code == -9 else ""
         tail = log_path.read_text()[-1500:]
         raise ArmFailed(
@@ -79,7 +97,9 @@ class ArmFailed(RuntimeError):
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The JSON rows of a metrics file; a last line still being written (no newline yet) is left out."""
+    text = path.read_text() if path.exists() else ""
+    return [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]
 
 
 def split(rows: list[dict[str, Any]], n_params: int, peak_gflops: float) -> dict[str, float]:
@@ -236,27 +256,65 @@ def time_to_level(
 
 
 def training_clock(rows: list[dict[str, Any]]) -> list[float]:
-    """Seconds of training at the end of each step, start-up left out: dashrl's `time/elapsed_s`
-    (from the first step's start) and TRL's (from `on_train_begin`) alike."""
-    return [float(r["time/elapsed_s"]) for r in rows]
+    """Seconds of training at the end of each step, from the same point on both sides: the model
+    loaded and training about to begin. TRL's `time/elapsed_s` runs from `on_train_begin`, so its
+    first calls (the first generate, the first reward) fall in its first step; dashrl makes those
+    calls in a warm-up before step 1 (`time/warmup_s`) and its `time/elapsed_s` runs from step 1,
+    so the warm-up is added back: neither side's first calls are left out.
+
+    >>> training_clock([{"time/elapsed_s": 2.0, "time/warmup_s": 0.5}, {"time/elapsed_s": 3.0}])
+    [2.5, 3.5]
+    """
+    warm = float(rows[0].get("time/warmup_s", 0.0)) if rows else 0.0
+    return [float(r["time/elapsed_s"]) + warm for r in rows]
 
 
-def ttr_table(results: dict[str, dict[str, Any]], level: float, window: int) -> str:
+def ttr_table(per: dict[str, list[dict[str, Any]]], level: float, window: int) -> str:
+    """One row per side over its repeats: how many reached `level`, the time to it and the seconds per
+    step as median (min-max), the median-time repeat's rolling reward, and both ratios to dashrl's
+    medians. A repeat that never reached the level counts as the slowest; a median among those is
+    "not reached"."""
     lines = [
-        f"| run | steps | s / step | rolling reward ({window} steps) first -> best | time to {level:g} (step) | "
-        "TRL / dashrl |",
-        "|---|---|---|---|---|---|",
+        f"| run | repeats reaching {level:g} | time to {level:g}: median (range), s | s / step: median (range) | "
+        f"rolling reward ({window} steps) first -> best | time to {level:g}: TRL / dashrl | s / step: TRL / dashrl |",
+        "|---|---|---|---|---|---|---|",
     ]
-    base = results.get("dashrl", {}).get("ttr")
-    for name, r in results.items():
-        ttr = r["ttr"]
-        reached = f"{ttr[0]:.1f} s (step {ttr[1]})" if ttr else f"not reached in {r['steps']} steps"
-        ratio = f"{ttr[0] / base[0]:.2f}x" if ttr and base and name != "dashrl" else "-"
+    med = {name: ttr_medians(runs) for name, runs in per.items() if runs}  # a side not run yet: no row
+    base = med.get("dashrl")
+    for name, (ttr, sps, mid) in med.items():
+        runs = per[name]
+        reached = [r["ttr"][0] for r in runs if r["ttr"]]
+        cell = (f"{ttr:.1f} ({min(reached):.1f}-{max(reached):.1f}), step {mid['ttr'][1]}"
+                if ttr != float("inf") else f"not reached in {mid['steps']} steps")  # fmt: skip
+        per_step = [r["s_per_step"] for r in runs]
+        other = base is not None and name != "dashrl"
         lines.append(
-            f"| {name} | {r['steps']} | {r['s_per_step']:.2f} | {r['rolling_first']:.3f} -> {r['rolling_best']:.3f} | "
-            f"{reached} | {ratio} |"
+            f"| {name} | {len(reached)} of {len(runs)} | {cell} | "
+            f"{sps:.2f} ({min(per_step):.2f}-{max(per_step):.2f}) | "
+            f"{mid['rolling_first']:.3f} -> {mid['rolling_best']:.3f} | "
+            f"{ratio(ttr, base[0]) if other else '-'} | {ratio(sps, base[1]) if other else '-'} |"
         )
     return "\n".join(lines)
+
+
+def ttr_medians(runs: list[dict[str, Any]]) -> tuple[float, float, dict[str, Any]]:
+    """A side's median time to the level (upper median; not reached counts as infinite), median seconds
+    per step, and the repeat whose time is the median.
+
+    >>> r = lambda t, s: {"ttr": (t, 3) if t else None, "s_per_step": s}
+    >>> ttr_medians([r(9.0, 2.0), r(None, 3.0), r(5.0, 1.0)])[:2]
+    (9.0, 2.0)
+    >>> ttr_medians([r(None, 2.0), r(None, 3.0), r(5.0, 1.0)])[0]
+    inf
+    """
+    ranked = sorted(runs, key=lambda r: r["ttr"][0] if r["ttr"] else float("inf"))
+    mid = ranked[len(ranked) // 2]
+    return (mid["ttr"][0] if mid["ttr"] else float("inf"), statistics.median(r["s_per_step"] for r in runs), mid)
+
+
+def ratio(x: float, base: float) -> str:
+    """`x / base` as a table cell: "2.50x", or "-" where either is not a finite time."""
+    return f"{x / base:.2f}x" if 0 < base < float("inf") and x < float("inf") else "-"
 
 
 def ttr_summary(rows: list[dict[str, Any]], level: float, window: int) -> dict[str, Any]:
@@ -308,39 +366,44 @@ def ttr_run(args: argparse.Namespace) -> int:
     chosen, probe = probe_trl_batch(batches, lambda b: trl_probe_seconds(flags, b, out))
     if probe:
         print(f"{probe_table(probe, cfg.algo.samples_per_step, chosen)}\n")
-    per = ttr_repeats(args, flags, out, trl_flags=[*flags, "--train.micro_batch_size", str(chosen)])
-    results: dict[str, dict[str, Any]] = {}
-    for name, runs in per.items():  # the upper median repeat by time to the level (not reached counts as slowest)
-        ranked = sorted(runs, key=lambda r: r["ttr"][0] if r["ttr"] else float("inf"))
-        results[name] = ranked[len(ranked) // 2]
     env = (f", environment {cfg.env.factory_spec} (at most {cfg.env.max_turns} model turns, {cfg.env.max_tokens} "
            f"tokens after the prompt; chat template {cfg.model.chat_template or template or 'its own'})"
            if cfg.env.enabled else "")  # fmt: skip
-    header = (f"Time to reward: {cfg.model.name}, task {cfg.task.name}{env}, reward {cfg.reward.funcs}, "
-              f"{cfg.algo.prompts_per_step} prompts x {cfg.algo.group_size}, at most {cfg.sampler.max_new_tokens} "
-              f"new tokens, beta {cfg.algo.beta:g}, lr {cfg.train.lr:g}, {steps} steps; "
+    header = (f"Time to reward: {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}{env}, reward "
+              f"{cfg.reward.funcs}, {cfg.algo.prompts_per_step} prompts x {cfg.algo.group_size}, at most "
+              f"{cfg.sampler.max_new_tokens} new tokens, beta {cfg.algo.beta:g}, lr {cfg.train.lr:g}, {steps} steps; "
               f"level {args.level:g} of the training reward's rolling mean over {args.window} steps; training seconds "
-              f"(start-up left out on both sides); median of {args.repeats} repeat(s), "
-              f"each run a process of its own; TRL per-device batch {chosen} x "
+              f"(start-up left out on both sides); {args.repeats} repeat(s) per side, the order swapped every "
+              f"repeat, each run a process of its own; TRL per-device batch {chosen} x "
               f"{cfg.algo.samples_per_step // chosen} accumulation steps"
               f"{' (the fastest probed)' if probe else ''}.")  # fmt: skip
-    text = f"{header}\n\n{ttr_table(results, args.level, args.window)}\n"
-    if probe:
-        text += f"\nTRL's per-device batch, probed:\n\n{probe_table(probe, cfg.algo.samples_per_step, chosen)}\n"
-    atomic_write_text(out / "ttr.md", text)
-    payload = {"workload": header, "flags": flags, "trl_batch": chosen, "trl_probe_s_per_step": probe,
-               "results": results, "repeats": per}  # fmt: skip
-    atomic_write_text(out / "ttr.json", json.dumps(payload, indent=1))
-    print(text)
+    probed = f"\nTRL's per-device batch, probed:\n\n{probe_table(probe, cfg.algo.samples_per_step, chosen)}\n"
+
+    def write(per: dict[str, list[dict[str, Any]]]) -> str:  # after every run, so a killed bench keeps its repeats
+        done = sum(len(v) for v in per.values())
+        note = "" if done == 2 * args.repeats else f" So far {done} of {2 * args.repeats} runs."
+        text = f"{header}{note}\n\n{ttr_table(per, args.level, args.window)}\n" + (probed if probe else "")
+        atomic_write_text(out / "ttr.md", text)
+        payload = {"workload": header + note, "flags": flags, "trl_batch": chosen, "trl_probe_s_per_step": probe,
+                   "repeats": per}  # fmt: skip
+        atomic_write_text(out / "ttr.json", json.dumps(payload, indent=1))
+        return text
+
+    per = ttr_repeats(args, flags, out, trl_flags=[*flags, "--train.micro_batch_size", str(chosen)], after_run=write)
+    print(write(per))
     return 0
 
 
 def ttr_repeats(
-    args: argparse.Namespace, flags: list[str], out: Path, trl_flags: list[str] | None = None
+    args: argparse.Namespace,
+    flags: list[str],
+    out: Path,
+    trl_flags: list[str] | None = None,
+    after_run: Callable[[dict[str, list[dict[str, Any]]]], Any] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """`--repeats` runs of dashrl and of TRL, in turn (the order swapped every repeat), each a process
     of its own with the same `flags` (TRL's: `trl_flags`, the same with its probed batch size): each
-    run's time-to-reward summary, per side."""
+    run's time-to-reward summary, per side. `after_run` gets the summaries so far after every run."""
     from dashrl.runtime.hardware import log
 
     src = src_of(None)
@@ -354,14 +417,18 @@ def ttr_repeats(
                 shutil.rmtree(run_dir)
             module = ["dashrl", "train"] if name == "dashrl" else ["dashrl.peers.trl_task"]
             side = flags if name == "dashrl" else (trl_flags or flags)
-            wall = run_arm(module, src, side, run_dir, out / f"{name}-{rep + 1}.log")
-            rows = read_rows(run_dir / ("metrics.jsonl" if name == "dashrl" else "trl_metrics.jsonl"))
+            metrics = run_dir / ("metrics.jsonl" if name == "dashrl" else "trl_metrics.jsonl")
+            reached = lambda m=metrics: ttr_summary(read_rows(m), args.level, args.window)["ttr"] is not None  # noqa: E731
+            wall = run_arm(module, src, side, run_dir, out / f"{name}-{rep + 1}.log", stop_when=reached)
+            rows = read_rows(metrics)
             per[name].append(ttr_summary(rows, args.level, args.window))
             t = per[name][-1]["ttr"]
             log(
                 f"repeat {rep + 1}/{args.repeats} {name}: {wall:.0f}s wall, "
                 + (f"level {args.level:g} at {t[0]:.0f}s (step {t[1]})" if t else "level not reached")
             )
+            if after_run:
+                after_run(per)
     return per
 
 
