@@ -1,6 +1,8 @@
-"""Every figure of the README's headline table is in the committed raw file of the run it quotes
-(docs/bench-cpu/bench.json, `dashrl bench --workload wordproblems`): the seconds per sample, the
-ratios per sample and per sampled token, and the mean reward, each recomputed from that file's rows."""
+"""Every figure of the README's headline tables is in the committed raw file of the run it quotes:
+the word-problems table (docs/bench-cpu/bench.json, `dashrl bench --workload wordproblems`: the
+seconds per sample, the ratios per sample and per sampled token, and the mean reward, each
+recomputed from that file's rows) and the time to reward against TRL (docs/results/ttr/ttr.json,
+`dashrl bench --ttr`: medians, ranges and ratios recomputed from its repeats)."""
 
 from __future__ import annotations
 
@@ -42,3 +44,34 @@ def test_every_headline_figure_is_in_the_committed_raw_file():
         assert shows(cells["per token vs TRL"], per_ktok["trl"] / per_ktok[variant]), name
         assert shows(cells["mean reward over 6 steps"], r["reward_mean"]), name
         assert r["steps"] == 6
+
+
+TIME, PER_STEP = "time to a rolling reward of 0.6: median (range)", "s / step: median (range)"
+
+
+def test_every_time_to_reward_figure_is_in_the_committed_raw_file():
+    from dashrl.bench.runs import ttr_medians
+
+    text = (ROOT / "README.md").read_text()
+    start = text.index("| run | time to a rolling reward of 0.6")
+    rows = list(read_table(text[start : text.index("\n\n", start)]).values())
+    raw = json.loads((ROOT / "docs" / "results" / "ttr" / "ttr.json").read_text())
+    per = raw["repeats"]
+    assert len(per["dashrl"]) == len(per["trl"]) == 3  # the repeats the README says
+    medians = {side: ttr_medians(runs) for side, runs in per.items()}
+    for side, cells in zip(("dashrl", "trl"), rows):
+        ttr, sps, mid = medians[side]
+        times = [r["ttr"][0] for r in per[side]]
+        steps = [r["s_per_step"] for r in per[side]]
+        time_cell, _, step = cells[TIME].partition(", step ")
+        value, _, spread = time_cell.partition(" s (")
+        low, _, high = spread.rstrip(")").partition("-")
+        assert shows(value, ttr) and shows(low, min(times)) and shows(high, max(times)), side
+        assert step == str(mid["ttr"][1]) and all(r["ttr"][1] == mid["ttr"][1] for r in per[side])  # "the same step"
+        s_value, _, s_spread = cells[PER_STEP].partition(" (")
+        s_low, _, s_high = s_spread.rstrip(")").partition("-")
+        assert shows(s_value, sps) and shows(s_low, min(steps)) and shows(s_high, max(steps)), side
+    ratio = rows[2]
+    assert shows(ratio[TIME].strip("*"), medians["trl"][0] / medians["dashrl"][0])
+    assert shows(ratio[PER_STEP], medians["trl"][1] / medians["dashrl"][1])
+    assert raw["trl_batch"] == 8 and min(raw["trl_probe_s_per_step"].values()) == raw["trl_probe_s_per_step"]["8"]

@@ -373,8 +373,9 @@ def ttr_run(args: argparse.Namespace) -> int:
               f"{cfg.reward.funcs}, {cfg.algo.prompts_per_step} prompts x {cfg.algo.group_size}, at most "
               f"{cfg.sampler.max_new_tokens} new tokens, beta {cfg.algo.beta:g}, lr {cfg.train.lr:g}, {steps} steps; "
               f"level {args.level:g} of the training reward's rolling mean over {args.window} steps; training seconds "
-              f"(start-up left out on both sides); {args.repeats} repeat(s) per side, the order swapped every "
-              f"repeat, each run a process of its own; TRL per-device batch {chosen} x "
+              f"from the model loaded (dashrl's warm-up counted, as TRL's first calls are); {args.repeats} "
+              f"repeat(s) per side, the order swapped every repeat, each run a process of its own, ended at the "
+              f"level; TRL per-device batch {chosen} x "
               f"{cfg.algo.samples_per_step // chosen} accumulation steps"
               f"{' (the fastest probed)' if probe else ''}.")  # fmt: skip
     probed = f"\nTRL's per-device batch, probed:\n\n{probe_table(probe, cfg.algo.samples_per_step, chosen)}\n"
