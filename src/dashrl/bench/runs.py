@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -82,7 +83,6 @@ def run_arm(
             if stop_when is not None and not stopped and stop_when():
                 proc.terminate()
                 stopped = True
-        # a SIGTERM'd dashrl saves its step first; nothing here waits on more than the process itself
     if code != 0 and not stopped:
         why = " (killed: SIGKILL, out of memory?)" if code == -9 else ""
         tail = log_path.read_text()[-1500:]
@@ -206,10 +206,7 @@ def quickstart_run(args: argparse.Namespace) -> int:
         order = names[rep % len(names) :] + names[: rep % len(names)]
         for arm in order:
             run_dir = out / "runs" / f"{arm}-{rep + 1}"
-            if run_dir.exists():
-                import shutil
-
-                shutil.rmtree(run_dir)
+            shutil.rmtree(run_dir, ignore_errors=True)  # an earlier bench\'s run of this name
             wall = run_arm(["dashrl", "train"], arms[arm], flags, run_dir, out / f"{arm}-{rep + 1}.log")
             rows = read_rows(run_dir / "metrics.jsonl")
             per_arm[arm].append({**split(rows, n_params, peak), "wall": wall})
@@ -366,18 +363,7 @@ def ttr_run(args: argparse.Namespace) -> int:
     chosen, probe = probe_trl_batch(batches, lambda b: trl_probe_seconds(flags, b, out))
     if probe:
         print(f"{probe_table(probe, cfg.algo.samples_per_step, chosen)}\n")
-    env = (f", environment {cfg.env.factory_spec} (at most {cfg.env.max_turns} model turns, {cfg.env.max_tokens} "
-           f"tokens after the prompt; chat template {cfg.model.chat_template or template or 'its own'})"
-           if cfg.env.enabled else "")  # fmt: skip
-    header = (f"Time to reward: {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}{env}, reward "
-              f"{cfg.reward.funcs}, {cfg.algo.prompts_per_step} prompts x {cfg.algo.group_size}, at most "
-              f"{cfg.sampler.max_new_tokens} new tokens, beta {cfg.algo.beta:g}, lr {cfg.train.lr:g}, {steps} steps; "
-              f"level {args.level:g} of the training reward's rolling mean over {args.window} steps; training seconds "
-              f"from the model loaded (dashrl's warm-up counted, as TRL's first calls are); {args.repeats} "
-              f"repeat(s) per side, the order swapped every repeat, each run a process of its own, ended at the "
-              f"level; TRL per-device batch {chosen} x "
-              f"{cfg.algo.samples_per_step // chosen} accumulation steps"
-              f"{' (the fastest probed)' if probe else ''}.")  # fmt: skip
+    header = ttr_header(cfg, args, steps, template, chosen, bool(probe))
     probed = f"\nTRL's per-device batch, probed:\n\n{probe_table(probe, cfg.algo.samples_per_step, chosen)}\n"
 
     def write(per: dict[str, list[dict[str, Any]]]) -> str:  # after every run, so a killed bench keeps its repeats
@@ -393,6 +379,23 @@ def ttr_run(args: argparse.Namespace) -> int:
     per = ttr_repeats(args, flags, out, trl_flags=[*flags, "--train.micro_batch_size", str(chosen)], after_run=write)
     print(write(per))
     return 0
+
+
+def ttr_header(cfg: Any, args: argparse.Namespace, steps: int, template: str | None, chosen: int, probed: bool) -> str:
+    """The time-to-reward table's conditions, as one paragraph."""
+    env = (f", environment {cfg.env.factory_spec} (at most {cfg.env.max_turns} model turns, {cfg.env.max_tokens} "
+           f"tokens after the prompt; chat template {cfg.model.chat_template or template or 'its own'})"
+           if cfg.env.enabled else "")  # fmt: skip
+    header = (f"Time to reward: {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}{env}, reward "
+              f"{cfg.reward.funcs}, {cfg.algo.prompts_per_step} prompts x {cfg.algo.group_size}, at most "
+              f"{cfg.sampler.max_new_tokens} new tokens, beta {cfg.algo.beta:g}, lr {cfg.train.lr:g}, {steps} steps; "
+              f"level {args.level:g} of the training reward's rolling mean over {args.window} steps; training seconds "
+              f"from the model loaded (dashrl's warm-up counted, as TRL's first calls are); {args.repeats} "
+              f"repeat(s) per side, the order swapped every repeat, each run a process of its own, ended at the "
+              f"level; TRL per-device batch {chosen} x "
+              f"{cfg.algo.samples_per_step // chosen} accumulation steps"
+              f"{' (the fastest probed)' if probed else ''}.")  # fmt: skip
+    return header
 
 
 def ttr_repeats(
@@ -412,10 +415,7 @@ def ttr_repeats(
     for rep in range(args.repeats):
         for name in ["dashrl", "trl"] if rep % 2 == 0 else ["trl", "dashrl"]:
             run_dir = out / "runs" / f"{name}-{rep + 1}"
-            if run_dir.exists():
-                import shutil
-
-                shutil.rmtree(run_dir)
+            shutil.rmtree(run_dir, ignore_errors=True)  # an earlier bench\'s run of this name
             module = ["dashrl", "train"] if name == "dashrl" else ["dashrl.peers.trl_task"]
             side = flags if name == "dashrl" else (trl_flags or flags)
             metrics = run_dir / ("metrics.jsonl" if name == "dashrl" else "trl_metrics.jsonl")
@@ -486,10 +486,7 @@ def trl_probe_seconds(flags: list[str], batch: int, out: Path) -> float:
     from dashrl.runtime.hardware import log
 
     run_dir = out / "probe" / f"trl-batch-{batch}"
-    if run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)  # an earlier bench\'s run of this name
     probe = [*flags, "--train.micro_batch_size", str(batch), "--train.steps", str(PROBE_STEPS)]
     run_arm(["dashrl.peers.trl_task"], src_of(None), probe, run_dir, out / f"probe-trl-{batch}.log")
     times = training_clock(read_rows(run_dir / "trl_metrics.jsonl"))
