@@ -136,7 +136,7 @@ def test_a_run_is_stopped_once_its_level_is_reached_and_that_is_no_failure(tmp_p
         "        f.flush(); time.sleep(0.05)\n"
     )
     metrics = tmp_path / "runs" / "dashrl-1" / "metrics.jsonl"
-    reached = lambda: runs.ttr_summary(runs.read_rows(metrics), 0.6, 3)["ttr"] is not None  # noqa: E731
+    reached = lambda: runs.reached_level(metrics, 0.6, 3)  # noqa: E731
     runs.run_arm(["climbs"], tmp_path, [], metrics.parent, tmp_path / "dashrl-1.log", stop_when=reached)
     rows = runs.read_rows(metrics)
     assert runs.ttr_summary(rows, 0.6, 3)["ttr"] == (8.0, 8)  # rewards 0.5, 0.6, 0.7 at steps 6-8

@@ -26,6 +26,7 @@ the fewest seconds per step after the first runs TRL's side; the probe's table i
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -98,8 +99,7 @@ class ArmFailed(RuntimeError):
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """The JSON rows of a metrics file; a last line still being written (no newline yet) is left out."""
-    text = path.read_text() if path.exists() else ""
-    return [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]
+    return [json.loads(line) for line in path.read_text().split("\n")[:-1] if line.strip()]
 
 
 def split(rows: list[dict[str, Any]], n_params: int, peak_gflops: float) -> dict[str, float]:
@@ -206,7 +206,7 @@ def quickstart_run(args: argparse.Namespace) -> int:
         order = names[rep % len(names) :] + names[: rep % len(names)]
         for arm in order:
             run_dir = out / "runs" / f"{arm}-{rep + 1}"
-            shutil.rmtree(run_dir, ignore_errors=True)  # an earlier bench\'s run of this name
+            shutil.rmtree(run_dir, ignore_errors=True)  # an earlier bench's run of this name
             wall = run_arm(["dashrl", "train"], arms[arm], flags, run_dir, out / f"{arm}-{rep + 1}.log")
             rows = read_rows(run_dir / "metrics.jsonl")
             per_arm[arm].append({**split(rows, n_params, peak), "wall": wall})
@@ -314,6 +314,11 @@ def ratio(x: float, base: float) -> str:
     return f"{x / base:.2f}x" if 0 < base < float("inf") and x < float("inf") else "-"
 
 
+def reached_level(metrics: Path, level: float, window: int) -> bool:
+    """Whether a run's metrics so far (none yet: no) reach `level` in a rolling mean over `window` steps."""
+    return metrics.exists() and ttr_summary(read_rows(metrics), level, window)["ttr"] is not None
+
+
 def ttr_summary(rows: list[dict[str, Any]], level: float, window: int) -> dict[str, Any]:
     rewards = [float(r["reward/mean"]) for r in rows]
     times = training_clock(rows)
@@ -386,7 +391,7 @@ def ttr_header(cfg: Any, args: argparse.Namespace, steps: int, template: str | N
     env = (f", environment {cfg.env.factory_spec} (at most {cfg.env.max_turns} model turns, {cfg.env.max_tokens} "
            f"tokens after the prompt; chat template {cfg.model.chat_template or template or 'its own'})"
            if cfg.env.enabled else "")  # fmt: skip
-    header = (f"Time to reward: {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}{env}, reward "
+    return (f"Time to reward: {cfg.model.name} ({cfg.model.dtype}), task {cfg.task.name}{env}, reward "
               f"{cfg.reward.funcs}, {cfg.algo.prompts_per_step} prompts x {cfg.algo.group_size}, at most "
               f"{cfg.sampler.max_new_tokens} new tokens, beta {cfg.algo.beta:g}, lr {cfg.train.lr:g}, {steps} steps; "
               f"level {args.level:g} of the training reward's rolling mean over {args.window} steps; training seconds "
@@ -395,7 +400,6 @@ def ttr_header(cfg: Any, args: argparse.Namespace, steps: int, template: str | N
               f"level; TRL per-device batch {chosen} x "
               f"{cfg.algo.samples_per_step // chosen} accumulation steps"
               f"{' (the fastest probed)' if probed else ''}.")  # fmt: skip
-    return header
 
 
 def ttr_repeats(
@@ -415,11 +419,11 @@ def ttr_repeats(
     for rep in range(args.repeats):
         for name in ["dashrl", "trl"] if rep % 2 == 0 else ["trl", "dashrl"]:
             run_dir = out / "runs" / f"{name}-{rep + 1}"
-            shutil.rmtree(run_dir, ignore_errors=True)  # an earlier bench\'s run of this name
+            shutil.rmtree(run_dir, ignore_errors=True)  # an earlier bench's run of this name
             module = ["dashrl", "train"] if name == "dashrl" else ["dashrl.peers.trl_task"]
             side = flags if name == "dashrl" else (trl_flags or flags)
             metrics = run_dir / ("metrics.jsonl" if name == "dashrl" else "trl_metrics.jsonl")
-            reached = lambda m=metrics: ttr_summary(read_rows(m), args.level, args.window)["ttr"] is not None  # noqa: E731
+            reached = functools.partial(reached_level, metrics, args.level, args.window)
             wall = run_arm(module, src, side, run_dir, out / f"{name}-{rep + 1}.log", stop_when=reached)
             rows = read_rows(metrics)
             per[name].append(ttr_summary(rows, args.level, args.window))
@@ -486,7 +490,7 @@ def trl_probe_seconds(flags: list[str], batch: int, out: Path) -> float:
     from dashrl.runtime.hardware import log
 
     run_dir = out / "probe" / f"trl-batch-{batch}"
-    shutil.rmtree(run_dir, ignore_errors=True)  # an earlier bench\'s run of this name
+    shutil.rmtree(run_dir, ignore_errors=True)  # an earlier bench's run of this name
     probe = [*flags, "--train.micro_batch_size", str(batch), "--train.steps", str(PROBE_STEPS)]
     run_arm(["dashrl.peers.trl_task"], src_of(None), probe, run_dir, out / f"probe-trl-{batch}.log")
     times = training_clock(read_rows(run_dir / "trl_metrics.jsonl"))
