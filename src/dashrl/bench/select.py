@@ -148,68 +148,100 @@ def select_table(results: dict[str, list[dict[str, float]]], level: float) -> st
     return "\n".join(lines)
 
 
+def select_arms(spec: str | None) -> list[str]:
+    """The arms `--variants` names, in the bench's order (all four when none); an unknown one is a
+    ValueError naming it.
+
+    >>> select_arms("dapo_greso, dash"), len(select_arms(None))
+    (['dash', 'dapo_greso'], 4)
+    """
+    names = [a.strip() for a in (spec or "").split(",") if a.strip()] or list(SELECT_ARMS)
+    unknown = [a for a in names if a not in SELECT_ARMS]
+    if unknown:
+        raise ValueError(f"--variants: unknown --select arm {unknown[0]!r}; valid: {', '.join(SELECT_ARMS)}")
+    return [a for a in SELECT_ARMS if a in names]
+
+
 def select_run(args: argparse.Namespace) -> int:
-    """Write the pool, then for each seed interleave the arms from the same weights; print the table."""
+    """Write the pool, then for each seed interleave the arms from the same weights; the table and
+    raw rows are rewritten after every seed, so a bench stopped part-way keeps its finished seeds."""
     from dashrl.config import ConfigError, load_config
-    from dashrl.runtime.io import atomic_write_text
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    pool = out / "select_pool.jsonl"
     per_part = 2 if args.quick else 8
-    atomic_write_text(pool, "".join(json.dumps(r) + "\n" for r in pool_records(per_part)))
     steps = args.steps or (4 if args.quick else 12)
     seeds = list(range(max(args.seeds, 1)))
+    pool = out / "select_pool.jsonl"
     shared = workload(pool, args.quick) + ["--train.steps", str(steps)] + list(args.overrides)
     try:
+        arms = select_arms(getattr(args, "variants", None))
+        first = load_config(args.config, [*shared, *SELECT_ARMS["dash"], "--train.seed", "0"])
         cfgs = {(a, s): load_config(args.config, [*shared, *SELECT_ARMS[a], "--train.seed", str(s)])
-                for s in seeds for a in SELECT_ARMS}  # fmt: skip
-    except ConfigError as e:
+                for s in seeds for a in arms}  # fmt: skip
+    except (ConfigError, ValueError) as e:
         print(f"dashrl bench: {e}", file=sys.stderr)
         return 2
-    rows = _run_seeds(cfgs, seeds, steps)
-    if rows is None:
-        return 130
-    level = args.level
-    results = {a: [summarize_arm(rows[(a, s)], level) for s in seeds if rows.get((a, s))] for a in SELECT_ARMS}
-    first = cfgs[("dash", 0)]
+    from dashrl.runtime.io import atomic_write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(pool, "".join(json.dumps(r) + "\n" for r in pool_records(per_part)))
     epochs = steps * first.algo.prompts_per_step / (3 * per_part)
     header = (f"Pool: {3 * per_part} prompts ({per_part} each trivial, learnable, impossible), {first.model.name}, "
               f"M={first.algo.prompts_per_step}, G={first.algo.group_size}, max_new_tokens="
               f"{first.sampler.max_new_tokens}, {steps} steps ({epochs:.1f} epochs at M prompts a step), arms "
-              f"interleaved, {len(seeds)} seed(s); median (range) over seeds.")  # fmt: skip
-    md = header + "\n\n" + select_table(results, level)
-    atomic_write_text(out / "bench_select.md", md + "\n")
-    raw = {"header": header, "results": results, "rows": {f"{a}/seed{s}": r for (a, s), r in rows.items()}}
-    atomic_write_text(out / "bench_select.json", json.dumps(raw, indent=1, default=float))
-    print(md)
+              f"interleaved")  # fmt: skip
+    write = functools.partial(_write_select, out, header, args.level, arms)
+    rows = _run_seeds(first, cfgs, arms, seeds, steps, after_seed=write)
+    if rows is None:
+        return 130
+    print(write(rows))
     log(f"wrote {out / 'bench_select.md'}, {out / 'bench_select.json'}")
     return 0
 
 
-def _run_seeds(cfgs: dict[tuple[str, int], Any], seeds: list[int], steps: int) -> dict | None:
-    """Every arm's rows, per seed: the arms of a seed interleaved from the same initial weights."""
+def _write_select(out: Path, header: str, level: float, arms: list[str], rows: dict) -> str:
+    """Write the table and raw rows for the seeds finished so far; return the table."""
+    from dashrl.runtime.io import atomic_write_text
+
+    results = {a: [summarize_arm(rows[k], level) for k in sorted(rows) if k[0] == a and rows[k]] for a in arms}
+    n = len({s for _, s in rows})
+    head = f"{header}, {n} seed(s); median (range) over seeds."
+    md = head + "\n\n" + select_table({a: r for a, r in results.items() if r}, level)
+    atomic_write_text(out / "bench_select.md", md + "\n")
+    raw = {"header": head, "results": results, "rows": {f"{a}/seed{s}": r for (a, s), r in rows.items()}}
+    atomic_write_text(out / "bench_select.json", json.dumps(raw, indent=1, default=float))
+    return md
+
+
+def _run_seeds(
+    first: Any, cfgs: dict[tuple[str, int], Any], arms: list[str], seeds: list[int], steps: int,
+    after_seed: Callable[[dict], Any],
+) -> dict | None:  # fmt: skip
+    """Every arm's rows, per seed: the arms of a seed interleaved from the same initial weights
+    (the warm-up is one untimed step of `first`, the dash arm's config, whichever arms run)."""
     from dashrl.models import load_model
     from dashrl.train.loop import with_selector, local_backend, seed_everything
     from dashrl.train.metrics import silence_transformers_bars
     from dashrl.train.schedules import schedule_fn
 
     silence_transformers_bars()
-    first = cfgs[("dash", seeds[0])]
     base_model, tok = load_model(first.model.name, attn=first.model.attn, chat_template=first.model.chat_template)
     log("warm-up: one untimed dash step on a throwaway copy of the weights")
     warm_up(first, base_model, tok)
     out: dict[tuple[str, int], list] = {}
     for s in seeds:
         steppers = {}
-        for a in SELECT_ARMS:
+        for a in arms:
             cfg = cfgs[(a, s)]
             seed_everything(cfg.train.seed)
             source, learner = local_backend(cfg, copy.deepcopy(base_model), tok, steps)
             step_fn, _ = with_selector(cfg, schedule_fn(cfg), source.task)
             steppers[a] = _measured(functools.partial(step_fn, source, learner), cfg.algo.filter_threshold)
         rows, _, done = interleave(steppers, steps)
-        out.update({(a, s): rows[a] for a in SELECT_ARMS})
+        if done == 0 and s == seeds[0]:
+            return None
+        out.update({(a, s): rows[a] for a in arms})
+        after_seed(out)
         if done < steps:
-            return None if done == 0 and s == seeds[0] else out
+            return out
     return out

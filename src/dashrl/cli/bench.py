@@ -6,7 +6,7 @@ This module parses the flags and picks the mode; the work is `dashrl.bench`'s:
     dashrl bench --sampling [--backends ...] [--batches 8,64]          # sampler backends (bench.sampling)
     dashrl bench --backprop [--levers ...]                              # backprop levers (bench.backprop)
     dashrl bench --algos                                                # sample selection (bench.algos)
-    dashrl bench --select [--seeds 2]                                   # filtering before sampling (bench.select)
+    dashrl bench --select [--seeds 2] [--variants A,B]                  # filtering before sampling (bench.select)
     dashrl bench --workload quickstart [--before PATH]                  # whole runs' step split (bench.runs)
     dashrl bench --ttr [--level 0.5] [--trl-batches 8,16,32,64]         # time to reward against TRL (bench.runs)
 
@@ -65,7 +65,10 @@ def _variant_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small arithmetic workload for a smoke check (a few minutes)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps per variant (default 3, quick 2)")
     p.add_argument(
-        "--variants", default=None, help=f"comma-separated, from {sorted(VARIANTS)} (default: all; trl when installed)"
+        "--variants",
+        default=None,
+        help=f"comma-separated, from {sorted(VARIANTS)} (default: all; trl when installed); with --select, from "
+        "dash, dapo_dynamic, dapo_greso, dash_greso (default: all four)",
     )
     p.add_argument(
         "--trl-gbs", type=int, default=None, help="TRL generation_batch_size (default: the fastest in a measured probe)"
