@@ -113,17 +113,62 @@ def test_bench_select_compares_the_four_arms_on_the_mixed_pool(tmp_path, model_d
     assert skipped > 0  # the pool's trivial and impossible thirds give GRESO runs to skip
 
 
+def test_bench_select_runs_the_named_arms_and_keeps_the_seeds_finished_before_a_stop(tmp_path, model_dir, monkeypatch):
+    """`--variants` picks the arms; after every seed the table and raw rows are rewritten; a Ctrl-C in
+    the third seed leaves it out, and the table gives the two finished seeds' median and range."""
+    from markdown_table import read_table
+
+    from dashrl.bench import select
+
+    built = []
+
+    def measured(step_fn, threshold):
+        step = original(step_fn, threshold)
+        seed = len(built) // 2
+        built.append(seed)
+
+        def stop_in_third_seed(i):
+            if seed == 2 and i == 1:
+                raise KeyboardInterrupt
+            return step(i)
+
+        return stop_in_third_seed
+
+    original = select._measured
+    monkeypatch.setattr(select, "_measured", measured)
+    rc = main(["bench", "--select", "--quick", "--steps", "2", "--seeds", "3", "--variants", "dash_greso,dash",
+               "--out", str(tmp_path / "s"), "--model.name", model_dir, "--model.dtype", "fp32",
+               "--sampler.max_new_tokens", "6", "--algo.group_size", "2"])  # fmt: skip
+    assert rc == 0 and built == [0, 0, 1, 1, 2, 2]
+    data = json.loads((tmp_path / "s" / "bench_select.json").read_text())
+    assert sorted(data["rows"]) == ["dash/seed0", "dash/seed1", "dash_greso/seed0", "dash_greso/seed1"]
+    assert "2 seed(s)" in data["header"]
+    table = read_table((tmp_path / "s" / "bench_select.md").read_text())
+    assert list(table) == ["dash", "dash_greso"]
+    per_seed = sorted(r["tokens_per_group"] for r in data["results"]["dash"])
+    want = f"{(per_seed[0] + per_seed[1]) / 2:.0f} ({per_seed[0]:.0f}-{per_seed[1]:.0f})"
+    assert table["dash"]["sampled tokens / trained group"] == want
+
+
 @pytest.mark.slow
 def test_ttr_trl_probe_times_real_trl_runs_on_the_tiny_model(tmp_path, model_dir):
-    """Two per-device batch sizes, each a real 3-step TRL run in a process of its own (about half a minute)."""
-    from dashrl.bench import runs
+    """Two per-device batch sizes, then TRL's two generation options at the faster, each a real 3-step
+    TRL run in a process of its own (about a minute): every one runs on the CPU and is timed."""
+    from dashrl.bench import runs, trlprobe
 
     flags = [*SMALL, "--model.name", model_dir, "--task.name", "arithmetic", "--reward.funcs", "integer",
              "--sampler.max_new_tokens", "4", "--train.steps", "9"]  # fmt: skip
-    candidates = runs.trl_batch_candidates(4, "2,4,8")  # 2 prompts x 2 samples per step
-    chosen, timed = runs.probe_trl_batch(candidates, lambda b: runs.trl_probe_seconds(flags, b, tmp_path))
-    assert candidates == [2, 4] and set(timed) == {2, 4} and chosen in (2, 4)
-    assert all(s > 0 for s in timed.values())
-    for b in (2, 4):
-        rows = runs.read_rows(tmp_path / "probe" / f"trl-batch-{b}" / "trl_metrics.jsonl")
-        assert len(rows) == runs.PROBE_STEPS
+    candidates = trlprobe.trl_batch_candidates(4, "2,4,8")  # 2 prompts x 2 samples per step
+    options = trlprobe.trl_option_names("continuous_batching,static_cache")
+    chosen, timed = trlprobe.probe_trl(candidates, options, lambda s: trlprobe.trl_probe_seconds(flags, s, tmp_path))
+    best = min((2, 4), key=lambda b: timed[str(b)])
+    assert candidates == [2, 4] and list(timed) == ["2", "4", f"{best} + continuous_batching", f"{best} + static_cache"]
+    assert all(s > 0 for s in timed.values()) and timed[chosen.label] == min(timed.values())
+    for name in (
+        "trl-batch-2",
+        "trl-batch-4",
+        f"trl-batch-{best}-continuous_batching",
+        f"trl-batch-{best}-static_cache",
+    ):
+        rows = runs.read_rows(tmp_path / "probe" / name / "trl_metrics.jsonl")
+        assert len(rows) == trlprobe.PROBE_STEPS

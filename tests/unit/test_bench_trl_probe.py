@@ -12,22 +12,40 @@ from pathlib import Path
 import pytest
 from markdown_table import read_table, shows
 
-from dashrl.bench import runs
+from dashrl.bench import runs, trlprobe
+from dashrl.bench.trlprobe import TRLSetting
 
 S_PER_STEP = {8: 4.0, 16: 2.5, 32: 2.0, 64: 3.0}  # a fake machine on which TRL is fastest at 32
+OPTION_S_PER_STEP = {"use_transformers_continuous_batching=true": 2.2}  # static_cache fails on it
 
 
 def test_the_fastest_candidate_is_chosen_ties_to_the_smaller():
     calls = []
 
-    def timing(b):
-        calls.append(b)
-        return {8: 3.0, 16: 1.5, 32: 1.5, 64: 2.0}[b]
+    def timing(s):
+        calls.append(s.label)
+        return {8: 3.0, 16: 1.5, 32: 1.5, 64: 2.0}[s.batch]
 
-    assert runs.probe_trl_batch([8, 16, 32, 64], timing) == (16, {8: 3.0, 16: 1.5, 32: 1.5, 64: 2.0})
-    assert calls == [8, 16, 32, 64]  # every candidate timed once
-    assert runs.probe_trl_batch([32], timing) == (32, {})  # nothing to choose: not timed
-    assert calls == [8, 16, 32, 64]
+    assert trlprobe.probe_trl([8, 16, 32, 64], [], timing) == (
+        TRLSetting(16),
+        {"8": 3.0, "16": 1.5, "32": 1.5, "64": 2.0},
+    )
+    assert calls == ["8", "16", "32", "64"]  # every candidate timed once
+    assert trlprobe.probe_trl([32], [], timing) == (TRLSetting(32), {})  # nothing to choose: not timed
+    assert calls == ["8", "16", "32", "64"]
+
+
+def test_options_are_timed_at_the_fastest_batch_and_a_failed_one_is_never_chosen():
+    times = {"8": 3.0, "16": 2.0, "16 + continuous_batching": 1.0, "16 + static_cache": float("nan")}
+    chosen, timed = trlprobe.probe_trl([8, 16], ["static_cache", "continuous_batching"], lambda s: times[s.label])
+    assert chosen == TRLSetting(16, "continuous_batching")
+    assert list(timed) == ["8", "16", "16 + static_cache", "16 + continuous_batching"]
+    chosen, _ = trlprobe.probe_trl([8], ["static_cache"], lambda s: {"8": 3.0}.get(s.label, float("nan")))
+    assert chosen == TRLSetting(8)  # one batch and an option: both timed, the option failed
+    with pytest.raises(ValueError, match="every probed TRL configuration failed"):
+        trlprobe.probe_trl([8, 16], [], lambda s: float("nan"))
+    with pytest.raises(ValueError, match="unknown option 'paged'; valid: continuous_batching, static_cache, none"):
+        trlprobe.trl_option_names("paged")
 
 
 def test_candidates_keep_a_steps_samples_per_optimizer_step():
@@ -52,6 +70,11 @@ def test_ttr_runs_trl_with_the_fastest_probed_batch(tmp_path, monkeypatch, capsy
         steps = int(_flag(flags, "--train.steps"))
         if module == ["dashrl.peers.trl_task"]:
             dt = S_PER_STEP[int(_flag(flags, "--train.micro_batch_size"))]
+            if "--trl-option" in flags:
+                option = _flag(flags, "--trl-option")
+                if option.startswith("cache_implementation"):
+                    raise runs.ArmFailed("dashrl.peers.trl_task for trl-batch-32-static_cache exited with 1")
+                dt = OPTION_S_PER_STEP[option]
             first = 10.0  # TRL's first step: its first calls, left out of the probe's seconds
             rows = [{"time/elapsed_s": first + dt * i, "reward/mean": 0.2 * (i + 1)} for i in range(steps)]
             name = "trl_metrics.jsonl"
@@ -64,28 +87,38 @@ def test_ttr_runs_trl_with_the_fastest_probed_batch(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(runs, "run_arm", fake_run_arm)
     monkeypatch.setattr("dashrl.peers.trl_grpo.trl_available", lambda: True)
     args = argparse.Namespace(steps=5, overrides=[], out=str(tmp_path), repeats=1, level=0.6, window=2,
-                              trl_batches="8,16,32,64")  # fmt: skip
+                              trl_batches="8,16,32,64", trl_options="continuous_batching,static_cache")  # fmt: skip
     assert runs.ttr_run(args) == 0
 
     probes = [(name, flags) for module, name, flags in seen if name.startswith("trl-batch-")]
-    assert [name for name, _ in probes] == ["trl-batch-8", "trl-batch-16", "trl-batch-32", "trl-batch-64"]
-    assert all(_flag(f, "--train.steps") == str(runs.PROBE_STEPS) for _, f in probes)
+    assert [name for name, _ in probes] == [
+        *(f"trl-batch-{b}" for b in (8, 16, 32, 64)),
+        "trl-batch-32-continuous_batching",
+        "trl-batch-32-static_cache",
+    ]
+    assert all(_flag(f, "--train.steps") == str(trlprobe.PROBE_STEPS) for _, f in probes)
+    assert _flag(probes[4][1], "--train.micro_batch_size") == "32"  # the options at the fastest batch
     (trl,) = [flags for module, name, flags in seen if name == "trl-1"]
     (dash,) = [flags for module, name, flags in seen if name == "dashrl-1"]
-    assert _flag(trl, "--train.micro_batch_size") == "32"  # the fastest probed
+    assert _flag(trl, "--train.micro_batch_size") == "32" and "--trl-option" not in trl  # the fastest probed
     assert _flag(dash, "--train.micro_batch_size") == "8"  # dashrl's own settings, untouched
     assert _flag(trl, "--train.steps") == _flag(dash, "--train.steps") == "5"
 
     md = (Path(tmp_path) / "ttr.md").read_text()
     assert "TRL per-device batch 32 x 2 accumulation steps (the fastest probed)" in md
-    probe = read_table(md.split("TRL's per-device batch, probed:")[1])
-    assert list(probe) == ["8", "16", "32", "64"]
-    for b, cells in probe.items():
+    probe = read_table(md.split("TRL's configurations, probed:")[1])
+    assert list(probe) == ["8", "16", "32", "64", "32 + continuous_batching", "32 + static_cache"]
+    for b, cells in list(probe.items())[:4]:
         assert shows(cells["s / step"], S_PER_STEP[int(b)])  # steps 2..3: the first step left out
         assert cells["accumulation steps"] == str(64 // int(b))
+    assert shows(probe["32 + continuous_batching"]["s / step"], 2.2)
+    assert probe["32 + static_cache"]["s / step"] == "failed"
     assert [b for b, c in probe.items() if c[""] == "chosen"] == ["32"]
     saved = json.loads((Path(tmp_path) / "ttr.json").read_text())
-    assert saved["trl_batch"] == 32 and saved["trl_probe_s_per_step"] == {str(b): s for b, s in S_PER_STEP.items()}
+    assert saved["trl_batch"] == 32 and saved["trl_option"] == ""
+    assert {k: v for k, v in saved["trl_probe_s_per_step"].items() if "+" not in k} == {
+        str(b): s for b, s in S_PER_STEP.items()
+    }
     assert "| 32 | 2 | 2.00 | chosen |" in capsys.readouterr().out  # printed before the runs, too
 
 
@@ -117,7 +150,7 @@ def test_a_run_that_dies_is_one_message_naming_it_and_its_log(tmp_path, monkeypa
         raise runs.ArmFailed("dashrl.peers.trl_task for trl-1 exited with -9 (killed: SIGKILL, out of memory?)")
 
     monkeypatch.setattr(runs, "run_arm", dead)
-    monkeypatch.setattr(runs, "probe_trl_batch", lambda c, f: (8, {}))
+    monkeypatch.setattr(runs, "probe_trl", lambda b, o, f: (TRLSetting(8), {}))
     assert main(["bench", "--ttr", "--steps", "1", "--trl-batches", "8", "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("dashrl bench: dashrl.peers.trl_task for trl-1 exited with -9") and "Traceback" not in err
@@ -141,3 +174,28 @@ def test_a_run_is_stopped_once_its_level_is_reached_and_that_is_no_failure(tmp_p
     rows = runs.read_rows(metrics)
     assert runs.ttr_summary(rows, 0.6, 3)["ttr"] == (8.0, 8)  # rewards 0.5, 0.6, 0.7 at steps 6-8
     assert len(rows) < 10000  # stopped, not run to its end (10000 rows take 500 s)
+
+
+def test_repeats_0_runs_the_probe_alone_and_keeps_its_table(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_run_arm(module, src, flags, run_dir, log_path, stop_when=None):
+        seen.append(run_dir.name)
+        run_dir.mkdir(parents=True)
+        dt = S_PER_STEP[int(_flag(flags, "--train.micro_batch_size"))] + 0.5 * ("--trl-option" in flags)
+        rows = [{"time/elapsed_s": 10.0 + dt * i, "reward/mean": 0.1} for i in range(trlprobe.PROBE_STEPS)]
+        (run_dir / "trl_metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return 0.0
+
+    monkeypatch.setattr(runs, "run_arm", fake_run_arm)
+    monkeypatch.setattr("dashrl.peers.trl_grpo.trl_available", lambda: True)
+    args = argparse.Namespace(steps=5, overrides=[], out=str(tmp_path), repeats=0, level=0.6, window=2,
+                              trl_batches="8", trl_options="static_cache")  # fmt: skip
+    assert runs.ttr_run(args) == 0
+    assert seen == ["trl-batch-8", "trl-batch-8-static_cache"]  # one batch and an option: both timed, nothing else
+    md = (tmp_path / "ttr.md").read_text()
+    assert "(--repeats 0: the probe alone)" in md
+    probe = read_table(md.split("TRL's configurations, probed:")[1])
+    assert shows(probe["8"]["s / step"], 4.0) and shows(probe["8 + static_cache"]["s / step"], 4.5)
+    assert probe["8"][""] == "chosen"
+    assert json.loads((tmp_path / "ttr.json").read_text())["repeats"] == {"dashrl": [], "trl": []}

@@ -17,10 +17,9 @@ the model loaded to the step's end: model loading is left out on both sides, fir
 on both (`training_clock`). Each side's repeats give a median and a range. The default task is
 the quickstart's arithmetic, rewarded by the built-in `integer` function so that TRL runs the very
 same reward; `--task.name FILE --reward.funcs FILE.py:fn,...` runs a TRL user's own task instead
-(docs/custom-tasks.md's example). Before the runs, TRL's per-device train batch is probed
-(`--trl-batches`, default 8, 16, 32, 64, with gradient accumulation keeping a step's samples per
-optimizer step): each candidate trains `PROBE_STEPS` steps in a process of its own, and the one with
-the fewest seconds per step after the first runs TRL's side; the probe's table is printed and kept.
+(docs/custom-tasks.md's example). Before the runs, TRL's configurations are probed
+(`dashrl.bench.trlprobe`: per-device train batches, then generation options at the fastest), and
+the one with the fewest seconds per step runs TRL's side; the probe's table is printed and kept.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import os
 import shutil
 import statistics
@@ -37,6 +37,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from dashrl.bench.trlprobe import (
+    TRLSetting,
+    probe_table,
+    probe_trl,
+    trl_batch_candidates,
+    trl_option_names,
+    trl_probe_seconds,
+)
+
 # The quickstart (configs/quickstart.toml) with every field it depends on written out, so that
 # another checkout whose defaults differ runs the same workload.
 QUICKSTART = ["--model.name", "smollm2-135m", "--model.dtype", "auto", "--task.name", "arithmetic",
@@ -45,7 +54,6 @@ QUICKSTART = ["--model.name", "smollm2-135m", "--model.dtype", "auto", "--task.n
               "--algo.schedule", "dash", "--algo.prompts_per_step", "8", "--algo.group_size", "8", "--algo.beta", "0",
               "--train.lr", "2e-5", "--train.micro_batch_size", "8"]  # fmt: skip
 TTR_REWARD = ["--reward.funcs", "integer"]  # the arithmetic task's own check, as a function TRL calls too
-PROBE_STEPS = 3  # steps per probed TRL batch size: the first (TRL's first calls) and two to time
 PARTS = ("sampling", "scoring", "backprop", "optimizer", "step")
 
 
@@ -355,6 +363,7 @@ def ttr_run(args: argparse.Namespace) -> int:
         if not trl_available():
             raise ValueError("--ttr needs TRL: pip install 'dashrl[bench]'")
         batches = trl_batch_candidates(cfg.algo.samples_per_step, args.trl_batches)
+        options = trl_option_names(getattr(args, "trl_options", "none"))
         from dashrl.peers.trl_task import shared_tool_template
 
         template = shared_tool_template(cfg)  # with an environment: a tool-calling template both sides use
@@ -365,28 +374,32 @@ def ttr_run(args: argparse.Namespace) -> int:
     flags += ["--model.chat_template", template] if template else []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    chosen, probe = probe_trl_batch(batches, lambda b: trl_probe_seconds(flags, b, out))
+    chosen, probe = probe_trl(batches, options, lambda s: trl_probe_seconds(flags, s, out))
     if probe:
         print(f"{probe_table(probe, cfg.algo.samples_per_step, chosen)}\n")
     header = ttr_header(cfg, args, steps, template, chosen, bool(probe))
-    probed = f"\nTRL's per-device batch, probed:\n\n{probe_table(probe, cfg.algo.samples_per_step, chosen)}\n"
+    probed = f"\nTRL's configurations, probed:\n\n{probe_table(probe, cfg.algo.samples_per_step, chosen)}\n"
 
     def write(per: dict[str, list[dict[str, Any]]]) -> str:  # after every run, so a killed bench keeps its repeats
         done = sum(len(v) for v in per.values())
         note = "" if done == 2 * args.repeats else f" So far {done} of {2 * args.repeats} runs."
-        text = f"{header}{note}\n\n{ttr_table(per, args.level, args.window)}\n" + (probed if probe else "")
+        table = ttr_table(per, args.level, args.window) if args.repeats else "(--repeats 0: the probe alone)"
+        text = f"{header}{note}\n\n{table}\n" + (probed if probe else "")
         atomic_write_text(out / "ttr.md", text)
-        payload = {"workload": header + note, "flags": flags, "trl_batch": chosen, "trl_probe_s_per_step": probe,
+        payload = {"workload": header + note, "flags": flags, "trl_batch": chosen.batch, "trl_option": chosen.option,
+                   "trl_probe_s_per_step": {k: None if math.isnan(v) else v for k, v in probe.items()},  # failed: null
                    "repeats": per}  # fmt: skip
         atomic_write_text(out / "ttr.json", json.dumps(payload, indent=1))
         return text
 
-    per = ttr_repeats(args, flags, out, trl_flags=[*flags, "--train.micro_batch_size", str(chosen)], after_run=write)
+    per = ttr_repeats(args, flags, out, trl_flags=[*flags, *chosen.flags()], after_run=write)
     print(write(per))
     return 0
 
 
-def ttr_header(cfg: Any, args: argparse.Namespace, steps: int, template: str | None, chosen: int, probed: bool) -> str:
+def ttr_header(
+    cfg: Any, args: argparse.Namespace, steps: int, template: str | None, chosen: TRLSetting, probed: bool
+) -> str:
     """The time-to-reward table's conditions, as one paragraph."""
     env = (f", environment {cfg.env.factory_spec} (at most {cfg.env.max_turns} model turns, {cfg.env.max_tokens} "
            f"tokens after the prompt; chat template {cfg.model.chat_template or template or 'its own'})"
@@ -397,8 +410,8 @@ def ttr_header(cfg: Any, args: argparse.Namespace, steps: int, template: str | N
               f"level {args.level:g} of the training reward's rolling mean over {args.window} steps; training seconds "
               f"from the model loaded (dashrl's warm-up counted, as TRL's first calls are); {args.repeats} "
               f"repeat(s) per side, the order swapped every repeat, each run a process of its own, ended at the "
-              f"level; TRL per-device batch {chosen} x "
-              f"{cfg.algo.samples_per_step // chosen} accumulation steps"
+              f"level; TRL per-device batch {chosen.batch} x {cfg.algo.samples_per_step // chosen.batch} "
+              f"accumulation steps{f', generation with {chosen.option}' if chosen.option else ''}"
               f"{' (the fastest probed)' if probed else ''}.")  # fmt: skip
 
 
@@ -410,7 +423,7 @@ def ttr_repeats(
     after_run: Callable[[dict[str, list[dict[str, Any]]]], Any] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """`--repeats` runs of dashrl and of TRL, in turn (the order swapped every repeat), each a process
-    of its own with the same `flags` (TRL's: `trl_flags`, the same with its probed batch size): each
+    of its own with the same `flags` (TRL's: `trl_flags`, the same with its probed configuration): each
     run's time-to-reward summary, per side. `after_run` gets the summaries so far after every run."""
     from dashrl.runtime.hardware import log
 
@@ -435,65 +448,3 @@ def ttr_repeats(
             if after_run:
                 after_run(per)
     return per
-
-
-# -- TRL's per-device batch, probed ---------------------------------------------------------------
-def trl_batch_candidates(samples_per_step: int, spec: str) -> list[int]:
-    """The per-device batch sizes of `spec` (comma-separated) that divide a step's samples, so that
-    gradient accumulation keeps every optimizer step at `samples_per_step` samples.
-
-    >>> trl_batch_candidates(64, "8,16,32,64"), trl_batch_candidates(48, "8,16,32,64")
-    ([8, 16, 32, 64], [8, 16])
-    """
-    try:
-        sizes = [int(b) for b in spec.split(",") if b.strip()]
-    except ValueError:
-        raise ValueError(f"--trl-batches: expected comma-separated integers, got {spec!r}") from None
-    fits = [b for b in sizes if b > 0 and samples_per_step % b == 0]
-    if not fits:
-        raise ValueError(f"--trl-batches {spec}: none divides a step's {samples_per_step} samples")
-    return fits
-
-
-def probe_trl_batch(
-    candidates: Sequence[int], seconds_per_step: Callable[[int], float]
-) -> tuple[int, dict[int, float]]:
-    """The candidate with the fewest `seconds_per_step` (of equal ones the smaller batch) and every
-    candidate's seconds; a single candidate is taken without timing it.
-
-    >>> probe_trl_batch([8, 16, 32], {8: 3.0, 16: 2.0, 32: 2.0}.__getitem__)
-    (16, {8: 3.0, 16: 2.0, 32: 2.0})
-    >>> probe_trl_batch([8], lambda b: 1 / 0)
-    (8, {})
-    """
-    if len(candidates) == 1:
-        return candidates[0], {}
-    timed = {b: seconds_per_step(b) for b in candidates}
-    return min(timed, key=lambda b: (timed[b], b)), timed
-
-
-def probe_table(timed: dict[int, float], samples_per_step: int, chosen: int) -> str:
-    """The probe's markdown table: per-device batch, accumulation steps, seconds per step, the choice.
-
-    >>> print(probe_table({8: 3.0, 16: 2.0}, 64, 16).splitlines()[-1])
-    | 16 | 4 | 2.00 | chosen |
-    """
-    lines = ["| TRL per-device batch | accumulation steps | s / step | |", "|---|---|---|---|"]
-    for b, s in timed.items():
-        lines.append(f"| {b} | {samples_per_step // b} | {s:.2f} | {'chosen' if b == chosen else ''} |")
-    return "\n".join(lines)
-
-
-def trl_probe_seconds(flags: list[str], batch: int, out: Path) -> float:
-    """Seconds per step of TRL with per-device batch `batch`: `PROBE_STEPS` steps in a process of its
-    own, timed from the end of its first step (TRL's first calls left out) to the end of the last."""
-    from dashrl.runtime.hardware import log
-
-    run_dir = out / "probe" / f"trl-batch-{batch}"
-    shutil.rmtree(run_dir, ignore_errors=True)  # an earlier bench's run of this name
-    probe = [*flags, "--train.micro_batch_size", str(batch), "--train.steps", str(PROBE_STEPS)]
-    run_arm(["dashrl.peers.trl_task"], src_of(None), probe, run_dir, out / f"probe-trl-{batch}.log")
-    times = training_clock(read_rows(run_dir / "trl_metrics.jsonl"))
-    seconds = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else times[-1]
-    log(f"TRL per-device batch {batch}: {seconds:.2f} s/step")
-    return seconds

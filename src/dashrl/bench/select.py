@@ -133,8 +133,9 @@ def select_table(results: dict[str, list[dict[str, float]]], level: float) -> st
         med = format(statistics.median(finite), fmt)
         return med if len(values) == 1 else f"{med} ({format(min(finite), fmt)}-{format(max(finite), fmt)})"
 
-    base = statistics.median(r["tokens_per_group"] for r in results.get("dapo_dynamic", next(iter(results.values()))))
-    head = (f"| arm | sampled tokens / trained group | vs dapo_dynamic | s/step | learnable reward, first third "
+    base_arm = "dapo_dynamic" if "dapo_dynamic" in results else next(iter(results))
+    base = statistics.median(r["tokens_per_group"] for r in results[base_arm])
+    head = (f"| arm | sampled tokens / trained group | vs {base_arm} | s/step | learnable reward, first third "
             f"| last third | s to learnable reward {level:.2f} | prompts skipped |")  # fmt: skip
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for arm, seeds in results.items():
@@ -240,6 +241,9 @@ def _run_seeds(
         rows, _, done = interleave(steppers, steps)
         if done == 0 and s == seeds[0]:
             return None
+        if done < steps and s != seeds[0]:  # a seed cut short is no repeat of the others
+            log(f"seed {s} stopped after {done} of {steps} steps: left out; the table keeps the seeds before it")
+            return out
         out.update({(a, s): rows[a] for a in arms})
         after_seed(out)
         if done < steps:

@@ -55,8 +55,14 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         "--trl-batches",
         default="8,16,32,64",
         help="--ttr: TRL per-device train batch sizes to probe (accumulation keeping a step's samples per optimizer "
-        "step), each timed over a few steps in a process of its own; the fastest runs the time to reward (one value: "
-        "no probe; default 8,16,32,64)",
+        "step), each timed over a few steps in a process of its own; the fastest runs the time to reward (one value "
+        "and --trl-options none: no probe; default 8,16,32,64)",
+    )
+    p.add_argument(
+        "--trl-options",
+        default="continuous_batching,static_cache",
+        help="--ttr: TRL generation options to probe at the fastest per-device batch, from continuous_batching "
+        "(transformers' continuous batching engine), static_cache; 'none' for none (default: both)",
     )
 
 
@@ -100,7 +106,8 @@ def _sampling_arguments(p: argparse.ArgumentParser) -> None:
         "--repeats",
         type=int,
         default=2,
-        help="--sampling / --backprop: timed calls per backend and batch size, or per lever",
+        help="--sampling / --backprop: timed calls per backend and batch size, or per lever; --ttr / --workload "
+        "quickstart: runs per side (--ttr --repeats 0: TRL's probe alone)",
     )
     p.add_argument(
         "--backends",
@@ -156,8 +163,9 @@ def run(args: argparse.Namespace) -> int:
         if args.ttr or (getattr(args, "workload", None) == "quickstart" and not args.backprop):
             from dashrl.bench.runs import quickstart_run, ttr_run
 
-            if args.repeats < 1 or (args.ttr and args.window < 1):
-                print("dashrl bench: --repeats and --window: expected at least 1", file=sys.stderr)
+            if args.repeats < (0 if args.ttr else 1) or (args.ttr and args.window < 1):
+                print("dashrl bench: --repeats and --window: expected at least 1 (--ttr --repeats 0: the probe alone)",
+                      file=sys.stderr)  # fmt: skip
                 return 2
             return ttr_run(args) if args.ttr else quickstart_run(args)
         if args.backprop:

@@ -50,8 +50,9 @@ def ordered_records(task: Any, steps: int, per_step: int, tokenizer: Any, env: b
     return rows
 
 
-def run_trl(cfg: Any, model: Any = None, tokenizer: Any = None) -> Path:
-    """Train `cfg`'s task with TRL's GRPOTrainer; returns the path of `trl_metrics.jsonl`.
+def run_trl(cfg: Any, model: Any = None, tokenizer: Any = None, trl_extra: dict[str, Any] | None = None) -> Path:
+    """Train `cfg`'s task with TRL's GRPOTrainer (`trl_extra`: more `GRPOConfig` fields); returns the
+    path of `trl_metrics.jsonl`.
 
     >>> run_trl(load_config(None, ["--task.name", "sums.parquet",
     ...                            "--reward.funcs", "my_rewards.py:correct_reward"]))  # doctest: +SKIP
@@ -91,6 +92,7 @@ def run_trl(cfg: Any, model: Any = None, tokenizer: Any = None) -> Path:
         str(run_dir / "trl"),
         reward_weights=[f.weight for f in task.funcs],
         **(env_args(cfg.env) if env else {}),
+        **(trl_extra or {}),
     )
     out = run_dir / "trl_metrics.jsonl"
     trainer = GRPOTrainer(
@@ -178,12 +180,36 @@ def metrics_logger(out: Path) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     from dashrl.config import load_config
 
-    args = list(sys.argv[1:] if argv is None else argv)
+    args, extra = trl_options(list(sys.argv[1:] if argv is None else argv))
     path = None
     if args[:1] == ["--config"]:
         path, args = args[1], args[2:]
-    print(run_trl(load_config(path, args)))
+    print(run_trl(load_config(path, args), trl_extra=extra))
     return 0
+
+
+def trl_options(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """Take the `--trl-option KEY=VALUE` pairs (TRL `GRPOConfig` fields, VALUE read as JSON, else as
+    a string) out of `argv`: the rest, and the fields.
+
+    >>> trl_options(["--train.steps", "3", "--trl-option", "use_transformers_continuous_batching=true",
+    ...              "--trl-option", "cache_implementation=static"])
+    (['--train.steps', '3'], {'use_transformers_continuous_batching': True, 'cache_implementation': 'static'})
+    """
+    rest, extra = [], {}
+    it = iter(argv)
+    for arg in it:
+        if arg != "--trl-option":
+            rest.append(arg)
+            continue
+        key, eq, value = next(it, "").partition("=")
+        if not key or not eq:
+            raise SystemExit(f"dashrl.peers.trl_task: --trl-option expects KEY=VALUE, got {value or key!r}")
+        try:
+            extra[key] = json.loads(value)
+        except json.JSONDecodeError:
+            extra[key] = value
+    return rest, extra
 
 
 if __name__ == "__main__":  # pragma: no cover
