@@ -75,3 +75,21 @@ def test_every_time_to_reward_figure_is_in_the_committed_raw_file():
     assert shows(ratio[TIME].strip("*"), medians["trl"][0] / medians["dashrl"][0])
     assert shows(ratio[PER_STEP], medians["trl"][1] / medians["dashrl"][1])
     assert raw["trl_batch"] == 8 and min(raw["trl_probe_s_per_step"].values()) == raw["trl_probe_s_per_step"]["8"]
+
+
+def test_every_performance_table_says_its_repeats_and_its_raw_file():
+    """docs/performance.md: each measured table is followed by a line giving its repeats and its raw
+    file (a committed path, or 'none kept'), so a reader knows which figures a file backs."""
+    import re
+
+    lines = (ROOT / "docs" / "performance.md").read_text().split("\n")
+    tables = [i for i, line in enumerate(lines) if line.startswith("|") and not lines[i - 1].startswith("|")]
+    assert len(tables) >= 8
+    for start in tables:
+        end = next(j for j in range(start, len(lines)) if not lines[j].startswith("|"))
+        note = lines[end + 1]
+        assert note.startswith("*Repeats:*") and "*Raw file:*" in note, f"table at line {start + 1}: {note!r}"
+        raw = note.split("*Raw file:*")[1]
+        paths = re.findall(r"`(docs/[^`]+)`", raw)
+        assert paths or raw.strip().startswith("none kept"), f"table at line {start + 1}: {raw!r}"
+        assert all((ROOT / p).is_file() for p in paths), paths
