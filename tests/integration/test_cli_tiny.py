@@ -160,7 +160,7 @@ def test_ttr_trl_probe_times_real_trl_runs_on_the_tiny_model(tmp_path, model_dir
              "--sampler.max_new_tokens", "4", "--train.steps", "9"]  # fmt: skip
     candidates = trlprobe.trl_batch_candidates(4, "2,4,8")  # 2 prompts x 2 samples per step
     options = trlprobe.trl_option_names("continuous_batching,static_cache")
-    chosen, timed = trlprobe.probe_trl(candidates, options, lambda s: trlprobe.trl_probe_seconds(flags, s, tmp_path))
+    chosen, timed = trlprobe.probe_trl(candidates, options, lambda s: runs.trl_probe_seconds(flags, s, tmp_path))
     best = min((2, 4), key=lambda b: timed[str(b)])
     assert candidates == [2, 4] and list(timed) == ["2", "4", f"{best} + continuous_batching", f"{best} + static_cache"]
     assert all(s > 0 for s in timed.values()) and timed[chosen.label] == min(timed.values())

@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from dashrl.bench.trlprobe import (
+    PROBE_STEPS,
     TRLSetting,
     probe_table,
     probe_trl,
     trl_batch_candidates,
     trl_option_names,
-    trl_probe_seconds,
 )
 
 # The quickstart (configs/quickstart.toml) with every field it depends on written out, so that
@@ -339,6 +339,27 @@ def ttr_summary(rows: list[dict[str, Any]], level: float, window: int) -> dict[s
             "rolling_first": rolling[0] if rolling else float("nan"),
             "rolling_best": max(rolling) if rolling else float("nan"),
             "curve": list(zip(times, rewards))}  # fmt: skip
+
+
+def trl_probe_seconds(flags: list[str], setting: TRLSetting, out: Path) -> float:
+    """Seconds per step of TRL in `setting`: `PROBE_STEPS` steps in a process of its own, timed from
+    the end of its first step (TRL's first calls left out) to the end of the last; NaN if it failed."""
+    from dashrl.runtime.hardware import log
+
+    name = f"trl-batch-{setting.batch}" + (f"-{setting.option}" if setting.option else "")
+    run_dir = out / "probe" / name
+    shutil.rmtree(run_dir, ignore_errors=True)  # an earlier bench's run of this name
+    probe = [*flags, *setting.flags(), "--train.steps", str(PROBE_STEPS)]
+    log_path = out / f"probe-{name.replace('trl-batch-', 'trl-')}.log"
+    try:
+        run_arm(["dashrl.peers.trl_task"], src_of(None), probe, run_dir, log_path)
+    except ArmFailed as e:
+        log(f"TRL {setting.label}: failed here ({str(e).splitlines()[0]})")
+        return float("nan")
+    times = training_clock(read_rows(run_dir / "trl_metrics.jsonl"))
+    seconds = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else times[-1]
+    log(f"TRL {setting.label}: {seconds:.2f} s/step")
+    return seconds
 
 
 def ttr_run(args: argparse.Namespace) -> int:

@@ -8,7 +8,8 @@ TRL's side of a time-to-reward comparison runs with the fastest configuration th
    `GRPOConfig` fields: transformers' continuous batching engine, a static KV cache).
 
 Each candidate trains `PROBE_STEPS` steps in a process of its own (`dashrl.peers.trl_task`) and is
-timed from the end of its first step to the end of the last, so TRL's first calls are left out.
+timed from the end of its first step to the end of the last, so TRL's first calls are left out
+(`dashrl.bench.runs.trl_probe_seconds`, which this module leaves to its caller).
 A candidate that fails on this machine (an option the device does not support) is kept in the
 table as failed, with its log, and never chosen. A single candidate is taken without timing it.
 """
@@ -17,9 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 PROBE_STEPS = 3  # steps per probed TRL configuration: the first (TRL's first calls) and two to time
@@ -134,25 +133,3 @@ def probe_table(timed: dict[str, float], samples_per_step: int, chosen: TRLSetti
             f"| {label} | {samples_per_step // batch} | {cell} | {'chosen' if label == chosen.label else ''} |"
         )
     return "\n".join(lines)
-
-
-def trl_probe_seconds(flags: list[str], setting: TRLSetting, out: Path) -> float:
-    """Seconds per step of TRL in `setting`: `PROBE_STEPS` steps in a process of its own, timed from
-    the end of its first step (TRL's first calls left out) to the end of the last; NaN if it failed."""
-    from dashrl.bench import runs
-    from dashrl.runtime.hardware import log
-
-    name = f"trl-batch-{setting.batch}" + (f"-{setting.option}" if setting.option else "")
-    run_dir = out / "probe" / name
-    shutil.rmtree(run_dir, ignore_errors=True)  # an earlier bench's run of this name
-    probe = [*flags, *setting.flags(), "--train.steps", str(PROBE_STEPS)]
-    log_path = out / f"probe-{name.replace('trl-batch-', 'trl-')}.log"
-    try:
-        runs.run_arm(["dashrl.peers.trl_task"], runs.src_of(None), probe, run_dir, log_path)
-    except runs.ArmFailed as e:
-        log(f"TRL {setting.label}: failed here ({str(e).splitlines()[0]})")
-        return float("nan")
-    times = runs.training_clock(runs.read_rows(run_dir / "trl_metrics.jsonl"))
-    seconds = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else times[-1]
-    log(f"TRL {setting.label}: {seconds:.2f} s/step")
-    return seconds
