@@ -197,3 +197,20 @@ def test_before_must_be_a_checkout(tmp_path):
     with pytest.raises(ValueError, match="holds no src/dashrl"):
         src_of(str(tmp_path))
     assert (src_of(None) / "dashrl" / "bench" / "runs.py").is_file()
+
+
+def test_select_table_ratio_is_the_median_of_the_seeds_own_ratios():
+    """Three seeds where the ratio of the medians (300 / 300 = 1.00x) and the median of the per-seed
+    ratios (100/200, 300/150, 500/300 -> 0.50, 2.00, 1.67: 1.67x) differ: the table shows the paired one."""
+    from dashrl.bench.select import select_table
+
+    def seed(tokens):
+        return {"tokens_per_group": tokens, "s_per_step": 1.0, "learnable_first": 0.5, "learnable_last": 0.9,
+                "time_to_level": float("nan"), "skipped_share": 0.0}  # fmt: skip
+
+    results = {"dapo_dynamic": [seed(t) for t in (100, 300, 500)], "dapo_greso": [seed(t) for t in (200, 150, 300)]}
+    table = read_table(select_table(results, 0.9))
+    assert table["dapo_greso"]["vs dapo_dynamic"] == "1.67x (0.50x-2.00x)"
+    assert table["dapo_dynamic"]["vs dapo_dynamic"] == "1.00x (1.00x-1.00x)"
+    assert table["dapo_greso"]["sampled tokens / trained group"] == "200 (150-300)"
+    assert table["dapo_greso"]["s to learnable reward 0.90"] == "never"

@@ -124,25 +124,28 @@ def _mean(values: list[float]) -> float:
 
 
 def select_table(results: dict[str, list[dict[str, float]]], level: float) -> str:
-    """Markdown: one row per arm, each figure the median over seeds with its range when there are several."""
+    """Markdown: one row per arm, each figure the median over seeds with its range when there are several.
+    The ratio to the base arm is paired: each seed's arms ran interleaved on the same pool, so it is the
+    median (range) of the seeds' own ratios, not a ratio of medians."""
 
-    def cell(values: list[float], fmt: str) -> str:
+    def cell(values: list[float], fmt: str, unit: str = "") -> str:
         finite = [v for v in values if not math.isnan(v)]
         if not finite:
             return "never"
-        med = format(statistics.median(finite), fmt)
-        return med if len(values) == 1 else f"{med} ({format(min(finite), fmt)}-{format(max(finite), fmt)})"
+        med, low, high = (format(v, fmt) + unit for v in (statistics.median(finite), min(finite), max(finite)))
+        return med if len(values) == 1 else f"{med} ({low}-{high})"
 
     base_arm = "dapo_dynamic" if "dapo_dynamic" in results else next(iter(results))
-    base = statistics.median(r["tokens_per_group"] for r in results[base_arm])
+    base = [r["tokens_per_group"] for r in results[base_arm]]
     head = (f"| arm | sampled tokens / trained group | vs {base_arm} | s/step | learnable reward, first third "
             f"| last third | s to learnable reward {level:.2f} | prompts skipped |")  # fmt: skip
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for arm, seeds in results.items():
         tpg = [s["tokens_per_group"] for s in seeds]
         figs = {k: [s[k] for s in seeds] for k in seeds[0]}
+        paired = [b / t if t else float("nan") for b, t in zip(base, tpg)]
         lines.append(
-            f"| {arm} | {cell(tpg, '.0f')} | {base / statistics.median(tpg):.2f}x | {cell(figs['s_per_step'], '.2f')} "
+            f"| {arm} | {cell(tpg, '.0f')} | {cell(paired, '.2f', 'x')} | {cell(figs['s_per_step'], '.2f')} "
             f"| {cell(figs['learnable_first'], '.3f')} | {cell(figs['learnable_last'], '.3f')} "
             f"| {cell(figs['time_to_level'], '.0f')} | {cell(figs['skipped_share'], '.0%')} |"
         )
