@@ -93,3 +93,22 @@ def test_every_performance_table_says_its_repeats_and_its_raw_file():
         paths = re.findall(r"`(docs/[^`]+)`", raw)
         assert paths or raw.strip().startswith("none kept"), f"table at line {start + 1}: {raw!r}"
         assert all((ROOT / p).is_file() for p in paths), paths
+
+
+def test_the_select_table_in_the_docs_is_the_committed_raw_file_and_the_readme_quotes_it():
+    """docs/algorithms.md's GRESO table is `select_table` of the committed 3-seed raw file, cell for
+    cell, and the README's sentence quotes its dapo_greso ratio and the two rewards."""
+    from dashrl.bench.select import select_table
+
+    raw = json.loads((ROOT / "docs" / "results" / "select" / "fp32-3seeds" / "bench_select.json").read_text())
+    assert all(len(seeds) == 3 for seeds in raw["results"].values())  # the seeds the docs say
+    want = select_table(raw["results"], 0.9)
+    assert want in (ROOT / "docs" / "algorithms.md").read_text()
+    assert want in (ROOT / "docs" / "results" / "select" / "fp32-3seeds" / "bench_select.md").read_text()
+    rows = read_table(want)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    ratio = rows["dapo_greso"]["vs dapo_dynamic"]  # "1.22x (0.66x-1.74x)"
+    median, spread = ratio.split(" ", 1)
+    assert f"a median {median} fewer tokens" in readme and spread.strip("()") in readme
+    last = lambda arm: rows[arm]["last third"].split()[0]  # noqa: E731
+    assert f"reward at {last('dapo_greso')} against {last('dapo_dynamic')}" in readme
