@@ -61,6 +61,15 @@ def _flag(flags, name):
     return flags[len(flags) - 1 - flags[::-1].index(name) + 1]  # the last value given: the one that wins
 
 
+def _ttr(monkeypatch, run_arm, out, **args):
+    """`ttr_run` with TRL installed, `run_arm` in place of the real runs, and the bench's flags
+    (`steps` 5, level 0.6, window 2 unless `args` says otherwise)."""
+    monkeypatch.setattr(runs, "run_arm", run_arm)
+    monkeypatch.setattr("dashrl.peers.trl_grpo.trl_available", lambda: True)
+    flags = {"steps": 5, "overrides": [], "out": str(out), "repeats": 1, "level": 0.6, "window": 2, **args}
+    return runs.ttr_run(argparse.Namespace(**flags))
+
+
 def test_ttr_runs_trl_with_the_fastest_probed_batch(tmp_path, monkeypatch, capsys):
     seen = []
 
@@ -84,11 +93,8 @@ def test_ttr_runs_trl_with_the_fastest_probed_batch(tmp_path, monkeypatch, capsy
         (run_dir / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
         return 0.0
 
-    monkeypatch.setattr(runs, "run_arm", fake_run_arm)
-    monkeypatch.setattr("dashrl.peers.trl_grpo.trl_available", lambda: True)
-    args = argparse.Namespace(steps=5, overrides=[], out=str(tmp_path), repeats=1, level=0.6, window=2,
-                              trl_batches="8,16,32,64", trl_options="continuous_batching,static_cache")  # fmt: skip
-    assert runs.ttr_run(args) == 0
+    assert _ttr(monkeypatch, fake_run_arm, tmp_path, trl_batches="8,16,32,64",
+                trl_options="continuous_batching,static_cache") == 0  # fmt: skip
 
     probes = [(name, flags) for module, name, flags in seen if name.startswith("trl-batch-")]
     assert [name for name, _ in probes] == [
@@ -123,11 +129,7 @@ def test_ttr_runs_trl_with_the_fastest_probed_batch(tmp_path, monkeypatch, capsy
 
 
 def test_a_bad_candidate_list_is_one_line_before_anything_runs(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(runs, "run_arm", lambda *a: pytest.fail("nothing may run"))
-    monkeypatch.setattr("dashrl.peers.trl_grpo.trl_available", lambda: True)
-    args = argparse.Namespace(steps=5, overrides=[], out=str(tmp_path / "o"), repeats=1, level=0.6, window=2,
-                              trl_batches="24")  # fmt: skip
-    assert runs.ttr_run(args) == 2
+    assert _ttr(monkeypatch, lambda *a: pytest.fail("nothing may run"), tmp_path / "o", trl_batches="24") == 2
     assert capsys.readouterr().err == "dashrl bench: --trl-batches 24: none divides a step's 64 samples\n"
     assert not (tmp_path / "o").exists()
 
@@ -187,11 +189,7 @@ def test_repeats_0_runs_the_probe_alone_and_keeps_its_table(tmp_path, monkeypatc
         (run_dir / "trl_metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         return 0.0
 
-    monkeypatch.setattr(runs, "run_arm", fake_run_arm)
-    monkeypatch.setattr("dashrl.peers.trl_grpo.trl_available", lambda: True)
-    args = argparse.Namespace(steps=5, overrides=[], out=str(tmp_path), repeats=0, level=0.6, window=2,
-                              trl_batches="8", trl_options="static_cache")  # fmt: skip
-    assert runs.ttr_run(args) == 0
+    assert _ttr(monkeypatch, fake_run_arm, tmp_path, repeats=0, trl_batches="8", trl_options="static_cache") == 0
     assert seen == ["trl-batch-8", "trl-batch-8-static_cache"]  # one batch and an option: both timed, nothing else
     md = (tmp_path / "ttr.md").read_text()
     assert "(--repeats 0: the probe alone)" in md
