@@ -1,49 +1,65 @@
-"""Every figure of the README's headline tables is in the committed raw file of the run it quotes:
-the word-problems table (docs/bench-cpu/bench.json, `dashrl bench --workload wordproblems`: the
-seconds per sample, the ratios per sample and per sampled token, and the mean reward, each
-recomputed from that file's rows) and the time to reward against TRL (docs/results/ttr/ttr.json,
+"""Every figure of the README's headline tables is in the committed raw files of the runs it quotes:
+the word-problems table (docs/results/wordproblems/seed*/bench.json, `dashrl bench --workload
+wordproblems`: the seconds per sample, the ratios per sample and per sampled token, and the mean
+reward, each a median and range over the seeds recomputed from the files' rows) and the time to reward against TRL (docs/results/ttr/ttr.json,
 `dashrl bench --ttr`: medians, ranges and ratios recomputed from its repeats)."""
 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from markdown_table import read_table, shows
 
 ROOT = Path(__file__).resolve().parents[2]
 ARMS = {  # README row -> the bench's variant
-    "GRPO (the paper's baseline, as TRL 0.16 ran it)": "grpo",
+    "GRPO (the paper's baseline)": "grpo",
     "DASH without filtering": "dash_nogf",
     "DASH": "dash",
-    "TRL 1.16 `GRPOTrainer`": "trl",
 }
+SEEDS = [ROOT / "docs" / "results" / "wordproblems" / f"seed{s}" / "bench.json" for s in (0, 1, 2)]
 
 
 def headline() -> str:
     text = (ROOT / "README.md").read_text()
-    start = text.index("| variant | s/sample |")
+    start = text.index("| variant | s/sample: median (range) |")
     return text[start : text.index("\n\n", start)]
 
 
-def test_every_headline_figure_is_in_the_committed_raw_file():
+def _median_range(values: list[float], cell: str) -> bool:
+    """Whether `cell`, "M (LO-HI)" with an optional trailing x on each, shows the median and range."""
+    med, rng = cell.split(" ", 1)
+    lo, hi = rng.strip("()").split("-")
+    values = sorted(values)
+    return shows(med, values[len(values) // 2]) and shows(lo, values[0]) and shows(hi, values[-1])
+
+
+def test_every_headline_figure_is_in_the_committed_raw_files():
+    """The README's word-problems table: three seeds, each cell the median and range over them, each
+    ratio a seed's own (GRPO's seconds over the arm's, per sample and per sampled token), recomputed
+    from every step's row of the three raw files, with every arm at the same KL coefficient."""
+    raws = [json.loads(p.read_text()) for p in SEEDS]
     rows = read_table(headline())
-    raw = json.loads((ROOT / "docs" / "bench-cpu" / "bench.json").read_text())
-    results = raw["results"]
-    per_ktok = {  # step seconds per thousand sampled tokens, from every step's row
-        v: 1000 * sum(r["time/step_s"] for r in steps) / sum(r["gen/sampled_tokens"] for r in steps)
-        for v, steps in raw["rows"].items()
-    }
-    assert set(rows) == set(ARMS)
-    for name, variant in ARMS.items():
-        r, cells = results[variant], rows[name]
-        assert shows(cells["s/sample"], r["s_per_sample"]), (name, cells["s/sample"])
-        assert shows(cells["vs GRPO"], results["grpo"]["s_per_sample"] / r["s_per_sample"]), name
-        assert shows(cells["vs TRL 1.16"], results["trl"]["s_per_sample"] / r["s_per_sample"]), name
-        assert shows(cells["per token vs GRPO"], per_ktok["grpo"] / per_ktok[variant]), name
-        assert shows(cells["per token vs TRL"], per_ktok["trl"] / per_ktok[variant]), name
-        assert shows(cells["mean reward over 6 steps"], r["reward_mean"]), name
-        assert r["steps"] == 6
+    assert list(rows) == list(ARMS)
+    for raw in raws:
+        assert all(len(steps) == 3 for steps in raw["rows"].values())
+        assert all("kl" in r for steps in raw["rows"].values() for r in steps)  # logged only where beta > 0
+
+    def per(raw, variant, unit):  # step seconds per sample or per thousand sampled tokens
+        steps = raw["rows"][variant]
+        n = 64 * len(steps) if unit == "sample" else sum(r["gen/sampled_tokens"] for r in steps) / 1000
+        return sum(r["time/step_s"] for r in steps) / n
+
+    for name, v in ARMS.items():
+        cells = rows[name]
+        assert _median_range([per(r, v, "sample") for r in raws], cells["s/sample: median (range)"]), name
+        ratio = [per(r, "grpo", "sample") / per(r, v, "sample") for r in raws]
+        assert _median_range(ratio, cells["vs GRPO per sample"]), name
+        ratio = [per(r, "grpo", "token") / per(r, v, "token") for r in raws]
+        assert _median_range(ratio, cells["vs GRPO per sampled token"]), name
+        mean = [statistics.fmean(s["reward/mean"] for s in r["rows"][v]) for r in raws]
+        assert _median_range(mean, cells["mean reward over 3 steps"]), name
 
 
 TIME, PER_STEP = "time to a rolling reward of 0.6: median (range)", "s / step: median (range)"
