@@ -29,14 +29,15 @@ def test_train_command_rejects_a_typo_before_loading(capsys):
 
 def test_tune_writes_a_config_with_measured_sizes(tmp_path, model_dir, capsys):
     out = tmp_path / "tuned.toml"
-    rc = main(
-        ["tune", "--model.name", model_dir, "--batch-sizes", "2,4", "--micro-batches", "2,4", "--out", str(out), *SMALL]
-    )
+    rc = main(["tune", "--model.name", model_dir, "--batch-sizes", "2,4,4096", "--micro-batches", "2,4",
+               "--out", str(out), *SMALL])  # fmt: skip
     assert rc == 0
     cfg = load_config(out)
     assert cfg.sampler.batch_size in (2, 4) and cfg.model.name == model_dir
     printed = capsys.readouterr()
     assert "joined passes (up to" in printed.err  # the packed pass's default was a candidate
+    assert "[tune] inference batch 4096 left out: a step's generate call holds at most" in printed.err
+    assert "[tune] inference batch 4096:" not in printed.err  # never sampled: a step cannot fill it
     if "best joined passes" in printed.out:  # the defaults: micro-batches of G, joined from the model's shape
         assert (cfg.train.micro_batch_size, cfg.train.pass_tokens) == (2, 0)
     else:  # the measured micro-batch, each its own pass as measured

@@ -197,3 +197,43 @@ def test_repeats_0_runs_the_probe_alone_and_keeps_its_table(tmp_path, monkeypatc
     assert shows(probe["8"]["s / step"], 4.0) and shows(probe["8 + static_cache"]["s / step"], 4.5)
     assert probe["8"][""] == "chosen"
     assert json.loads((tmp_path / "ttr.json").read_text())["repeats"] == {"dashrl": [], "trl": []}
+
+
+def test_ttr_gives_dashrl_the_settings_of_a_tuned_config_and_trl_none_of_them(tmp_path, monkeypatch):
+    """`--ttr --tuned FILE`: dashrl's runs get the inference batch, micro-batch and pass setting that
+    `dashrl tune` wrote; TRL's probe and runs keep the shared flags; the header and ttr.json say so."""
+    from dashrl.config import load_config
+    from dashrl.config.loading import to_toml
+
+    tuned = tmp_path / "tuned.toml"
+    cfg = load_config(
+        None, ["--sampler.batch_size", "32", "--train.micro_batch_size", "16", "--train.pass_tokens", "1"]
+    )
+    tuned.write_text(to_toml(cfg))
+    seen = {}
+
+    def fake_run_arm(module, src, flags, run_dir, log_path, stop_when=None):
+        seen[run_dir.name] = list(flags)
+        run_dir.mkdir(parents=True)
+        name = "metrics.jsonl" if module == ["dashrl", "train"] else "trl_metrics.jsonl"
+        rows = [{"time/elapsed_s": 1.0 * (i + 1), "reward/mean": 0.7} for i in range(3)]
+        (run_dir / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return 0.0
+
+    assert _ttr(monkeypatch, fake_run_arm, tmp_path / "o", trl_batches="8", trl_options="none", tuned=str(tuned)) == 0
+    assert sorted(seen) == ["dashrl-1", "trl-1"]  # one batch, no option: nothing probed
+    dash, trl = seen["dashrl-1"], seen["trl-1"]
+    assert [_flag(dash, f) for f in ("--sampler.batch_size", "--train.micro_batch_size", "--train.pass_tokens")] == [
+        "32", "16", "1"]  # fmt: skip
+    assert _flag(trl, "--sampler.batch_size") == "64" and _flag(trl, "--train.micro_batch_size") == "8"
+    assert "--train.pass_tokens" not in trl
+    raw = json.loads((tmp_path / "o" / "ttr.json").read_text())
+    assert raw["dashrl_flags"] == dash and raw["flags"] == trl[: len(raw["flags"])]
+    assert f"dashrl with the settings `dashrl tune` wrote to {tuned}: sampler.batch_size 32, " in raw["workload"]
+
+
+def test_ttr_with_a_tuned_file_that_is_not_there_is_one_line(tmp_path, monkeypatch, capsys):
+    assert _ttr(monkeypatch, lambda *a, **k: pytest.fail("nothing may run"), tmp_path / "o", trl_batches="8",
+                trl_options="none", tuned=str(tmp_path / "nope.toml")) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.startswith("dashrl bench: ") and "nope.toml" in err and err.count("\n") == 1

@@ -1,8 +1,9 @@
 """Every figure of the README's headline tables is in the committed raw files of the runs it quotes:
 the word-problems table (docs/results/wordproblems/seed*/bench.json, `dashrl bench --workload
 wordproblems`: the seconds per sample, the ratios per sample and per sampled token, and the mean
-reward, each a median and range over the seeds recomputed from the files' rows) and the time to reward against TRL (docs/results/ttr/ttr.json,
-`dashrl bench --ttr`: medians, ranges and ratios recomputed from its repeats)."""
+reward, each a median and range over the seeds recomputed from the files' rows) and the time to
+reward against TRL (docs/results/ttr/ttr.json, `dashrl bench --ttr`: medians, ranges and ratios
+recomputed from its repeats)."""
 
 from __future__ import annotations
 

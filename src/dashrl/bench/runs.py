@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from dashrl.bench.tune import tuned_flags
 from dashrl.bench.trlprobe import (
     PROBE_STEPS,
     TRLSetting,
@@ -388,6 +389,7 @@ def ttr_run(args: argparse.Namespace) -> int:
         from dashrl.peers.trl_task import shared_tool_template
 
         template = shared_tool_template(cfg)  # with an environment: a tool-calling template both sides use
+        tuned = tuned_flags(args.tuned) if getattr(args, "tuned", None) else []  # dashrl's side only
     except (ConfigError, ValueError) as e:
         print(f"dashrl bench: {e}", file=sys.stderr)
         return 2
@@ -398,7 +400,7 @@ def ttr_run(args: argparse.Namespace) -> int:
     chosen, probe = probe_trl(batches, options, lambda s: trl_probe_seconds(flags, s, out))
     if probe:
         print(f"{probe_table(probe, cfg.algo.samples_per_step, chosen)}\n")
-    header = ttr_header(cfg, args, steps, template, chosen, bool(probe))
+    header = ttr_header(cfg, args, steps, template, chosen, bool(probe)) + tuned_note(args, tuned)
     probed = f"\nTRL's configurations, probed:\n\n{probe_table(probe, cfg.algo.samples_per_step, chosen)}\n"
 
     def write(per: dict[str, list[dict[str, Any]]]) -> str:  # after every run, so a killed bench keeps its repeats
@@ -407,15 +409,28 @@ def ttr_run(args: argparse.Namespace) -> int:
         table = ttr_table(per, args.level, args.window) if args.repeats else "(--repeats 0: the probe alone)"
         text = f"{header}{note}\n\n{table}\n" + (probed if probe else "")
         atomic_write_text(out / "ttr.md", text)
-        payload = {"workload": header + note, "flags": flags, "trl_batch": chosen.batch, "trl_option": chosen.option,
+        payload = {"workload": header + note, "flags": flags, "dashrl_flags": flags + tuned, "trl_batch": chosen.batch,
+                   "trl_option": chosen.option,
                    "trl_probe_s_per_step": {k: None if math.isnan(v) else v for k, v in probe.items()},  # failed: null
                    "repeats": per}  # fmt: skip
         atomic_write_text(out / "ttr.json", json.dumps(payload, indent=1))
         return text
 
-    per = ttr_repeats(args, flags, out, trl_flags=[*flags, *chosen.flags()], after_run=write)
+    per = ttr_repeats(args, flags + tuned, out, trl_flags=[*flags, *chosen.flags()], after_run=write)
     print(write(per))
     return 0
+
+
+def tuned_note(args: argparse.Namespace, tuned: list[str]) -> str:
+    """The header's sentence on dashrl's settings from `--tuned` (none without it).
+
+    >>> tuned_note(argparse.Namespace(tuned="t.toml"), ["--sampler.batch_size", "32", "--train.pass_tokens", "0"])
+    ' dashrl with the settings `dashrl tune` wrote to t.toml: sampler.batch_size 32, train.pass_tokens 0.'
+    """
+    if not tuned:
+        return ""
+    pairs = ", ".join(f"{k.removeprefix('--')} {v}" for k, v in zip(tuned[::2], tuned[1::2]))
+    return f" dashrl with the settings `dashrl tune` wrote to {args.tuned}: {pairs}."
 
 
 def ttr_header(

@@ -153,18 +153,11 @@ def variant_names(spec: str | None) -> list[str]:
 def variant_configs(args: argparse.Namespace, workload: list[str], names: list[str], steps: int) -> dict[str, Any]:
     """Each variant's config: the workload, the variant's flags and the user's overrides, and for
     the dash variants the batch sizes of a `--tuned` config (grpo keeps its training-sized generation)."""
+    from dashrl.bench.tune import tuned_flags
     from dashrl.config import load_config
 
     shared = workload + ["--train.steps", str(steps), "--run.quiet", "true"] + list(args.overrides)
-    tuned: list[str] = []
-    if args.tuned:
-        t = load_config(args.tuned)
-        tuned = [
-            "--sampler.batch_size",
-            str(t.sampler.batch_size),
-            "--train.micro_batch_size",
-            str(t.train.micro_batch_size),
-        ]
+    tuned = tuned_flags(args.tuned) if args.tuned else []
     return {v: load_config(args.config, shared + VARIANTS[v] + (tuned if v.startswith("dash") else [])) for v in names}
 
 

@@ -12,6 +12,7 @@ micro-batch its own pass, and for the default of micro-batches joined into large
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from typing import Any
@@ -28,6 +29,27 @@ def best(throughputs: dict[int, float]) -> int:
     16
     """
     return max(sorted(throughputs), key=lambda k: throughputs[k])
+
+
+def largest_call(cfg: Any) -> int:
+    """The most rows one generate call of a training step can hold: the step's first round of prompts
+    times G. That is M x `algo.oversample` prompts, and with dynamic sampling and a selector other than
+    uniform up to 8 M (GRESO sizes its first round from the informative share, at most 8 M). An
+    inference batch larger than this never fills in training, so `dashrl tune` does not offer it.
+
+    >>> from types import SimpleNamespace as NS
+    >>> algo = NS(prompts_per_step=8, group_size=8, oversample=1.0, dynamic_sampling=False)
+    >>> largest_call(NS(algo=algo, select=NS(name="uniform")))
+    64
+    >>> dynamic = NS(**{**vars(algo), "oversample": 1.5, "dynamic_sampling": True})
+    >>> [largest_call(NS(algo=dynamic, select=NS(name=n))) for n in ("uniform", "greso")]
+    [96, 512]
+    """
+    a = cfg.algo
+    prompts = math.ceil(a.prompts_per_step * a.oversample)
+    if a.dynamic_sampling and cfg.select.name != "uniform":
+        prompts = max(prompts, 8 * a.prompts_per_step)
+    return prompts * a.group_size
 
 
 def sampling_sweep(src: Any, batch_sizes: list[int]) -> dict[int, float]:
@@ -94,3 +116,13 @@ def tuned_config(cfg: Any, sampling: dict[int, float], backprop: dict[int, float
     )
     tuned = dataclasses.replace(cfg, sampler=dataclasses.replace(cfg.sampler, batch_size=best(sampling)), train=train)
     return tuned, "joined passes" if b == 0 else f"micro-batch {b}"
+
+
+def tuned_flags(path: str) -> list[str]:
+    """The override flags that give a run the settings `dashrl tune` wrote to `path`: the inference
+    batch, the micro-batch and whether micro-batches are joined into larger passes."""
+    from dashrl.config import load_config
+
+    t = load_config(path)
+    return ["--sampler.batch_size", str(t.sampler.batch_size), "--train.micro_batch_size",
+            str(t.train.micro_batch_size), "--train.pass_tokens", str(t.train.pass_tokens)]  # fmt: skip

@@ -81,7 +81,10 @@ def _variant_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--config", default=None, help="TOML run file for the shared settings")
     p.add_argument(
-        "--tuned", default=None, help="config written by `dashrl tune`: its batch sizes apply to the dash variants"
+        "--tuned",
+        default=None,
+        help="config written by `dashrl tune`: its batch sizes apply to the dash variants "
+        "(with --ttr, to dashrl's side)",
     )
     p.add_argument("--out", default="bench", help="folder for bench.md, bench.json and bench.png")
 

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"dashrl tune: {e}", file=sys.stderr)
         return 2
-    from dashrl.bench.tune import backprop_sweep, sampling_sweep, tuned_config
+    from dashrl.bench.tune import backprop_sweep, largest_call, sampling_sweep, tuned_config
     from dashrl.models import load_model
     from dashrl.runtime.io import atomic_write_text
     from dashrl.train.loop import local_backend
@@ -48,7 +48,14 @@ def run(args: argparse.Namespace) -> int:
     model, tok = load_model(cfg.model.name, attn=cfg.model.attn, chat_template=cfg.model.chat_template)
     src, tr = local_backend(cfg, model, tok, 1)
     joined = tr.pass_tokens  # a packed pass's auto token budget (0: not packed), before the sweep sets its own
-    sampling = sampling_sweep(src, args.batch_sizes)
+    most = largest_call(cfg)
+    sizes = [b for b in args.batch_sizes if b <= most] or [most]
+    if len(sizes) < len(args.batch_sizes):
+        left = ", ".join(str(b) for b in args.batch_sizes if b not in sizes)
+        print(
+            f"[tune] inference batch {left} left out: a step's generate call holds at most {most} rows", file=sys.stderr
+        )
+    sampling = sampling_sweep(src, sizes)
     backprop = backprop_sweep(src, tr, cfg, args.micro_batches, joined)
     if not sampling or not backprop:
         print("dashrl tune: no candidate ran (out of memory at the smallest size?)", file=sys.stderr)
