@@ -36,7 +36,7 @@ def test_tune_writes_a_config_with_measured_sizes(tmp_path, model_dir, capsys):
     assert cfg.sampler.batch_size in (2, 4) and cfg.model.name == model_dir
     printed = capsys.readouterr()
     assert "joined passes (up to" in printed.err  # the packed pass's default was a candidate
-    assert "[tune] inference batch 4096 left out: a step's generate call holds at most" in printed.err
+    assert "[tune] inference batch 4096 left out: a step decodes at most" in printed.err
     assert "[tune] inference batch 4096:" not in printed.err  # never sampled: a step cannot fill it
     if "best joined passes" in printed.out:  # the defaults: micro-batches of G, joined from the model's shape
         assert (cfg.train.micro_batch_size, cfg.train.pass_tokens) == (2, 0)

@@ -52,9 +52,7 @@ def run(args: argparse.Namespace) -> int:
     sizes = [b for b in args.batch_sizes if b <= most] or [most]
     if len(sizes) < len(args.batch_sizes):
         left = ", ".join(str(b) for b in args.batch_sizes if b not in sizes)
-        print(
-            f"[tune] inference batch {left} left out: a step's generate call holds at most {most} rows", file=sys.stderr
-        )
+        print(f"[tune] inference batch {left} left out: a step decodes at most {most} rows at once", file=sys.stderr)
     sampling = sampling_sweep(src, sizes)
     backprop = backprop_sweep(src, tr, cfg, args.micro_batches, joined)
     if not sampling or not backprop:
