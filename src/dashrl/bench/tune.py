@@ -32,23 +32,25 @@ def best(throughputs: dict[int, float]) -> int:
 
 
 def largest_call(cfg: Any) -> int:
-    """The most rows one generate call of a training step can hold: the step's first round of prompts
-    times G. That is M x `algo.oversample` prompts, and with dynamic sampling and a selector other than
-    uniform up to 8 M (GRESO sizes its first round from the informative share, at most 8 M). An
-    inference batch larger than this never fills in training, so `dashrl tune` does not offer it.
+    """The most rows one generate call of a training step can hold: a round of prompts times G.
+    The first round is M x `algo.oversample` prompts. With dynamic sampling a later round is sized
+    from the informative share seen so far (`refill_prompts`, its share floored at 1/8), and GRESO's
+    first round from the last step's share, both at most 8 M. An inference batch larger than this
+    never fills in training, so `dashrl tune` does not offer it.
 
     >>> from types import SimpleNamespace as NS
     >>> algo = NS(prompts_per_step=8, group_size=8, oversample=1.0, dynamic_sampling=False)
-    >>> largest_call(NS(algo=algo, select=NS(name="uniform")))
-    64
-    >>> dynamic = NS(**{**vars(algo), "oversample": 1.5, "dynamic_sampling": True})
-    >>> [largest_call(NS(algo=dynamic, select=NS(name=n))) for n in ("uniform", "greso")]
-    [96, 512]
+    >>> largest_call(NS(algo=algo)), largest_call(NS(algo=NS(**{**vars(algo), "oversample": 1.5})))
+    (64, 96)
+    >>> largest_call(NS(algo=NS(**{**vars(algo), "dynamic_sampling": True})))  # a refill of M at share 1/8
+    512
     """
+    from dashrl.algo.dapo import refill_prompts
+
     a = cfg.algo
     prompts = math.ceil(a.prompts_per_step * a.oversample)
-    if a.dynamic_sampling and cfg.select.name != "uniform":
-        prompts = max(prompts, 8 * a.prompts_per_step)
+    if a.dynamic_sampling:
+        prompts = max(prompts, refill_prompts(need=a.prompts_per_step, informative=0, sampled=1))
     return prompts * a.group_size
 
 
