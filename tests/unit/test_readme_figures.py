@@ -142,3 +142,27 @@ def test_the_select_table_in_the_docs_is_the_committed_raw_file_and_the_readme_q
     assert f"a median {median} fewer tokens" in readme and spread.strip("()") in readme
     last = lambda arm: rows[arm]["last third"].split()[0]  # noqa: E731
     assert f"reward at {last('dapo_greso')} against {last('dapo_dynamic')}" in readme
+
+
+def test_the_custom_task_time_to_reward_is_its_raw_file():
+    """docs/custom-tasks.md's table against TRL: medians, ranges, steps and the ratios from its ttr.json."""
+    from dashrl.bench.runs import ttr_medians
+
+    text = (ROOT / "docs" / "custom-tasks.md").read_text()
+    start = text.index("| run | s / step: median (range) |")
+    rows = read_table(text[start : text.index("\n\n", start)])
+    raw = json.loads((ROOT / "docs" / "results" / "custom-task" / "ttr.json").read_text())
+    per = raw["repeats"]
+    medians = {side: ttr_medians(runs) for side, runs in per.items()}
+    for side, row in (("dashrl", rows["dashrl"]), ("trl", rows["TRL 1.16"])):
+        ttr, sps, mid = medians[side]
+        time_cell, _, step = row["time to 0.8: median (range)"].partition(", step ")
+        assert _median_range([r["ttr"][0] for r in per[side]], time_cell.replace(" s (", " ("))
+        assert _median_range([r["s_per_step"] for r in per[side]], row["s / step: median (range)"])
+        assert all(r["ttr"][1] == int(step) for r in per[side]) and len(per[side]) == 3
+    ratio = rows["TRL 1.16"]["TRL / dashrl"]
+    assert shows(ratio.split()[0].strip("*"), medians["trl"][0] / medians["dashrl"][0])
+    assert shows(ratio.split("(")[1].split()[0], medians["trl"][1] / medians["dashrl"][1])
+    pairs = [t["ttr"][0] / d["ttr"][0] for t, d in zip(per["trl"], per["dashrl"])]
+    assert f"{pairs[0]:.2f}x, {pairs[1]:.2f}x and {pairs[2]:.2f}x" in text
+    assert raw["trl_option"] == "" and min(raw["trl_probe_s_per_step"], key=raw["trl_probe_s_per_step"].get) == "8"
