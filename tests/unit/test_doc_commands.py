@@ -4,6 +4,7 @@ overlap requires, so that it passes the config's check as written."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -22,8 +23,6 @@ def _bash_commands(text: str, prefix: str) -> list[str]:
 
 
 def test_the_readme_time_to_reward_command_is_its_tables():
-    import json
-
     readme = (ROOT / "README.md").read_text()
     start = readme.index("| run | time to a rolling reward of 0.6")
     (shown,) = _bash_commands(readme[start:], "dashrl bench --ttr")  # the one after the README's table
