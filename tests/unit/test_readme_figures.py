@@ -3,7 +3,8 @@ the word-problems table (docs/results/wordproblems/seed*/bench.json, `dashrl ben
 wordproblems`: the seconds per sample, the ratios per sample and per sampled token, and the mean
 reward, each a median and range over the seeds recomputed from the files' rows) and the time to
 reward against TRL (docs/results/ttr/ttr.json, `dashrl bench --ttr`: medians, ranges and ratios
-recomputed from its repeats, and the probe that chose TRL's configuration)."""
+recomputed from its repeats, and the probe that chose TRL's configuration); and the docs' other
+comparisons with TRL (the custom task, the calculator environment), each from its raw files."""
 
 from __future__ import annotations
 
@@ -170,3 +171,46 @@ def test_the_custom_task_time_to_reward_is_its_raw_file():
     assert shows(ratio.split("(")[1].split()[0], medians["trl"][1] / medians["dashrl"][1])
     assert paired_ratios(per) in text
     assert raw["trl_option"] == "" and min(raw["trl_probe_s_per_step"], key=raw["trl_probe_s_per_step"].get) == "8"
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_the_calculator_time_to_reward_is_its_raw_file():
+    """docs/environments.md's comparison with TRL on the calculator: the time, step and seconds per
+    step of each side from the bench's ttr.json, their ratios, and the step-by-step rewards and tool
+    calls from both runs' committed metrics rows (which the ttr.json's curves must match)."""
+    text = (ROOT / "docs" / "environments.md").read_text()
+    ttr_dir = ROOT / "docs" / "results" / "calculator" / "ttr"
+    per = json.loads((ttr_dir / "ttr.json").read_text())["repeats"]
+    assert len(per["dashrl"]) == len(per["trl"]) == 1  # one repeat each, as the docs say
+    dash, trl = per["dashrl"][0], per["trl"][0]
+    start = text.index("| run | time to a rolling reward of 0.6 over 3 steps |")
+    rows = read_table(text[start : text.index("\n\n", start)])
+    for side, row in ((dash, rows["dashrl"]), (trl, rows["TRL 1.16, per-device batch 8"])):
+        seconds, _, step = row["time to a rolling reward of 0.6 over 3 steps"].partition(" s, step ")
+        assert shows(seconds, side["ttr"][0]) and int(step) == side["ttr"][1]
+        assert shows(row["s / step"], side["s_per_step"])
+    ratio = rows["TRL / dashrl"]
+    assert shows(ratio["time to a rolling reward of 0.6 over 3 steps"].strip("*"), trl["ttr"][0] / dash["ttr"][0])
+    assert shows(ratio["s / step"], trl["s_per_step"] / dash["s_per_step"])
+    readme = " ".join((ROOT / "README.md").read_text().split())  # its sentence on the comparison
+    ratio_s = trl["ttr"][0] / dash["ttr"][0]
+    assert f"{ratio_s:.2f}x sooner ({dash['ttr'][0]:.1f} s against {trl['ttr'][0]:.1f} s; one run a side" in readme
+
+    logs = {"dashrl": _jsonl(ttr_dir / "dashrl-metrics.jsonl"), "trl": _jsonl(ttr_dir / "trl-metrics.jsonl")}
+    for name, side in (("dashrl", dash), ("trl", trl)):  # the committed rows are the runs the bench timed
+        assert [r["reward/mean"] for r in logs[name]] == [reward for _, reward in side["curve"]]
+    start = text.index("| step | dashrl reward | TRL reward |")
+    steps = read_table(text[start : text.index("\n\n", start)])
+    assert list(steps) == [str(i + 1) for i in range(max(len(v) for v in logs.values()))]
+    for i, cells in enumerate(steps.values()):
+        for name, label in (("dashrl", "dashrl"), ("trl", "TRL")):
+            row = logs[name][i] if i < len(logs[name]) else None
+            reward, calls = cells[f"{label} reward"], cells[f"{label} tool calls"]
+            assert (
+                (reward, calls) == ("-", "-")
+                if row is None
+                else (shows(reward, row["reward/mean"]) and shows(calls, row["env/tool_calls"]))
+            ), (i + 1, name)
