@@ -200,6 +200,17 @@ def test_the_calculator_time_to_reward_is_its_raw_file():
     assert f"{ratio_s:.2f}x sooner ({dash['ttr'][0]:.1f} s against {trl['ttr'][0]:.1f} s; one run a side" in readme
 
     logs = {"dashrl": _jsonl(ttr_dir / "dashrl-metrics.jsonl"), "trl": _jsonl(ttr_dir / "trl-metrics.jsonl")}
+    # TRL's batch 16 over the same two first steps: the seconds, the speed-up and the ratio it implies
+    b16, b8 = _jsonl(ttr_dir / "batch16" / "trl-metrics.jsonl"), logs["trl"][:2]
+    clock = [[r["time/elapsed_s"] for r in rows] for rows in (b8, b16)]
+    assert [r["reward/mean"] for r in b16] == [r["reward/mean"] for r in b8]
+    flat = " ".join(text.split())
+    assert f"{clock[1][1]:.1f} s against batch 8's {clock[0][1]:.1f} s over steps 1-2" in flat
+    assert f"(step 2 alone {clock[1][1] - clock[1][0]:.1f} against {clock[0][1] - clock[0][0]:.1f} s)" in flat
+    speedup = clock[0][1] / clock[1][1]
+    assert f"about {(speedup - 1) * 100:.0f}% faster a step" in flat
+    assert f"about {trl['ttr'][0] / speedup:.0f} s and the ratio about {ratio_s / speedup:.2f}x" in flat
+    assert f"about {ratio_s / speedup:.1f}x" in readme
     for name, side in (("dashrl", dash), ("trl", trl)):  # the committed rows are the runs the bench timed
         assert [r["reward/mean"] for r in logs[name]] == [reward for _, reward in side["curve"]]
     start = text.index("| step | dashrl reward | TRL reward |")
