@@ -20,6 +20,7 @@ ARMS = {  # README row -> the bench's variant
     "DASH without filtering": "dash_nogf",
     "DASH": "dash",
 }
+CALCULATOR = ROOT / "docs" / "results" / "calculator" / "ttr"
 SEEDS = [ROOT / "docs" / "results" / "wordproblems" / f"seed{s}" / "bench.json" for s in (0, 1, 2)]
 
 
@@ -173,17 +174,15 @@ def test_the_custom_task_time_to_reward_is_its_raw_file():
     assert raw["trl_option"] == "" and min(raw["trl_probe_s_per_step"], key=raw["trl_probe_s_per_step"].get) == "8"
 
 
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def test_the_calculator_time_to_reward_is_its_raw_file():
     """docs/environments.md's comparison with TRL on the calculator: the time, step and seconds per
-    step of each side from the bench's ttr.json, their ratios, and the step-by-step rewards and tool
-    calls from both runs' committed metrics rows (which the ttr.json's curves must match)."""
+    step of each side from the bench's ttr.json, their ratios, the README's sentence, and the
+    step-by-step rewards and tool calls from both runs' committed metrics rows (which must be the
+    curves the bench timed)."""
+    from dashrl.bench.runs import read_rows
+
     text = (ROOT / "docs" / "environments.md").read_text()
-    ttr_dir = ROOT / "docs" / "results" / "calculator" / "ttr"
-    per = json.loads((ttr_dir / "ttr.json").read_text())["repeats"]
+    per = json.loads((CALCULATOR / "ttr.json").read_text())["repeats"]
     assert len(per["dashrl"]) == len(per["trl"]) == 1  # one repeat each, as the docs say
     dash, trl = per["dashrl"][0], per["trl"][0]
     start = text.index("| run | time to a rolling reward of 0.6 over 3 steps |")
@@ -195,33 +194,44 @@ def test_the_calculator_time_to_reward_is_its_raw_file():
     ratio = rows["TRL / dashrl"]
     assert shows(ratio["time to a rolling reward of 0.6 over 3 steps"].strip("*"), trl["ttr"][0] / dash["ttr"][0])
     assert shows(ratio["s / step"], trl["s_per_step"] / dash["s_per_step"])
-    readme = " ".join((ROOT / "README.md").read_text().split())  # its sentence on the comparison
-    ratio_s = trl["ttr"][0] / dash["ttr"][0]
-    assert f"{ratio_s:.2f}x sooner ({dash['ttr'][0]:.1f} s against {trl['ttr'][0]:.1f} s; one run a side" in readme
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    sooner = f"{trl['ttr'][0] / dash['ttr'][0]:.2f}x sooner"
+    assert f"{sooner} ({dash['ttr'][0]:.1f} s against {trl['ttr'][0]:.1f} s; one run a side" in readme
 
-    logs = {"dashrl": _jsonl(ttr_dir / "dashrl-metrics.jsonl"), "trl": _jsonl(ttr_dir / "trl-metrics.jsonl")}
-    # TRL's batch 16 over the same two first steps: the seconds, the speed-up and the ratio it implies
-    b16, b8 = _jsonl(ttr_dir / "batch16" / "trl-metrics.jsonl"), logs["trl"][:2]
-    clock = [[r["time/elapsed_s"] for r in rows] for rows in (b8, b16)]
-    assert [r["reward/mean"] for r in b16] == [r["reward/mean"] for r in b8]
-    flat = " ".join(text.split())
-    assert f"{clock[1][1]:.1f} s against batch 8's {clock[0][1]:.1f} s over steps 1-2" in flat
-    assert f"(step 2 alone {clock[1][1] - clock[1][0]:.1f} against {clock[0][1] - clock[0][0]:.1f} s)" in flat
-    speedup = clock[0][1] / clock[1][1]
-    assert f"about {(speedup - 1) * 100:.0f}% faster a step" in flat
-    assert f"about {trl['ttr'][0] / speedup:.0f} s and the ratio about {ratio_s / speedup:.2f}x" in flat
-    assert f"about {ratio_s / speedup:.1f}x" in readme
-    for name, side in (("dashrl", dash), ("trl", trl)):  # the committed rows are the runs the bench timed
+    logs = {
+        "dashrl": read_rows(CALCULATOR / "dashrl-metrics.jsonl"),
+        "TRL": read_rows(CALCULATOR / "trl-metrics.jsonl"),
+    }
+    for name, side in (("dashrl", dash), ("TRL", trl)):
         assert [r["reward/mean"] for r in logs[name]] == [reward for _, reward in side["curve"]]
     start = text.index("| step | dashrl reward | TRL reward |")
     steps = read_table(text[start : text.index("\n\n", start)])
     assert list(steps) == [str(i + 1) for i in range(max(len(v) for v in logs.values()))]
     for i, cells in enumerate(steps.values()):
-        for name, label in (("dashrl", "dashrl"), ("trl", "TRL")):
-            row = logs[name][i] if i < len(logs[name]) else None
-            reward, calls = cells[f"{label} reward"], cells[f"{label} tool calls"]
-            assert (
-                (reward, calls) == ("-", "-")
-                if row is None
-                else (shows(reward, row["reward/mean"]) and shows(calls, row["env/tool_calls"]))
-            ), (i + 1, name)
+        for name, side_rows in logs.items():
+            reward, calls = cells[f"{name} reward"], cells[f"{name} tool calls"]
+            if i >= len(side_rows):  # that side had stopped at the level
+                assert (reward, calls) == ("-", "-"), (i + 1, name)
+            else:
+                row = side_rows[i]
+                assert shows(reward, row["reward/mean"]) and shows(calls, row["env/tool_calls"]), (i + 1, name)
+
+
+def test_the_calculator_batch_16_figures_are_its_raw_rows():
+    """TRL at per-device batch 16 over the same first two steps as the timed run at batch 8: the
+    seconds the docs give, the speed-up, and the time and ratio it implies in the docs and README."""
+    from dashrl.bench.runs import read_rows
+
+    text = " ".join((ROOT / "docs" / "environments.md").read_text().split())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    b8, b16 = read_rows(CALCULATOR / "trl-metrics.jsonl")[:2], read_rows(CALCULATOR / "batch16" / "trl-metrics.jsonl")
+    assert [r["reward/mean"] for r in b16] == [r["reward/mean"] for r in b8]  # the same samples
+    (c8_1, c8_2), (c16_1, c16_2) = ([r["time/elapsed_s"] for r in rows] for rows in (b8, b16))
+    assert f"{c16_2:.1f} s against batch 8's {c8_2:.1f} s over steps 1-2" in text
+    assert f"(step 2 alone {c16_2 - c16_1:.1f} against {c8_2 - c8_1:.1f} s)" in text
+    speedup = c8_2 / c16_2
+    assert f"about {(speedup - 1) * 100:.0f}% faster a step" in text
+    per = json.loads((CALCULATOR / "ttr.json").read_text())["repeats"]
+    trl, dash = per["trl"][0]["ttr"][0], per["dashrl"][0]["ttr"][0]
+    assert f"about {trl / speedup:.0f} s and the ratio about {trl / dash / speedup:.2f}x" in text
+    assert f"about {trl / dash / speedup:.1f}x" in readme
